@@ -1,0 +1,1 @@
+//! add-header: the seed's demo filter.

@@ -1,0 +1,1 @@
+//! filterkit-host-sim: an Envoy-faithful Proxy-Wasm host on wasmtime.

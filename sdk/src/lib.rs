@@ -1,0 +1,3 @@
+//! filterkit: a lean `no_std` Proxy-Wasm SDK.
+#![no_std]
+extern crate alloc;

@@ -1,0 +1,77 @@
+//! xtask: Filterkit's workflow as `cargo xtask <verb>`.
+//!
+//! It builds filters for wasm32-wasip1, validates them with wasmparser, packages and moves
+//! Wasm OCI artifacts, writes the Kubernetes resources, and runs filters in a real Envoy.
+//! It never links a Wasm runtime: modules run only in Envoy or through host-sim's `filter-sim`.
+//! Start reading at [`Command`].
+#![forbid(unsafe_code)]
+
+mod bench;
+mod build;
+mod envoy;
+mod manifests;
+mod oci;
+mod publish;
+mod setup;
+mod sim;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test, package and deploy Proxy-Wasm filters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what builds and tests need (Rust target, Envoy, registry, skopeo, oras); idempotent.
+    Setup(setup::Args),
+    /// Build filters for wasm32-wasip1 into target/filters/<name>.wasm and validate them.
+    Build(build::Args),
+    /// Write a filter's Wasm OCI image layout under target/oci/<name>/.
+    Package(oci::PackageArgs),
+    /// Copy an OCI image layout to a registry.
+    Push(oci::PushArgs),
+    /// Fetch an artifact from a registry into a directory, verifying every digest.
+    Pull(oci::PullArgs),
+    /// Write the ASMFilterDeployment, EnvoyFilter and WasmPlugin for a filter.
+    Manifests(manifests::Args),
+    /// Build, package, write manifests and, given a registry, push: the whole pipeline.
+    Publish(publish::Args),
+    /// Run a filter in a real Envoy on 127.0.0.1.
+    Run(envoy::RunArgs),
+    /// Run a filter scenario through host-sim's filter-sim.
+    Sim(sim::Args),
+    /// Measure sizes, host-sim speed and Envoy costs; writes results under target/bench/.
+    Bench(bench::Args),
+    /// Everything CI checks: setup, fmt, clippy, filter builds, every test.
+    Test(test::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup(args) => setup::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Package(args) => oci::package(args),
+        Command::Push(args) => oci::push(args),
+        Command::Pull(args) => oci::pull(args),
+        Command::Manifests(args) => manifests::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::Run(args) => envoy::run(args),
+        Command::Sim(args) => sim::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Test(args) => test::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
