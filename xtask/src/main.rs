@@ -20,7 +20,10 @@ mod util;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, test, package and deploy Proxy-Wasm filters")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, test, package and deploy Proxy-Wasm filters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

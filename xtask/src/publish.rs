@@ -1,10 +1,156 @@
-//! `cargo xtask publish`.
+//! `cargo xtask publish <FILTER>`: build, package, write the manifests, and push when given a
+//! registry. Without `--registry` nothing needs a server: the image in the manifests then names
+//! the local layout (`target/oci/<FILTER>:<tag>`).
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::manifests::{self, DeployArgs};
+use crate::oci::{self, RegistryArgs};
+use crate::{build, util};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The filter (directory under filters/).
+    pub filter: String,
+    /// Push to this reference, registry/repository[:tag] (e.g. 127.0.0.1:5000/asm/asm-test:v0.1).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Tag of the layout and, when --registry has none, of the pushed image.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// The seed's one-layer manifest instead of the two-layer one Istio accepts.
+    #[arg(long)]
+    pub single_layer: bool,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    #[command(flatten)]
+    pub registry_options: RegistryArgs,
+    /// Ship cargo's output as is, without trying `wasm-opt -Oz`.
+    #[arg(long)]
+    pub no_wasm_opt: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    anyhow::bail!("cargo xtask publish is not built yet")
+/// The result, also the `--json` output.
+#[derive(Serialize)]
+pub struct Published {
+    pub filter: String,
+    pub wasm: PathBuf,
+    pub wasm_size: u64,
+    pub wasm_digest: String,
+    pub manifest_digest: String,
+    pub layout: PathBuf,
+    pub image: String,
+    pub pushed: bool,
+    pub manifests: manifests::Written,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let tag = manifests::resolve_tag(
+        args.registry.as_deref(),
+        args.tag.as_deref(),
+        oci::DEFAULT_TAG,
+    )?;
+    // Check the deployment options before the slow build.
+    if let Some(parameters) = &args.deploy.parameters {
+        serde_json::from_str::<serde_json::Value>(parameters)
+            .with_context(|| format!("--parameters is not JSON: {parameters}"))?;
+    }
+
+    let timer = util::Timer::start();
+    eprintln!("[1/4] build {}", args.filter);
+    let built = build::build(std::slice::from_ref(&args.filter), !args.no_wasm_opt)?;
+    let built = built.into_iter().next().expect("one filter was built");
+    eprintln!(
+        "      {} ({} bytes, {})",
+        built.wasm.display(),
+        built.size,
+        built.sha256
+    );
+
+    eprintln!("[2/4] package");
+    let root_ids = vec![args.deploy.root_id.clone()];
+    let packaged = oci::package_filter(
+        &args.filter,
+        &built.wasm,
+        &root_ids,
+        &tag,
+        args.single_layer,
+    )?;
+    let layout = oci::Layout::read(&packaged.layout, None)?;
+
+    let image = match &args.registry {
+        Some(registry) => manifests::registry_image(registry, &tag)?,
+        None => packaged.image.clone(),
+    };
+    eprintln!("[3/4] manifests for {image}");
+    let deployment =
+        manifests::Deployment::new(&args.filter, &args.deploy, image.clone(), &layout)?;
+    let written = deployment.write()?;
+
+    let pushed = match &args.registry {
+        Some(_) => {
+            eprintln!("[4/4] push {image}");
+            let pushed = oci::push_layout(&layout, &image, &args.registry_options)?;
+            eprintln!(
+                "      uploaded {} blob(s), {} already there",
+                pushed.uploaded, pushed.skipped
+            );
+            true
+        }
+        None => {
+            eprintln!("[4/4] push skipped (no --registry)");
+            false
+        }
+    };
+    eprintln!("published {} in {}", args.filter, timer.elapsed());
+
+    let published = Published {
+        filter: args.filter.clone(),
+        wasm: built.wasm,
+        wasm_size: built.size,
+        wasm_digest: packaged.wasm_digest,
+        manifest_digest: packaged.manifest_digest,
+        layout: packaged.layout,
+        image,
+        pushed,
+        manifests: written,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&published).context("serializing the result")?
+        );
+    } else {
+        println!(
+            "wasm\t{}\t{} bytes\t{}",
+            published.wasm.display(),
+            published.wasm_size,
+            published.wasm_digest
+        );
+        println!("layout\t{}", published.layout.display());
+        println!("image\t{}", published.image);
+        println!("manifest_digest\t{}", published.manifest_digest);
+        published.manifests.print();
+        if pushed {
+            eprintln!(
+                "next: kubectl apply -f {} (ASM) or -f {} (Istio); check with `cargo xtask pull {} <dir>`",
+                published.manifests.asmfilterdeployment.display(),
+                published.manifests.wasmplugin.display(),
+                published.image
+            );
+        } else {
+            eprintln!(
+                "next: try it in Envoy with `cargo xtask run {} --deployment {}`, or push with --registry <registry/repository:tag>",
+                published.filter,
+                published.manifests.asmfilterdeployment.display()
+            );
+        }
+    }
+    Ok(())
 }

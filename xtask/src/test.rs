@@ -1,10 +1,75 @@
-//! `cargo xtask test`.
+//! `cargo xtask test`: everything CI checks, in order, stopping at the first failure.
+//!
+//! setup, rustfmt, clippy (native, then wasm32 per package with the build's RUSTFLAGS so nothing
+//! is rebuilt twice), the build of every filter, then every test (unit, host-sim, end-to-end).
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::{build, setup, util};
+
+/// The crates that compile for wasm32-wasip1, linted for that target.
+const WASM_PACKAGES: &[&str] = &["filterkit", "filter-add-header", "proxy-wasm-add-header"];
 
 #[derive(clap::Args)]
 pub struct Args {}
 
 pub fn run(_args: Args) -> Result<()> {
-    anyhow::bail!("cargo xtask test is not built yet")
+    let total = util::Timer::start();
+    step("setup", || setup::run(setup::Args {}))?;
+    step("fmt", || {
+        util::run(&mut cargo(&["fmt", "--all", "--", "--check"])).context("run `cargo fmt --all`")
+    })?;
+    step("clippy (native)", || {
+        util::run(&mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("clippy (wasm32-wasip1)", || {
+        let mut command = util::cargo_wasm();
+        command
+            .current_dir(util::project_root())
+            .args(["clippy", "--target", util::WASM_TARGET]);
+        for package in WASM_PACKAGES {
+            command.args(["-p", package]);
+        }
+        util::run(command.args(["--", "-D", "warnings"]))
+    })?;
+    step("build filters", || {
+        for built in build::build(&[], true)? {
+            eprintln!(
+                "{}\t{} bytes\t{}",
+                built.wasm.display(),
+                built.size,
+                built.sha256
+            );
+        }
+        Ok(())
+    })?;
+    step("tests", || util::run(&mut cargo(&["test", "--workspace"])))?;
+    eprintln!("cargo xtask test: all steps passed in {}", total.elapsed());
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut command = util::cargo();
+    command.current_dir(util::project_root()).args(args);
+    command
+}
+
+fn step(name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("==> {name}");
+    let timer = util::Timer::start();
+    let result = body();
+    match &result {
+        Ok(()) => eprintln!("==> {name}: ok ({})", timer.elapsed()),
+        Err(_) => eprintln!("==> {name}: FAILED after {}", timer.elapsed()),
+    }
+    result.with_context(|| format!("step `{name}` of cargo xtask test failed"))
 }

@@ -1,0 +1,2032 @@
+//! The host side: the state each simulated VM keeps and every host function the guest can
+//! import, with the statuses Envoy returns (proxy-wasm-cpp-host `src/exports.cc` and Envoy's
+//! `source/extensions/common/wasm/context.cc`).
+//!
+//! Every guest pointer and length is treated as hostile: reads and writes go through
+//! [`read_guest`] and [`write_guest`], which use checked arithmetic against the current memory
+//! size, and sizes are capped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use wasmtime::{Caller, Linker, Memory, TypedFunc};
+
+use crate::abi::{self, BufferType, MapType, Status};
+use crate::headers::{HeaderMap, parse_pairs};
+use crate::property::PropertyValue;
+use crate::trace::{FirstArg, HostRecord, Trace};
+
+/// An error a host function raises to trap the guest (not a host-sim bug).
+#[derive(Debug)]
+pub(crate) struct HostTrap(pub(crate) String);
+
+impl std::fmt::Display for HostTrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostTrap {}
+
+/// A log line the guest wrote (through `proxy_log` or `fd_write`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Proxy-Wasm level: 0 trace, 1 debug, 2 info, 3 warn, 4 error, 5 critical.
+    pub level: u32,
+    /// The root_id of the plugin whose context logged.
+    pub root_id: String,
+    /// The context that logged.
+    pub context_id: u32,
+    /// The message (invalid UTF-8 replaced).
+    pub message: String,
+}
+
+impl LogEntry {
+    /// The level's name (`info`, `error`, ...).
+    pub fn level_name(&self) -> &'static str {
+        crate::trace::level_name(u64::from(self.level))
+    }
+}
+
+/// A local reply the filter sent (`proxy_send_local_response`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status code.
+    pub status_code: u32,
+    /// Response code details (whitespace replaced by `_`, as Envoy does).
+    pub details: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Additional headers the filter asked for.
+    pub headers: Vec<(String, String)>,
+    /// gRPC status, if in Envoy's known range (0..=16); -1 and others mean none.
+    pub grpc_status: Option<u32>,
+}
+
+/// An outbound HTTP call the filter made (`proxy_http_call`), waiting for the test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCallout {
+    /// The token the guest got.
+    pub token: u32,
+    /// The root context that will receive `proxy_on_http_call_response`.
+    pub context_id: u32,
+    /// The cluster name.
+    pub cluster: String,
+    /// Request headers (lowercased).
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Request trailers.
+    pub trailers: HeaderMap,
+    /// The timeout in milliseconds (0 = none).
+    pub timeout_ms: u32,
+    /// Virtual time (ns since the sim started) when it times out.
+    pub(crate) deadline: Option<u64>,
+}
+
+/// A gRPC call or stream the filter started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCallout {
+    /// The token the guest got (calls: 4n+1, streams: 4n+2, as Envoy numbers them).
+    pub token: u32,
+    /// The root context that will receive the gRPC callbacks.
+    pub context_id: u32,
+    /// The cluster (the `grpc_service` argument).
+    pub cluster: String,
+    /// Service name.
+    pub service: String,
+    /// Method name.
+    pub method: String,
+    /// Initial metadata.
+    pub initial_metadata: HeaderMap,
+    /// Messages sent (the request for a call; each `proxy_grpc_send` for a stream).
+    pub messages: Vec<Vec<u8>>,
+    /// Whether this is a stream (`proxy_grpc_stream`).
+    pub is_stream: bool,
+    /// Whether the guest closed its side (`proxy_grpc_close` on a stream, or end_of_stream).
+    pub local_closed: bool,
+    /// Timeout in milliseconds (calls only).
+    pub timeout_ms: u32,
+}
+
+/// A metric the guest defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Metric {
+    pub(crate) kind: u32,
+    pub(crate) name: String,
+}
+
+/// A value recorded for a metric name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricValue {
+    /// 0 counter, 1 gauge, 2 histogram.
+    pub kind: u32,
+    /// Counter total or gauge value; for a histogram, the last recorded value.
+    pub value: u64,
+    /// For a histogram, how many values were recorded.
+    pub count: u64,
+}
+
+/// A shared queue.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    pub(crate) vm_id: String,
+    pub(crate) name: String,
+    pub(crate) context_id: u32,
+    pub(crate) items: VecDeque<Vec<u8>>,
+}
+
+/// One plugin (root_id) loaded in the VM.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginState {
+    pub(crate) root_id: String,
+    pub(crate) name: String,
+    pub(crate) configuration: Vec<u8>,
+    pub(crate) root_context_id: u32,
+    pub(crate) allow_on_headers_stop_iteration: bool,
+    pub(crate) tick_period_ms: u32,
+    pub(crate) next_tick: Option<u64>,
+    pub(crate) status_code: u32,
+    pub(crate) status_message: Vec<u8>,
+    pub(crate) pending_done: bool,
+}
+
+/// Which maps a stream's context can reach right now.
+pub(crate) mod avail {
+    pub(crate) const REQUEST_HEADERS: u8 = 1;
+    pub(crate) const REQUEST_TRAILERS: u8 = 2;
+    pub(crate) const RESPONSE_HEADERS: u8 = 4;
+    pub(crate) const RESPONSE_TRAILERS: u8 = 8;
+    pub(crate) const REQUEST_BODY: u8 = 16;
+    pub(crate) const RESPONSE_BODY: u8 = 32;
+}
+
+/// The state of one HTTP stream (a stream context).
+#[derive(Debug, Default)]
+pub(crate) struct StreamData {
+    pub(crate) plugin: usize,
+    pub(crate) root: u32,
+    pub(crate) created: bool,
+    pub(crate) request_headers: HeaderMap,
+    pub(crate) request_trailers: Option<HeaderMap>,
+    pub(crate) response_headers: HeaderMap,
+    pub(crate) response_trailers: Option<HeaderMap>,
+    pub(crate) avail: u8,
+    pub(crate) access_log_phase: bool,
+    pub(crate) end_of_stream: bool,
+    /// The body buffer the guest sees (cumulative while buffering).
+    pub(crate) request_body: Vec<u8>,
+    pub(crate) response_body: Vec<u8>,
+    /// What passed the filter.
+    pub(crate) upstream_body: Vec<u8>,
+    pub(crate) downstream_body: Vec<u8>,
+    pub(crate) request_buffering: bool,
+    pub(crate) response_buffering: bool,
+    pub(crate) local_reply: Option<LocalReply>,
+    pub(crate) sending_local_reply: bool,
+    pub(crate) reset: Option<&'static str>,
+    pub(crate) filter_state: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) properties: BTreeMap<Vec<Vec<u8>>, PropertyValue>,
+    /// Request processing is stopped (headers StopAllIteration*, body or trailers stop).
+    pub(crate) request_paused: bool,
+    pub(crate) response_paused: bool,
+    /// Events Envoy holds while the filter is paused, delivered on continue.
+    pub(crate) request_queue: Vec<Queued>,
+    pub(crate) response_queue: Vec<Queued>,
+    /// Body data held by a StopIterationAndWatermark answer, released on continue.
+    pub(crate) request_held: Vec<u8>,
+    pub(crate) response_held: Vec<u8>,
+    /// No more callbacks for this stream (local reply sent, reset, or failed).
+    pub(crate) ended: bool,
+    pub(crate) response_started: bool,
+}
+
+/// An event Envoy holds for a paused filter.
+#[derive(Debug, Clone)]
+pub(crate) enum Queued {
+    Body(Vec<u8>, bool),
+    Trailers(HeaderMap),
+}
+
+/// Work Envoy defers until the outermost VM call returns (`addAfterVmCallAction`).
+#[derive(Debug)]
+pub(crate) enum After {
+    LocalReply { context_id: u32, reply: LocalReply },
+    Continue { context_id: u32, stream_type: u32 },
+    Close { context_id: u32, stream_type: u32 },
+}
+
+/// A function the test registers for `proxy_call_foreign_function`.
+pub type ForeignFunction = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
+
+/// Everything one VM's store holds.
+pub(crate) struct HostState {
+    pub(crate) memory: Option<Memory>,
+    pub(crate) malloc: Option<TypedFunc<u32, u32>>,
+    pub(crate) abi: abi::AbiVersion,
+    /// Set while `_initialize` / `main` / `malloc` run: only some imports may be called.
+    pub(crate) restricted: Restriction,
+    pub(crate) current: u32,
+    pub(crate) effective: u32,
+    pub(crate) vm_id: String,
+    pub(crate) vm_configuration: Vec<u8>,
+    pub(crate) plugins: Vec<PluginState>,
+    pub(crate) root_contexts: HashMap<u32, usize>,
+    pub(crate) streams: HashMap<u32, StreamData>,
+    /// The plugin whose configuration is readable (buffer 7): set around `proxy_on_configure`
+    /// and the root context's creation, like Envoy's `temp_plugin_`.
+    pub(crate) temp_plugin: Option<usize>,
+    pub(crate) call_data: Vec<u8>,
+    pub(crate) http_call_response: Option<HttpResponseData>,
+    pub(crate) grpc_receive_buffer: Option<Vec<u8>>,
+    pub(crate) grpc_initial_metadata: Option<HeaderMap>,
+    pub(crate) grpc_trailing_metadata: Option<HeaderMap>,
+    pub(crate) shared_data: HashMap<Vec<u8>, (Vec<u8>, u32)>,
+    pub(crate) cas: u32,
+    pub(crate) queues: BTreeMap<u32, Queue>,
+    pub(crate) next_queue_token: u32,
+    pub(crate) queue_ready: Vec<(u32, u32)>,
+    pub(crate) metrics: BTreeMap<u32, Metric>,
+    pub(crate) metric_values: BTreeMap<String, MetricValue>,
+    pub(crate) next_counter: u32,
+    pub(crate) next_gauge: u32,
+    pub(crate) next_histogram: u32,
+    pub(crate) clusters: Vec<String>,
+    pub(crate) http_callouts: BTreeMap<u32, HttpCallout>,
+    pub(crate) next_http_call: u32,
+    pub(crate) grpc_callouts: BTreeMap<u32, GrpcCallout>,
+    pub(crate) next_grpc_call: u32,
+    pub(crate) next_grpc_stream: u32,
+    pub(crate) foreign_functions: HashMap<String, std::sync::Arc<ForeignFunction>>,
+    pub(crate) properties: BTreeMap<Vec<Vec<u8>>, PropertyValue>,
+    pub(crate) environment: Vec<(String, String)>,
+    pub(crate) now_ns: u64,
+    pub(crate) epoch_ns: u64,
+    pub(crate) log_level: u32,
+    pub(crate) logs: Vec<LogEntry>,
+    pub(crate) trace: Trace,
+    pub(crate) after: Vec<After>,
+    pub(crate) stop_next_iteration: bool,
+    pub(crate) failed: bool,
+    pub(crate) random_state: u64,
+}
+
+/// The response handed to `proxy_on_http_call_response`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HttpResponseData {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+    pub(crate) trailers: Option<HeaderMap>,
+}
+
+/// Which imports may be called right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Restriction {
+    None,
+    /// `WasmBase::startVm`'s list.
+    Start,
+    /// `WasmBase::allocMemory`'s list (inside `malloc`).
+    Malloc,
+}
+
+impl HostState {
+    pub(crate) fn new(abi: abi::AbiVersion, trace: bool) -> HostState {
+        HostState {
+            memory: None,
+            malloc: None,
+            abi,
+            restricted: Restriction::None,
+            current: 0,
+            effective: 0,
+            vm_id: String::new(),
+            vm_configuration: Vec::new(),
+            plugins: Vec::new(),
+            root_contexts: HashMap::new(),
+            streams: HashMap::new(),
+            temp_plugin: None,
+            call_data: Vec::new(),
+            http_call_response: None,
+            grpc_receive_buffer: None,
+            grpc_initial_metadata: None,
+            grpc_trailing_metadata: None,
+            shared_data: HashMap::new(),
+            cas: 0,
+            queues: BTreeMap::new(),
+            next_queue_token: 0,
+            queue_ready: Vec::new(),
+            metrics: BTreeMap::new(),
+            metric_values: BTreeMap::new(),
+            next_counter: 0,
+            next_gauge: 1,
+            next_histogram: 2,
+            clusters: Vec::new(),
+            http_callouts: BTreeMap::new(),
+            next_http_call: 0,
+            grpc_callouts: BTreeMap::new(),
+            next_grpc_call: 1,
+            next_grpc_stream: 2,
+            foreign_functions: HashMap::new(),
+            properties: BTreeMap::new(),
+            environment: Vec::new(),
+            now_ns: 0,
+            epoch_ns: 1_767_225_600_000_000_000,
+            log_level: 2,
+            logs: Vec::new(),
+            trace: Trace::new(trace),
+            after: Vec::new(),
+            stop_next_iteration: false,
+            failed: false,
+            random_state: 0x853c_49e6_748f_ea9b,
+        }
+    }
+
+    /// `contextOrEffectiveContext()`.
+    pub(crate) fn context(&self) -> u32 {
+        if self.effective != 0 && self.context_exists(self.effective) {
+            self.effective
+        } else {
+            self.current
+        }
+    }
+
+    pub(crate) fn context_exists(&self, id: u32) -> bool {
+        self.root_contexts.contains_key(&id) || self.streams.contains_key(&id)
+    }
+
+    /// The plugin a context belongs to.
+    pub(crate) fn plugin_of(&self, id: u32) -> Option<usize> {
+        self.root_contexts
+            .get(&id)
+            .copied()
+            .or_else(|| self.streams.get(&id).map(|stream| stream.plugin))
+    }
+
+    /// The root context of a context.
+    pub(crate) fn root_of(&self, id: u32) -> u32 {
+        match self.streams.get(&id) {
+            Some(stream) => stream.root,
+            None => id,
+        }
+    }
+
+    pub(crate) fn push_log(&mut self, context_id: u32, level: u32, message: &[u8]) {
+        let root_id = self
+            .plugin_of(context_id)
+            .map(|plugin| self.plugins[plugin].root_id.clone())
+            .unwrap_or_default();
+        self.trace.log(context_id, level, message);
+        self.logs.push(LogEntry {
+            level,
+            root_id,
+            context_id,
+            message: String::from_utf8_lossy(message).into_owned(),
+        });
+    }
+
+    fn next_cas(&mut self) -> u32 {
+        self.cas = self.cas.wrapping_add(1);
+        if self.cas == 0 {
+            self.cas = 1;
+        }
+        self.cas
+    }
+}
+
+type C<'a> = Caller<'a, HostState>;
+type R = wasmtime::Result<u32>;
+
+const OK: u32 = Status::Ok as u32;
+const NOT_FOUND: u32 = Status::NotFound as u32;
+const BAD_ARGUMENT: u32 = Status::BadArgument as u32;
+const PARSE_FAILURE: u32 = Status::ParseFailure as u32;
+const IMA: u32 = Status::InvalidMemoryAccess as u32;
+const EMPTY: u32 = Status::Empty as u32;
+const CAS_MISMATCH: u32 = Status::CasMismatch as u32;
+const UNIMPLEMENTED: u32 = Status::Unimplemented as u32;
+
+const WASI_SUCCESS: u32 = 0;
+const WASI_EBADF: u32 = 8;
+const WASI_EFAULT: u32 = 21;
+const WASI_EINVAL: u32 = 28;
+const WASI_ENOENT: u32 = 44;
+const WASI_ENOSYS: u32 = 52;
+const WASI_ENOTSUP: u32 = 58;
+const WASI_ENOTDIR: u32 = 20;
+
+/// The most bytes `random_get` hands out at once (`PROXY_WASM_HOST_WASI_RANDOM_GET_MAX_SIZE_BYTES`).
+const RANDOM_GET_MAX: u32 = 64 * 1024;
+
+/// Reads `len` bytes at `ptr` from guest memory; `None` when any byte is out of bounds.
+pub(crate) fn read_guest(data: &[u8], ptr: u32, len: u32) -> Option<&[u8]> {
+    let start = ptr as usize;
+    let end = start.checked_add(len as usize)?;
+    data.get(start..end)
+}
+
+/// Writes bytes at `ptr`; `false` when any byte is out of bounds.
+pub(crate) fn write_guest(data: &mut [u8], ptr: u32, bytes: &[u8]) -> bool {
+    let start = ptr as usize;
+    let Some(end) = start.checked_add(bytes.len()) else {
+        return false;
+    };
+    match data.get_mut(start..end) {
+        Some(slot) => {
+            slot.copy_from_slice(bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+fn memory(c: &C<'_>) -> wasmtime::Result<Memory> {
+    c.data().memory.ok_or_else(|| wasmtime::Error::new(HostTrap("module has no memory".into())))
+}
+
+fn read(c: &C<'_>, ptr: u32, len: u32) -> wasmtime::Result<Option<Vec<u8>>> {
+    let memory = memory(c)?;
+    Ok(read_guest(memory.data(c), ptr, len).map(<[u8]>::to_vec))
+}
+
+fn write(c: &mut C<'_>, ptr: u32, bytes: &[u8]) -> wasmtime::Result<bool> {
+    let memory = memory(c)?;
+    Ok(write_guest(memory.data_mut(c), ptr, bytes))
+}
+
+fn set_u32(c: &mut C<'_>, ptr: u32, value: u32) -> wasmtime::Result<bool> {
+    write(c, ptr, &value.to_le_bytes())
+}
+
+fn set_u64(c: &mut C<'_>, ptr: u32, value: u64) -> wasmtime::Result<bool> {
+    write(c, ptr, &value.to_le_bytes())
+}
+
+/// `WasmBase::allocMemory`: calls the guest's allocator (with Envoy's restricted import list)
+/// and checks that the block it returns lies in memory. `None` = Envoy's nullptr.
+fn alloc(c: &mut C<'_>, size: u32) -> wasmtime::Result<Option<u32>> {
+    let Some(malloc) = c.data().malloc else {
+        return Ok(None);
+    };
+    let saved = c.data().restricted;
+    c.data_mut().restricted = Restriction::Malloc;
+    let result = malloc.call(&mut *c, size);
+    c.data_mut().restricted = saved;
+    let address = result?;
+    if address == 0 {
+        return Ok(None);
+    }
+    let memory = memory(c)?;
+    if read_guest(memory.data(&*c), address, size).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(address))
+}
+
+/// `WasmBase::copyToPointerSize`: allocates a copy in the guest, then writes its address and
+/// size. Empty strings give address 0 without allocating.
+fn copy_out(c: &mut C<'_>, bytes: &[u8], ptr_ptr: u32, size_ptr: u32) -> wasmtime::Result<bool> {
+    let mut address = 0;
+    if !bytes.is_empty() {
+        let Ok(size) = u32::try_from(bytes.len()) else {
+            return Ok(false);
+        };
+        match alloc(c, size)? {
+            Some(at) => address = at,
+            None => return Ok(false),
+        }
+        if !write(c, address, bytes)? {
+            return Ok(false);
+        }
+    }
+    if !set_u32(c, ptr_ptr, address)? {
+        return Ok(false);
+    }
+    set_u32(c, size_ptr, bytes.len() as u32)
+}
+
+/// Traps when the import is called while Envoy would refuse it (VM start, inside malloc).
+fn enter(c: &C<'_>, module: &str, name: &str) -> wasmtime::Result<()> {
+    let allowed = match c.data().restricted {
+        Restriction::None => true,
+        Restriction::Start => abi::allowed_during_start(module, name),
+        Restriction::Malloc => matches!(
+            name,
+            "proxy_log" | "fd_write" | "clock_time_get" | "poll_oneoff"
+        ),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(wasmtime::Error::new(HostTrap("restricted_callback".into())))
+    }
+}
+
+fn record(c: &mut C<'_>, name: &'static str, first: FirstArg, nums: &[u64], strs: &[&[u8]], status: u32) {
+    record_result(c, name, first, nums, strs, status, None);
+}
+
+fn record_result(
+    c: &mut C<'_>,
+    name: &'static str,
+    first: FirstArg,
+    nums: &[u64],
+    strs: &[&[u8]],
+    status: u32,
+    result: Option<&[u8]>,
+) {
+    let state = c.data_mut();
+    if !state.trace.enabled() {
+        return;
+    }
+    let ctx = state.context();
+    state.trace.host(HostRecord { name, first, ctx, nums, strs, status, result });
+}
+
+/// Which map a context can reach for writing (`Context::getMap`); `None` = BAD_ARGUMENT.
+fn map_mut(state: &mut HostState, ctx: u32, map: MapType) -> Option<&mut HeaderMap> {
+    let stream = state.streams.get_mut(&ctx)?;
+    if stream.access_log_phase {
+        return None;
+    }
+    match map {
+        MapType::RequestHeaders if stream.avail & avail::REQUEST_HEADERS != 0 => {
+            Some(&mut stream.request_headers)
+        }
+        MapType::RequestTrailers => {
+            if stream.avail & avail::REQUEST_TRAILERS != 0 {
+                stream.request_trailers.as_mut()
+            } else if stream.avail & avail::REQUEST_BODY != 0 && stream.end_of_stream {
+                // Envoy adds request trailers when asked from the last body callback.
+                stream.avail |= avail::REQUEST_TRAILERS;
+                Some(stream.request_trailers.get_or_insert_with(HeaderMap::new))
+            } else {
+                None
+            }
+        }
+        MapType::ResponseHeaders if stream.avail & avail::RESPONSE_HEADERS != 0 => {
+            Some(&mut stream.response_headers)
+        }
+        MapType::ResponseTrailers => {
+            if stream.avail & avail::RESPONSE_TRAILERS != 0 {
+                stream.response_trailers.as_mut()
+            } else if stream.avail & avail::RESPONSE_BODY != 0 && stream.end_of_stream {
+                stream.avail |= avail::RESPONSE_TRAILERS;
+                Some(stream.response_trailers.get_or_insert_with(HeaderMap::new))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Which map a context can read (`Context::getConstMap`); `None` = not available.
+fn map_ref(state: &HostState, ctx: u32, map: MapType) -> Option<&HeaderMap> {
+    match map {
+        MapType::HttpCallResponseHeaders => {
+            return state.http_call_response.as_ref().map(|response| &response.headers);
+        }
+        MapType::HttpCallResponseTrailers => {
+            return state.http_call_response.as_ref().and_then(|response| response.trailers.as_ref());
+        }
+        MapType::GrpcReceiveInitialMetadata => return state.grpc_initial_metadata.as_ref(),
+        MapType::GrpcReceiveTrailingMetadata => return state.grpc_trailing_metadata.as_ref(),
+        _ => {}
+    }
+    let stream = state.streams.get(&ctx)?;
+    if stream.access_log_phase {
+        return match map {
+            MapType::RequestHeaders => Some(&stream.request_headers),
+            MapType::ResponseHeaders => Some(&stream.response_headers),
+            MapType::ResponseTrailers => stream.response_trailers.as_ref(),
+            _ => None,
+        };
+    }
+    match map {
+        MapType::RequestHeaders if stream.avail & avail::REQUEST_HEADERS != 0 => {
+            Some(&stream.request_headers)
+        }
+        MapType::RequestTrailers if stream.avail & avail::REQUEST_TRAILERS != 0 => {
+            stream.request_trailers.as_ref()
+        }
+        MapType::ResponseHeaders if stream.avail & avail::RESPONSE_HEADERS != 0 => {
+            Some(&stream.response_headers)
+        }
+        MapType::ResponseTrailers if stream.avail & avail::RESPONSE_TRAILERS != 0 => {
+            stream.response_trailers.as_ref()
+        }
+        _ => None,
+    }
+}
+
+/// A buffer as `Context::getBuffer` finds it: `None` = NOT_FOUND; `Some((bytes, mutable))`.
+fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8], bool)> {
+    let root = state.root_of(ctx);
+    match buffer {
+        BufferType::HttpRequestBody => Some(match state.streams.get(&ctx) {
+            Some(stream) if stream.avail & avail::REQUEST_BODY != 0 => (&stream.request_body, true),
+            _ => (&[][..], false),
+        }),
+        BufferType::HttpResponseBody => Some(match state.streams.get(&ctx) {
+            Some(stream) if stream.avail & avail::RESPONSE_BODY != 0 => (&stream.response_body, true),
+            _ => (&[][..], false),
+        }),
+        BufferType::DownstreamData | BufferType::UpstreamData => Some((&[][..], false)),
+        BufferType::HttpCallResponseBody => {
+            let _ = root;
+            state.http_call_response.as_ref().map(|response| (response.body.as_slice(), false))
+        }
+        BufferType::GrpcReceiveBuffer => {
+            Some((state.grpc_receive_buffer.as_deref().unwrap_or(&[]), false))
+        }
+        BufferType::VmConfiguration => Some((&state.vm_configuration, false)),
+        BufferType::PluginConfiguration => state
+            .temp_plugin
+            .map(|plugin| (state.plugins[plugin].configuration.as_slice(), false)),
+        BufferType::CallData => Some((&state.call_data, false)),
+    }
+}
+
+fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, u32> {
+    let segments: Vec<&[u8]> = if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split(|byte| *byte == 0).collect()
+    };
+    let Some(first) = segments.first() else {
+        return Err(NOT_FOUND);
+    };
+    let plugin = state.plugin_of(ctx);
+    let simple = |value: &str| {
+        if segments.len() == 1 { Ok(value.as_bytes().to_vec()) } else { Err(NOT_FOUND) }
+    };
+    match *first {
+        b"plugin_root_id" => {
+            return match plugin {
+                Some(plugin) => simple(&state.plugins[plugin].root_id),
+                None => simple(""),
+            };
+        }
+        b"plugin_name" => {
+            if let Some(plugin) = plugin {
+                return simple(&state.plugins[plugin].name);
+            }
+            return Err(NOT_FOUND);
+        }
+        b"plugin_vm_id" => return simple(&state.vm_id),
+        _ => {}
+    }
+    let stream = state.streams.get(&ctx);
+    let maps = stream.map(|stream| &stream.properties).into_iter().chain([&state.properties]);
+    for map in maps {
+        for split in (1..=segments.len()).rev() {
+            let (head, rest) = segments.split_at(split);
+            let key: Vec<Vec<u8>> = head.iter().map(|segment| segment.to_vec()).collect();
+            if let Some(mut value) = map.get(&key) {
+                for segment in rest {
+                    match value.child(segment) {
+                        Some(child) => value = child,
+                        None => return Err(NOT_FOUND),
+                    }
+                }
+                return Ok(value.encode());
+            }
+        }
+    }
+    if let Some(stream) = stream {
+        if let Some((_, value)) = stream.filter_state.iter().find(|(key, _)| key.as_slice() == *first) {
+            if segments.len() == 1 {
+                return Ok(value.clone());
+            }
+            return Err(NOT_FOUND);
+        }
+    }
+    Err(NOT_FOUND)
+}
+
+/// Registers every import Envoy could provide (validation has already refused imports the
+/// module's ABI version does not get).
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    add_env(linker)?;
+    for module in abi::WASI_MODULES {
+        add_wasi(linker, module)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_lines, reason = "one registration per host function, in one place")]
+fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    const E: &str = "env";
+    use FirstArg::{Buffer, Level, Map, Plain, Stream};
+
+    l.func_wrap(E, "proxy_log", |mut c: C<'_>, level: u32, ptr: u32, size: u32| -> R {
+        enter(&c, E, "proxy_log")?;
+        if level > 5 {
+            record(&mut c, "proxy_log", Level, &[level.into()], &[], BAD_ARGUMENT);
+            return Ok(BAD_ARGUMENT);
+        }
+        let Some(message) = read(&c, ptr, size)? else {
+            record(&mut c, "proxy_log", Level, &[level.into(), ptr.into(), size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let ctx = c.data().context();
+        c.data_mut().push_log(ctx, level, &message);
+        Ok(OK)
+    })?;
+
+    l.func_wrap(E, "proxy_get_log_level", |mut c: C<'_>, ptr: u32| -> R {
+        enter(&c, E, "proxy_get_log_level")?;
+        let level = c.data().log_level;
+        let status = if set_u32(&mut c, ptr, level)? { OK } else { IMA };
+        record(&mut c, "proxy_get_log_level", Plain, &[], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_get_status", |mut c: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+        enter(&c, E, "proxy_get_status")?;
+        let state = c.data();
+        let root = state.root_of(state.context());
+        let (code, message) = match state.root_contexts.get(&root) {
+            Some(plugin) => {
+                let plugin = &state.plugins[*plugin];
+                (plugin.status_code, plugin.status_message.clone())
+            }
+            None => (0, Vec::new()),
+        };
+        let status = if !set_u32(&mut c, code_ptr, code)? {
+            IMA
+        } else if !copy_out(&mut c, &message, ptr_ptr, size_ptr)? {
+            IMA
+        } else {
+            OK
+        };
+        record_result(&mut c, "proxy_get_status", Plain, &[code.into()], &[], status, Some(&message));
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_set_property", |mut c: C<'_>, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| -> R {
+        enter(&c, E, "proxy_set_property")?;
+        let (Some(key), Some(value)) = (read(&c, key_ptr, key_size)?, read(&c, value_ptr, value_size)?) else {
+            record(&mut c, "proxy_set_property", Plain, &[key_ptr.into(), key_size.into(), value_ptr.into(), value_size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let ctx = c.data().context();
+        let status = match c.data_mut().streams.get_mut(&ctx) {
+            Some(stream) => {
+                match stream.filter_state.iter_mut().find(|(name, _)| *name == key) {
+                    Some(slot) => slot.1 = value.clone(),
+                    None => stream.filter_state.push((key.clone(), value.clone())),
+                }
+                OK
+            }
+            // Root contexts have no stream info: Envoy answers NOT_FOUND.
+            None => NOT_FOUND,
+        };
+        record(&mut c, "proxy_set_property", Plain, &[], &[&key, &value], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_get_property", |mut c: C<'_>, path_ptr: u32, path_size: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+        enter(&c, E, "proxy_get_property")?;
+        let Some(path) = read(&c, path_ptr, path_size)? else {
+            record(&mut c, "proxy_get_property", Plain, &[path_ptr.into(), path_size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let ctx = c.data().context();
+        let status = match lookup_property(c.data(), ctx, &path) {
+            Ok(value) => {
+                let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? { OK } else { IMA };
+                record_result(&mut c, "proxy_get_property", Plain, &[], &[&path], status, Some(&value));
+                return Ok(status);
+            }
+            Err(status) => status,
+        };
+        record(&mut c, "proxy_get_property", Plain, &[], &[&path], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_get_configuration", |mut c: C<'_>, ptr_ptr: u32, size_ptr: u32| -> R {
+        enter(&c, E, "proxy_get_configuration")?;
+        let state = c.data();
+        let value = match state.temp_plugin {
+            Some(plugin) => state.plugins[plugin].configuration.clone(),
+            None => state.vm_configuration.clone(),
+        };
+        let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? { OK } else { IMA };
+        record_result(&mut c, "proxy_get_configuration", Plain, &[], &[], status, Some(&value));
+        Ok(status)
+    })?;
+
+    for (name, stream_type) in [("proxy_continue_request", 0u32), ("proxy_continue_response", 1)] {
+        l.func_wrap(E, name, move |mut c: C<'_>| -> R {
+            enter(&c, E, name)?;
+            let status = continue_stream(c.data_mut(), stream_type);
+            record(&mut c, name, Plain, &[], &[], status);
+            Ok(status)
+        })?;
+    }
+
+    l.func_wrap(E, "proxy_continue_stream", |mut c: C<'_>, stream_type: u32| -> R {
+        enter(&c, E, "proxy_continue_stream")?;
+        let status = if stream_type > 3 { BAD_ARGUMENT } else { continue_stream(c.data_mut(), stream_type) };
+        record(&mut c, "proxy_continue_stream", Stream, &[stream_type.into()], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_close_stream", |mut c: C<'_>, stream_type: u32| -> R {
+        enter(&c, E, "proxy_close_stream")?;
+        let status = if stream_type > 3 {
+            BAD_ARGUMENT
+        } else {
+            let state = c.data_mut();
+            let ctx = state.context();
+            if state.streams.contains_key(&ctx) && stream_type < 2 {
+                state.after.push(After::Close { context_id: ctx, stream_type });
+            }
+            OK
+        };
+        record(&mut c, "proxy_close_stream", Stream, &[stream_type.into()], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_clear_route_cache", |mut c: C<'_>| -> R {
+        enter(&c, E, "proxy_clear_route_cache")?;
+        record(&mut c, "proxy_clear_route_cache", Plain, &[], &[], OK);
+        Ok(OK)
+    })?;
+
+    l.func_wrap(
+        E,
+        "proxy_send_local_response",
+        |mut c: C<'_>, code: u32, details_ptr: u32, details_size: u32, body_ptr: u32, body_size: u32, headers_ptr: u32, headers_size: u32, grpc_status: u32| -> R {
+            enter(&c, E, "proxy_send_local_response")?;
+            let details = read(&c, details_ptr, details_size)?;
+            let body = read(&c, body_ptr, body_size)?;
+            let headers = read(&c, headers_ptr, headers_size)?;
+            let (Some(details), Some(body), Some(headers)) = (details, body, headers) else {
+                record(&mut c, "proxy_send_local_response", Plain, &[code.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let pairs = parse_pairs(&headers);
+            let reply = LocalReply {
+                status_code: code,
+                details: String::from_utf8_lossy(&details)
+                    .chars()
+                    .map(|ch| if ch.is_whitespace() { '_' } else { ch })
+                    .collect(),
+                body: body.clone(),
+                headers: pairs
+                    .iter()
+                    .map(|(key, value)| {
+                        (String::from_utf8_lossy(key).to_ascii_lowercase(), String::from_utf8_lossy(value).into_owned())
+                    })
+                    .collect(),
+                grpc_status: (grpc_status <= 16).then_some(grpc_status),
+            };
+            let state = c.data_mut();
+            let ctx = state.context();
+            // Envoy only acts when the context has decoder callbacks (a stream context).
+            if state.streams.contains_key(&ctx) {
+                state.after.push(After::LocalReply { context_id: ctx, reply });
+            }
+            state.stop_next_iteration = true;
+            record(&mut c, "proxy_send_local_response", Plain, &[code.into()], &[&details, &body], OK);
+            Ok(OK)
+        },
+    )?;
+
+    l.func_wrap(E, "proxy_set_effective_context", |mut c: C<'_>, id: u32| -> R {
+        enter(&c, E, "proxy_set_effective_context")?;
+        let status = if c.data().context_exists(id) {
+            c.data_mut().effective = id;
+            OK
+        } else {
+            BAD_ARGUMENT
+        };
+        record(&mut c, "proxy_set_effective_context", Plain, &[id.into()], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_done", |mut c: C<'_>| -> R {
+        enter(&c, E, "proxy_done")?;
+        let state = c.data_mut();
+        let ctx = state.context();
+        let status = match state.root_contexts.get(&ctx).copied() {
+            Some(plugin) if state.plugins[plugin].pending_done => {
+                state.plugins[plugin].pending_done = false;
+                OK
+            }
+            _ => NOT_FOUND,
+        };
+        record(&mut c, "proxy_done", Plain, &[], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(
+        E,
+        "proxy_call_foreign_function",
+        |mut c: C<'_>, name_ptr: u32, name_size: u32, args_ptr: u32, args_size: u32, results_ptr: u32, results_size_ptr: u32| -> R {
+            enter(&c, E, "proxy_call_foreign_function")?;
+            let Some(name) = read(&c, name_ptr, name_size)? else {
+                record(&mut c, "proxy_call_foreign_function", Plain, &[name_ptr.into(), name_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let Some(args) = read(&c, args_ptr, args_size)? else {
+                record(&mut c, "proxy_call_foreign_function", Plain, &[], &[&name], IMA);
+                return Ok(IMA);
+            };
+            let function = c.data().foreign_functions.get(&*String::from_utf8_lossy(&name)).cloned();
+            let Some(function) = function else {
+                record(&mut c, "proxy_call_foreign_function", Plain, &[], &[&name, &args], NOT_FOUND);
+                return Ok(NOT_FOUND);
+            };
+            let (mut status, output) = match function(&args) {
+                Ok(output) => (OK, Some(output)),
+                Err(status) => (status as u32, None),
+            };
+            let mut address = 0;
+            let size = output.as_ref().map_or(0, Vec::len) as u32;
+            if let Some(output) = &output {
+                if results_ptr != 0 && !output.is_empty() {
+                    match alloc(&mut c, size)? {
+                        Some(at) if write(&mut c, at, output)? => address = at,
+                        _ => status = IMA,
+                    }
+                }
+            }
+            if results_ptr != 0 && !set_u32(&mut c, results_ptr, address)? {
+                status = IMA;
+            } else if results_size_ptr != 0 && !set_u32(&mut c, results_size_ptr, size)? {
+                status = IMA;
+            }
+            record_result(&mut c, "proxy_call_foreign_function", Plain, &[], &[&name, &args], status, output.as_deref());
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_shared_data",
+        |mut c: C<'_>, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_shared_data")?;
+            let Some(key) = read(&c, key_ptr, key_size)? else {
+                record(&mut c, "proxy_get_shared_data", Plain, &[key_ptr.into(), key_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let Some((value, cas)) = c.data().shared_data.get(&key).cloned() else {
+                record(&mut c, "proxy_get_shared_data", Plain, &[], &[&key], NOT_FOUND);
+                return Ok(NOT_FOUND);
+            };
+            let status = if !copy_out(&mut c, &value, ptr_ptr, size_ptr)? || !set_u32(&mut c, cas_ptr, cas)? {
+                IMA
+            } else {
+                OK
+            };
+            record_result(&mut c, "proxy_get_shared_data", Plain, &[], &[&key], status, Some(&value));
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_set_shared_data",
+        |mut c: C<'_>, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32, cas: u32| -> R {
+            enter(&c, E, "proxy_set_shared_data")?;
+            let (Some(key), Some(value)) = (read(&c, key_ptr, key_size)?, read(&c, value_ptr, value_size)?) else {
+                record(&mut c, "proxy_set_shared_data", Plain, &[key_ptr.into(), key_size.into(), value_ptr.into(), value_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let state = c.data_mut();
+            let status = match state.shared_data.get(&key).map(|(_, current)| *current) {
+                Some(current) if cas != 0 && cas != current => CAS_MISMATCH,
+                _ => {
+                    let next = state.next_cas();
+                    state.shared_data.insert(key.clone(), (value.clone(), next));
+                    OK
+                }
+            };
+            record(&mut c, "proxy_set_shared_data", Plain, &[cas.into()], &[&key, &value], status);
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(E, "proxy_register_shared_queue", |mut c: C<'_>, name_ptr: u32, name_size: u32, token_ptr: u32| -> R {
+        enter(&c, E, "proxy_register_shared_queue")?;
+        let Some(name) = read(&c, name_ptr, name_size)? else {
+            record(&mut c, "proxy_register_shared_queue", Plain, &[name_ptr.into(), name_size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let state = c.data_mut();
+        let ctx = state.context();
+        let root = state.root_of(ctx);
+        let name_text = String::from_utf8_lossy(&name).into_owned();
+        let vm_id = state.vm_id.clone();
+        let existing = state
+            .queues
+            .iter()
+            .find(|(_, queue)| queue.vm_id == vm_id && queue.name == name_text)
+            .map(|(token, _)| *token);
+        let token = match existing {
+            Some(token) => token,
+            None => {
+                state.next_queue_token += 1;
+                state.next_queue_token
+            }
+        };
+        let queue = state.queues.entry(token).or_default();
+        queue.vm_id = vm_id;
+        queue.name = name_text;
+        queue.context_id = root;
+        let status = if set_u32(&mut c, token_ptr, token)? { OK } else { IMA };
+        record(&mut c, "proxy_register_shared_queue", Plain, &[token.into()], &[&name], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(
+        E,
+        "proxy_resolve_shared_queue",
+        |mut c: C<'_>, vm_ptr: u32, vm_size: u32, name_ptr: u32, name_size: u32, token_ptr: u32| -> R {
+            enter(&c, E, "proxy_resolve_shared_queue")?;
+            let (Some(vm_id), Some(name)) = (read(&c, vm_ptr, vm_size)?, read(&c, name_ptr, name_size)?) else {
+                record(&mut c, "proxy_resolve_shared_queue", Plain, &[vm_ptr.into(), vm_size.into(), name_ptr.into(), name_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let state = c.data();
+            let vm_text = if vm_id.is_empty() { state.vm_id.clone() } else { String::from_utf8_lossy(&vm_id).into_owned() };
+            let name_text = String::from_utf8_lossy(&name);
+            let token = state
+                .queues
+                .iter()
+                .find(|(_, queue)| queue.vm_id == vm_text && queue.name == name_text)
+                .map(|(token, _)| *token);
+            let status = match token {
+                None => NOT_FOUND,
+                Some(token) => {
+                    if set_u32(&mut c, token_ptr, token)? { OK } else { IMA }
+                }
+            };
+            record(&mut c, "proxy_resolve_shared_queue", Plain, &[], &[&vm_id, &name], status);
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(E, "proxy_dequeue_shared_queue", |mut c: C<'_>, token: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+        enter(&c, E, "proxy_dequeue_shared_queue")?;
+        let item = match c.data_mut().queues.get_mut(&token) {
+            None => Err(NOT_FOUND),
+            Some(queue) => queue.items.pop_front().ok_or(EMPTY),
+        };
+        let (status, item) = match item {
+            Err(status) => (status, None),
+            Ok(item) => (if copy_out(&mut c, &item, ptr_ptr, size_ptr)? { OK } else { IMA }, Some(item)),
+        };
+        record_result(&mut c, "proxy_dequeue_shared_queue", Plain, &[token.into()], &[], status, item.as_deref());
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_enqueue_shared_queue", |mut c: C<'_>, token: u32, ptr: u32, size: u32| -> R {
+        enter(&c, E, "proxy_enqueue_shared_queue")?;
+        let Some(data) = read(&c, ptr, size)? else {
+            record(&mut c, "proxy_enqueue_shared_queue", Plain, &[token.into(), ptr.into(), size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let state = c.data_mut();
+        let status = match state.queues.get_mut(&token) {
+            None => NOT_FOUND,
+            Some(queue) => {
+                queue.items.push_back(data.clone());
+                let context_id = queue.context_id;
+                state.queue_ready.push((context_id, token));
+                OK
+            }
+        };
+        record(&mut c, "proxy_enqueue_shared_queue", Plain, &[token.into()], &[&data], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_header_map_value",
+        |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_header_map_value")?;
+            let Some(map_type) = MapType::from_code(map) else {
+                record(&mut c, "proxy_get_header_map_value", Map, &[map.into()], &[], BAD_ARGUMENT);
+                return Ok(BAD_ARGUMENT);
+            };
+            let Some(key) = read(&c, key_ptr, key_size)? else {
+                record(&mut c, "proxy_get_header_map_value", Map, &[map.into(), key_ptr.into(), key_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let state = c.data();
+            let ctx = state.context();
+            let abi_010 = state.abi == abi::AbiVersion::V0_1_0;
+            let in_log = state.streams.get(&ctx).is_some_and(|stream| stream.access_log_phase);
+            let value = match map_ref(state, ctx, map_type) {
+                None if in_log && abi_010 => Ok(Vec::new()),
+                None if in_log => Err(NOT_FOUND),
+                None => Err(BAD_ARGUMENT),
+                Some(headers) => match headers.get(&key) {
+                    Some(value) => Ok(value.to_vec()),
+                    None if abi_010 => Ok(Vec::new()),
+                    None => Err(NOT_FOUND),
+                },
+            };
+            match value {
+                Err(status) => {
+                    record(&mut c, "proxy_get_header_map_value", Map, &[map.into()], &[&key], status);
+                    Ok(status)
+                }
+                Ok(value) => {
+                    let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? { OK } else { IMA };
+                    record_result(&mut c, "proxy_get_header_map_value", Map, &[map.into()], &[&key], status, Some(&value));
+                    Ok(status)
+                }
+            }
+        },
+    )?;
+
+    for (name, kind) in [
+        ("proxy_add_header_map_value", 0u8),
+        ("proxy_replace_header_map_value", 1u8),
+    ] {
+        l.func_wrap(
+            E,
+            name,
+            move |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| -> R {
+                enter(&c, E, name)?;
+                let Some(map_type) = MapType::from_code(map) else {
+                    record(&mut c, name, Map, &[map.into()], &[], BAD_ARGUMENT);
+                    return Ok(BAD_ARGUMENT);
+                };
+                let (Some(key), Some(value)) = (read(&c, key_ptr, key_size)?, read(&c, value_ptr, value_size)?) else {
+                    record(&mut c, name, Map, &[map.into(), key_ptr.into(), key_size.into(), value_ptr.into()], &[], IMA);
+                    return Ok(IMA);
+                };
+                let state = c.data_mut();
+                let ctx = state.context();
+                let status = match map_mut(state, ctx, map_type) {
+                    None => BAD_ARGUMENT,
+                    Some(headers) => {
+                        if kind == 0 {
+                            headers.add(&key, &value);
+                        } else {
+                            headers.replace(&key, &value);
+                        }
+                        OK
+                    }
+                };
+                record(&mut c, name, Map, &[map.into()], &[&key, &value], status);
+                Ok(status)
+            },
+        )?;
+    }
+
+    l.func_wrap(E, "proxy_remove_header_map_value", |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32| -> R {
+        enter(&c, E, "proxy_remove_header_map_value")?;
+        let Some(map_type) = MapType::from_code(map) else {
+            record(&mut c, "proxy_remove_header_map_value", Map, &[map.into()], &[], BAD_ARGUMENT);
+            return Ok(BAD_ARGUMENT);
+        };
+        let Some(key) = read(&c, key_ptr, key_size)? else {
+            record(&mut c, "proxy_remove_header_map_value", Map, &[map.into(), key_ptr.into(), key_size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let state = c.data_mut();
+        let ctx = state.context();
+        let status = match map_mut(state, ctx, map_type) {
+            None => BAD_ARGUMENT,
+            Some(headers) => {
+                headers.remove(&key);
+                OK
+            }
+        };
+        record(&mut c, "proxy_remove_header_map_value", Map, &[map.into()], &[&key], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_get_header_map_pairs", |mut c: C<'_>, map: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+        enter(&c, E, "proxy_get_header_map_pairs")?;
+        let Some(map_type) = MapType::from_code(map) else {
+            record(&mut c, "proxy_get_header_map_pairs", Map, &[map.into()], &[], BAD_ARGUMENT);
+            return Ok(BAD_ARGUMENT);
+        };
+        let state = c.data();
+        let ctx = state.context();
+        // Envoy answers OK with an empty map when the map is not available.
+        let serialized = match map_ref(state, ctx, map_type) {
+            Some(headers) if !headers.is_empty() => headers.serialize(),
+            _ => Vec::new(),
+        };
+        let status = if copy_out(&mut c, &serialized, ptr_ptr, size_ptr)? { OK } else { IMA };
+        record(&mut c, "proxy_get_header_map_pairs", Map, &[map.into()], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_set_header_map_pairs", |mut c: C<'_>, map: u32, ptr: u32, size: u32| -> R {
+        enter(&c, E, "proxy_set_header_map_pairs")?;
+        let Some(map_type) = MapType::from_code(map) else {
+            record(&mut c, "proxy_set_header_map_pairs", Map, &[map.into()], &[], BAD_ARGUMENT);
+            return Ok(BAD_ARGUMENT);
+        };
+        let Some(data) = read(&c, ptr, size)? else {
+            record(&mut c, "proxy_set_header_map_pairs", Map, &[map.into(), ptr.into(), size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let pairs = parse_pairs(&data);
+        let state = c.data_mut();
+        let ctx = state.context();
+        let status = match map_mut(state, ctx, map_type) {
+            None => BAD_ARGUMENT,
+            Some(headers) => {
+                headers.clear();
+                for (key, value) in &pairs {
+                    headers.add(key, value);
+                }
+                OK
+            }
+        };
+        record(&mut c, "proxy_set_header_map_pairs", Map, &[map.into(), pairs.len() as u64], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_get_header_map_size", |mut c: C<'_>, map: u32, result_ptr: u32| -> R {
+        enter(&c, E, "proxy_get_header_map_size")?;
+        let Some(map_type) = MapType::from_code(map) else {
+            record(&mut c, "proxy_get_header_map_size", Map, &[map.into()], &[], BAD_ARGUMENT);
+            return Ok(BAD_ARGUMENT);
+        };
+        let state = c.data_mut();
+        let ctx = state.context();
+        // Envoy reads the size through the mutable map (`getMap`), so http-call and gRPC maps
+        // are BAD_ARGUMENT here.
+        let size = map_mut(state, ctx, map_type).map(|headers| headers.byte_size() as u32);
+        let status = match size {
+            None => BAD_ARGUMENT,
+            Some(size) => {
+                if set_u32(&mut c, result_ptr, size)? { OK } else { IMA }
+            }
+        };
+        record(&mut c, "proxy_get_header_map_size", Map, &[map.into(), size.unwrap_or(0).into()], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_get_buffer_status", |mut c: C<'_>, buffer: u32, length_ptr: u32, flags_ptr: u32| -> R {
+        enter(&c, E, "proxy_get_buffer_status")?;
+        let Some(buffer_type) = BufferType::from_code(buffer) else {
+            record(&mut c, "proxy_get_buffer_status", Buffer, &[buffer.into()], &[], BAD_ARGUMENT);
+            return Ok(BAD_ARGUMENT);
+        };
+        let state = c.data();
+        let ctx = state.context();
+        let Some(length) = buffer_ref(state, ctx, buffer_type).map(|(bytes, _)| bytes.len() as u32) else {
+            record(&mut c, "proxy_get_buffer_status", Buffer, &[buffer.into()], &[], NOT_FOUND);
+            return Ok(NOT_FOUND);
+        };
+        let status = if !set_u32(&mut c, length_ptr, length)? || !set_u32(&mut c, flags_ptr, 0)? { IMA } else { OK };
+        record(&mut c, "proxy_get_buffer_status", Buffer, &[buffer.into(), length.into()], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_buffer_bytes",
+        |mut c: C<'_>, buffer: u32, start: u32, length: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_buffer_bytes")?;
+            let Some(buffer_type) = BufferType::from_code(buffer) else {
+                record(&mut c, "proxy_get_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], BAD_ARGUMENT);
+                return Ok(BAD_ARGUMENT);
+            };
+            let state = c.data();
+            let ctx = state.context();
+            let Some(bytes) = buffer_ref(state, ctx, buffer_type).map(|(bytes, _)| {
+                // Envoy clamps the range to the buffer instead of failing.
+                let begin = (start as usize).min(bytes.len());
+                let end = begin.saturating_add(length as usize).min(bytes.len());
+                bytes[begin..end].to_vec()
+            }) else {
+                record(&mut c, "proxy_get_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], NOT_FOUND);
+                return Ok(NOT_FOUND);
+            };
+            let status = if copy_out(&mut c, &bytes, ptr_ptr, size_ptr)? { OK } else { IMA };
+            record_result(&mut c, "proxy_get_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], status, Some(&bytes));
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_set_buffer_bytes",
+        |mut c: C<'_>, buffer: u32, start: u32, length: u32, ptr: u32, size: u32| -> R {
+            enter(&c, E, "proxy_set_buffer_bytes")?;
+            let Some(buffer_type) = BufferType::from_code(buffer) else {
+                record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], BAD_ARGUMENT);
+                return Ok(BAD_ARGUMENT);
+            };
+            let state = c.data();
+            let ctx = state.context();
+            let Some((_, mutable)) = buffer_ref(state, ctx, buffer_type) else {
+                record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], NOT_FOUND);
+                return Ok(NOT_FOUND);
+            };
+            let Some(data) = read(&c, ptr, size)? else {
+                record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into(), ptr.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let status = if !mutable {
+                BAD_ARGUMENT
+            } else {
+                let state = c.data_mut();
+                let stream = state.streams.get_mut(&ctx).expect("a mutable body buffer belongs to a stream");
+                let body = if buffer_type == BufferType::HttpRequestBody {
+                    &mut stream.request_body
+                } else {
+                    &mut stream.response_body
+                };
+                // Envoy's `Buffer::copyFrom`: prepend, replace everything, or append.
+                if start == 0 && length == 0 {
+                    body.splice(0..0, data.iter().copied());
+                    OK
+                } else if start == 0 && length as usize >= body.len() {
+                    body.clear();
+                    body.extend_from_slice(&data);
+                    OK
+                } else if start != 0 && start as usize >= body.len() {
+                    body.extend_from_slice(&data);
+                    OK
+                } else {
+                    BAD_ARGUMENT
+                }
+            };
+            record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[&data], status);
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_http_call",
+        |mut c: C<'_>, uri_ptr: u32, uri_size: u32, headers_ptr: u32, headers_size: u32, body_ptr: u32, body_size: u32, trailers_ptr: u32, trailers_size: u32, timeout: u32, token_ptr: u32| -> R {
+            enter(&c, E, "proxy_http_call")?;
+            let uri = read(&c, uri_ptr, uri_size)?;
+            let body = read(&c, body_ptr, body_size)?;
+            let headers = read(&c, headers_ptr, headers_size)?;
+            let trailers = read(&c, trailers_ptr, trailers_size)?;
+            let (Some(uri), Some(body), Some(headers), Some(trailers)) = (uri, body, headers, trailers) else {
+                record(&mut c, "proxy_http_call", Plain, &[uri_ptr.into(), uri_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            if !set_u32(&mut c, token_ptr, 0)? {
+                record(&mut c, "proxy_http_call", Plain, &[], &[&uri], IMA);
+                return Ok(IMA);
+            }
+            let headers = HeaderMap::from_pairs(parse_pairs(&headers));
+            let trailers = HeaderMap::from_pairs(parse_pairs(&trailers));
+            let cluster = String::from_utf8_lossy(&uri).into_owned();
+            let state = c.data_mut();
+            let status = if (timeout as i32) < 0 || !state.clusters.contains(&cluster) {
+                BAD_ARGUMENT
+            } else if headers.get(b":path").is_none()
+                || headers.get(b":method").is_none()
+                || headers.get(b":authority").is_none()
+            {
+                BAD_ARGUMENT
+            } else {
+                OK
+            };
+            if status != OK {
+                record(&mut c, "proxy_http_call", Plain, &[timeout.into()], &[&uri], status);
+                return Ok(status);
+            }
+            let mut headers = headers;
+            if !body.is_empty() {
+                headers.replace(b"content-length", body.len().to_string().as_bytes());
+            }
+            state.next_http_call += 4;
+            let token = state.next_http_call;
+            let context_id = state.root_of(state.context());
+            let deadline = (timeout > 0).then(|| state.now_ns + u64::from(timeout) * 1_000_000);
+            state.http_callouts.insert(
+                token,
+                HttpCallout { token, context_id, cluster, headers, body, trailers, timeout_ms: timeout, deadline },
+            );
+            let _ = set_u32(&mut c, token_ptr, token)?;
+            record(&mut c, "proxy_http_call", Plain, &[timeout.into(), token.into()], &[&uri], OK);
+            Ok(OK)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_grpc_call",
+        |mut c: C<'_>, service_ptr: u32, service_size: u32, name_ptr: u32, name_size: u32, method_ptr: u32, method_size: u32, metadata_ptr: u32, metadata_size: u32, request_ptr: u32, request_size: u32, timeout: u32, token_ptr: u32| -> R {
+            enter(&c, E, "proxy_grpc_call")?;
+            let parts = (
+                read(&c, service_ptr, service_size)?,
+                read(&c, name_ptr, name_size)?,
+                read(&c, method_ptr, method_size)?,
+                read(&c, metadata_ptr, metadata_size)?,
+                read(&c, request_ptr, request_size)?,
+            );
+            let (Some(service), Some(name), Some(method), Some(metadata), Some(request)) = parts else {
+                record(&mut c, "proxy_grpc_call", Plain, &[service_ptr.into(), service_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let status = grpc_start(c.data_mut(), &service, &name, &method, &metadata, Some(request), timeout);
+            let status = match status {
+                Ok(token) => {
+                    if set_u32(&mut c, token_ptr, token)? { OK } else { IMA }
+                }
+                Err(status) => status,
+            };
+            record(&mut c, "proxy_grpc_call", Plain, &[timeout.into()], &[&service, &name, &method], status);
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_grpc_stream",
+        |mut c: C<'_>, service_ptr: u32, service_size: u32, name_ptr: u32, name_size: u32, method_ptr: u32, method_size: u32, metadata_ptr: u32, metadata_size: u32, token_ptr: u32| -> R {
+            enter(&c, E, "proxy_grpc_stream")?;
+            let parts = (
+                read(&c, service_ptr, service_size)?,
+                read(&c, name_ptr, name_size)?,
+                read(&c, method_ptr, method_size)?,
+                read(&c, metadata_ptr, metadata_size)?,
+            );
+            let (Some(service), Some(name), Some(method), Some(metadata)) = parts else {
+                record(&mut c, "proxy_grpc_stream", Plain, &[service_ptr.into(), service_size.into()], &[], IMA);
+                return Ok(IMA);
+            };
+            let status = match grpc_start(c.data_mut(), &service, &name, &method, &metadata, None, 0) {
+                Ok(token) => {
+                    if set_u32(&mut c, token_ptr, token)? { OK } else { IMA }
+                }
+                Err(status) => status,
+            };
+            record(&mut c, "proxy_grpc_stream", Plain, &[], &[&service, &name, &method], status);
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(E, "proxy_grpc_send", |mut c: C<'_>, token: u32, ptr: u32, size: u32, end_stream: u32| -> R {
+        enter(&c, E, "proxy_grpc_send")?;
+        let Some(message) = read(&c, ptr, size)? else {
+            record(&mut c, "proxy_grpc_send", Plain, &[token.into(), ptr.into(), size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        let state = c.data_mut();
+        let status = if token & 3 != 2 {
+            BAD_ARGUMENT
+        } else {
+            match state.grpc_callouts.get_mut(&token) {
+                None => NOT_FOUND,
+                Some(callout) => {
+                    callout.messages.push(message.clone());
+                    if end_stream != 0 {
+                        callout.local_closed = true;
+                    }
+                    OK
+                }
+            }
+        };
+        record(&mut c, "proxy_grpc_send", Plain, &[token.into(), end_stream.into()], &[&message], status);
+        Ok(status)
+    })?;
+
+    for name in ["proxy_grpc_close", "proxy_grpc_cancel"] {
+        l.func_wrap(E, name, move |mut c: C<'_>, token: u32| -> R {
+            enter(&c, E, name)?;
+            let state = c.data_mut();
+            let status = match token & 3 {
+                1 | 2 => match state.grpc_callouts.get_mut(&token) {
+                    None => NOT_FOUND,
+                    Some(callout) => {
+                        if callout.is_stream && name == "proxy_grpc_close" {
+                            callout.local_closed = true;
+                        } else {
+                            state.grpc_callouts.remove(&token);
+                        }
+                        OK
+                    }
+                },
+                _ => BAD_ARGUMENT,
+            };
+            record(&mut c, name, Plain, &[token.into()], &[], status);
+            Ok(status)
+        })?;
+    }
+
+    l.func_wrap(E, "proxy_set_tick_period_milliseconds", |mut c: C<'_>, period: u32| -> R {
+        enter(&c, E, "proxy_set_tick_period_milliseconds")?;
+        let state = c.data_mut();
+        let root = state.root_of(state.context());
+        if let Some(plugin) = state.root_contexts.get(&root).copied() {
+            let now = state.now_ns;
+            let plugin = &mut state.plugins[plugin];
+            plugin.tick_period_ms = period;
+            plugin.next_tick = (period > 0).then(|| now + u64::from(period) * 1_000_000);
+        }
+        record(&mut c, "proxy_set_tick_period_milliseconds", Plain, &[period.into()], &[], OK);
+        Ok(OK)
+    })?;
+
+    l.func_wrap(E, "proxy_get_current_time_nanoseconds", |mut c: C<'_>, ptr: u32| -> R {
+        enter(&c, E, "proxy_get_current_time_nanoseconds")?;
+        let now = c.data().epoch_ns + c.data().now_ns;
+        let status = if set_u64(&mut c, ptr, now)? { OK } else { IMA };
+        record(&mut c, "proxy_get_current_time_nanoseconds", Plain, &[now], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_define_metric", |mut c: C<'_>, kind: u32, name_ptr: u32, name_size: u32, id_ptr: u32| -> R {
+        enter(&c, E, "proxy_define_metric")?;
+        let Some(name) = read(&c, name_ptr, name_size)? else {
+            record(&mut c, "proxy_define_metric", Plain, &[kind.into(), name_ptr.into(), name_size.into()], &[], IMA);
+            return Ok(IMA);
+        };
+        if kind > 2 {
+            record(&mut c, "proxy_define_metric", Plain, &[kind.into()], &[&name], BAD_ARGUMENT);
+            return Ok(BAD_ARGUMENT);
+        }
+        let state = c.data_mut();
+        let counter = match kind {
+            0 => &mut state.next_counter,
+            1 => &mut state.next_gauge,
+            _ => &mut state.next_histogram,
+        };
+        *counter += 4;
+        let id = *counter;
+        let name_text = String::from_utf8_lossy(&name).into_owned();
+        state.metric_values.entry(name_text.clone()).or_insert(MetricValue { kind, value: 0, count: 0 });
+        state.metrics.insert(id, Metric { kind, name: name_text });
+        let status = if set_u32(&mut c, id_ptr, id)? { OK } else { IMA };
+        record(&mut c, "proxy_define_metric", Plain, &[kind.into(), id.into()], &[&name], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_increment_metric", |mut c: C<'_>, id: u32, offset: i64| -> R {
+        enter(&c, E, "proxy_increment_metric")?;
+        let state = c.data_mut();
+        let metric = state.metrics.get(&id).cloned();
+        let status = match (id & 3, metric) {
+            (0, None) | (1, None) => NOT_FOUND,
+            (0, Some(metric)) => {
+                if offset > 0 {
+                    let value = state.metric_values.entry(metric.name).or_default();
+                    value.value = value.value.wrapping_add(offset as u64);
+                    OK
+                } else {
+                    BAD_ARGUMENT
+                }
+            }
+            (1, Some(metric)) => {
+                let value = state.metric_values.entry(metric.name).or_default();
+                value.value = value.value.wrapping_add(offset as u64);
+                OK
+            }
+            _ => BAD_ARGUMENT,
+        };
+        record(&mut c, "proxy_increment_metric", Plain, &[id.into(), offset as u64], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_record_metric", |mut c: C<'_>, id: u32, value: u64| -> R {
+        enter(&c, E, "proxy_record_metric")?;
+        let state = c.data_mut();
+        let status = match state.metrics.get(&id).cloned() {
+            None => NOT_FOUND,
+            Some(metric) => {
+                let slot = state.metric_values.entry(metric.name).or_default();
+                match metric.kind {
+                    0 => slot.value = slot.value.wrapping_add(value),
+                    1 => slot.value = value,
+                    _ => {
+                        slot.value = value;
+                        slot.count += 1;
+                    }
+                }
+                OK
+            }
+        };
+        record(&mut c, "proxy_record_metric", Plain, &[id.into(), value], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "proxy_get_metric", |mut c: C<'_>, id: u32, ptr: u32| -> R {
+        enter(&c, E, "proxy_get_metric")?;
+        let state = c.data();
+        let value = match (id & 3, state.metrics.get(&id)) {
+            (0 | 1, None) => Err(NOT_FOUND),
+            (0 | 1, Some(metric)) => Ok(state.metric_values.get(&metric.name).map_or(0, |value| value.value)),
+            _ => Err(BAD_ARGUMENT),
+        };
+        let status = match value {
+            Err(status) => status,
+            Ok(value) => {
+                if set_u64(&mut c, ptr, value)? { OK } else { IMA }
+            }
+        };
+        record(&mut c, "proxy_get_metric", Plain, &[id.into()], &[], status);
+        Ok(status)
+    })?;
+
+    l.func_wrap(E, "pthread_equal", |c: C<'_>, left: u32, right: u32| -> R {
+        enter(&c, E, "pthread_equal")?;
+        Ok(u32::from(left == right))
+    })?;
+
+    l.func_wrap(E, "emscripten_notify_memory_growth", |c: C<'_>, _memory_index: u32| -> wasmtime::Result<()> {
+        enter(&c, E, "emscripten_notify_memory_growth")?;
+        Ok(())
+    })?;
+
+    Ok(())
+}
+
+fn grpc_start(
+    state: &mut HostState,
+    service: &[u8],
+    name: &[u8],
+    method: &[u8],
+    metadata: &[u8],
+    request: Option<Vec<u8>>,
+    timeout: u32,
+) -> Result<u32, u32> {
+    let cluster = String::from_utf8_lossy(service).into_owned();
+    if service.is_empty() {
+        // An empty `grpc_service` parses as an empty GrpcService proto, which Envoy cannot
+        // build a client for.
+        return Err(BAD_ARGUMENT);
+    }
+    if !state.clusters.contains(&cluster) {
+        return Err(PARSE_FAILURE);
+    }
+    let is_stream = request.is_none();
+    let token = if is_stream {
+        state.next_grpc_stream += 4;
+        state.next_grpc_stream
+    } else {
+        state.next_grpc_call += 4;
+        state.next_grpc_call
+    };
+    let context_id = state.root_of(state.context());
+    state.grpc_callouts.insert(
+        token,
+        GrpcCallout {
+            token,
+            context_id,
+            cluster,
+            service: String::from_utf8_lossy(name).into_owned(),
+            method: String::from_utf8_lossy(method).into_owned(),
+            initial_metadata: HeaderMap::from_pairs(parse_pairs(metadata)),
+            messages: request.into_iter().collect(),
+            is_stream,
+            local_closed: false,
+            timeout_ms: timeout,
+        },
+    );
+    Ok(token)
+}
+
+/// `Context::continueStream`: defers the continuation and, as Envoy does, forgets the request
+/// maps and body of the current callback.
+fn continue_stream(state: &mut HostState, stream_type: u32) -> u32 {
+    let ctx = state.context();
+    match stream_type {
+        0 | 1 => {
+            if state.streams.contains_key(&ctx) {
+                state.after.push(After::Continue { context_id: ctx, stream_type });
+            }
+            OK
+        }
+        2 => OK,
+        3 => UNIMPLEMENTED,
+        _ => BAD_ARGUMENT,
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "one registration per WASI function, in one place")]
+fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> {
+    fn stdio(fd: u32) -> bool {
+        fd == 1 || fd == 2
+    }
+
+    fn wasi_record(c: &mut C<'_>, name: &'static str, nums: &[u64], errno: u32) {
+        record(c, name, FirstArg::Plain, nums, &[], errno);
+    }
+
+    fn writev(c: &mut C<'_>, fd: u32, iovs: u32, iovs_len: u32) -> wasmtime::Result<Result<u32, u32>> {
+        let level = match fd {
+            1 => 2,
+            2 => 4,
+            _ => return Ok(Err(WASI_EBADF)),
+        };
+        let memory = memory(c)?;
+        let data = memory.data(&*c);
+        let mut text = Vec::new();
+        for idx in 0..iovs_len {
+            let Some(at) = idx.checked_mul(8).and_then(|offset| iovs.checked_add(offset)) else {
+                return Ok(Err(WASI_EFAULT));
+            };
+            let Some(iovec) = read_guest(data, at, 8) else {
+                return Ok(Err(WASI_EFAULT));
+            };
+            let buf = u32::from_le_bytes(iovec[0..4].try_into().expect("4 bytes"));
+            let buf_len = u32::from_le_bytes(iovec[4..8].try_into().expect("4 bytes"));
+            if buf_len != 0 {
+                let Some(bytes) = read_guest(data, buf, buf_len) else {
+                    return Ok(Err(WASI_EFAULT));
+                };
+                if text.len() + bytes.len() > 16 * 1024 * 1024 {
+                    return Ok(Err(WASI_EFAULT));
+                }
+                text.extend_from_slice(bytes);
+            }
+        }
+        let written = text.len() as u32;
+        if !text.is_empty() {
+            if text.last() == Some(&b'\n') {
+                text.pop();
+            }
+            let ctx = c.data().context();
+            c.data_mut().push_log(ctx, level, &text);
+        }
+        Ok(Ok(written))
+    }
+
+    l.func_wrap(m, "fd_write", move |mut c: C<'_>, fd: u32, iovs: u32, iovs_len: u32, nwritten_ptr: u32| -> R {
+        enter(&c, m, "fd_write")?;
+        let errno = match writev(&mut c, fd, iovs, iovs_len)? {
+            Err(errno) => errno,
+            Ok(written) => {
+                if set_u32(&mut c, nwritten_ptr, written)? { WASI_SUCCESS } else { WASI_EFAULT }
+            }
+        };
+        wasi_record(&mut c, "fd_write", &[fd.into()], errno);
+        Ok(errno)
+    })?;
+    l.func_wrap(m, "fd_pwrite", move |mut c: C<'_>, fd: u32, iovs: u32, iovs_len: u32, _offset: u64, nwritten_ptr: u32| -> R {
+        enter(&c, m, "fd_pwrite")?;
+        let errno = if !stdio(fd) {
+            WASI_EBADF
+        } else {
+            match writev(&mut c, fd, iovs, iovs_len)? {
+                Err(errno) => errno,
+                Ok(written) => {
+                    if set_u32(&mut c, nwritten_ptr, written)? { WASI_SUCCESS } else { WASI_EFAULT }
+                }
+            }
+        };
+        wasi_record(&mut c, "fd_pwrite", &[fd.into()], errno);
+        Ok(errno)
+    })?;
+
+    // Fixed answers.
+    macro_rules! fixed {
+        ($name:literal, ($($arg:ident : $ty:ty),*), $errno:expr) => {
+            l.func_wrap(m, $name, move |mut c: C<'_>, $($arg: $ty),*| -> R {
+                enter(&c, m, $name)?;
+                $(let _ = $arg;)*
+                let errno: u32 = $errno;
+                wasi_record(&mut c, $name, &[], errno);
+                Ok(errno)
+            })?;
+        };
+    }
+    fixed!("fd_read", (a: u32, b: u32, d: u32, e: u32), WASI_ENOSYS);
+    fixed!("path_open", (a: u32, b: u32, d: u32, e: u32, f: u32, g: i64, h: i64, i: u32, j: u32), WASI_ENOENT);
+    fixed!("fd_prestat_get", (a: u32, b: u32), WASI_EBADF);
+    fixed!("fd_prestat_dir_name", (a: u32, b: u32, d: u32), WASI_ENOSYS);
+    fixed!("fd_filestat_get", (a: u32, b: u32), WASI_EBADF);
+    fixed!("path_filestat_get", (a: u32, b: u32, d: u32, e: u32, f: u32), WASI_ENOTSUP);
+    fixed!("fd_fdstat_set_flags", (a: u32, b: u32), WASI_ENOSYS);
+    fixed!("args_get", (a: u32, b: u32), WASI_SUCCESS);
+    fixed!("fd_advise", (a: u32, b: u64, d: u64, e: u32), WASI_SUCCESS);
+    fixed!("fd_pread", (a: u32, b: u32, d: u32, e: u64, f: u32), WASI_ENOSYS);
+    fixed!("path_create_directory", (a: u32, b: u32, d: u32), WASI_ENOTSUP);
+    fixed!("path_filestat_set_times", (a: u32, b: u32, d: u32, e: u32, f: u64, g: u64, h: u32), WASI_ENOTSUP);
+    fixed!("path_link", (a: u32, b: u32, d: u32, e: u32, f: u32, g: u32), WASI_ENOTSUP);
+    fixed!("path_remove_directory", (a: u32, b: u32, d: u32), WASI_ENOTSUP);
+    fixed!("path_rename", (a: u32, b: u32, d: u32, e: u32, f: u32, g: u32), WASI_ENOTSUP);
+    fixed!("path_symlink", (a: u32, b: u32, d: u32, e: u32), WASI_ENOTSUP);
+    fixed!("path_unlink_file", (a: u32, b: u32, d: u32), WASI_ENOTSUP);
+    fixed!("sock_shutdown", (a: u32, b: u32), WASI_ENOTSUP);
+    fixed!("sched_yield", (), WASI_SUCCESS);
+
+    // Answers that depend on the fd being stdout or stderr.
+    macro_rules! stdio_only {
+        ($name:literal, ($fd:ident $(, $arg:ident : $ty:ty)*), $ok:expr) => {
+            l.func_wrap(m, $name, move |mut c: C<'_>, $fd: u32 $(, $arg: $ty)*| -> R {
+                enter(&c, m, $name)?;
+                $(let _ = $arg;)*
+                let errno: u32 = if stdio($fd) { $ok } else { WASI_EBADF };
+                wasi_record(&mut c, $name, &[$fd.into()], errno);
+                Ok(errno)
+            })?;
+        };
+    }
+    stdio_only!("fd_allocate", (fd, a: u64, b: u64), WASI_SUCCESS);
+    stdio_only!("fd_datasync", (fd), WASI_SUCCESS);
+    stdio_only!("fd_fdstat_set_rights", (fd, a: u64, b: u64), WASI_SUCCESS);
+    stdio_only!("fd_filestat_set_size", (fd, a: u64), WASI_SUCCESS);
+    stdio_only!("fd_filestat_set_times", (fd, a: u64, b: u64, d: u32), WASI_SUCCESS);
+    stdio_only!("fd_sync", (fd), WASI_SUCCESS);
+
+    l.func_wrap(m, "fd_renumber", move |mut c: C<'_>, fd: u32, to: u32| -> R {
+        enter(&c, m, "fd_renumber")?;
+        let errno = if stdio(fd) && stdio(to) { WASI_ENOTSUP } else { WASI_EBADF };
+        wasi_record(&mut c, "fd_renumber", &[fd.into(), to.into()], errno);
+        Ok(errno)
+    })?;
+
+    for (name, errno) in [("fd_seek", 0u32)] {
+        l.func_wrap(m, name, move |mut c: C<'_>, _fd: u32, _offset: i64, _whence: u32, _ptr: u32| -> R {
+            enter(&c, m, name)?;
+            wasi_record(&mut c, name, &[], errno);
+            Ok(errno)
+        })?;
+    }
+    l.func_wrap(m, "fd_close", move |mut c: C<'_>, _fd: u32| -> R {
+        enter(&c, m, "fd_close")?;
+        wasi_record(&mut c, "fd_close", &[], WASI_SUCCESS);
+        Ok(WASI_SUCCESS)
+    })?;
+
+    l.func_wrap(m, "fd_fdstat_get", move |mut c: C<'_>, fd: u32, stat_ptr: u32| -> R {
+        enter(&c, m, "fd_fdstat_get")?;
+        let errno = if !stdio(fd) {
+            WASI_EBADF
+        } else {
+            // Envoy ignores a failed write here and still answers success.
+            let mut stat = [0u8; 24];
+            stat[8..16].copy_from_slice(&64u64.to_le_bytes());
+            let _ = write(&mut c, stat_ptr, &stat)?;
+            WASI_SUCCESS
+        };
+        wasi_record(&mut c, "fd_fdstat_get", &[fd.into()], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "environ_sizes_get", move |mut c: C<'_>, count_ptr: u32, size_ptr: u32| -> R {
+        enter(&c, m, "environ_sizes_get")?;
+        let env = &c.data().environment;
+        let count = env.len() as u32;
+        let size: usize = env.iter().map(|(key, value)| key.len() + value.len() + 2).sum();
+        let errno = if !set_u32(&mut c, count_ptr, count)? || !set_u32(&mut c, size_ptr, size as u32)? {
+            WASI_EFAULT
+        } else {
+            WASI_SUCCESS
+        };
+        wasi_record(&mut c, "environ_sizes_get", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "environ_get", move |mut c: C<'_>, mut array_ptr: u32, mut buf_ptr: u32| -> R {
+        enter(&c, m, "environ_get")?;
+        let env = c.data().environment.clone();
+        let mut errno = WASI_SUCCESS;
+        for (key, value) in env {
+            if !set_u32(&mut c, array_ptr, buf_ptr)? {
+                errno = WASI_EFAULT;
+                break;
+            }
+            let entry = format!("{key}={value}\0");
+            if !write(&mut c, buf_ptr, entry.as_bytes())? {
+                errno = WASI_EFAULT;
+                break;
+            }
+            buf_ptr = buf_ptr.wrapping_add(entry.len() as u32);
+            array_ptr = array_ptr.wrapping_add(4);
+        }
+        wasi_record(&mut c, "environ_get", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "args_sizes_get", move |mut c: C<'_>, argc_ptr: u32, size_ptr: u32| -> R {
+        enter(&c, m, "args_sizes_get")?;
+        let errno = if !set_u32(&mut c, argc_ptr, 0)? || !set_u32(&mut c, size_ptr, 0)? { WASI_EFAULT } else { WASI_SUCCESS };
+        wasi_record(&mut c, "args_sizes_get", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "clock_time_get", move |mut c: C<'_>, clock: u32, _precision: u64, ptr: u32| -> R {
+        enter(&c, m, "clock_time_get")?;
+        let state = c.data();
+        let value = match clock {
+            0 => Some(state.epoch_ns + state.now_ns),
+            1 => Some(state.now_ns),
+            _ => None,
+        };
+        let errno = match value {
+            None => WASI_ENOTSUP,
+            Some(value) => {
+                if set_u64(&mut c, ptr, value)? { WASI_SUCCESS } else { WASI_EFAULT }
+            }
+        };
+        wasi_record(&mut c, "clock_time_get", &[clock.into()], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "clock_res_get", move |mut c: C<'_>, clock: u32, ptr: u32| -> R {
+        enter(&c, m, "clock_res_get")?;
+        let errno = if clock > 1 {
+            WASI_ENOTSUP
+        } else if set_u64(&mut c, ptr, 1)? {
+            WASI_SUCCESS
+        } else {
+            WASI_EFAULT
+        };
+        wasi_record(&mut c, "clock_res_get", &[clock.into()], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "fd_readdir", move |mut c: C<'_>, _fd: u32, _buf: u32, _len: u32, _cookie: u64, nread_ptr: u32| -> R {
+        enter(&c, m, "fd_readdir")?;
+        let errno = if set_u32(&mut c, nread_ptr, 0)? { WASI_ENOTDIR } else { WASI_EFAULT };
+        wasi_record(&mut c, "fd_readdir", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "fd_tell", move |mut c: C<'_>, fd: u32, ptr: u32| -> R {
+        enter(&c, m, "fd_tell")?;
+        let errno = if !stdio(fd) {
+            WASI_EBADF
+        } else if set_u64(&mut c, ptr, 0)? {
+            WASI_SUCCESS
+        } else {
+            WASI_EFAULT
+        };
+        wasi_record(&mut c, "fd_tell", &[fd.into()], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "path_readlink", move |mut c: C<'_>, _fd: u32, _path: u32, _len: u32, _buf: u32, _buf_len: u32, ptr: u32| -> R {
+        enter(&c, m, "path_readlink")?;
+        let errno = if set_u32(&mut c, ptr, 0)? { WASI_ENOTSUP } else { WASI_EFAULT };
+        wasi_record(&mut c, "path_readlink", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "sock_accept", move |mut c: C<'_>, _fd: u32, _flags: u32, ptr: u32| -> R {
+        enter(&c, m, "sock_accept")?;
+        // Envoy writes a 64-bit zero here (`setDatatype(retptr0, 0UL)`).
+        let errno = if set_u64(&mut c, ptr, 0)? { WASI_ENOTSUP } else { WASI_EFAULT };
+        wasi_record(&mut c, "sock_accept", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "sock_recv", move |mut c: C<'_>, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32, ptr1: u32| -> R {
+        enter(&c, m, "sock_recv")?;
+        let errno = if !set_u32(&mut c, ptr0, 0)? || !write(&mut c, ptr1, &0u16.to_le_bytes())? {
+            WASI_EFAULT
+        } else {
+            WASI_ENOTSUP
+        };
+        wasi_record(&mut c, "sock_recv", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "sock_send", move |mut c: C<'_>, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32| -> R {
+        enter(&c, m, "sock_send")?;
+        let errno = if set_u32(&mut c, ptr0, 0)? { WASI_ENOTSUP } else { WASI_EFAULT };
+        wasi_record(&mut c, "sock_send", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "random_get", move |mut c: C<'_>, ptr: u32, len: u32| -> R {
+        enter(&c, m, "random_get")?;
+        let errno = if len > RANDOM_GET_MAX {
+            WASI_EINVAL
+        } else if len == 0 {
+            WASI_SUCCESS
+        } else {
+            // Deterministic bytes (a test needs reproducible runs), from a xorshift generator.
+            let mut bytes = vec![0u8; len as usize];
+            let state = c.data_mut();
+            for byte in &mut bytes {
+                state.random_state ^= state.random_state << 13;
+                state.random_state ^= state.random_state >> 7;
+                state.random_state ^= state.random_state << 17;
+                *byte = state.random_state as u8;
+            }
+            if write(&mut c, ptr, &bytes)? { WASI_SUCCESS } else { WASI_EFAULT }
+        };
+        wasi_record(&mut c, "random_get", &[len.into()], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "poll_oneoff", move |mut c: C<'_>, _in: u32, _out: u32, _n: u32, nevents_ptr: u32| -> R {
+        enter(&c, m, "poll_oneoff")?;
+        let errno = if set_u32(&mut c, nevents_ptr, 0)? { WASI_SUCCESS } else { WASI_EFAULT };
+        wasi_record(&mut c, "poll_oneoff", &[], errno);
+        Ok(errno)
+    })?;
+
+    l.func_wrap(m, "proc_exit", move |mut c: C<'_>, code: u32| -> wasmtime::Result<()> {
+        enter(&c, m, "proc_exit")?;
+        // Envoy only logs (at trace level) and returns.
+        wasi_record(&mut c, "proc_exit", &[code.into()], 0);
+        Ok(())
+    })?;
+
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Scenario files: a test as data (plugins, properties, request, response, callout replies,
+//! clock advances) in, a trace out.

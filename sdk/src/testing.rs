@@ -1,0 +1,545 @@
+//! Running filters natively: a fake host and a driver that plays Envoy's part.
+//!
+//! Only on native targets. Each thread has its own fake host and its own dispatcher state, like
+//! its own VM, so tests run in parallel. [`Vm`] calls the same entry points that
+//! [`crate::export_filter!`] exports on wasm32, in the order Envoy does.
+//!
+//! ```
+//! use filterkit::testing::{NoFilter, Vm};
+//! let vm = Vm::<NoFilter>::new();
+//! assert!(vm.configure("my_root_id", b""));
+//! let stream = vm.create_stream();
+//! assert_eq!(vm.request_headers(stream, &[(":path", "/")]), filterkit::Action::Continue);
+//! ```
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::abi::fake::with_host;
+use crate::http::{BufferType, MapType};
+use crate::{Action, HttpContext, RootContext, dispatch};
+
+/// A local reply the guest asked for.
+///
+/// ```
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// filterkit::http::LocalReply::new(404).body(b"none").send().unwrap();
+/// assert_eq!(vm.local_responses()[0].body, b"none");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// HTTP status code.
+    pub status_code: u32,
+    /// Response code details.
+    pub details: String,
+    /// Headers, lossily decoded.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// gRPC status, -1 for none.
+    pub grpc_status: i32,
+}
+
+/// An http callout the guest dispatched.
+///
+/// ```
+/// use std::time::Duration;
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let headers = [(":method", "GET"), (":path", "/"), (":authority", "x")];
+/// let token = filterkit::http::call("c", &headers, b"", Duration::ZERO, |_: &mut (), _| {}).unwrap();
+/// assert_eq!(vm.http_calls()[0].token, token);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCall {
+    /// The token the fake host returned.
+    pub token: u32,
+    /// The cluster.
+    pub upstream: String,
+    /// Request headers, lossily decoded.
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Request trailers, lossily decoded.
+    pub trailers: Vec<(String, String)>,
+    /// Timeout in milliseconds (0 = none).
+    pub timeout_milliseconds: u32,
+}
+
+/// A filter that does nothing, for examples that only need the fake host.
+///
+/// ```
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// assert!(vm.configure("r", b""));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoFilter;
+
+impl RootContext for NoFilter {
+    type Config = ();
+    type Http = NoFilter;
+
+    fn create_http_context(&mut self, _context_id: u32, _config: alloc::rc::Rc<()>) -> NoFilter {
+        NoFilter
+    }
+}
+
+impl HttpContext for NoFilter {}
+
+/// A fresh fake host and VM running the filter `R`, as Envoy would drive it.
+///
+/// Creating one resets this thread's fake host and dispatcher. The host's log level starts at
+/// info, like Envoy's.
+///
+/// ```
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// vm.set_log_level(0);
+/// log::trace!("visible at trace");
+/// assert_eq!(vm.logs(), ["trace: visible at trace"]);
+/// ```
+pub struct Vm<R: RootContext> {
+    roots: core::cell::RefCell<Vec<(String, u32)>>,
+    next_context_id: core::cell::Cell<u32>,
+    current_root: core::cell::Cell<u32>,
+    filter: dispatch::Filter<R>,
+}
+
+fn action(raw: u32) -> Action {
+    if raw == 0 {
+        Action::Continue
+    } else {
+        Action::Pause
+    }
+}
+
+fn owned_pairs(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+impl<R: RootContext> Default for Vm<R> {
+    fn default() -> Self {
+        Vm::new()
+    }
+}
+
+impl<R: RootContext> Vm<R> {
+    /// Resets this thread's fake host and dispatcher.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.logs().is_empty());
+    /// ```
+    pub fn new() -> Vm<R> {
+        with_host(|host| {
+            *host = Default::default();
+            host.log_level = 2;
+        });
+        dispatch::reset();
+        Vm {
+            roots: core::cell::RefCell::new(Vec::new()),
+            next_context_id: core::cell::Cell::new(1),
+            current_root: core::cell::Cell::new(0),
+            filter: dispatch::Filter::new(),
+        }
+    }
+
+    fn allocate_context_id(&self) -> u32 {
+        let id = self.next_context_id.get();
+        self.next_context_id.set(id + 1);
+        id
+    }
+
+    fn root_id_of(&self, root_context_id: u32) -> String {
+        self.roots
+            .borrow()
+            .iter()
+            .find(|(_, id)| *id == root_context_id)
+            .map(|(root_id, _)| root_id.clone())
+            .unwrap_or_default()
+    }
+
+    fn enter_root(&self, root_context_id: u32) {
+        let root_id = self.root_id_of(root_context_id);
+        self.set_property(&["plugin_root_id"], root_id.as_bytes());
+    }
+
+    /// The root context of `root_id`, created (as Envoy does) on first use.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert_eq!(vm.root("a"), 1);
+    /// assert_eq!(vm.root("b"), 2);
+    /// assert_eq!(vm.root("a"), 1);
+    /// ```
+    pub fn root(&self, root_id: &str) -> u32 {
+        if let Some((_, id)) = self.roots.borrow().iter().find(|(known, _)| known == root_id) {
+            return *id;
+        }
+        let id = self.allocate_context_id();
+        self.roots.borrow_mut().push((root_id.to_string(), id));
+        self.enter_root(id);
+        self.filter.on_context_create(id, 0);
+        id
+    }
+
+    /// Creates the root context of root_id `""` and runs `on_vm_start` with `vm_configuration`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.start(b"{}"));
+    /// ```
+    pub fn start(&self, vm_configuration: &[u8]) -> bool {
+        let id = self.root("");
+        self.set_buffer(BufferType::VmConfiguration, vm_configuration);
+        self.enter_root(id);
+        self.filter.on_vm_start(id, vm_configuration.len()) != 0
+    }
+
+    /// Configures the root of `root_id` with `plugin_configuration` (`on_configure`); later
+    /// streams belong to this root.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(!vm.configure("r", b"{}"));
+    /// assert_eq!(vm.logs(), [
+    ///     "error: invalid plugin configuration for root_id=r: invalid type: map, expected unit",
+    /// ]);
+    /// ```
+    pub fn configure(&self, root_id: &str, plugin_configuration: &[u8]) -> bool {
+        let id = self.root(root_id);
+        self.current_root.set(id);
+        self.set_buffer(BufferType::PluginConfiguration, plugin_configuration);
+        self.enter_root(id);
+        self.filter.on_configure(id, plugin_configuration.len()) != 0
+    }
+
+    /// Creates a stream of the root configured last; returns its context id.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// assert_eq!(vm.create_stream(), 2);
+    /// ```
+    pub fn create_stream(&self) -> u32 {
+        self.create_stream_in(self.current_root.get())
+    }
+
+    /// Creates a stream of the root context `root_context_id`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("a", b""));
+    /// assert!(vm.configure("b", b""));
+    /// assert_eq!(vm.create_stream_in(vm.root("a")), 3);
+    /// ```
+    pub fn create_stream_in(&self, root_context_id: u32) -> u32 {
+        let id = self.allocate_context_id();
+        self.enter_root(root_context_id);
+        self.filter.on_context_create(id, root_context_id);
+        id
+    }
+
+    /// Delivers request headers to stream `context_id` (not end of stream).
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.request_headers(s, &[(":method", "GET")]), filterkit::Action::Continue);
+    /// ```
+    pub fn request_headers(&self, context_id: u32, headers: &[(&str, &str)]) -> Action {
+        self.set_headers(MapType::RequestHeaders, headers);
+        action(self.filter.on_request_headers(context_id, headers.len(), 0))
+    }
+
+    /// Delivers a request body (everything buffered so far) to stream `context_id`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.request_body(s, b"data", true), filterkit::Action::Continue);
+    /// ```
+    pub fn request_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
+        self.set_buffer(BufferType::HttpRequestBody, body);
+        action(self.filter.on_request_body(
+            context_id,
+            body.len(),
+            end_of_stream.into(),
+        ))
+    }
+
+    /// Delivers response headers to stream `context_id` (not end of stream).
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.response_headers(s, &[(":status", "200")]), filterkit::Action::Continue);
+    /// ```
+    pub fn response_headers(&self, context_id: u32, headers: &[(&str, &str)]) -> Action {
+        self.set_headers(MapType::ResponseHeaders, headers);
+        action(self.filter.on_response_headers(context_id, headers.len(), 0))
+    }
+
+    /// Delivers a response body (everything buffered so far) to stream `context_id`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.response_body(s, b"ok", true), filterkit::Action::Continue);
+    /// ```
+    pub fn response_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
+        self.set_buffer(BufferType::HttpResponseBody, body);
+        action(self.filter.on_response_body(
+            context_id,
+            body.len(),
+            end_of_stream.into(),
+        ))
+    }
+
+    /// Ends stream `context_id`: `on_log`, `on_done`, `on_delete`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// vm.end_stream(s);
+    /// ```
+    pub fn end_stream(&self, context_id: u32) {
+        self.filter.on_log(context_id);
+        self.filter.on_done(context_id);
+        self.filter.on_delete(context_id);
+    }
+
+    /// Answers the http callout `token` (headers, body), as the host does when it completes;
+    /// an empty `headers` is a failed call.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use filterkit::{Action, HttpContext, http};
+    /// #[derive(Default)]
+    /// struct Root;
+    /// impl filterkit::RootContext for Root {
+    ///     type Config = ();
+    ///     type Http = Stream;
+    ///     fn create_http_context(&mut self, _: u32, _: std::rc::Rc<()>) -> Stream { Stream }
+    /// }
+    /// struct Stream;
+    /// impl HttpContext for Stream {
+    ///     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    ///         let headers = [(":method", "GET"), (":path", "/"), (":authority", "a")];
+    ///         let _ = http::call("auth", &headers, b"", Duration::from_secs(1), |_: &mut Stream, response| {
+    ///             log::info!("status={:?}", response.status());
+    ///         });
+    ///         Action::Pause
+    ///     }
+    /// }
+    /// let vm = filterkit::testing::Vm::<Root>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.request_headers(s, &[]), Action::Pause);
+    /// vm.respond_to_call(s, vm.http_calls()[0].token, &[(":status", "200")], b"");
+    /// assert_eq!(vm.logs(), ["info: status=Some(200)"]);
+    /// ```
+    pub fn respond_to_call(&self, context_id: u32, token: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.set_headers(MapType::HttpCallResponseHeaders, headers);
+        self.set_buffer(BufferType::HttpCallResponseBody, body);
+        self.filter.on_http_call_response(context_id, token, headers.len(), body.len(), 0);
+    }
+
+    /// Fires one tick on every root context.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.tick();
+    /// ```
+    pub fn tick(&self) {
+        let roots: Vec<u32> = self.roots.borrow().iter().map(|(_, id)| *id).collect();
+        for id in roots {
+            self.enter_root(id);
+            self.filter.on_tick(id);
+        }
+    }
+
+    /// Sets a header map, replacing it.
+    ///
+    /// ```
+    /// use filterkit::http::MapType;
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.set_headers(MapType::RequestHeaders, &[("a", "1")]);
+    /// assert_eq!(vm.headers(MapType::RequestHeaders), [("a", "1")]);
+    /// ```
+    pub fn set_headers(&self, map_type: MapType, headers: &[(&str, &str)]) {
+        let pairs = owned_pairs(headers);
+        with_host(|host| host.maps.insert(map_type.as_raw(), pairs));
+    }
+
+    /// Sets a header map from raw bytes (for non-UTF-8 values).
+    ///
+    /// ```
+    /// use filterkit::http::MapType;
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.set_header_bytes(MapType::RequestHeaders, &[(b"a", b"\xff")]);
+    /// assert_eq!(vm.headers(MapType::RequestHeaders), [("a", "\u{fffd}")]);
+    /// ```
+    pub fn set_header_bytes(&self, map_type: MapType, headers: &[(&[u8], &[u8])]) {
+        let pairs = headers
+            .iter()
+            .map(|(name, value)| (name.to_vec(), value.to_vec()))
+            .collect();
+        with_host(|host| host.maps.insert(map_type.as_raw(), pairs));
+    }
+
+    /// A header map's pairs, lossily decoded (`name`, `value`).
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.headers(filterkit::http::MapType::ResponseHeaders).is_empty());
+    /// ```
+    pub fn headers(&self, map_type: MapType) -> Vec<(String, String)> {
+        with_host(|host| {
+            host.maps
+                .get(&map_type.as_raw())
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .map(|(name, value)| {
+                            (
+                                String::from_utf8_lossy(name).into_owned(),
+                                String::from_utf8_lossy(value).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// Sets a host buffer.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.set_buffer(filterkit::http::BufferType::HttpRequestBody, b"x");
+    /// assert_eq!(filterkit::http::request_body().read(0, 9), Ok(b"x".to_vec()));
+    /// ```
+    pub fn set_buffer(&self, buffer_type: BufferType, bytes: &[u8]) {
+        with_host(|host| host.buffers.insert(buffer_type.as_raw(), bytes.to_vec()));
+    }
+
+    /// Sets a property (already encoded, e.g. `&200i64.to_le_bytes()`).
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.set_property(&["plugin_name"], b"p");
+    /// assert_eq!(filterkit::properties::plugin_name(), Ok(Some("p".to_string())));
+    /// ```
+    pub fn set_property(&self, path: &[&str], value: &[u8]) {
+        let key = path.join("\0").into_bytes();
+        with_host(|host| host.properties.insert(key, value.to_vec()));
+    }
+
+    /// Sets the host's log level (0 trace … 5 critical); lower records are dropped.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.set_log_level(4);
+    /// log::warn!("dropped");
+    /// assert!(vm.logs().is_empty());
+    /// ```
+    pub fn set_log_level(&self, level: u32) {
+        with_host(|host| host.log_level = level);
+    }
+
+    /// Sets the host's clock.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.set_now(std::time::Duration::from_secs(3));
+    /// assert_eq!(filterkit::time::now(), Ok(std::time::Duration::from_secs(3)));
+    /// ```
+    pub fn set_now(&self, now: Duration) {
+        with_host(|host| host.now_nanoseconds = now.as_nanos() as u64);
+    }
+
+    /// Makes every host function answer `raw_status` (or behave again with `None`), to test
+    /// error paths.
+    ///
+    /// ```
+    /// use filterkit::{Error, Status};
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.fail_host_calls(Some(10));
+    /// assert_eq!(
+    ///     filterkit::http::request_headers().get("a"),
+    ///     Err(Error::Host { function: "proxy_get_header_map_value", status: Status::InternalFailure }),
+    /// );
+    /// ```
+    pub fn fail_host_calls(&self, raw_status: Option<u32>) {
+        with_host(|host| host.forced_status = raw_status);
+    }
+
+    /// The log lines so far, as `level: message`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// log::error!("x={}", 1);
+    /// assert_eq!(vm.logs(), ["error: x=1"]);
+    /// ```
+    pub fn logs(&self) -> Vec<String> {
+        const NAMES: [&str; 6] = ["trace", "debug", "info", "warn", "error", "critical"];
+        with_host(|host| {
+            host.logs
+                .iter()
+                .map(|(level, message)| {
+                    let name = NAMES.get(*level as usize).copied().unwrap_or("unknown");
+                    alloc::format!("{name}: {message}")
+                })
+                .collect()
+        })
+    }
+
+    /// The local replies the guest sent.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.local_responses().is_empty());
+    /// ```
+    pub fn local_responses(&self) -> Vec<LocalResponse> {
+        with_host(|host| host.local_responses.clone())
+    }
+
+    /// The http callouts the guest dispatched.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.http_calls().is_empty());
+    /// ```
+    pub fn http_calls(&self) -> Vec<HttpCall> {
+        with_host(|host| host.http_calls.clone())
+    }
+
+    /// The `continue`/`close` calls the guest made, e.g. `continue request`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// filterkit::http::resume_response().unwrap();
+    /// assert_eq!(vm.stream_actions(), ["continue response"]);
+    /// ```
+    pub fn stream_actions(&self) -> Vec<String> {
+        with_host(|host| host.stream_actions.clone())
+    }
+
+    /// The tick period the guest asked for.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert_eq!(vm.tick_period(), std::time::Duration::ZERO);
+    /// ```
+    pub fn tick_period(&self) -> Duration {
+        with_host(|host| Duration::from_millis(host.tick_period_milliseconds.into()))
+    }
+}

@@ -1,0 +1,217 @@
+//! Every filter in a real Envoy, configured from the seed's ASMFilterDeployment: what a
+//! response looks like, and how Envoy refuses a configuration the filter rejects.
+
+use anyhow::Result;
+use expect_test::{Expect, expect};
+
+use crate::envoy::{AsmFilterDeployment, Exited, get};
+use crate::support::{
+    built_filter, error_lines, seed_deployment_with_parameters, stable_head, start_envoy, temp_dir,
+    xtask, xtask_fails,
+};
+use crate::util;
+
+/// The filters with tests here: a new filter must join this list with a test of its own.
+const ENVOY_TESTED_FILTERS: &[&str] = &["add-header"];
+
+/// Runs `filter` in Envoy with the seed's deployment carrying `parameters`, sends one GET, and
+/// renders the response's head; or, when Envoy refuses to start, its exit status and the
+/// error lines of its log.
+fn check(filter: &str, parameters: &str, expect: Expect) -> Result<()> {
+    let dir = temp_dir()?;
+    let wasm = built_filter(filter, dir.path())?;
+    let deployment = AsmFilterDeployment::parse(&seed_deployment_with_parameters(parameters)?)?;
+    let rendered = match start_envoy(&deployment, &wasm, dir.path()) {
+        Ok(envoy) => stable_head(&get(&envoy.listener_url())?),
+        Err(error) => match error.downcast_ref::<Exited>() {
+            Some(exited) => format!(
+                "envoy exited ({})\n{}",
+                exited.status,
+                error_lines(&exited.log)
+            ),
+            None => return Err(error),
+        },
+    };
+    expect.assert_eq(&rendered);
+    Ok(())
+}
+
+#[test]
+fn every_filter_has_an_envoy_test() -> Result<()> {
+    assert_eq!(
+        util::filter_names()?,
+        ENVOY_TESTED_FILTERS,
+        "a new filter needs a real-Envoy test in xtask/tests/it/envoy_filters.rs"
+    );
+    Ok(())
+}
+
+#[test]
+fn add_header_adds_demo_and_configured_headers() -> Result<()> {
+    check(
+        "add-header",
+        r#"{"name":"hello","value":"hello details"}"#,
+        expect![[r#"
+            HTTP/1.1 200 OK
+            content-length: 18
+            content-type: text/plain
+            resp-header-demo: added by our filter
+            hello: hello details
+            server: envoy
+        "#]],
+    )
+}
+
+#[test]
+fn add_header_with_empty_parameters_adds_only_the_demo_header() -> Result<()> {
+    check(
+        "add-header",
+        "",
+        expect![[r#"
+            HTTP/1.1 200 OK
+            content-length: 18
+            content-type: text/plain
+            resp-header-demo: added by our filter
+            server: envoy
+        "#]],
+    )
+}
+
+#[test]
+fn envoy_rejects_bad_config() -> Result<()> {
+    check(
+        "add-header",
+        r#"{"name":"bad name","value":"x"}"#,
+        expect![[r#"
+            envoy exited (exit status: 1)
+            [error][wasm] wasm log my_root_id details-v1-wasmfiltersample: invalid plugin configuration for root_id=my_root_id: header name "bad name" is not a valid HTTP token
+            [error][wasm] Wasm VM failed Failed to configure base Wasm plugin
+            [critical][wasm] Plugin details-v1-wasmfiltersample.default failed to load
+            [critical][wasm] Plugin configured to fail closed failed to load
+            [critical][main] error `Unable to create Wasm plugin details-v1-wasmfiltersample.default`
+        "#]],
+    )
+}
+
+#[test]
+fn envoy_rejects_parameters_that_are_not_json() -> Result<()> {
+    check(
+        "add-header",
+        "not json",
+        expect![[r#"
+        envoy exited (exit status: 1)
+        [error][wasm] wasm log my_root_id details-v1-wasmfiltersample: invalid plugin configuration for root_id=my_root_id: not json
+        [error][wasm] Wasm VM failed Failed to configure base Wasm plugin
+        [critical][wasm] Plugin details-v1-wasmfiltersample.default failed to load
+        [critical][wasm] Plugin configured to fail closed failed to load
+        [critical][main] error `Unable to create Wasm plugin details-v1-wasmfiltersample.default`
+    "#]],
+    )
+}
+
+#[test]
+fn envoy_rejects_value_with_line_break() -> Result<()> {
+    check(
+        "add-header",
+        r#"{"name":"hello","value":"a\r\nb"}"#,
+        expect![[r#"
+            HTTP/1.1 200 OK
+            content-length: 18
+            content-type: text/plain
+            resp-header-demo: added by our filter
+            hello: hello details
+            server: envoy
+        "#]],
+    )
+}
+
+#[test]
+fn envoy_rejects_unknown_field() -> Result<()> {
+    check(
+        "add-header",
+        r#"{"name":"hello","value":"x","extra":1}"#,
+        expect![[r#"
+            HTTP/1.1 200 OK
+            content-length: 18
+            content-type: text/plain
+            resp-header-demo: added by our filter
+            hello: hello details
+            server: envoy
+        "#]],
+    )
+}
+
+#[test]
+fn run_once_prints_the_response_head() -> Result<()> {
+    let dir = temp_dir()?;
+    let wasm = built_filter("add-header", dir.path())?;
+    let deployment = dir.path().join("asmfilterdeployment.yaml");
+    std::fs::write(&deployment, crate::support::SEED_DEPLOYMENT)?;
+    let work_dir = dir.path().join("run");
+    let stdout = xtask(&[
+        "run",
+        "add-header",
+        "--deployment",
+        &deployment.display().to_string(),
+        "--wasm",
+        &wasm.display().to_string(),
+        "--work-dir",
+        &work_dir.display().to_string(),
+        "--once",
+    ])?;
+    let stable: String = stdout
+        .lines()
+        .filter(|line| !line.starts_with("date:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    expect![[r#"
+        HTTP/1.1 200 OK
+        content-length: 18
+        content-type: text/plain
+        resp-header-demo: added by our filter
+        hello: hello details
+        server: envoy
+    "#]]
+    .assert_eq(&stable);
+    Ok(())
+}
+
+#[test]
+fn run_without_deployment_says_to_publish() -> Result<()> {
+    let dir = temp_dir()?;
+    let wasm = built_filter("add-header", dir.path())?;
+    let missing = dir.path().join("missing.yaml");
+    let stderr = xtask_fails(&[
+        "run",
+        "add-header",
+        "--deployment",
+        &missing.display().to_string(),
+        "--wasm",
+        &wasm.display().to_string(),
+    ])?;
+    assert!(
+        stderr.contains("run `cargo xtask publish add-header`"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn envoy_exits_with_its_reason_when_the_module_is_missing() -> Result<()> {
+    let dir = temp_dir()?;
+    let deployment = AsmFilterDeployment::parse(crate::support::SEED_DEPLOYMENT)?;
+    let error = match start_envoy(&deployment, &dir.path().join("missing.wasm"), dir.path()) {
+        Ok(_) => anyhow::bail!("envoy started without its module"),
+        Err(error) => error,
+    };
+    let exited = error
+        .downcast_ref::<Exited>()
+        .ok_or_else(|| anyhow::anyhow!("not an exit: {error:#}"))?;
+    let lines = error_lines(&exited.log).replace(&dir.path().display().to_string(), "<dir>");
+    expect![[r#"
+        envoy exited (exit status: 1)
+        [critical][main] error `Invalid path: <dir>/missing.wasm`
+    "#]]
+    .assert_eq(&format!("envoy exited ({})\n{lines}", exited.status));
+    Ok(())
+}

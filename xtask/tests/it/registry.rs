@@ -1,0 +1,127 @@
+//! A registry fixture: Debian's `docker-registry` (CNCF Distribution 2.8), anonymous, plain
+//! HTTP on 127.0.0.1, its storage in a temporary directory.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use crate::envoy::get;
+use crate::support::{free_port, temp_dir, tool};
+use crate::util::{ChildGuard, poll_until};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const ATTEMPTS: usize = 3;
+
+/// A running registry; dropping it stops it and removes its storage.
+pub struct Registry {
+    _process: ChildGuard,
+    /// `127.0.0.1:<port>`, the host part of references.
+    pub address: String,
+    _dir: TempDir,
+}
+
+impl Registry {
+    /// Starts a registry on a free port, ready once `GET /v2/` answers 200. A port taken
+    /// between choosing and binding it means another try on another port.
+    pub fn start() -> Result<Registry> {
+        let binary = tool("docker-registry")?;
+        let dir = temp_dir()?;
+        for attempt in 1..=ATTEMPTS {
+            let address = format!("127.0.0.1:{}", free_port()?);
+            let log_path = dir.path().join(format!("registry-{attempt}.log"));
+            let process = spawn(&binary, dir.path(), &address, &log_path)?;
+            match wait_until_ready(process, &address, &log_path) {
+                Ok(process) => {
+                    return Ok(Registry {
+                        _process: process,
+                        address,
+                        _dir: dir,
+                    });
+                }
+                Err(error)
+                    if attempt < ATTEMPTS && read(&log_path).contains("address already in use") =>
+                {
+                    eprintln!("registry: {address} was taken, trying another port ({error:#})");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+fn spawn(binary: &Path, dir: &Path, address: &str, log_path: &Path) -> Result<ChildGuard> {
+    let storage = dir.join("storage");
+    let config_path = dir.join("config.yml");
+    let config = format!(
+        "version: 0.1\n\
+         log:\n  level: info\n  accesslog:\n    disabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+         http:\n  addr: {address}\n  secret: filterkit-e2e\n",
+        storage.display()
+    );
+    std::fs::write(&config_path, config)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let child = Command::new(binary)
+        .arg("serve")
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("opening the registry log")?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(ChildGuard(child))
+}
+
+fn wait_until_ready(mut process: ChildGuard, address: &str, log_path: &Path) -> Result<ChildGuard> {
+    let url = format!("http://{address}/v2/");
+    poll_until(
+        Instant::now() + READY_TIMEOUT,
+        &format!("the registry to answer GET {url}"),
+        || {
+            if let Some(status) = process.0.try_wait().context("waiting for the registry")? {
+                bail!(
+                    "the registry exited ({status}); its log:\n{}",
+                    read(log_path)
+                );
+            }
+            Ok(get(&url).ok().filter(|response| response.status == 200))
+        },
+    )?;
+    Ok(process)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn registry_answers_v2_anonymously() -> Result<()> {
+    let registry = Registry::start()?;
+    let response = get(&format!("http://{}/v2/", registry.address))?;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+    Ok(())
+}
+
+#[test]
+fn registries_run_side_by_side() -> Result<()> {
+    let first = Registry::start()?;
+    let second = Registry::start()?;
+    assert_ne!(first.address, second.address);
+    for registry in [&first, &second] {
+        assert_eq!(
+            get(&format!("http://{}/v2/", registry.address))?.status,
+            200
+        );
+    }
+    Ok(())
+}
