@@ -89,7 +89,7 @@ impl HeaderMap {
     }
 
     /// The entries in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
         self.entries.iter().map(|(key, value)| (key.as_slice(), value.as_slice()))
     }
 

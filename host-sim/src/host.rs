@@ -182,7 +182,6 @@ pub(crate) struct StreamData {
     pub(crate) request_buffering: bool,
     pub(crate) response_buffering: bool,
     pub(crate) local_reply: Option<LocalReply>,
-    pub(crate) sending_local_reply: bool,
     pub(crate) reset: Option<&'static str>,
     pub(crate) filter_state: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) properties: BTreeMap<Vec<Vec<u8>>, PropertyValue>,
@@ -462,7 +461,7 @@ fn set_u64(c: &mut C<'_>, ptr: u32, value: u64) -> wasmtime::Result<bool> {
 /// `WasmBase::allocMemory`: calls the guest's allocator (with Envoy's restricted import list)
 /// and checks that the block it returns lies in memory. `None` = Envoy's nullptr.
 fn alloc(c: &mut C<'_>, size: u32) -> wasmtime::Result<Option<u32>> {
-    let Some(malloc) = c.data().malloc else {
+    let Some(malloc) = c.data().malloc.clone() else {
         return Ok(None);
     };
     let saved = c.data().restricted;

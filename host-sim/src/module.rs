@@ -82,7 +82,7 @@ pub(crate) fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
-        config.wasm_backtrace(false);
+        config.wasm_backtrace_max_frames(None);
         let mut cache_config = wasmtime::CacheConfig::new();
         cache_config.with_directory(cache_directory());
         // The on-disk cache is an optimization: without it, modules still compile.

@@ -1,2 +1,353 @@
-//! Scenario files: a test as data (plugins, properties, request, response, callout replies,
-//! clock advances) in, a trace out.
+//! Scenario files: a test as data in, a trace out.
+//!
+//! A scenario is JSON: the plugins (root_id + configuration), VM settings, clusters,
+//! properties, then steps applied in order (stream events, callout answers, clock
+//! advances). [`run`] returns the rendered trace: each step, the calls it caused, and its
+//! outcome. See host-sim/README.md for the format.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{Error, Module, Outcome, PluginConfig, PropertyValue, Sim};
+
+/// A scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The plugins, in order.
+    pub plugins: Vec<ScenarioPlugin>,
+    /// The VM id.
+    #[serde(default)]
+    pub vm_id: String,
+    /// The VM configuration.
+    #[serde(default)]
+    pub vm_configuration: String,
+    /// Clusters `proxy_http_call` / gRPC may use.
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    /// Properties every context sees.
+    #[serde(default)]
+    pub properties: Vec<ScenarioProperty>,
+    /// Steps, in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// One plugin of a scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioPlugin {
+    /// The root_id.
+    pub root_id: String,
+    /// The configuration: a string is used as is, any other JSON value is serialized.
+    #[serde(default)]
+    pub configuration: Option<serde_json::Value>,
+    /// Envoy's `allow_on_headers_stop_iteration`.
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: bool,
+}
+
+/// A property of a scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioProperty {
+    /// Path segments.
+    pub path: Vec<String>,
+    /// The typed value, e.g. `{"string": "x"}`, `{"int": 3}`.
+    pub value: PropertyValue,
+}
+
+/// One step.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Request headers on a stream (created on first use, on `root_id` or the first plugin).
+    RequestHeaders {
+        /// The stream's name in the scenario.
+        stream: String,
+        /// The plugin; default the first.
+        #[serde(default)]
+        root_id: Option<String>,
+        /// Headers.
+        headers: Vec<(String, String)>,
+        /// End of stream.
+        #[serde(default)]
+        end_of_stream: bool,
+    },
+    /// A request body chunk.
+    RequestBody {
+        /// The stream.
+        stream: String,
+        /// Body text.
+        body: String,
+        /// End of stream.
+        #[serde(default)]
+        end_of_stream: bool,
+    },
+    /// Request trailers.
+    RequestTrailers {
+        /// The stream.
+        stream: String,
+        /// Trailers.
+        trailers: Vec<(String, String)>,
+    },
+    /// Response headers.
+    ResponseHeaders {
+        /// The stream.
+        stream: String,
+        /// Headers.
+        headers: Vec<(String, String)>,
+        /// End of stream.
+        #[serde(default)]
+        end_of_stream: bool,
+    },
+    /// A response body chunk.
+    ResponseBody {
+        /// The stream.
+        stream: String,
+        /// Body text.
+        body: String,
+        /// End of stream.
+        #[serde(default)]
+        end_of_stream: bool,
+    },
+    /// Response trailers.
+    ResponseTrailers {
+        /// The stream.
+        stream: String,
+        /// Trailers.
+        trailers: Vec<(String, String)>,
+    },
+    /// Log, done, delete.
+    Complete {
+        /// The stream.
+        stream: String,
+    },
+    /// Answers an HTTP callout.
+    HttpCallResponse {
+        /// The token.
+        token: u32,
+        /// Headers.
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        /// Body text.
+        #[serde(default)]
+        body: String,
+        /// Trailers.
+        #[serde(default)]
+        trailers: Vec<(String, String)>,
+    },
+    /// Fails an HTTP callout (reset).
+    HttpCallFailure {
+        /// The token.
+        token: u32,
+    },
+    /// Answers a gRPC call.
+    GrpcResponse {
+        /// The token.
+        token: u32,
+        /// Message bytes as text.
+        message: String,
+    },
+    /// Closes a gRPC call or stream.
+    GrpcClose {
+        /// The token.
+        token: u32,
+        /// gRPC status.
+        status: u32,
+        /// Status message.
+        #[serde(default)]
+        message: String,
+    },
+    /// Advances the virtual clock.
+    AdvanceMs(u64),
+    /// Enqueues on a shared queue.
+    Enqueue {
+        /// Queue name.
+        queue: String,
+        /// Item text.
+        data: String,
+    },
+}
+
+/// Parses a scenario.
+pub fn parse(text: &str) -> Result<Scenario, Error> {
+    serde_json::from_str(text).map_err(|error| Error::Scenario(error.to_string()))
+}
+
+fn pairs(items: &[(String, String)]) -> Vec<(&str, &str)> {
+    items.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
+}
+
+/// Runs a scenario against a module and renders what happened.
+pub fn run(module: &Module, scenario: &Scenario) -> Result<String, Error> {
+    let mut builder = Sim::builder(module)
+        .vm_id(&scenario.vm_id)
+        .vm_configuration(scenario.vm_configuration.as_bytes());
+    for plugin in &scenario.plugins {
+        let configuration = match &plugin.configuration {
+            None => Vec::new(),
+            Some(serde_json::Value::String(text)) => text.as_bytes().to_vec(),
+            Some(value) => value.to_string().into_bytes(),
+        };
+        builder = builder.plugin_config(PluginConfig {
+            root_id: plugin.root_id.clone(),
+            name: plugin.root_id.clone(),
+            configuration,
+            allow_on_headers_stop_iteration: plugin.allow_on_headers_stop_iteration,
+        });
+    }
+    for cluster in &scenario.clusters {
+        builder = builder.cluster(cluster);
+    }
+    for property in &scenario.properties {
+        let path: Vec<&str> = property.path.iter().map(String::as_str).collect();
+        builder = builder.property(&path, property.value.clone());
+    }
+    let mut out = String::new();
+    let mut sim = match builder.build() {
+        Ok(sim) => sim,
+        Err(Error::ConfigRejected(rejection)) => {
+            let _ = writeln!(out, "configuration rejected: root_id={} ({})", rejection.root_id, rejection.reason);
+            for log in &rejection.logs {
+                let _ = writeln!(out, "  log {} {:?}", log.level_name(), log.message);
+            }
+            return Ok(out);
+        }
+        Err(error) => return Err(error),
+    };
+    let _ = writeln!(out, "== start");
+    out.push_str(&sim.render_trace());
+    sim.clear_trace();
+    let default_root = scenario.plugins.first().map(|plugin| plugin.root_id.clone()).unwrap_or_default();
+    let mut streams: HashMap<String, u32> = HashMap::new();
+    for (idx, step) in scenario.steps.iter().enumerate() {
+        let (label, outcome) = run_step(&mut sim, step, &default_root, &mut streams)?;
+        let _ = writeln!(out, "== step {}: {label}", idx + 1);
+        out.push_str(&sim.render_trace());
+        let _ = writeln!(out, "-> {}", render_outcome(&outcome));
+        sim.clear_trace();
+    }
+    Ok(out)
+}
+
+fn stream_id(
+    sim: &mut Sim,
+    streams: &mut HashMap<String, u32>,
+    name: &str,
+    root_id: &str,
+) -> Result<u32, Error> {
+    if let Some(id) = streams.get(name) {
+        return Ok(*id);
+    }
+    let id = sim.stream(root_id)?.id();
+    streams.insert(name.to_string(), id);
+    Ok(id)
+}
+
+fn run_step(
+    sim: &mut Sim,
+    step: &Step,
+    default_root: &str,
+    streams: &mut HashMap<String, u32>,
+) -> Result<(String, Outcome), Error> {
+    let mut on_stream = |sim: &mut Sim, name: &str, root: Option<&str>, act: &mut dyn FnMut(&mut crate::Stream<'_>) -> Outcome| -> Result<Outcome, Error> {
+        let id = stream_id(sim, streams, name, root.unwrap_or(default_root))?;
+        Ok(match sim.stream_by_id(id) {
+            Some(mut stream) => act(&mut stream),
+            None => Outcome::NotDelivered,
+        })
+    };
+    Ok(match step {
+        Step::RequestHeaders { stream, root_id, headers, end_of_stream } => (
+            format!("request_headers {stream}"),
+            on_stream(sim, stream, root_id.as_deref(), &mut |s| s.send_request_headers(&pairs(headers), *end_of_stream))?,
+        ),
+        Step::RequestBody { stream, body, end_of_stream } => (
+            format!("request_body {stream}"),
+            on_stream(sim, stream, None, &mut |s| s.send_request_body(body.as_bytes(), *end_of_stream))?,
+        ),
+        Step::RequestTrailers { stream, trailers } => (
+            format!("request_trailers {stream}"),
+            on_stream(sim, stream, None, &mut |s| s.send_request_trailers(&pairs(trailers)))?,
+        ),
+        Step::ResponseHeaders { stream, headers, end_of_stream } => (
+            format!("response_headers {stream}"),
+            on_stream(sim, stream, None, &mut |s| {
+                let outcome = s.send_response_headers(&pairs(headers), *end_of_stream);
+                outcome
+            })?,
+        ),
+        Step::ResponseBody { stream, body, end_of_stream } => (
+            format!("response_body {stream}"),
+            on_stream(sim, stream, None, &mut |s| s.send_response_body(body.as_bytes(), *end_of_stream))?,
+        ),
+        Step::ResponseTrailers { stream, trailers } => (
+            format!("response_trailers {stream}"),
+            on_stream(sim, stream, None, &mut |s| s.send_response_trailers(&pairs(trailers)))?,
+        ),
+        Step::Complete { stream } => {
+            let mut summary = String::new();
+            let outcome = on_stream(sim, stream, None, &mut |s| {
+                let outcome = s.complete();
+                summary = render_stream(s);
+                outcome
+            })?;
+            (format!("complete {stream}\n{summary}").trim_end().to_string(), outcome)
+        }
+        Step::HttpCallResponse { token, headers, body, trailers } => (
+            format!("http_call_response {token}"),
+            sim.respond_http_call(*token, &pairs(headers), body.as_bytes(), &pairs(trailers)),
+        ),
+        Step::HttpCallFailure { token } => (format!("http_call_failure {token}"), sim.fail_http_call(*token)),
+        Step::GrpcResponse { token, message } => {
+            (format!("grpc_response {token}"), sim.respond_grpc_call(*token, message.as_bytes()))
+        }
+        Step::GrpcClose { token, status, message } => {
+            (format!("grpc_close {token}"), sim.close_grpc(*token, &[], *status, message))
+        }
+        Step::AdvanceMs(ms) => (format!("advance {ms}ms"), sim.advance(Duration::from_millis(*ms))),
+        Step::Enqueue { queue, data } => (
+            format!("enqueue {queue}"),
+            sim.enqueue(queue, data.as_bytes()).unwrap_or(Outcome::NotDelivered),
+        ),
+    })
+}
+
+/// Renders an outcome as one line.
+pub fn render_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Continue => "Continue".into(),
+        Outcome::Paused(pause) => format!("Paused({pause:?})"),
+        Outcome::LocalReply { status_code } => format!("LocalReply({status_code})"),
+        Outcome::Reset => "Reset".into(),
+        Outcome::Trapped { callback, message } => format!("Trapped in {callback}: {message}"),
+        Outcome::NotDelivered => "NotDelivered".into(),
+    }
+}
+
+/// Renders what a completed stream sent upstream and downstream.
+pub fn render_stream(stream: &crate::Stream<'_>) -> String {
+    let mut out = String::new();
+    let mut headers = |label: &str, map: &crate::HeaderMap| {
+        let _ = writeln!(out, "  {label}:");
+        for (key, value) in map.to_vec() {
+            let _ = writeln!(out, "    {key}: {value}");
+        }
+    };
+    headers("upstream request headers", stream.request_headers());
+    headers("downstream response headers", stream.response_headers());
+    if !stream.upstream_body().is_empty() {
+        let _ = writeln!(out, "  upstream body: {:?}", String::from_utf8_lossy(stream.upstream_body()));
+    }
+    if !stream.downstream_body().is_empty() {
+        let _ = writeln!(out, "  downstream body: {:?}", String::from_utf8_lossy(stream.downstream_body()));
+    }
+    if let Some(reply) = stream.local_reply() {
+        let _ = writeln!(out, "  local reply: {} {}", reply.status_code, reply.details);
+    }
+    out
+}

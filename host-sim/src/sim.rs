@@ -492,7 +492,7 @@ impl Sim {
             Error::ConfigRejected(Rejection { root_id: plugin.root_id.clone(), reason, logs })
         };
         self.store.data_mut().temp_plugin = Some(idx);
-        let created = match self.exports.on_context_create {
+        let created = match self.exports.on_context_create.clone() {
             Some(func) => self.call("proxy_on_context_create", id, func, (id, 0)).map(|_| ()),
             None => Ok(()),
         };
@@ -500,7 +500,7 @@ impl Sim {
         if let Err(trap) = created {
             return Err(reject(self, trap));
         }
-        if let Some(func) = self.exports.on_vm_start {
+        if let Some(func) = self.exports.on_vm_start.clone() {
             let size = self.store.data().vm_configuration.len() as u32;
             match self.call("proxy_on_vm_start", id, func, (id, size)) {
                 Err(trap) => return Err(reject(self, trap)),
@@ -508,7 +508,7 @@ impl Sim {
                 Ok(_) => {}
             }
         }
-        if let Some(func) = self.exports.on_configure {
+        if let Some(func) = self.exports.on_configure.clone() {
             let size = plugin.configuration.len() as u32;
             self.store.data_mut().temp_plugin = Some(idx);
             let result = self.call("proxy_on_configure", id, func, (id, size));
@@ -591,7 +591,7 @@ impl Sim {
                 if self.store.data().failed {
                     break;
                 }
-                if let Some(func) = self.exports.on_queue_ready {
+                if let Some(func) = self.exports.on_queue_ready.clone() {
                     if self.store.data().root_contexts.contains_key(&context_id) {
                         let _ = self.call("proxy_on_queue_ready", context_id, func, (context_id, token));
                         self.store.data_mut().stop_next_iteration = false;
@@ -630,7 +630,7 @@ impl Sim {
         if self.store.data().failed {
             return Ok(());
         }
-        if let Some(func) = self.exports.on_context_create {
+        if let Some(func) = self.exports.on_context_create.clone() {
             self.call("proxy_on_context_create", ctx, func, (ctx, root))?;
         }
         Ok(())
@@ -740,13 +740,13 @@ impl Sim {
         }
         let eos = u32::from(end_of_stream);
         let result = if response {
-            match (self.exports.on_response_headers, self.exports.on_response_headers_01) {
+            match (self.exports.on_response_headers.clone(), self.exports.on_response_headers_01.clone()) {
                 (Some(func), _) => self.call("proxy_on_response_headers", ctx, func, (ctx, n, eos))?,
                 (None, Some(func)) => self.call("proxy_on_response_headers", ctx, func, (ctx, n))?,
                 (None, None) => 0,
             }
         } else {
-            match (self.exports.on_request_headers, self.exports.on_request_headers_01) {
+            match (self.exports.on_request_headers.clone(), self.exports.on_request_headers_01.clone()) {
                 (Some(func), _) => self.call("proxy_on_request_headers", ctx, func, (ctx, n, eos))?,
                 (None, Some(func)) => self.call("proxy_on_request_headers", ctx, func, (ctx, n))?,
                 (None, None) => 0,
@@ -815,7 +815,7 @@ impl Sim {
         stream.end_of_stream = end_of_stream;
         stream.avail |= if response { avail::RESPONSE_BODY } else { avail::REQUEST_BODY };
         let eos = u32::from(end_of_stream);
-        let func = if response { self.exports.on_response_body } else { self.exports.on_request_body };
+        let func = if response { self.exports.on_response_body.clone() } else { self.exports.on_request_body.clone() };
         let name = if response { "proxy_on_response_body" } else { "proxy_on_request_body" };
         let result = match func {
             Some(func) => self.call(name, ctx, func, (ctx, size, eos))?,
@@ -861,7 +861,7 @@ impl Sim {
             stream.request_trailers = Some(trailers);
             stream.avail |= avail::REQUEST_TRAILERS;
         }
-        let func = if response { self.exports.on_response_trailers } else { self.exports.on_request_trailers };
+        let func = if response { self.exports.on_response_trailers.clone() } else { self.exports.on_request_trailers.clone() };
         let name = if response { "proxy_on_response_trailers" } else { "proxy_on_request_trailers" };
         let result = match func {
             Some(func) => self.call(name, ctx, func, (ctx, n))?,
@@ -1052,6 +1052,16 @@ impl Sim {
         Ok(Stream { sim: self, id, finished: None })
     }
 
+    /// A handle on a stream created earlier with [`Sim::stream`] (by its id), if it has not
+    /// completed.
+    pub fn stream_by_id(&mut self, id: u32) -> Option<Stream<'_>> {
+        if self.store.data().streams.contains_key(&id) {
+            Some(Stream { sim: self, id, finished: None })
+        } else {
+            None
+        }
+    }
+
     /// The trace recorded so far.
     pub fn trace(&self) -> &Trace {
         &self.store.data().trace
@@ -1188,7 +1198,7 @@ impl Sim {
             }
         };
         self.store.data_mut().http_call_response = response;
-        let result = match self.exports.on_http_call_response {
+        let result = match self.exports.on_http_call_response.clone() {
             Some(func) => self.call("proxy_on_http_call_response", ctx, func, (ctx, token, headers, body, trailers)),
             None => Ok(()),
         };
@@ -1210,7 +1220,7 @@ impl Sim {
         };
         let ctx = callout.context_id;
         self.store.data_mut().grpc_receive_buffer = Some(message.to_vec());
-        let result = match self.exports.on_grpc_receive {
+        let result = match self.exports.on_grpc_receive.clone() {
             Some(func) => self.call("proxy_on_grpc_receive", ctx, func, (ctx, token, message.len() as u32)),
             None => Ok(()),
         };
@@ -1221,12 +1231,26 @@ impl Sim {
         self.top_level_outcome()
     }
 
-    /// Closes a gRPC call or stream from the remote side: `proxy_on_grpc_close` with the
-    /// status; `proxy_get_status` gives (status, message) during it.
-    pub fn close_grpc(&mut self, token: u32, status: u32, message: &str) -> Outcome {
+    /// Closes a gRPC call or stream from the remote side: trailing metadata (if any), then
+    /// `proxy_on_grpc_close` with the status; `proxy_get_status` gives (status, message) during it.
+    pub fn close_grpc(&mut self, token: u32, trailing_metadata: &[(&str, &str)], status: u32, message: &str) -> Outcome {
         let Some(callout) = self.store.data().grpc_callouts.get(&token).cloned() else {
             return Outcome::NotDelivered;
         };
+        if !trailing_metadata.is_empty() {
+            let ctx = callout.context_id;
+            let map = HeaderMap::from_pairs(trailing_metadata.iter().copied());
+            let n = map.len() as u32;
+            self.store.data_mut().grpc_trailing_metadata = Some(map);
+            let result = match self.exports.on_grpc_receive_trailing_metadata.clone() {
+                Some(func) => self.call("proxy_on_grpc_receive_trailing_metadata", ctx, func, (ctx, token, n)),
+                None => Ok(()),
+            };
+            self.store.data_mut().grpc_trailing_metadata = None;
+            if result.is_err() {
+                return self.trapped();
+            }
+        }
         if !callout.is_stream || callout.local_closed {
             self.store.data_mut().grpc_callouts.remove(&token);
         }
@@ -1237,7 +1261,7 @@ impl Sim {
             plugin.status_code = status;
             plugin.status_message = message.as_bytes().to_vec();
         }
-        let result = match self.exports.on_grpc_close {
+        let result = match self.exports.on_grpc_close.clone() {
             Some(func) => self.call("proxy_on_grpc_close", ctx, func, (ctx, token, status)),
             None => Ok(()),
         };
@@ -1261,7 +1285,7 @@ impl Sim {
             let map = HeaderMap::from_pairs(initial_metadata.iter().copied());
             let n = map.len() as u32;
             self.store.data_mut().grpc_initial_metadata = Some(map);
-            let result = match self.exports.on_grpc_receive_initial_metadata {
+            let result = match self.exports.on_grpc_receive_initial_metadata.clone() {
                 Some(func) => self.call("proxy_on_grpc_receive_initial_metadata", ctx, func, (ctx, token, n)),
                 None => Ok(()),
             };
@@ -1271,7 +1295,7 @@ impl Sim {
             }
         }
         self.store.data_mut().grpc_receive_buffer = Some(message.to_vec());
-        let result = match self.exports.on_grpc_receive {
+        let result = match self.exports.on_grpc_receive.clone() {
             Some(func) => self.call("proxy_on_grpc_receive", ctx, func, (ctx, token, message.len() as u32)),
             None => Ok(()),
         };
@@ -1287,7 +1311,7 @@ impl Sim {
     pub fn call_on_foreign_function(&mut self, root_id: &str, function_id: u32, data: &[u8]) -> Result<Outcome, Error> {
         let ctx = self.root_context_id(root_id)?;
         self.store.data_mut().call_data = data.to_vec();
-        let result = match self.exports.on_foreign_function {
+        let result = match self.exports.on_foreign_function.clone() {
             Some(func) => self.call("proxy_on_foreign_function", ctx, func, (ctx, function_id, data.len() as u32)),
             None => Ok(()),
         };
@@ -1348,7 +1372,7 @@ impl Sim {
                     if state.failed {
                         break;
                     }
-                    match self.exports.on_tick {
+                    match self.exports.on_tick.clone() {
                         Some(func) => match self.call("proxy_on_tick", ctx, func, ctx) {
                             Ok(()) => self.top_level_outcome(),
                             Err(_) => self.trapped(),
@@ -1371,6 +1395,40 @@ impl Sim {
         let state = self.store.data_mut();
         state.now_ns = state.now_ns.max(target);
         outcome
+    }
+
+    /// Calls any export by name with integer arguments, as if Envoy called it on this
+    /// context (for tests of host functions through guests that forward them). A trap is
+    /// returned as its message.
+    #[doc(hidden)]
+    pub fn call_guest_function(&mut self, name: &str, context_id: u32, args: &[i64]) -> Result<Option<i64>, String> {
+        use wasmtime::Val;
+        let Some(func) = self.instance.get_func(&mut self.store, name) else {
+            return Err(format!("no export {name}"));
+        };
+        let ty = func.ty(&self.store);
+        let params: Vec<Val> = ty
+            .params()
+            .zip(args.iter().chain(std::iter::repeat(&0)))
+            .map(|(ty, value)| match ty {
+                wasmtime::ValType::I64 => Val::I64(*value),
+                _ => Val::I32(*value as i32),
+            })
+            .collect();
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        let saved = (self.store.data().current, self.store.data().effective);
+        self.store.data_mut().current = context_id;
+        self.store.data_mut().effective = 0;
+        let _ = self.store.set_fuel(self.fuel);
+        let result = func.call(&mut self.store, &params, &mut results);
+        self.store.data_mut().current = saved.0;
+        self.store.data_mut().effective = saved.1;
+        result.map_err(|error| trap_message(&error))?;
+        Ok(results.first().map(|value| match value {
+            Val::I64(value) => *value,
+            Val::I32(value) => i64::from(*value as u32),
+            _ => 0,
+        }))
     }
 
     /// Virtual time since the simulation started.
@@ -1410,7 +1468,7 @@ impl Sim {
             if self.store.data().failed {
                 break;
             }
-            let done = match self.exports.on_done {
+            let done = match self.exports.on_done.clone() {
                 Some(func) => {
                     self.store.data_mut().plugins[idx].pending_done = true;
                     self.call("proxy_on_done", ctx, func, ctx).unwrap_or(1)
@@ -1423,7 +1481,7 @@ impl Sim {
                 pending.push(self.store.data().plugins[idx].root_id.clone());
                 continue;
             }
-            if let Some(func) = self.exports.on_delete {
+            if let Some(func) = self.exports.on_delete.clone() {
                 let _ = self.call("proxy_on_delete", ctx, func, ctx);
             }
         }
@@ -1536,14 +1594,14 @@ impl Stream<'_> {
                     return Ok(());
                 }
                 sim.stream_mut(ctx).access_log_phase = true;
-                if let Some(func) = sim.exports.on_log {
+                if let Some(func) = sim.exports.on_log.clone() {
                     sim.call("proxy_on_log", ctx, func, ctx)?;
                 }
                 sim.stream_mut(ctx).access_log_phase = false;
-                if let Some(func) = sim.exports.on_done {
+                if let Some(func) = sim.exports.on_done.clone() {
                     sim.call("proxy_on_done", ctx, func, ctx)?;
                 }
-                if let Some(func) = sim.exports.on_delete {
+                if let Some(func) = sim.exports.on_delete.clone() {
                     sim.call("proxy_on_delete", ctx, func, ctx)?;
                 }
                 Ok(())

@@ -24,42 +24,69 @@ pub(crate) struct Callout {
     pub(crate) continuation: Continuation,
 }
 
-/// Values by context id or token, in a sorted `Vec`: ids mostly grow, so inserts append, and
-/// one small generic type costs far less code than `BTreeMap`'s monomorphized node handling.
-pub(crate) struct Slots<T>(Vec<(u32, T)>);
+/// Values by context id or token, in two sorted `Vec`s: ids mostly grow, so inserts append,
+/// and the id search is one non-generic function instead of `BTreeMap`'s monomorphized nodes.
+pub(crate) struct Slots<T> {
+    ids: Vec<u32>,
+    values: Vec<T>,
+}
+
+fn position(ids: &[u32], id: u32) -> Result<usize, usize> {
+    ids.binary_search(&id)
+}
 
 impl<T> Slots<T> {
     const fn new() -> Slots<T> {
-        Slots(Vec::new())
-    }
-
-    fn position(&self, id: u32) -> Result<usize, usize> {
-        self.0.binary_search_by_key(&id, |(known, _)| *known)
+        Slots {
+            ids: Vec::new(),
+            values: Vec::new(),
+        }
     }
 
     pub(crate) fn insert(&mut self, id: u32, value: T) {
-        match self.position(id) {
-            Ok(idx) => self.0[idx].1 = value,
-            Err(idx) => self.0.insert(idx, (id, value)),
+        match position(&self.ids, id) {
+            Ok(idx) => {
+                if let Some(slot) = self.values.get_mut(idx) {
+                    *slot = value;
+                }
+            }
+            Err(idx) => {
+                self.ids.insert(idx, id);
+                self.values.insert(idx, value);
+            }
         }
     }
 
     pub(crate) fn remove(&mut self, id: u32) -> Option<T> {
-        let idx = self.position(id).ok()?;
-        Some(self.0.remove(idx).1)
+        let idx = position(&self.ids, id).ok()?;
+        self.ids.remove(idx);
+        Some(self.values.remove(idx))
     }
 
     fn contains(&self, id: u32) -> bool {
-        self.position(id).is_ok()
+        position(&self.ids, id).is_ok()
     }
 
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        self.0.retain(|(_, value)| keep(value));
+        let mut idx = 0;
+        while let Some(value) = self.values.get(idx) {
+            if keep(value) {
+                idx += 1;
+            } else {
+                self.ids.remove(idx);
+                self.values.remove(idx);
+            }
+        }
     }
 }
 
+/// A gRPC call's or stream's event handler; it downcasts the context itself.
+pub(crate) type GrpcHandler = Box<dyn FnMut(&mut dyn Any, crate::grpc::Event)>;
+
 pub(crate) struct Globals {
     pub(crate) callouts: Slots<Callout>,
+    /// gRPC handlers by token, with the id of the context that made the call.
+    pub(crate) grpc: Slots<(u32, GrpcHandler)>,
     pub(crate) current_context_id: u32,
 }
 
@@ -67,6 +94,7 @@ impl Globals {
     const fn new() -> Globals {
         Globals {
             callouts: Slots::new(),
+            grpc: Slots::new(),
             current_context_id: 0,
         }
     }
@@ -173,7 +201,11 @@ impl<R: RootContext> Filter<R> {
 
     /// Runs `f` on root `context_id` taken out of the state, then puts it back.
     fn on_root<T>(&self, context_id: u32, default: T, f: impl FnOnce(&mut Root<R>) -> T) -> T {
-        let Some(mut root) = self.0.with(|inner| inner.roots.remove(context_id)).flatten() else {
+        let Some(mut root) = self
+            .0
+            .with(|inner| inner.roots.remove(context_id))
+            .flatten()
+        else {
             return default;
         };
         enter(context_id);
@@ -184,13 +216,17 @@ impl<R: RootContext> Filter<R> {
 
     /// Runs `f` on stream `context_id` taken out of the state, then puts it back.
     fn on_stream<T>(&self, context_id: u32, default: T, f: impl FnOnce(&mut R::Http) -> T) -> T {
-        let Some(mut stream) = self.0.with(|inner| inner.streams.remove(context_id)).flatten()
+        let Some(mut stream) = self
+            .0
+            .with(|inner| inner.streams.remove(context_id))
+            .flatten()
         else {
             return default;
         };
         enter(context_id);
         let result = f(&mut stream);
-        self.0.with(|inner| inner.streams.insert(context_id, stream));
+        self.0
+            .with(|inner| inner.streams.insert(context_id, stream));
         result
     }
 
@@ -211,10 +247,13 @@ impl<R: RootContext> Filter<R> {
         }
         let stream = self.on_root(parent_context_id, None, |root| {
             let config = root.config.clone()?;
-            Some(Box::new(root.context.create_http_context(context_id, config)))
+            Some(Box::new(
+                root.context.create_http_context(context_id, config),
+            ))
         });
         if let Some(stream) = stream {
-            self.0.with(|inner| inner.streams.insert(context_id, stream));
+            self.0
+                .with(|inner| inner.streams.insert(context_id, stream));
         }
     }
 
@@ -230,10 +269,7 @@ impl<R: RootContext> Filter<R> {
     /// `proxy_on_configure`.
     pub fn on_configure(&self, context_id: u32, size: usize) -> u32 {
         logger::refresh_level();
-        let bytes = read_buffer(
-            crate::http::BufferType::PluginConfiguration.as_raw(),
-            size,
-        );
+        let bytes = read_buffer(crate::http::BufferType::PluginConfiguration.as_raw(), size);
         self.on_root(context_id, false, |root| {
             let config = match parse_config::<R::Config>(&bytes) {
                 Ok(config) => Rc::new(config),
@@ -339,7 +375,8 @@ impl<R: RootContext> Filter<R> {
         with_globals(|globals| {
             globals
                 .callouts
-                .retain(|callout| callout.context_id != context_id)
+                .retain(|callout| callout.context_id != context_id);
+            globals.grpc.retain(|(owner, _)| *owner != context_id);
         });
     }
 
@@ -352,8 +389,7 @@ impl<R: RootContext> Filter<R> {
         body_size: usize,
         n_trailers: usize,
     ) {
-        let Some(callout) = with_globals(|globals| globals.callouts.remove(token)).flatten()
-        else {
+        let Some(callout) = with_globals(|globals| globals.callouts.remove(token)).flatten() else {
             return;
         };
         let response = CallResponse {
@@ -372,5 +408,52 @@ impl<R: RootContext> Filter<R> {
                 continuation(&mut *root.context as &mut dyn Any, response)
             });
         }
+    }
+
+    /// Runs a gRPC handler with context `context_id`.
+    fn run_grpc_handler(
+        &self,
+        context_id: u32,
+        handler: &mut GrpcHandler,
+        event: crate::grpc::Event,
+    ) {
+        if self.is_stream(context_id) {
+            self.on_stream(context_id, (), |stream| {
+                handler(stream as &mut dyn Any, event)
+            });
+        } else {
+            self.on_root(context_id, (), |root| {
+                handler(&mut *root.context as &mut dyn Any, event)
+            });
+        }
+    }
+
+    /// `proxy_on_grpc_receive`: one message for the handler registered with `token`.
+    pub fn on_grpc_receive(&self, context_id: u32, token: u32, size: usize) {
+        let Some((owner, mut handler)) =
+            with_globals(|globals| globals.grpc.remove(token)).flatten()
+        else {
+            return;
+        };
+        let message = read_buffer(crate::http::BufferType::GrpcReceiveBuffer.as_raw(), size);
+        self.run_grpc_handler(
+            context_id,
+            &mut handler,
+            crate::grpc::Event::Message(message),
+        );
+        with_globals(|globals| globals.grpc.insert(token, (owner, handler)));
+    }
+
+    /// `proxy_on_grpc_close`: the last event for the handler registered with `token`.
+    pub fn on_grpc_close(&self, context_id: u32, token: u32, status_code: u32) {
+        let Some((_, mut handler)) = with_globals(|globals| globals.grpc.remove(token)).flatten()
+        else {
+            return;
+        };
+        self.run_grpc_handler(
+            context_id,
+            &mut handler,
+            crate::grpc::Event::Close { status_code },
+        );
     }
 }

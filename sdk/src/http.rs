@@ -13,6 +13,14 @@ use core::time::Duration;
 use crate::dispatch::{Callout, with_globals};
 use crate::{Error, abi, pairs};
 
+/// Header (name, value) pairs as bytes, in order, repeated names included.
+///
+/// ```
+/// let pairs: filterkit::http::Pairs = vec![(b"a".to_vec(), b"1".to_vec())];
+/// assert_eq!(pairs.len(), 1);
+/// ```
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Which header map a [`HeaderMap`] handle reads and writes (the ABI's map types).
 ///
 /// ```
@@ -55,14 +63,14 @@ impl MapType {
 ///
 /// ```
 /// use filterkit::http::{self, MapType};
-/// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 /// vm.set_headers(MapType::RequestHeaders, &[(":path", "/a"), ("x-id", "1"), ("x-id", "2")]);
 /// let headers = http::request_headers();
 /// assert_eq!(headers.get_str("x-id"), Ok(Some("1".to_string())));
 /// assert_eq!(headers.get(":missing"), Ok(None));
 /// headers.add("x-id", "3").unwrap();
 /// headers.remove(":path").unwrap();
-/// assert_eq!(vm.headers(MapType::RequestHeaders), [("x-id", "1"), ("x-id", "2"), ("x-id", "3")]);
+/// assert_eq!(vm.headers(MapType::RequestHeaders), ["x-id: 1", "x-id: 2", "x-id: 3"]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeaderMap {
@@ -119,7 +127,7 @@ impl HeaderMap {
     /// The first value of `name` (names are lowercase in Envoy), or `None`.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_headers(filterkit::http::MapType::RequestHeaders, &[("x", "\u{e9}")]);
     /// assert_eq!(filterkit::http::request_headers().get("x"), Ok(Some(vec![0xc3, 0xa9])));
     /// ```
@@ -130,14 +138,16 @@ impl HeaderMap {
     /// The first value of `name` as text; [`Error::NotUtf8`] if it is not UTF-8.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_header_bytes(filterkit::http::MapType::RequestHeaders, &[(b"x", b"\xff")]);
     /// let headers = filterkit::http::request_headers();
     /// assert_eq!(headers.get_str("x"), Err(filterkit::Error::NotUtf8));
     /// ```
     pub fn get_str(&self, name: &str) -> Result<Option<String>, Error> {
         match self.get(name)? {
-            Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| Error::NotUtf8),
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| Error::NotUtf8),
             None => Ok(None),
         }
     }
@@ -145,12 +155,12 @@ impl HeaderMap {
     /// Every (name, value) pair, in order, repeated names included.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_headers(filterkit::http::MapType::ResponseHeaders, &[("a", "1"), ("a", "2")]);
     /// let pairs = filterkit::http::response_headers().pairs().unwrap();
     /// assert_eq!(pairs, [(b"a".to_vec(), b"1".to_vec()), (b"a".to_vec(), b"2".to_vec())]);
     /// ```
-    pub fn pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    pub fn pairs(&self) -> Result<Pairs, Error> {
         let serialized = abi::get_header_map_pairs(self.map_type.as_raw())?;
         pairs::deserialize(&serialized).ok_or(Error::Host {
             function: "proxy_get_header_map_pairs",
@@ -162,9 +172,9 @@ impl HeaderMap {
     ///
     /// ```
     /// use filterkit::http::{self, MapType};
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// http::response_headers().set_pairs(&[(":status", "204")]).unwrap();
-    /// assert_eq!(vm.headers(MapType::ResponseHeaders), [(":status", "204")]);
+    /// assert_eq!(vm.headers(MapType::ResponseHeaders), [":status: 204"]);
     /// ```
     pub fn set_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, pairs: &[(K, V)]) -> Result<(), Error> {
         abi::set_header_map_pairs(self.map_type.as_raw(), &pairs::serialize(pairs))
@@ -200,9 +210,9 @@ impl HeaderMap {
     /// The serialized size of the map in bytes, as the host counts it.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_headers(filterkit::http::MapType::RequestHeaders, &[("a", "b")]);
-    /// assert_eq!(filterkit::http::request_headers().size(), Ok(18));
+    /// assert_eq!(filterkit::http::request_headers().size(), Ok(16));
     /// ```
     pub fn size(&self) -> Result<usize, Error> {
         abi::get_header_map_size(self.map_type.as_raw())
@@ -254,7 +264,7 @@ impl BufferType {
 ///
 /// ```
 /// use filterkit::http::{self, BufferType};
-/// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 /// vm.set_buffer(BufferType::HttpResponseBody, b"world");
 /// let body = http::response_body();
 /// body.prepend(b"hello ").unwrap();
@@ -299,7 +309,7 @@ impl Buffer {
     /// Up to `max_size` bytes from `start`; an absent buffer reads as empty.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_buffer(filterkit::http::BufferType::HttpRequestBody, b"abcdef");
     /// assert_eq!(filterkit::http::request_body().read(2, 3), Ok(b"cde".to_vec()));
     /// ```
@@ -311,19 +321,20 @@ impl Buffer {
     /// The buffer's current length.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_buffer(filterkit::http::BufferType::HttpRequestBody, b"abc");
     /// assert_eq!(filterkit::http::request_body().len(), Ok(3));
     /// ```
     #[allow(clippy::len_without_is_empty, reason = "a host call, not a container")]
     pub fn len(&self) -> Result<usize, Error> {
-        abi::get_buffer_status(self.buffer_type.as_raw()).map(|status| status.map_or(0, |(len, _)| len))
+        abi::get_buffer_status(self.buffer_type.as_raw())
+            .map(|status| status.map_or(0, |(len, _)| len))
     }
 
     /// Replaces `size` bytes from `start` with `data`.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_buffer(filterkit::http::BufferType::HttpRequestBody, b"secret=1");
     /// filterkit::http::request_body().replace(0, 8, b"redacted").unwrap();
     /// assert_eq!(filterkit::http::request_body().read(0, 64), Ok(b"redacted".to_vec()));
@@ -359,7 +370,7 @@ impl Buffer {
 ///
 /// ```
 /// use filterkit::http::LocalReply;
-/// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 /// LocalReply::new(403)
 ///     .header("content-type", "text/plain")
 ///     .body(b"forbidden\n")
@@ -438,7 +449,7 @@ impl<'a> LocalReply<'a> {
     /// Asks the host to send it.
     ///
     /// ```
-    /// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// filterkit::http::LocalReply::new(503).send().unwrap();
     /// assert_eq!(vm.local_responses().len(), 1);
     /// ```
@@ -458,7 +469,7 @@ impl<'a> LocalReply<'a> {
 /// callback returns).
 ///
 /// ```
-/// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 /// filterkit::http::resume_request().unwrap();
 /// assert_eq!(vm.stream_actions(), ["continue request"]);
 /// ```
@@ -478,7 +489,7 @@ pub fn resume_response() -> Result<(), Error> {
 /// Resets the request stream (`proxy_close_stream`).
 ///
 /// ```
-/// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 /// filterkit::http::close_request().unwrap();
 /// assert_eq!(vm.stream_actions(), ["close request"]);
 /// ```
@@ -616,7 +627,7 @@ impl CallResponse {
 ///     }
 /// }
 ///
-/// let mut vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 /// let mut auth = Auth::default();
 /// assert_eq!(auth.on_http_request_headers(0, true), Action::Pause);
 /// assert_eq!(vm.http_calls()[0].upstream, "auth_cluster");

@@ -27,7 +27,7 @@ const MAX_DEPTH: u32 = 64;
 /// Why some bytes could not be read as the requested type.
 ///
 /// ```
-/// let error = filterkit::json::from_slice::<String>(b"[1,").err().unwrap();
+/// let error = filterkit::json::from_slice::<Vec<u32>>(b"[1,").err().unwrap();
 /// assert_eq!(error.to_string(), "unexpected end of input at byte 3");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,20 +56,12 @@ impl Error {
 }
 
 /// Appends `value` in decimal without going through `core::fmt`.
-pub(crate) fn push_decimal(text: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut idx = digits.len();
-    loop {
-        idx -= 1;
-        digits[idx] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+pub(crate) fn push_decimal(text: &mut String, value: u64) {
+    // Most significant digit first, by recursion (at most 20 levels): no buffer to index.
+    if value >= 10 {
+        push_decimal(text, value / 10);
     }
-    for digit in &digits[idx..] {
-        text.push(char::from(*digit));
-    }
+    text.push(char::from(b'0' + (value % 10) as u8));
 }
 
 impl fmt::Display for Error {
@@ -136,12 +128,12 @@ impl Error {
             return Error { message };
         }
         message.push_str(middle);
-        if expected.len() > 1 {
+        if expected.len() > 2 {
             message.push_str("one of ");
         }
         for (idx, known) in expected.iter().enumerate() {
             if idx > 0 {
-                message.push_str(", ");
+                message.push_str(if expected.len() == 2 { " or " } else { ", " });
             }
             message.push('`');
             message.push_str(known);
@@ -234,6 +226,16 @@ enum Text<'de> {
 }
 
 impl<'de> Parser<'de> {
+    /// The input from the cursor on (checked slicing: a parser bug must not become a trap).
+    fn rest(&self) -> &'de [u8] {
+        self.input.get(self.pos..).unwrap_or_default()
+    }
+
+    /// The input from `start` to the cursor.
+    fn slice(&self, start: usize) -> &'de [u8] {
+        self.input.get(start..self.pos).unwrap_or_default()
+    }
+
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
             self.pos += 1;
@@ -249,7 +251,7 @@ impl<'de> Parser<'de> {
     }
 
     fn expect_literal(&mut self, literal: &[u8]) -> Result<(), Error> {
-        if self.input[self.pos..].starts_with(literal) {
+        if self.rest().starts_with(literal) {
             self.pos += literal.len();
             Ok(())
         } else {
@@ -272,7 +274,7 @@ impl<'de> Parser<'de> {
             return Ok(number);
         }
         // Only here does `core`'s float parser end up in the module.
-        let text = core::str::from_utf8(&self.input[start..self.pos])
+        let text = core::str::from_utf8(self.slice(start))
             .map_err(|_| Error::at("invalid number", start))?;
         text.parse::<f64>()
             .map(Number::Float)
@@ -290,8 +292,8 @@ impl<'de> Parser<'de> {
         while let Some(b'0'..=b'9') = self.input.get(self.pos) {
             self.pos += 1;
         }
-        let digits = &self.input[digits_start..self.pos];
-        if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+        let digits = self.slice(digits_start);
+        if digits.is_empty() || (digits.len() > 1 && digits.first() == Some(&b'0')) {
             return Err(Error::at("invalid number", start));
         }
         let mut is_float = false;
@@ -371,7 +373,7 @@ impl<'de> Parser<'de> {
             };
             match byte {
                 b'"' => {
-                    let chunk = &self.input[chunk_start..self.pos];
+                    let chunk = self.slice(chunk_start);
                     self.pos += 1;
                     return match owned {
                         None => core::str::from_utf8(chunk)
@@ -387,7 +389,7 @@ impl<'de> Parser<'de> {
                 }
                 b'\\' => {
                     let bytes = owned.get_or_insert_with(Vec::new);
-                    bytes.extend_from_slice(&self.input[chunk_start..self.pos]);
+                    bytes.extend_from_slice(self.slice(chunk_start));
                     self.pos += 1;
                     let escape = self.input.get(self.pos).copied();
                     self.pos += 1;
@@ -403,7 +405,7 @@ impl<'de> Parser<'de> {
                         Some(b'u') => {
                             let high = self.parse_hex4()?;
                             let code = if (0xD800..0xDC00).contains(&high) {
-                                if !self.input[self.pos..].starts_with(b"\\u") {
+                                if !self.rest().starts_with(b"\\u") {
                                     return Err(Error::at("unpaired surrogate", self.pos));
                                 }
                                 self.pos += 2;
@@ -613,7 +615,11 @@ impl<'de> de::Deserializer<'de> for &mut Parser<'de> {
         Ok(value)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_seq(visitor)
     }
 
@@ -664,9 +670,7 @@ impl<'de> de::Deserializer<'de> for &mut Parser<'de> {
             }
             b'{' => {
                 self.enter()?;
-                let value = visitor.visit_enum(Variant {
-                    parser: &mut *self,
-                })?;
+                let value = visitor.visit_enum(Variant { parser: &mut *self })?;
                 self.close(b'}')?;
                 Ok(value)
             }
@@ -947,19 +951,43 @@ mod tests {
                 "error: unknown field `nme`, expected one of `name`, `count`, `ratio`, `tags`, `mode`, `extra`"
             ],
         );
-        check(r#"{"name":"a"} x"#, expect!["error: trailing characters at byte 13"]);
-        check(r#"{"name":"a""#, expect!["error: unexpected end of input at byte 11"]);
-        check(r#"{"name":"a\x"}"#, expect!["error: invalid escape at byte 11"]);
-        check("{\"name\":\"a\u{1}\"}", expect!["error: control character in string at byte 10"]);
-        check(r#"{"name":"a","count":01}"#, expect!["error: invalid number at byte 20"]);
+        check(
+            r#"{"name":"a"} x"#,
+            expect!["error: trailing characters at byte 13"],
+        );
+        check(
+            r#"{"name":"a""#,
+            expect!["error: unexpected end of input at byte 11"],
+        );
+        check(
+            r#"{"name":"a\x"}"#,
+            expect!["error: invalid escape at byte 11"],
+        );
+        check(
+            "{\"name\":\"a\u{1}\"}",
+            expect!["error: control character in string at byte 10"],
+        );
+        check(
+            r#"{"name":"a","count":01}"#,
+            expect!["error: invalid number at byte 20"],
+        );
         check(
             r#"{"name":"a","count":3000000000}"#,
             expect!["error: invalid value: integer `3000000000`, expected i32"],
         );
-        check(r#"[1]"#, expect!["error: invalid type: sequence, expected struct Sample"]);
+        check(
+            r#"[1]"#,
+            expect!["error: invalid type: sequence, expected struct Sample"],
+        );
         check("", expect!["error: unexpected end of input at byte 0"]);
-        check(r#"{"name":"\ud800"}"#, expect!["error: unpaired surrogate at byte 15"]);
-        check(&"[".repeat(100), expect!["error: invalid type: sequence, expected struct Sample"]);
+        check(
+            r#"{"name":"\ud800"}"#,
+            expect!["error: unpaired surrogate at byte 15"],
+        );
+        check(
+            &"[".repeat(100),
+            expect!["error: invalid type: sequence, expected struct Sample"],
+        );
     }
 
     #[test]

@@ -12,12 +12,13 @@
 //!   helpers that return errors instead of panicking on non-UTF-8 ([`http::HeaderMap`]);
 //! - `log` macros go to `proxy_log` at the host's log level;
 //! - local replies ([`http::LocalReply`]), body access ([`http::Buffer`]), typed metrics
-//!   ([`metrics`]), http callouts with a continuation ([`http::call`]), shared data with
+//!   ([`metrics`]), http and gRPC callouts with a continuation ([`http::call`], [`grpc`]),
+//!   shared data with
 //!   compare-and-swap retries ([`shared`]), ticks ([`time`]) and typed properties
 //!   ([`properties`]).
 //!
-//! What it does not do: TCP filters and gRPC callouts have raw bindings only, and there is no
-//! `std`. A filter crate is `#![no_std]` too (the SDK brings the allocator and the panic
+//! What it does not do: TCP (network) filters have no context trait yet (their callbacks are
+//! exported and continue), and there is no `std`. A filter crate is `#![no_std]` too (the SDK brings the allocator and the panic
 //! handler on wasm32) and exports its entry points with [`export_filter!`].
 //!
 //! Start reading at [`RootContext`]; the ABI boundary, the only `unsafe` code, is `src/abi/`.
@@ -61,11 +62,11 @@
 //! filterkit::export_filter!(Root);
 //!
 //! // Natively, drive it through the fake host:
-//! let mut vm = filterkit::testing::Vm::<Root>::new();
+//! let vm = filterkit::testing::Vm::<Root>::new();
 //! assert!(vm.configure("my_root_id", br#"{"text":"hi"}"#));
 //! let stream = vm.create_stream();
 //! assert_eq!(vm.response_headers(stream, &[(":status", "200")]), Action::Continue);
-//! assert_eq!(vm.headers(http::MapType::ResponseHeaders), [(":status", "200"), ("x-greeting", "hi")]);
+//! assert_eq!(vm.headers(http::MapType::ResponseHeaders), [":status: 200", "x-greeting: hi"]);
 //! assert!(!vm.configure("other", br#"{"text":""}"#));
 //! assert_eq!(vm.logs(), ["error: invalid plugin configuration for root_id=other: text is empty"]);
 //! ```
@@ -82,6 +83,8 @@ mod error;
 mod logger;
 mod pairs;
 
+pub mod grpc;
+pub mod host;
 pub mod http;
 pub mod json;
 pub mod metrics;
@@ -201,7 +204,7 @@ pub trait Config: serde::de::DeserializeOwned + 'static {
 /// struct Stream { enabled: bool }
 /// impl HttpContext for Stream {}
 ///
-/// let mut vm = filterkit::testing::Vm::<Root>::new();
+/// let vm = filterkit::testing::Vm::<Root>::new();
 /// assert!(vm.configure("r", br#"{"enabled":true}"#));
 /// assert!(!vm.configure("r", br#"{"enabled":1}"#));
 /// ```
@@ -271,7 +274,7 @@ pub trait RootContext: Default + 'static {
     ///         Stream { id: context_id }
     ///     }
     /// }
-    /// let mut vm = filterkit::testing::Vm::<Root>::new();
+    /// let vm = filterkit::testing::Vm::<Root>::new();
     /// assert!(vm.configure("r", b"null"));
     /// assert_eq!(vm.create_stream(), 2);
     /// ```
@@ -291,7 +294,7 @@ pub trait RootContext: Default + 'static {
     ///     fn on_tick(&mut self) { log::info!("tick"); }
     ///     fn create_http_context(&mut self, _: u32, _: Rc<C>) -> S { S }
     /// }
-    /// let mut vm = filterkit::testing::Vm::<Root>::new();
+    /// let vm = filterkit::testing::Vm::<Root>::new();
     /// assert!(vm.configure("r", b"null"));
     /// vm.tick();
     /// assert_eq!(vm.logs(), ["info: tick"]);
@@ -321,7 +324,7 @@ pub trait RootContext: Default + 'static {
     }
 
     /// Called when the host wants to shut the root down; `false` means "later", and the root
-    /// then calls [`time::done`] itself.
+    /// then calls [`host::done`] itself.
     ///
     /// ```
     /// # use std::rc::Rc;
@@ -481,7 +484,7 @@ pub trait HttpContext: 'static {
     /// ```
     fn on_log(&mut self) {}
 
-    /// The host is done with the stream; `false` means "later" (then call [`time::done`]).
+    /// The host is done with the stream; `false` means "later" (then call [`host::done`]).
     ///
     /// ```
     /// struct S;
@@ -520,7 +523,10 @@ macro_rules! export_filter {
         const _: fn() -> $crate::__private::Filter<$root> = $crate::__private::Filter::new;
 
         #[cfg(target_arch = "wasm32")]
-        #[allow(unsafe_code, reason = "exported Proxy-Wasm entry points need #[unsafe(no_mangle)]")]
+        #[allow(
+            unsafe_code,
+            reason = "exported Proxy-Wasm entry points need #[unsafe(no_mangle)]"
+        )]
         const _: () = {
             use $crate::__private as p;
             static FILTER: p::Filter<$root> = p::Filter::new();
@@ -564,11 +570,19 @@ macro_rules! export_filter {
                 FILTER.on_request_trailers(context_id, n)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_response_headers(context_id: u32, n: usize, eos: u32) -> u32 {
+            pub extern "C" fn proxy_on_response_headers(
+                context_id: u32,
+                n: usize,
+                eos: u32,
+            ) -> u32 {
                 FILTER.on_response_headers(context_id, n, eos)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, eos: u32) -> u32 {
+            pub extern "C" fn proxy_on_response_body(
+                context_id: u32,
+                size: usize,
+                eos: u32,
+            ) -> u32 {
                 FILTER.on_response_body(context_id, size, eos)
             }
             #[unsafe(no_mangle)]
@@ -597,6 +611,36 @@ macro_rules! export_filter {
             ) {
                 FILTER.on_http_call_response(context_id, token, n_headers, body_size, n_trailers)
             }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_grpc_receive_initial_metadata(_: u32, _: u32, _: usize) {}
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(_: u32, _: u32, _: usize) {}
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_grpc_receive(context_id: u32, token: u32, size: usize) {
+                FILTER.on_grpc_receive(context_id, token, size)
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_grpc_close(context_id: u32, token: u32, status_code: u32) {
+                FILTER.on_grpc_close(context_id, token, status_code)
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_new_connection(_: u32) -> u32 {
+                0
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_downstream_data(_: u32, _: usize, _: u32) -> u32 {
+                0
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_upstream_data(_: u32, _: usize, _: u32) -> u32 {
+                0
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_downstream_connection_close(_: u32, _: u32) {}
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_upstream_connection_close(_: u32, _: u32) {}
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_foreign_function(_: u32, _: u32, _: usize) {}
         };
     };
 }
@@ -643,6 +687,24 @@ pub fn quote(text: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+/// Joins `parts` into one `String`: the cheap way to build a message.
+///
+/// `format!` is fine to use, but its padding and width code adds about 2 KB to a module that
+/// otherwise does not need it; `join` is a loop of `push_str`.
+///
+/// ```
+/// let name = "bad name";
+/// let message = filterkit::join(&["header name ", &filterkit::quote(name), " is not a token"]);
+/// assert_eq!(message, r#"header name "bad name" is not a token"#);
+/// ```
+pub fn join(parts: &[&str]) -> String {
+    let mut joined = String::new();
+    for part in parts {
+        joined.push_str(part);
+    }
+    joined
 }
 
 /// A filter without configuration: `null` or an empty configuration.

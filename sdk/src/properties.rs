@@ -63,7 +63,9 @@ pub fn set(path: &[&str], value: &[u8]) -> Result<(), Error> {
 /// ```
 pub fn get_string(path: &[&str]) -> Result<Option<String>, Error> {
     match get(path)? {
-        Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| Error::NotUtf8),
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| Error::NotUtf8),
         None => Ok(None),
     }
 }

@@ -138,6 +138,7 @@ impl<R: RootContext> Vm<R> {
             host.log_level = 2;
         });
         dispatch::reset();
+        crate::logger::install();
         Vm {
             roots: core::cell::RefCell::new(Vec::new()),
             next_context_id: core::cell::Cell::new(1),
@@ -175,7 +176,12 @@ impl<R: RootContext> Vm<R> {
     /// assert_eq!(vm.root("a"), 1);
     /// ```
     pub fn root(&self, root_id: &str) -> u32 {
-        if let Some((_, id)) = self.roots.borrow().iter().find(|(known, _)| known == root_id) {
+        if let Some((_, id)) = self
+            .roots
+            .borrow()
+            .iter()
+            .find(|(known, _)| known == root_id)
+        {
             return *id;
         }
         let id = self.allocate_context_id();
@@ -265,11 +271,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn request_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
         self.set_buffer(BufferType::HttpRequestBody, body);
-        action(self.filter.on_request_body(
-            context_id,
-            body.len(),
-            end_of_stream.into(),
-        ))
+        action(
+            self.filter
+                .on_request_body(context_id, body.len(), end_of_stream.into()),
+        )
     }
 
     /// Delivers response headers to stream `context_id` (not end of stream).
@@ -282,7 +287,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn response_headers(&self, context_id: u32, headers: &[(&str, &str)]) -> Action {
         self.set_headers(MapType::ResponseHeaders, headers);
-        action(self.filter.on_response_headers(context_id, headers.len(), 0))
+        action(
+            self.filter
+                .on_response_headers(context_id, headers.len(), 0),
+        )
     }
 
     /// Delivers a response body (everything buffered so far) to stream `context_id`.
@@ -295,11 +303,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn response_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
         self.set_buffer(BufferType::HttpResponseBody, body);
-        action(self.filter.on_response_body(
-            context_id,
-            body.len(),
-            end_of_stream.into(),
-        ))
+        action(
+            self.filter
+                .on_response_body(context_id, body.len(), end_of_stream.into()),
+        )
     }
 
     /// Ends stream `context_id`: `on_log`, `on_done`, `on_delete`.
@@ -346,10 +353,39 @@ impl<R: RootContext> Vm<R> {
     /// vm.respond_to_call(s, vm.http_calls()[0].token, &[(":status", "200")], b"");
     /// assert_eq!(vm.logs(), ["info: status=Some(200)"]);
     /// ```
-    pub fn respond_to_call(&self, context_id: u32, token: u32, headers: &[(&str, &str)], body: &[u8]) {
+    pub fn respond_to_call(
+        &self,
+        context_id: u32,
+        token: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) {
         self.set_headers(MapType::HttpCallResponseHeaders, headers);
         self.set_buffer(BufferType::HttpCallResponseBody, body);
-        self.filter.on_http_call_response(context_id, token, headers.len(), body.len(), 0);
+        self.filter
+            .on_http_call_response(context_id, token, headers.len(), body.len(), 0);
+    }
+
+    /// Delivers one gRPC message for `token` to context `context_id` (`on_grpc_receive`).
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.grpc_message(1, 7, b"ignored: no such token");
+    /// ```
+    pub fn grpc_message(&self, context_id: u32, token: u32, message: &[u8]) {
+        self.set_buffer(BufferType::GrpcReceiveBuffer, message);
+        self.filter
+            .on_grpc_receive(context_id, token, message.len());
+    }
+
+    /// Closes the gRPC call or stream `token` with `status_code` (`on_grpc_close`).
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.grpc_close(1, 7, 14);
+    /// ```
+    pub fn grpc_close(&self, context_id: u32, token: u32, status_code: u32) {
+        self.filter.on_grpc_close(context_id, token, status_code);
     }
 
     /// Fires one tick on every root context.
@@ -372,7 +408,7 @@ impl<R: RootContext> Vm<R> {
     /// use filterkit::http::MapType;
     /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_headers(MapType::RequestHeaders, &[("a", "1")]);
-    /// assert_eq!(vm.headers(MapType::RequestHeaders), [("a", "1")]);
+    /// assert_eq!(vm.headers(MapType::RequestHeaders), ["a: 1"]);
     /// ```
     pub fn set_headers(&self, map_type: MapType, headers: &[(&str, &str)]) {
         let pairs = owned_pairs(headers);
@@ -385,7 +421,7 @@ impl<R: RootContext> Vm<R> {
     /// use filterkit::http::MapType;
     /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
     /// vm.set_header_bytes(MapType::RequestHeaders, &[(b"a", b"\xff")]);
-    /// assert_eq!(vm.headers(MapType::RequestHeaders), [("a", "\u{fffd}")]);
+    /// assert_eq!(vm.headers(MapType::RequestHeaders), ["a: \u{fffd}"]);
     /// ```
     pub fn set_header_bytes(&self, map_type: MapType, headers: &[(&[u8], &[u8])]) {
         let pairs = headers
@@ -395,13 +431,16 @@ impl<R: RootContext> Vm<R> {
         with_host(|host| host.maps.insert(map_type.as_raw(), pairs));
     }
 
-    /// A header map's pairs, lossily decoded (`name`, `value`).
+    /// A header map's pairs as `name: value` lines, lossily decoded.
     ///
     /// ```
+    /// use filterkit::http::MapType;
     /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
-    /// assert!(vm.headers(filterkit::http::MapType::ResponseHeaders).is_empty());
+    /// assert!(vm.headers(MapType::ResponseHeaders).is_empty());
+    /// vm.set_headers(MapType::ResponseHeaders, &[(":status", "200")]);
+    /// assert_eq!(vm.headers(MapType::ResponseHeaders), [":status: 200"]);
     /// ```
-    pub fn headers(&self, map_type: MapType) -> Vec<(String, String)> {
+    pub fn headers(&self, map_type: MapType) -> Vec<String> {
         with_host(|host| {
             host.maps
                 .get(&map_type.as_raw())
@@ -409,9 +448,10 @@ impl<R: RootContext> Vm<R> {
                     pairs
                         .iter()
                         .map(|(name, value)| {
-                            (
-                                String::from_utf8_lossy(name).into_owned(),
-                                String::from_utf8_lossy(value).into_owned(),
+                            alloc::format!(
+                                "{}: {}",
+                                String::from_utf8_lossy(name),
+                                String::from_utf8_lossy(value)
                             )
                         })
                         .collect()
@@ -466,8 +506,8 @@ impl<R: RootContext> Vm<R> {
         with_host(|host| host.now_nanoseconds = now.as_nanos() as u64);
     }
 
-    /// Makes every host function answer `raw_status` (or behave again with `None`), to test
-    /// error paths.
+    /// Makes every host function except `proxy_log` answer `raw_status` (or behave again with
+    /// `None`), to test error paths.
     ///
     /// ```
     /// use filterkit::{Error, Status};

@@ -1,4 +1,4 @@
-//! Time, ticks and deferred completion.
+//! Time and ticks.
 //!
 //! ```
 //! use std::time::Duration;
@@ -31,13 +31,4 @@ pub fn now() -> Result<Duration, Error> {
 pub fn set_tick_period(period: Duration) -> Result<(), Error> {
     let millis = u32::try_from(period.as_millis()).map_err(|_| Error::DurationTooLong)?;
     abi::set_tick_period_milliseconds(millis)
-}
-
-/// Tells the host that a context whose `on_done` returned `false` is now done.
-///
-/// ```
-/// filterkit::time::done().unwrap();
-/// ```
-pub fn done() -> Result<(), Error> {
-    abi::done()
 }

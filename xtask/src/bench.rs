@@ -12,9 +12,14 @@ use crate::{build, util};
 /// The plain proxy-wasm reference filter and its profile.
 const REFERENCE_PACKAGE: &str = "proxy-wasm-add-header";
 const REFERENCE_PROFILE: &str = "rust-sdk-example";
+/// The seed's plugin configuration.
+const SEED_CONFIG: &str = r#"{"name":"hello","value":"hello details"}"#;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Plugin configuration for `filter-sim bench` (the seed's by default).
+    #[arg(long, default_value = SEED_CONFIG)]
+    pub config: String,
     /// Extra arguments for `filter-sim bench` after the module path.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub sim_args: Vec<String>,
@@ -41,6 +46,8 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("reading {}", reference.display()))?
         .len();
 
+    let reference_optimized = build::optimize(&util::tool("wasm-opt")?, &reference)?.len();
+
     let add_header = util::filter_wasm("add-header");
     let mut sim = util::cargo();
     sim.current_dir(util::project_root())
@@ -56,6 +63,7 @@ pub fn run(args: Args) -> Result<()> {
             "bench",
         ])
         .arg(&add_header)
+        .args(["--config", &args.config])
         .args(&args.sim_args);
     let sim_output =
         util::run_capture(&mut sim).context("running `filter-sim bench` (host-sim)")?;
@@ -78,7 +86,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     let _ = writeln!(
         results,
-        "| {REFERENCE_PACKAGE} (proxy-wasm crate, profile {REFERENCE_PROFILE}, no wasm-opt) | {reference_size} |"
+        "| {REFERENCE_PACKAGE} (proxy-wasm crate, profile {REFERENCE_PROFILE}) | {reference_size} |"
+    );
+    let _ = writeln!(
+        results,
+        "| {REFERENCE_PACKAGE} (same, after wasm-opt -Oz) | {reference_optimized} |"
     );
     let _ = write!(
         results,

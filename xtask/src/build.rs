@@ -179,7 +179,7 @@ const WASM_OPT_FEATURES: &[&str] = &[
     "--enable-reference-types",
 ];
 
-fn optimize(wasm_opt: &Path, input: &Path) -> Result<Vec<u8>> {
+pub fn optimize(wasm_opt: &Path, input: &Path) -> Result<Vec<u8>> {
     let output = util::target_dir()
         .join("filters")
         .join(format!(".wasm-opt-{}.wasm", std::process::id()));

@@ -97,6 +97,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         envoy.log_path().display(),
     );
     let status = envoy.wait()?;
+    if status.success() {
+        eprintln!("envoy stopped");
+        return Ok(());
+    }
     bail!(
         "envoy exited ({status}); its log is {}",
         envoy.log_path().display()
@@ -232,18 +236,20 @@ pub fn bootstrap_from_deployment(deployment: &AsmFilterDeployment, wasm: &Path) 
     let wasm =
         std::path::absolute(wasm).with_context(|| format!("resolving {}", wasm.display()))?;
     let filter = &deployment.spec.filter;
-    Ok(bootstrap(&Plugin {
+    Ok(bootstrap(&[Plugin {
         name: &filter.id,
         root_id: &filter.root_id,
         vm_id: &deployment.metadata.name,
         wasm: &wasm,
         configuration: &filter.parameters,
-    }))
+    }]))
 }
 
 /// An Envoy bootstrap: admin and one listener on 127.0.0.1 port 0, the HTTP connection manager
-/// with the Wasm filter then the router, and a route that answers 200 by itself.
-pub fn bootstrap(plugin: &Plugin<'_>) -> Value {
+/// with the Wasm filters in order then the router, and a route that answers 200 by itself.
+pub fn bootstrap(plugins: &[Plugin<'_>]) -> Value {
+    let mut http_filters: Vec<Value> = plugins.iter().map(wasm_filter).collect();
+    http_filters.push(router());
     json!({
         "admin": { "address": loopback_port_zero() },
         "static_resources": {
@@ -269,7 +275,7 @@ pub fn bootstrap(plugin: &Plugin<'_>) -> Value {
                                     }],
                                 }],
                             },
-                            "http_filters": [wasm_filter(plugin), router()],
+                            "http_filters": http_filters,
                         },
                     }],
                 }],
@@ -450,16 +456,6 @@ impl Envoy {
     /// Envoy's stdout and stderr.
     pub fn log_path(&self) -> PathBuf {
         self.work_dir.join("envoy.log")
-    }
-
-    /// Everything Envoy has logged so far.
-    #[allow(
-        dead_code,
-        reason = "used by the end-to-end tests, which compile this file too"
-    )]
-    pub fn log(&self) -> Result<String> {
-        let path = self.log_path();
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
     }
 
     /// Blocks until Envoy exits (Ctrl-C reaches it too: it is in the terminal's process group).

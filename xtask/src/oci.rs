@@ -568,6 +568,38 @@ pub fn explicit_tag(reference: &str) -> Option<&str> {
     last_segment.split_once(':').map(|(_, tag)| tag)
 }
 
+/// Adds what to do about the usual registry failures to an oci-client error.
+fn explain(error: oci_client::errors::OciDistributionError, registry: &str) -> anyhow::Error {
+    let text = error.to_string();
+    let hint = if text.contains("401") || text.contains("Unauthorized") {
+        format!(
+            "{registry} refused the credentials: pass --username and --password-stdin for an account it knows"
+        )
+    } else if text.contains("403") || text.contains("Forbidden") {
+        format!("{registry} denied access to this repository")
+    } else if text.contains("400 Bad Request") && text.contains("http://") {
+        format!(
+            "{registry} answered 400 to plain HTTP, so it probably serves HTTPS: pass --ca-cert <PEM> (loopback registries default to HTTP)"
+        )
+    } else if text.contains("certificate") {
+        format!(
+            "{registry}'s TLS certificate is not trusted: pass --ca-cert <PEM>, or --plain-http if it serves HTTP"
+        )
+    } else if text.contains("Connect") || text.contains("error sending request") {
+        format!(
+            "cannot reach {registry}: is it running, and is the protocol right (HTTPS unless --plain-http or loopback)?"
+        )
+    } else if text.contains("MANIFEST_UNKNOWN")
+        || text.contains("manifest unknown")
+        || text.contains("NAME_UNKNOWN")
+    {
+        "no such repository, tag or digest in the registry".to_string()
+    } else {
+        return anyhow::Error::new(error);
+    };
+    anyhow::Error::new(error).context(hint)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -644,23 +676,33 @@ pub fn push_layout(layout: &Layout, reference: &str, registry: &RegistryArgs) ->
     let registry_name = parsed.registry().to_string();
     runtime()?.block_on(async {
         // Authenticate first: oci-client swallows token errors, which would surface later as a 401.
-        client.auth(&parsed, &auth, RegistryOperation::Push).await.with_context(|| {
-            format!("authenticating to {registry_name} for push: check that the registry runs and the credentials (--username, --password-stdin)")
-        })?;
+        client
+            .auth(&parsed, &auth, RegistryOperation::Push)
+            .await
+            .map_err(|error| explain(error, &registry_name))
+            .with_context(|| format!("authenticating to {registry_name} for push"))?;
         let (mut uploaded, mut skipped) = (0, 0);
         for blob in &blobs {
             let exists = client
                 .blob_exists(&parsed, &blob.digest)
                 .await
-                .with_context(|| format!("checking blob {} in {reference}: is the registry at {registry_name} running?", blob.digest))?;
+                .map_err(|error| explain(error, &registry_name))
+                .with_context(|| format!("checking blob {} in {reference}", blob.digest))?;
             if exists {
-                eprintln!("blob {} ({} bytes) already in {registry_name}", blob.digest, blob.size);
+                eprintln!(
+                    "blob {} ({} bytes) already in {registry_name}",
+                    blob.digest, blob.size
+                );
                 skipped += 1;
                 continue;
             }
             let bytes = layout.blob(blob)?;
             eprintln!("pushing blob {} ({} bytes)", blob.digest, blob.size);
-            client.push_blob(&parsed, bytes, &blob.digest).await.with_context(|| format!("pushing blob {} to {reference}", blob.digest))?;
+            client
+                .push_blob(&parsed, bytes, &blob.digest)
+                .await
+                .map_err(|error| explain(error, &registry_name))
+                .with_context(|| format!("pushing blob {} to {reference}", blob.digest))?;
             uploaded += 1;
         }
         let content_type = http::HeaderValue::from_str(&layout.manifest_media_type)
@@ -734,18 +776,28 @@ pub fn pull_to_dir(reference: &str, dir: &Path, registry: &RegistryArgs) -> Resu
         let (bytes, _) = client
             .pull_manifest_raw(&parsed, &auth, &accepted)
             .await
-            .with_context(|| format!("fetching the manifest of {reference}: is the registry at {registry_name} running and the reference right?"))?;
+            .map_err(|error| explain(error, &registry_name))
+            .with_context(|| format!("fetching the manifest of {reference}"))?;
         let digest = util::sha256_digest(&bytes);
         if let Some(wanted) = parsed.digest() {
-            ensure!(digest == wanted, "the registry sent a manifest with digest {digest} for {reference}");
+            ensure!(
+                digest == wanted,
+                "the registry sent a manifest with digest {digest} for {reference}"
+            );
         }
-        let manifest = parse_manifest(&bytes).with_context(|| format!("the manifest of {reference}"))?;
+        let manifest =
+            parse_manifest(&bytes).with_context(|| format!("the manifest of {reference}"))?;
         let mut blobs: Vec<(Descriptor, Vec<u8>)> = Vec::new();
         for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if blobs.iter().any(|(seen, _)| seen.digest == descriptor.digest) {
+            if blobs
+                .iter()
+                .any(|(seen, _)| seen.digest == descriptor.digest)
+            {
                 continue;
             }
-            let bytes = fetch_blob(&client, &parsed, descriptor).await.with_context(|| format!("fetching blob {} of {reference}", descriptor.digest))?;
+            let bytes = fetch_blob(&client, &parsed, descriptor)
+                .await
+                .with_context(|| format!("fetching blob {} of {reference}", descriptor.digest))?;
             blobs.push((descriptor.clone(), bytes));
         }
         Ok::<_, anyhow::Error>((digest, manifest, blobs))

@@ -9,11 +9,10 @@
 
 extern crate alloc;
 
-use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 
-use filterkit::{Action, HttpContext, RootContext, http, quote};
+use filterkit::{Action, HttpContext, RootContext, http, join, quote};
 use serde::Deserialize;
 
 /// The demo header every response gets.
@@ -65,20 +64,22 @@ impl filterkit::Config for Config {
             return Ok(());
         };
         if header.name.is_empty() || !header.name.bytes().all(is_token_char) {
-            return Err(format!(
-                "header name {} is not a valid HTTP token",
-                quote(&header.name)
-            ));
+            return Err(join(&[
+                "header name ",
+                &quote(&header.name),
+                " is not a valid HTTP token",
+            ]));
         }
         if header
             .value
             .chars()
             .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
         {
-            return Err(format!(
-                "header value {} contains a control character",
-                quote(&header.value)
-            ));
+            return Err(join(&[
+                "header value ",
+                &quote(&header.value),
+                " contains a control character",
+            ]));
         }
         Ok(())
     }
@@ -108,10 +109,10 @@ impl HttpContext for AddHeader {
         if let Err(error) = headers.add(DEMO_HEADER.0, DEMO_HEADER.1) {
             log::warn!("cannot add the demo header: {error}");
         }
-        if let Some(header) = &self.config.header {
-            if let Err(error) = headers.add(&header.name, &header.value) {
-                log::warn!("cannot add the configured header: {error}");
-            }
+        if let Some(header) = &self.config.header
+            && let Err(error) = headers.add(&header.name, &header.value)
+        {
+            log::warn!("cannot add the configured header: {error}");
         }
         Action::Continue
     }

@@ -1,1 +1,125 @@
-fn main() {}
+//! `filter-sim`: run a scenario against a Proxy-Wasm module, or measure host-sim's speed.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use filterkit_host_sim::{Module, Outcome, Sim, scenario};
+
+#[derive(Parser)]
+#[command(name = "filter-sim", about = "An Envoy-faithful Proxy-Wasm host for tests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a scenario file (JSON) and prints the trace.
+    Run {
+        /// The module (.wasm or .wat).
+        module: PathBuf,
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+    /// Measures load time, time to a ready instance, and add-header-style streams per second.
+    Bench {
+        /// The module (.wasm or .wat).
+        module: PathBuf,
+        /// Plugin configuration.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// The plugin's root_id.
+        #[arg(long, default_value = "my_root_id")]
+        root_id: String,
+        /// How many streams to run in one VM.
+        #[arg(long, default_value_t = 200_000)]
+        streams: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Run { module, scenario: path } => {
+            let module = Module::load(&module).with_context(|| format!("loading {}", module.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let parsed = scenario::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let output = scenario::run(&module, &parsed)?;
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { module, config, root_id, streams } => {
+            bench(&module, &config, &root_id, streams)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let started = Instant::now();
+    let module = Module::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    let first_load = started.elapsed();
+    let started = Instant::now();
+    let _ = Module::from_bytes(&bytes)?;
+    let cached_load = started.elapsed();
+    println!("module_load_first_us: {:.1}", first_load.as_secs_f64() * 1e6);
+    println!("module_load_cached_us: {:.1}", cached_load.as_secs_f64() * 1e6);
+
+    // The first build runs the canary; later builds find it cached, as Envoy does.
+    let build = || Sim::builder(&module).plugin(root_id, config).build();
+    drop(build().context("starting the plugin")?);
+    let rounds = 2_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let sim = build()?;
+        std::hint::black_box(&sim);
+    }
+    let ready = started.elapsed() / rounds;
+    println!("ready_instance_us: {:.1}", ready.as_secs_f64() * 1e6);
+
+    let mut sim = build()?;
+    let warmup = 1_000.min(streams);
+    let run_streams = |sim: &mut Sim, count: u64| -> anyhow::Result<()> {
+        for _ in 0..count {
+            let mut stream = sim.stream(root_id)?;
+            let request = stream.send_request_headers(
+                &[(":method", "GET"), (":path", "/"), (":authority", "example.com"), ("user-agent", "bench")],
+                true,
+            );
+            let response = stream.send_response_headers(&[(":status", "200"), ("content-length", "0")], true);
+            let done = stream.complete();
+            if request != Outcome::Continue || response != Outcome::Continue || done != Outcome::Continue {
+                anyhow::bail!("a stream did not continue: {request:?} {response:?} {done:?}");
+            }
+            sim.clear_trace();
+        }
+        Ok(())
+    };
+    run_streams(&mut sim, warmup)?;
+    let memory_after_warmup = sim.memory_size();
+    let started = Instant::now();
+    run_streams(&mut sim, streams - warmup)?;
+    let elapsed = started.elapsed();
+    let per_second = (streams - warmup) as f64 / elapsed.as_secs_f64();
+    println!("streams: {streams}");
+    println!("streams_per_second: {per_second:.0}");
+    println!("tracing: on");
+    println!("memory_after_warmup_bytes: {memory_after_warmup}");
+    println!("memory_at_end_bytes: {}", sim.memory_size());
+    Ok(())
+}

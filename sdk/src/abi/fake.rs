@@ -11,7 +11,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
+use crate::http::Pairs;
 use crate::pairs;
+
+/// A shared queue: owning vm_id, name, items.
+pub(crate) type Queue = (Vec<u8>, Vec<u8>, VecDeque<Vec<u8>>);
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
@@ -27,10 +31,10 @@ pub(crate) struct Host {
     pub(crate) now_nanoseconds: u64,
     pub(crate) tick_period_milliseconds: u32,
     pub(crate) buffers: BTreeMap<u32, Vec<u8>>,
-    pub(crate) maps: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>>,
+    pub(crate) maps: BTreeMap<u32, Pairs>,
     pub(crate) properties: BTreeMap<Vec<u8>, Vec<u8>>,
     pub(crate) shared_data: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
-    pub(crate) queues: Vec<(Vec<u8>, Vec<u8>, VecDeque<Vec<u8>>)>,
+    pub(crate) queues: Vec<Queue>,
     pub(crate) local_responses: Vec<crate::testing::LocalResponse>,
     pub(crate) http_calls: Vec<crate::testing::HttpCall>,
     pub(crate) stream_actions: Vec<String>,
@@ -39,7 +43,7 @@ pub(crate) struct Host {
     pub(crate) metrics: Vec<(u32, String, u64)>,
     pub(crate) next_token: u32,
     pub(crate) done_calls: u32,
-    /// When set, every host function answers with this raw status (to test error paths).
+    /// When set, every host function but `proxy_log` answers with this raw status.
     pub(crate) forced_status: Option<u32>,
 }
 
@@ -68,7 +72,8 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 pub(super) fn log(level: u32, message: &[u8]) -> u32 {
-    status(|host| {
+    // Not subject to `forced_status`: tests of error paths need to see what was logged.
+    with_host(|host| {
         if level >= host.log_level {
             host.logs.push((level, lossy(message)));
         }
@@ -128,7 +133,7 @@ pub(super) fn get_buffer_status(buffer_type: u32) -> Result<(usize, u32), u32> {
     })
 }
 
-fn map(host: &mut Host, map_type: u32) -> Result<&mut Vec<(Vec<u8>, Vec<u8>)>, u32> {
+fn map(host: &mut Host, map_type: u32) -> Result<&mut Pairs, u32> {
     host.maps.get_mut(&map_type).ok_or(BAD_ARGUMENT)
 }
 
@@ -221,8 +226,10 @@ pub(super) fn set_shared_data(key: &[u8], value: &[u8], cas: u32) -> u32 {
         if cas != 0 && cas != current {
             return CAS_MISMATCH;
         }
-        host.shared_data
-            .insert(key.to_vec(), (value.to_vec(), current.wrapping_add(1).max(1)));
+        host.shared_data.insert(
+            key.to_vec(),
+            (value.to_vec(), current.wrapping_add(1).max(1)),
+        );
         OK
     })
 }

@@ -27,7 +27,10 @@
 //!
 //! On `wasm32` the functions below call the host's imports (module `env`). Everywhere else they
 //! call an in-process fake host ([`crate::testing`]), so unit tests and doc examples run natively.
-#![allow(unsafe_code, reason = "the ABI boundary: the only module of filterkit with unsafe code")]
+#![allow(
+    unsafe_code,
+    reason = "the ABI boundary: the only module of filterkit with unsafe code"
+)]
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -232,7 +235,10 @@ pub(crate) fn enqueue_shared_queue(queue_id: u32, value: &[u8]) -> Result<(), Er
 }
 
 pub(crate) fn continue_stream(stream_type: u32) -> Result<(), Error> {
-    check("proxy_continue_stream", backend::continue_stream(stream_type))
+    check(
+        "proxy_continue_stream",
+        backend::continue_stream(stream_type),
+    )
 }
 
 pub(crate) fn close_stream(stream_type: u32) -> Result<(), Error> {
@@ -352,7 +358,10 @@ pub(crate) fn increment_metric(metric_id: u32, offset: i64) -> Result<(), Error>
 }
 
 pub(crate) fn record_metric(metric_id: u32, value: u64) -> Result<(), Error> {
-    check("proxy_record_metric", backend::record_metric(metric_id, value))
+    check(
+        "proxy_record_metric",
+        backend::record_metric(metric_id, value),
+    )
 }
 
 pub(crate) fn get_metric(metric_id: u32) -> Result<u64, Error> {

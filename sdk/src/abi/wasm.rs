@@ -103,8 +103,7 @@ unsafe extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
-    fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize)
-    -> u32;
+    fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_send_local_response(
@@ -403,7 +402,13 @@ pub(super) fn resolve_shared_queue(vm_id: &[u8], name: &[u8]) -> Result<u32, u32
     let mut id = 0;
     // SAFETY: both slices are live; the out-pointer points to a live local.
     let raw = unsafe {
-        proxy_resolve_shared_queue(vm_id.as_ptr(), vm_id.len(), name.as_ptr(), name.len(), &mut id)
+        proxy_resolve_shared_queue(
+            vm_id.as_ptr(),
+            vm_id.len(),
+            name.as_ptr(),
+            name.len(),
+            &mut id,
+        )
     };
     result(raw, id)
 }

@@ -54,6 +54,41 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// A manifest as the registry serves it (OCI or Docker v2), with the sha256 digest of its
+    /// bytes.
+    pub fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(String, serde_json::Value)> {
+        let url = format!(
+            "http://{}/v2/{repository}/manifests/{reference}",
+            self.address
+        );
+        let config = ureq::Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build();
+        let mut response = ureq::Agent::new_with_config(config)
+            .get(&url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .header(
+                "Accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let bytes = response
+            .body_mut()
+            .read_to_vec()
+            .with_context(|| format!("reading GET {url}"))?;
+        let manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing the manifest from {url}"))?;
+        Ok((crate::util::sha256_digest(&bytes), manifest))
+    }
+}
+
 fn spawn(binary: &Path, dir: &Path, address: &str, log_path: &Path) -> Result<ChildGuard> {
     let storage = dir.join("storage");
     let config_path = dir.join("config.yml");

@@ -100,6 +100,26 @@ fn seed_scenario_end_to_end() -> Result<()> {
         ["app=details", "version=v1"]
     );
 
+    // What the registry holds, read without xtask: the manifest's own digest, and its layers.
+    let (manifest_digest, manifest) = registry.manifest("asm/asm-test", "v0.1")?;
+    assert_eq!(manifest_digest, published.manifest_digest);
+    let wasm_layers = manifest["layers"].as_array().into_iter().flatten();
+    let wasm_layer_digests: Vec<&str> = wasm_layers
+        .filter(|layer| layer["mediaType"] == "application/vnd.module.wasm.content.layer.v1+wasm")
+        .filter_map(|layer| layer["digest"].as_str())
+        .collect();
+    assert!(
+        wasm_layer_digests.contains(&published.wasm_digest.as_str()),
+        "{manifest:#}"
+    );
+    expect![[r#"
+        manifest application/vnd.oci.image.manifest.v1+json
+        config application/vnd.module.wasm.config.v1+json
+        layer application/vnd.module.wasm.config.v1+json runtime-config.json
+        layer application/vnd.module.wasm.content.layer.v1+wasm add-header.wasm
+    "#]]
+    .assert_eq(&media_types(&manifest));
+
     let pulled_dir = dir.path().join("pulled");
     let stdout = xtask(&[
         "pull",
@@ -121,6 +141,35 @@ fn seed_scenario_end_to_end() -> Result<()> {
 
     let envoy = start_envoy(&deployment, &pulled.wasm, dir.path())?;
     let response = get(&envoy.listener_url())?;
-    expect![[r#""#]].assert_eq(&stable_head(&response));
+    expect![[r#"
+        HTTP/1.1 200 OK
+        content-length: 18
+        content-type: text/plain
+        resp-header-demo: added by our filter
+        hello: hello details
+        server: envoy
+    "#]]
+    .assert_eq(&stable_head(&response));
     Ok(())
+}
+
+/// The manifest's media types and layer titles, one per line (digests change with the code).
+fn media_types(manifest: &serde_json::Value) -> String {
+    let mut lines = vec![
+        format!("manifest {}", manifest["mediaType"].as_str().unwrap_or("-")),
+        format!(
+            "config {}",
+            manifest["config"]["mediaType"].as_str().unwrap_or("-")
+        ),
+    ];
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let title = layer["annotations"]["org.opencontainers.image.title"]
+            .as_str()
+            .unwrap_or("-");
+        lines.push(format!(
+            "layer {} {title}",
+            layer["mediaType"].as_str().unwrap_or("-")
+        ));
+    }
+    lines.iter().map(|line| format!("{line}\n")).collect()
 }

@@ -11,7 +11,7 @@ use tempfile::TempDir;
 use crate::envoy::{self, Envoy};
 use crate::util;
 
-/// The ASMFilterDeployment from the seed article, verbatim.
+/// The ASMFilterDeployment from the seed article (its fields and values as printed there).
 pub const SEED_DEPLOYMENT: &str = "\
 apiVersion: istio.alibabacloud.com/v1beta1
 kind: ASMFilterDeployment
@@ -210,4 +210,13 @@ fn poll_until_stops_at_the_first_error_or_value() {
     })
     .unwrap_err();
     assert_eq!(format!("{error:#}"), "gave up");
+}
+
+#[test]
+fn missing_tool_says_to_run_setup() {
+    let error = tool("filterkit-no-such-tool").unwrap_err();
+    assert_eq!(
+        format!("{error:#}"),
+        "filterkit-no-such-tool is not installed: run `cargo xtask setup`"
+    );
 }

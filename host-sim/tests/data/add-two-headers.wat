@@ -1,0 +1,31 @@
+;; A hand-written filter for host-sim's own tests and benchmark: on every response it adds
+;; `resp-header-demo: added by our filter` and `x-wat: yes`; it logs its configuration size.
+(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  (data (i32.const 100) "resp-header-demo")
+  (data (i32.const 200) "added by our filter")
+  (data (i32.const 300) "x-wat")
+  (data (i32.const 400) "yes")
+  (data (i32.const 500) "configured")
+  (func (export "malloc") (param $size i32) (result i32) (local $at i32)
+    global.get $heap local.set $at
+    global.get $heap local.get $size i32.add global.set $heap
+    local.get $at)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const 500) (i32.const 10)))
+    i32.const 1)
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) i32.const 0)
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 16) (i32.const 200) (i32.const 19)))
+    (drop (call $add (i32.const 2) (i32.const 300) (i32.const 5) (i32.const 400) (i32.const 3)))
+    i32.const 0)
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_done") (param i32) (result i32) i32.const 1)
+  (func (export "proxy_on_delete") (param i32))
+)

@@ -1,0 +1,8 @@
+//! host-sim's integration tests: one binary, one module per feature.
+
+mod add_header;
+mod guest;
+mod host_functions;
+mod lifecycle;
+mod loading;
+mod memory_safety;

@@ -1,0 +1,218 @@
+//! gRPC callouts with a handler instead of token bookkeeping.
+//!
+//! [`call`] sends one request message and runs a continuation with the reply (or the failure);
+//! [`Stream::open`] opens a bidirectional stream whose events go to a handler. Both run with
+//! the context that made the call, as [`crate::http::call`] does.
+//!
+//! ```
+//! use std::time::Duration;
+//! use filterkit::grpc;
+//! let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+//! let token = grpc::call("authz", "pkg.Auth", "Check", &[], b"\x08\x01", Duration::from_secs(1),
+//!     |_: &mut (), reply| log::info!("grpc status {}", reply.status_code));
+//! assert!(token.is_ok());
+//! ```
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::time::Duration;
+
+use crate::dispatch::{GrpcHandler, with_globals};
+use crate::{Error, abi, pairs};
+
+/// What arrives on a gRPC stream or call.
+///
+/// ```
+/// use filterkit::grpc::Event;
+/// let event = Event::Close { status_code: 0 };
+/// assert_ne!(event, Event::Message(vec![]));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// One message (protobuf bytes, without gRPC framing).
+    Message(Vec<u8>),
+    /// The stream ended with this gRPC status (0 = OK); no more events follow.
+    Close {
+        /// gRPC status code.
+        status_code: u32,
+    },
+}
+
+/// The outcome of a unary [`call`].
+///
+/// ```
+/// let reply = filterkit::grpc::Reply { status_code: 14, message: None };
+/// assert!(!reply.is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// gRPC status code (0 = OK).
+    pub status_code: u32,
+    /// The response message, if one arrived.
+    pub message: Option<Vec<u8>>,
+}
+
+impl Reply {
+    /// Whether the call succeeded.
+    ///
+    /// ```
+    /// let reply = filterkit::grpc::Reply { status_code: 0, message: Some(vec![]) };
+    /// assert!(reply.is_ok());
+    /// ```
+    pub fn is_ok(&self) -> bool {
+        self.status_code == 0
+    }
+}
+
+fn register(token: u32, handler: GrpcHandler) {
+    with_globals(|globals| {
+        let context_id = globals.current_context_id;
+        globals.grpc.insert(token, (context_id, handler));
+    });
+}
+
+fn timeout_millis(timeout: Duration) -> Result<u32, Error> {
+    u32::try_from(timeout.as_millis()).map_err(|_| Error::DurationTooLong)
+}
+
+/// Sends a unary gRPC request to `service`/`method` on the cluster `upstream`; `continuation`
+/// runs with the calling context `C` and the [`Reply`]. Returns the call's token.
+///
+/// ```
+/// use std::time::Duration;
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let sent = filterkit::grpc::call("c", "s", "m", &[("x-key", b"1".as_slice())], b"", Duration::ZERO,
+///     |_: &mut (), _| {});
+/// assert!(sent.is_ok());
+/// ```
+pub fn call<C: Any>(
+    upstream: &str,
+    service: &str,
+    method: &str,
+    initial_metadata: &[(&str, &[u8])],
+    message: &[u8],
+    timeout: Duration,
+    continuation: impl FnOnce(&mut C, Reply) + 'static,
+) -> Result<u32, Error> {
+    let token = abi::grpc_call(
+        upstream.as_bytes(),
+        service.as_bytes(),
+        method.as_bytes(),
+        &pairs::serialize(initial_metadata),
+        message,
+        timeout_millis(timeout)?,
+    )?;
+    let mut received = None;
+    let mut continuation = Some(continuation);
+    register(
+        token,
+        Box::new(move |context, event| match event {
+            Event::Message(bytes) => received = Some(bytes),
+            Event::Close { status_code } => {
+                if let (Some(context), Some(continuation)) =
+                    (context.downcast_mut::<C>(), continuation.take())
+                {
+                    let message = received.take();
+                    continuation(
+                        context,
+                        Reply {
+                            status_code,
+                            message,
+                        },
+                    );
+                }
+            }
+        }),
+    );
+    Ok(token)
+}
+
+/// An open bidirectional gRPC stream.
+///
+/// ```
+/// use filterkit::grpc::{Event, Stream};
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let stream = Stream::open("c", "pkg.Chat", "Talk", &[], |_: &mut (), event: Event| {
+///     log::info!("{event:?}");
+/// }).unwrap();
+/// stream.send(b"hi", false).unwrap();
+/// stream.close().unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stream {
+    token: u32,
+}
+
+impl Stream {
+    /// Opens a stream; `handler` receives every [`Event`] with the calling context `C`.
+    ///
+    /// ```
+    /// let stream = filterkit::grpc::Stream::open("c", "s", "m", &[], |_: &mut (), _| {});
+    /// assert!(stream.is_ok());
+    /// ```
+    pub fn open<C: Any>(
+        upstream: &str,
+        service: &str,
+        method: &str,
+        initial_metadata: &[(&str, &[u8])],
+        mut handler: impl FnMut(&mut C, Event) + 'static,
+    ) -> Result<Stream, Error> {
+        let token = abi::grpc_stream(
+            upstream.as_bytes(),
+            service.as_bytes(),
+            method.as_bytes(),
+            &pairs::serialize(initial_metadata),
+        )?;
+        register(
+            token,
+            Box::new(move |context, event| {
+                if let Some(context) = context.downcast_mut::<C>() {
+                    handler(context, event);
+                }
+            }),
+        );
+        Ok(Stream { token })
+    }
+
+    /// The stream's token.
+    ///
+    /// ```
+    /// let stream = filterkit::grpc::Stream::open("c", "s", "m", &[], |_: &mut (), _| {}).unwrap();
+    /// assert!(stream.token() > 0);
+    /// ```
+    pub fn token(&self) -> u32 {
+        self.token
+    }
+
+    /// Sends a message; `end_of_stream` half-closes the stream.
+    ///
+    /// ```
+    /// let stream = filterkit::grpc::Stream::open("c", "s", "m", &[], |_: &mut (), _| {}).unwrap();
+    /// stream.send(b"", true).unwrap();
+    /// ```
+    pub fn send(&self, message: &[u8], end_of_stream: bool) -> Result<(), Error> {
+        abi::grpc_send(self.token, message, end_of_stream)
+    }
+
+    /// Closes the stream gracefully.
+    ///
+    /// ```
+    /// let stream = filterkit::grpc::Stream::open("c", "s", "m", &[], |_: &mut (), _| {}).unwrap();
+    /// stream.close().unwrap();
+    /// ```
+    pub fn close(&self) -> Result<(), Error> {
+        abi::grpc_close(self.token)
+    }
+
+    /// Cancels the stream; no more events are delivered.
+    ///
+    /// ```
+    /// let stream = filterkit::grpc::Stream::open("c", "s", "m", &[], |_: &mut (), _| {}).unwrap();
+    /// stream.cancel().unwrap();
+    /// ```
+    pub fn cancel(&self) -> Result<(), Error> {
+        with_globals(|globals| globals.grpc.remove(self.token));
+        abi::grpc_cancel(self.token)
+    }
+}

@@ -1,0 +1,291 @@
+//! Roots, streams, callouts and their lifetimes.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use expect_test::expect;
+use filterkit::testing::Vm;
+use filterkit::{Action, HttpContext, RootContext, grpc, http};
+
+use crate::check;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    tag: String,
+}
+
+impl filterkit::Config for Config {
+    fn validate(&self) -> Result<(), String> {
+        if self.tag.contains(' ') {
+            return Err(filterkit::join(&[
+                "tag ",
+                &filterkit::quote(&self.tag),
+                " has a space",
+            ]));
+        }
+        Ok(())
+    }
+}
+
+/// Logs every callback it sees, calls out on `/call` and `/grpc`, replies locally on `/deny`.
+#[derive(Default)]
+struct Root {
+    ticks: u32,
+}
+
+impl RootContext for Root {
+    type Config = Config;
+    type Http = Stream;
+
+    fn on_configure(&mut self, config: &Rc<Config>) -> bool {
+        log::info!("root configured tag={}", config.tag);
+        true
+    }
+
+    fn create_http_context(&mut self, context_id: u32, config: Rc<Config>) -> Stream {
+        Stream { context_id, config }
+    }
+
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        log::info!("tick {}", self.ticks);
+    }
+}
+
+struct Stream {
+    context_id: u32,
+    config: Rc<Config>,
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let path = http::request_headers().get_str(":path").ok().flatten();
+        match path.as_deref() {
+            Some("/call") => {
+                let headers = [
+                    (":method", "GET"),
+                    (":path", "/auth"),
+                    (":authority", "auth"),
+                ];
+                let sent = http::call(
+                    "auth",
+                    &headers,
+                    b"",
+                    Duration::from_millis(500),
+                    |this: &mut Stream, response| {
+                        let body = response.body().unwrap_or_default();
+                        log::info!(
+                            "stream {} got status={:?} body={}",
+                            this.context_id,
+                            response.status(),
+                            String::from_utf8_lossy(&body)
+                        );
+                        let _ = http::resume_request();
+                    },
+                );
+                log::info!("stream {} call sent={}", self.context_id, sent.is_ok());
+                Action::Pause
+            }
+            Some("/grpc") => {
+                let sent = grpc::call(
+                    "authz",
+                    "pkg.Auth",
+                    "Check",
+                    &[],
+                    b"req",
+                    Duration::ZERO,
+                    |this: &mut Stream, reply| {
+                        log::info!("stream {} grpc {:?}", this.context_id, reply);
+                    },
+                );
+                log::info!("stream {} grpc sent={}", self.context_id, sent.is_ok());
+                Action::Pause
+            }
+            Some("/deny") => {
+                let _ = http::LocalReply::new(403).body(b"denied\n").send();
+                Action::Pause
+            }
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        let _ = http::response_headers().add("x-tag", &self.config.tag);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        log::info!("stream {} log", self.context_id);
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        log::info!("stream {} dropped", self.context_id);
+    }
+}
+
+#[test]
+fn continuation_runs_with_its_stream() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let caller = vm.create_stream();
+    let other = vm.create_stream();
+    assert_eq!(
+        vm.request_headers(caller, &[(":path", "/call")]),
+        Action::Pause
+    );
+    assert_eq!(
+        vm.request_headers(other, &[(":path", "/")]),
+        Action::Continue
+    );
+    let call = &vm.http_calls()[0];
+    assert_eq!(
+        (call.upstream.as_str(), call.timeout_milliseconds),
+        ("auth", 500)
+    );
+    vm.respond_to_call(caller, call.token, &[(":status", "200")], b"ok");
+    // A token answered twice (or unknown) is ignored.
+    vm.respond_to_call(caller, call.token, &[(":status", "500")], b"");
+    let mut lines = vm.logs();
+    lines.extend(vm.stream_actions());
+    check(
+        &lines,
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 call sent=true
+            info: stream 2 got status=Some(200) body=ok
+            continue request
+        "#]],
+    );
+}
+
+#[test]
+fn failed_call_has_no_status() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/call")]);
+    vm.respond_to_call(stream, vm.http_calls()[0].token, &[], b"");
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 call sent=true
+            info: stream 2 got status=None body=
+        "#]],
+    );
+}
+
+#[test]
+fn deleting_a_stream_drops_it_and_its_pending_callout() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/call")]);
+    vm.end_stream(stream);
+    vm.respond_to_call(stream, vm.http_calls()[0].token, &[(":status", "200")], b"");
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 call sent=true
+            info: stream 2 log
+            info: stream 2 dropped
+        "#]],
+    );
+}
+
+#[test]
+fn grpc_reply_collects_the_message() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/grpc")]);
+    vm.grpc_message(stream, 1, b"resp");
+    vm.grpc_close(stream, 1, 0);
+    vm.grpc_close(stream, 1, 0);
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 grpc sent=true
+            info: stream 2 grpc Reply { status_code: 0, message: Some([114, 101, 115, 112]) }
+        "#]],
+    );
+}
+
+#[test]
+fn streams_keep_the_config_they_started_with() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"old"}"#));
+    let before = vm.create_stream();
+    assert!(vm.configure("r", br#"{"tag":"new"}"#));
+    assert!(!vm.configure("r", br#"{"tag":"bad tag"}"#));
+    let after = vm.create_stream();
+    vm.response_headers(before, &[]);
+    let mut lines = vm.headers(filterkit::http::MapType::ResponseHeaders);
+    vm.response_headers(after, &[]);
+    lines.extend(vm.headers(filterkit::http::MapType::ResponseHeaders));
+    lines.extend(vm.logs());
+    check(
+        &lines,
+        expect![[r#"
+            x-tag: old
+            x-tag: new
+            info: root configured tag=old
+            info: root configured tag=new
+            error: invalid plugin configuration for root_id=r: tag "bad tag" has a space
+        "#]],
+    );
+}
+
+#[test]
+fn local_reply_and_ticks() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("a", br#"{"tag":"a"}"#));
+    assert!(vm.configure("b", br#"{"tag":"b"}"#));
+    let stream = vm.create_stream();
+    assert_eq!(
+        vm.request_headers(stream, &[(":path", "/deny")]),
+        Action::Pause
+    );
+    vm.tick();
+    vm.tick();
+    let replies = vm.local_responses();
+    assert_eq!(
+        (replies[0].status_code, replies[0].body.as_slice()),
+        (403, b"denied\n".as_slice())
+    );
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: root configured tag=b
+            info: tick 1
+            info: tick 1
+            info: tick 2
+            info: tick 2
+        "#]],
+    );
+}
+
+#[test]
+fn rejects_empty_configuration_unless_the_config_allows_it() {
+    let vm = Vm::<Root>::new();
+    assert!(!vm.configure("r", b""));
+    assert!(!vm.configure("r", b"  \n"));
+    let stream = vm.create_stream();
+    assert_eq!(
+        vm.request_headers(stream, &[(":path", "/deny")]),
+        Action::Continue
+    );
+    check(
+        &vm.logs(),
+        expect![[r#"
+            error: invalid plugin configuration for root_id=r: plugin configuration is empty
+            error: invalid plugin configuration for root_id=r: plugin configuration is empty
+        "#]],
+    );
+}
