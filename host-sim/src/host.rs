@@ -676,7 +676,10 @@ fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, 
     let stream = state.streams.get(&ctx);
     let maps = stream.map(|stream| &stream.properties).into_iter().chain([&state.properties]);
     for map in maps {
-        for split in (1..=segments.len()).rev() {
+        // Only prefixes as long as a stored path can match (a hostile path may have many
+        // segments).
+        let deepest = map.keys().map(Vec::len).max().unwrap_or(0).min(segments.len());
+        for split in (1..=deepest).rev() {
             let (head, rest) = segments.split_at(split);
             let key: Vec<Vec<u8>> = head.iter().map(|segment| segment.to_vec()).collect();
             if let Some(mut value) = map.get(&key) {

@@ -237,9 +237,14 @@ impl Trace {
                         first_item = false;
                         quote(&mut out, self.text(*span));
                     }
-                    let status = Status::from_code(entry.status)
-                        .map(|status| status.name().to_string())
-                        .unwrap_or_else(|| entry.status.to_string());
+                    // WASI functions answer errnos, not Proxy-Wasm statuses.
+                    let status = if !name.starts_with("proxy_") {
+                        format!("errno {}", entry.status)
+                    } else {
+                        Status::from_code(entry.status)
+                            .map(|status| status.name().to_string())
+                            .unwrap_or_else(|| entry.status.to_string())
+                    };
                     let _ = write!(out, ") -> {status}");
                     if let Some(span) = entry.result {
                         out.push_str(" ");

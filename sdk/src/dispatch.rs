@@ -14,6 +14,7 @@ use core::any::Any;
 
 use crate::abi::{self, GuestCell};
 use crate::http::CallResponse;
+use crate::tcp::{PeerType, TcpContext};
 use crate::{Action, Config, HttpContext, RootContext, logger};
 
 /// A continuation waiting for an http callout's response; it downcasts the context itself.
@@ -134,6 +135,7 @@ struct Root<R: RootContext> {
 struct Inner<R: RootContext> {
     roots: Slots<Root<R>>,
     streams: Slots<Box<R::Http>>,
+    connections: Slots<Box<dyn TcpContext>>,
 }
 
 /// The filter's contexts in one VM; [`crate::export_filter!`] declares one as a static and
@@ -196,6 +198,7 @@ impl<R: RootContext> Filter<R> {
         Filter(GuestCell::new(Inner {
             roots: Slots::new(),
             streams: Slots::new(),
+            connections: Slots::new(),
         }))
     }
 
@@ -230,6 +233,73 @@ impl<R: RootContext> Filter<R> {
         result
     }
 
+    /// Runs `f` on connection `context_id` taken out of the state, then puts it back.
+    fn on_connection<T>(
+        &self,
+        context_id: u32,
+        default: T,
+        f: impl FnOnce(&mut dyn TcpContext) -> T,
+    ) -> T {
+        if !R::TCP {
+            return default;
+        }
+        let Some(mut connection) = self
+            .0
+            .with(|inner| inner.connections.remove(context_id))
+            .flatten()
+        else {
+            return default;
+        };
+        enter(context_id);
+        let result = f(&mut *connection);
+        self.0
+            .with(|inner| inner.connections.insert(context_id, connection));
+        result
+    }
+
+    fn is_connection(&self, context_id: u32) -> bool {
+        // Without TCP support the connection plumbing compiles away.
+        R::TCP && self.0.with(|inner| inner.connections.contains(context_id)) == Some(true)
+    }
+
+    /// `proxy_on_new_connection`.
+    pub fn on_new_connection(&self, context_id: u32) -> u32 {
+        self.on_connection(context_id, Action::Continue, |connection| {
+            connection.on_new_connection()
+        })
+        .as_raw()
+    }
+
+    /// `proxy_on_downstream_data`.
+    pub fn on_downstream_data(&self, context_id: u32, data_size: usize, eos: u32) -> u32 {
+        self.on_connection(context_id, Action::Continue, |connection| {
+            connection.on_downstream_data(data_size, eos != 0)
+        })
+        .as_raw()
+    }
+
+    /// `proxy_on_upstream_data`.
+    pub fn on_upstream_data(&self, context_id: u32, data_size: usize, eos: u32) -> u32 {
+        self.on_connection(context_id, Action::Continue, |connection| {
+            connection.on_upstream_data(data_size, eos != 0)
+        })
+        .as_raw()
+    }
+
+    /// `proxy_on_downstream_connection_close`.
+    pub fn on_downstream_connection_close(&self, context_id: u32, peer: u32) {
+        self.on_connection(context_id, (), |connection| {
+            connection.on_downstream_close(PeerType::from_raw(peer))
+        });
+    }
+
+    /// `proxy_on_upstream_connection_close`.
+    pub fn on_upstream_connection_close(&self, context_id: u32, peer: u32) {
+        self.on_connection(context_id, (), |connection| {
+            connection.on_upstream_close(PeerType::from_raw(peer))
+        });
+    }
+
     fn is_stream(&self, context_id: u32) -> bool {
         self.0.with(|inner| inner.streams.contains(context_id)) == Some(true)
     }
@@ -245,15 +315,28 @@ impl<R: RootContext> Filter<R> {
             self.0.with(|inner| inner.roots.insert(context_id, root));
             return;
         }
-        let stream = self.on_root(parent_context_id, None, |root| {
+        let created = self.on_root(parent_context_id, None, |root| {
             let config = root.config.clone()?;
-            Some(Box::new(
+            if R::TCP
+                && let Some(connection) =
+                    root.context.create_tcp_context(context_id, config.clone())
+            {
+                return Some(Err(connection));
+            }
+            Some(Ok(Box::new(
                 root.context.create_http_context(context_id, config),
-            ))
+            )))
         });
-        if let Some(stream) = stream {
-            self.0
-                .with(|inner| inner.streams.insert(context_id, stream));
+        match created {
+            Some(Ok(stream)) => {
+                self.0
+                    .with(|inner| inner.streams.insert(context_id, stream));
+            }
+            Some(Err(connection)) => {
+                self.0
+                    .with(|inner| inner.connections.insert(context_id, connection));
+            }
+            None => {}
         }
     }
 
@@ -348,13 +431,20 @@ impl<R: RootContext> Filter<R> {
 
     /// `proxy_on_log`.
     pub fn on_log(&self, context_id: u32) {
-        self.on_stream(context_id, (), |stream| stream.on_log());
+        if self.is_connection(context_id) {
+            self.on_connection(context_id, (), |connection| connection.on_log());
+        } else {
+            self.on_stream(context_id, (), |stream| stream.on_log());
+        }
     }
 
     /// `proxy_on_done`.
     pub fn on_done(&self, context_id: u32) -> u32 {
         if self.is_stream(context_id) {
             self.on_stream(context_id, true, |stream| stream.on_done())
+                .into()
+        } else if self.is_connection(context_id) {
+            self.on_connection(context_id, true, |connection| connection.on_done())
                 .into()
         } else {
             self.on_root(context_id, true, |root| root.context.on_done())
@@ -368,6 +458,11 @@ impl<R: RootContext> Filter<R> {
         let removed = self.0.with(|inner| {
             (
                 inner.streams.remove(context_id),
+                if R::TCP {
+                    inner.connections.remove(context_id)
+                } else {
+                    None
+                },
                 inner.roots.remove(context_id),
             )
         });

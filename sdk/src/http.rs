@@ -3,6 +3,16 @@
 //! Everything here is valid inside the callback the host is running (the request headers in
 //! `on_http_request_headers` and later, the response headers in `on_http_response_headers`…).
 //! Outside of that the host answers `BAD_ARGUMENT`, which arrives as an [`Error`].
+//!
+//! ```
+//! use filterkit::http;
+//! let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+//! vm.set_headers(http::MapType::RequestHeaders, &[(":path", "/admin")]);
+//! if http::request_headers().get_str(":path") == Ok(Some("/admin".to_string())) {
+//!     http::LocalReply::new(403).body(b"forbidden\n").send().unwrap();
+//! }
+//! assert_eq!(vm.local_responses()[0].status_code, 403);
+//! ```
 
 use alloc::boxed::Box;
 use alloc::string::String;

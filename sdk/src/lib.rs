@@ -17,8 +17,7 @@
 //!   compare-and-swap retries ([`shared`]), ticks ([`time`]) and typed properties
 //!   ([`properties`]).
 //!
-//! What it does not do: TCP (network) filters have no context trait yet (their callbacks are
-//! exported and continue), and there is no `std`. A filter crate is `#![no_std]` too (the SDK brings the allocator and the panic
+//! TCP (network) filters get a [`tcp::TcpContext`] per connection instead. There is no `std`. A filter crate is `#![no_std]` too (the SDK brings the allocator and the panic
 //! handler on wasm32) and exports its entry points with [`export_filter!`].
 //!
 //! Start reading at [`RootContext`]; the ABI boundary, the only `unsafe` code, is `src/abi/`.
@@ -90,6 +89,7 @@ pub mod json;
 pub mod metrics;
 pub mod properties;
 pub mod shared;
+pub mod tcp;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod time;
@@ -279,6 +279,61 @@ pub trait RootContext: Default + 'static {
     /// assert_eq!(vm.create_stream(), 2);
     /// ```
     fn create_http_context(&mut self, context_id: u32, config: Rc<Self::Config>) -> Self::Http;
+
+    /// Whether this root serves a network filter (`envoy.filters.network.wasm`), whose streams
+    /// are TCP connections from [`RootContext::create_tcp_context`]. `false` (the default)
+    /// compiles the TCP plumbing away (it would add about 1.2 KB to a shipped HTTP filter).
+    ///
+    /// ```
+    /// # use std::rc::Rc;
+    /// # #[derive(serde::Deserialize)] struct C; impl filterkit::Config for C {}
+    /// # struct S; impl filterkit::HttpContext for S {}
+    /// #[derive(Default)]
+    /// struct HttpOnly;
+    /// impl filterkit::RootContext for HttpOnly {
+    ///     type Config = C;
+    ///     type Http = S;
+    ///     fn create_http_context(&mut self, _: u32, _: Rc<C>) -> S { S }
+    /// }
+    /// assert!(!<HttpOnly as filterkit::RootContext>::TCP);
+    /// ```
+    const TCP: bool = false;
+
+    /// For a network filter (with [`RootContext::TCP`] set): the context of a new TCP
+    /// connection. `None` makes the stream an HTTP stream
+    /// ([`RootContext::create_http_context`]).
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use filterkit::tcp::TcpContext;
+    /// # #[derive(serde::Deserialize)] struct C; impl filterkit::Config for C {}
+    /// # struct S; impl filterkit::HttpContext for S {}
+    /// struct Connection;
+    /// impl TcpContext for Connection {}
+    /// #[derive(Default)]
+    /// struct Root;
+    /// impl filterkit::RootContext for Root {
+    ///     type Config = C;
+    ///     type Http = S;
+    ///     const TCP: bool = true;
+    ///     fn create_http_context(&mut self, _: u32, _: Rc<C>) -> S { S }
+    ///     fn create_tcp_context(&mut self, _: u32, _: Rc<C>) -> Option<Box<dyn TcpContext>> {
+    ///         Some(Box::new(Connection))
+    ///     }
+    /// }
+    /// let vm = filterkit::testing::Vm::<Root>::new();
+    /// assert!(vm.configure("r", b"null"));
+    /// let connection = vm.create_stream();
+    /// assert_eq!(vm.downstream_data(connection, b"hello", false), filterkit::Action::Continue);
+    /// ```
+    fn create_tcp_context(
+        &mut self,
+        context_id: u32,
+        config: Rc<Self::Config>,
+    ) -> Option<alloc::boxed::Box<dyn tcp::TcpContext>> {
+        let _ = (context_id, config);
+        None
+    }
 
     /// Called every tick period (see [`time::set_tick_period`]).
     ///
@@ -624,21 +679,33 @@ macro_rules! export_filter {
                 FILTER.on_grpc_close(context_id, token, status_code)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_new_connection(_: u32) -> u32 {
-                0
+            pub extern "C" fn proxy_on_new_connection(context_id: u32) -> u32 {
+                FILTER.on_new_connection(context_id)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_downstream_data(_: u32, _: usize, _: u32) -> u32 {
-                0
+            pub extern "C" fn proxy_on_downstream_data(
+                context_id: u32,
+                size: usize,
+                eos: u32,
+            ) -> u32 {
+                FILTER.on_downstream_data(context_id, size, eos)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_upstream_data(_: u32, _: usize, _: u32) -> u32 {
-                0
+            pub extern "C" fn proxy_on_upstream_data(
+                context_id: u32,
+                size: usize,
+                eos: u32,
+            ) -> u32 {
+                FILTER.on_upstream_data(context_id, size, eos)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_downstream_connection_close(_: u32, _: u32) {}
+            pub extern "C" fn proxy_on_downstream_connection_close(context_id: u32, peer: u32) {
+                FILTER.on_downstream_connection_close(context_id, peer)
+            }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_upstream_connection_close(_: u32, _: u32) {}
+            pub extern "C" fn proxy_on_upstream_connection_close(context_id: u32, peer: u32) {
+                FILTER.on_upstream_connection_close(context_id, peer)
+            }
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_foreign_function(_: u32, _: u32, _: usize) {}
         };
@@ -706,6 +773,9 @@ pub fn join(parts: &[&str]) -> String {
     }
     joined
 }
+
+/// The HTTP context of a network filter, which has none: every callback continues.
+impl HttpContext for () {}
 
 /// A filter without configuration: `null` or an empty configuration.
 impl Config for () {

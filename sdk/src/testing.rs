@@ -309,6 +309,24 @@ impl<R: RootContext> Vm<R> {
         )
     }
 
+    /// Delivers a new connection and downstream data (everything received so far) to
+    /// connection `context_id`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.downstream_data(s, b"x", false), filterkit::Action::Continue);
+    /// ```
+    pub fn downstream_data(&self, context_id: u32, data: &[u8], end_of_stream: bool) -> Action {
+        self.set_buffer(BufferType::DownstreamData, data);
+        self.filter.on_new_connection(context_id);
+        action(
+            self.filter
+                .on_downstream_data(context_id, data.len(), end_of_stream.into()),
+        )
+    }
+
     /// Ends stream `context_id`: `on_log`, `on_done`, `on_delete`.
     ///
     /// ```

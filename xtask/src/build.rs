@@ -90,19 +90,23 @@ pub fn build(filters: &[String], use_wasm_opt: bool) -> Result<Vec<Built>> {
         util::WASM_TARGET,
         util::WASM_PROFILE
     );
-    let mut cargo = util::cargo_wasm();
-    cargo.current_dir(util::project_root()).args([
-        "build",
-        "--target",
-        util::WASM_TARGET,
-        "--profile",
-        util::WASM_PROFILE,
-    ]);
+    // One cargo invocation per filter: building several packages at once unifies their
+    // dependencies' features, so a filter's bytes would depend on which others were built with it.
     for name in &names {
-        cargo.args(["-p", &format!("filter-{name}")]);
+        let mut cargo = util::cargo_wasm();
+        cargo.current_dir(util::project_root()).args([
+            "build",
+            "--target",
+            util::WASM_TARGET,
+            "--profile",
+            util::WASM_PROFILE,
+            "-p",
+            &format!("filter-{name}"),
+        ]);
+        util::run(&mut cargo).with_context(|| {
+            format!("building filter-{name} for wasm32-wasip1: fix the compile errors above")
+        })?;
     }
-    util::run(&mut cargo)
-        .context("building filters for wasm32-wasip1: fix the compile errors above")?;
     eprintln!("cargo build took {}", timer.elapsed());
 
     let wasm_opt = if use_wasm_opt {

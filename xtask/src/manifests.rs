@@ -660,7 +660,7 @@ mod tests {
 
     use super::{Deployment, PatchContext};
 
-    fn seed() -> Deployment {
+    pub(super) fn seed() -> Deployment {
         Deployment {
             name: "details-v1-wasmfiltersample".to_string(),
             namespace: "default".to_string(),
@@ -907,5 +907,238 @@ mod tests {
                 r#"error: in --registry: reference "oci://127.0.0.1:5000/asm/asm-test" has a scheme: write registry/repository:tag (e.g. 127.0.0.1:5000/asm/asm-test:v0.1)"#
             ]],
         );
+    }
+}
+
+/// Checks the generated EnvoyFilter and WasmPlugin against Istio's CRD schemas
+/// (xtask/schemas/, verbatim from istio/istio), rejecting unknown fields as
+/// `kubectl --validate=strict` does. CEL rules (`x-kubernetes-validations`) are not evaluated
+/// here; the few that matter are asserted directly.
+#[cfg(test)]
+mod crd_tests {
+    use expect_test::{Expect, expect};
+    use serde_json::Value;
+
+    fn crd_schema(file: &str) -> (String, String, Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(file);
+        let text = std::fs::read_to_string(&path).expect("the CRD schema is in xtask/schemas");
+        let crd: Value = serde_yaml_ng::from_str(&text).expect("the CRD parses");
+        let group = crd["spec"]["group"].as_str().expect("group").to_string();
+        let kind = crd["spec"]["names"]["kind"]
+            .as_str()
+            .expect("kind")
+            .to_string();
+        let version = &crd["spec"]["versions"][0];
+        let api_version = format!("{group}/{}", version["name"].as_str().expect("version"));
+        (
+            api_version,
+            kind,
+            version["schema"]["openAPIV3Schema"].clone(),
+        )
+    }
+
+    /// A structural OpenAPI v3 check: types, properties, required, enums, lengths, patterns,
+    /// ranges, anyOf/oneOf/not, preserve-unknown-fields, int-or-string.
+    fn validate(value: &Value, schema: &Value, path: &str, errors: &mut Vec<String>) {
+        if value.is_null() && schema["nullable"] == Value::Bool(true) {
+            return;
+        }
+        if let Some(any_of) = schema["anyOf"].as_array()
+            && !any_of.iter().any(|option| passes(value, option))
+        {
+            errors.push(format!("{path}: matches none of anyOf"));
+        }
+        if let Some(one_of) = schema["oneOf"].as_array() {
+            let passing = one_of.iter().filter(|option| passes(value, option)).count();
+            if passing != 1 {
+                errors.push(format!(
+                    "{path}: matches {passing} of oneOf, not exactly one"
+                ));
+            }
+        }
+        if schema.get("not").is_some() && passes(value, &schema["not"]) {
+            errors.push(format!("{path}: matches a `not` schema"));
+        }
+        if schema["x-kubernetes-int-or-string"] == Value::Bool(true) {
+            if !(value.is_i64() || value.is_u64() || value.is_string()) {
+                errors.push(format!("{path}: not an integer or a string"));
+            }
+            return;
+        }
+        let preserve_unknown = schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true);
+        match schema["type"].as_str() {
+            Some("object") => {
+                let Some(object) = value.as_object() else {
+                    return errors.push(format!("{path}: not an object"));
+                };
+                for required in schema["required"].as_array().into_iter().flatten() {
+                    let required = required.as_str().expect("required names are strings");
+                    if !object.contains_key(required) {
+                        errors.push(format!("{path}: missing required field {required}"));
+                    }
+                }
+                if let Some(max) = schema["maxProperties"].as_u64()
+                    && object.len() as u64 > max
+                {
+                    errors.push(format!("{path}: more than {max} properties"));
+                }
+                for (key, field) in object {
+                    let field_path = format!("{path}.{key}");
+                    if let Some(property) = schema["properties"].get(key) {
+                        validate(field, property, &field_path, errors);
+                    } else if schema["additionalProperties"].is_object() {
+                        validate(field, &schema["additionalProperties"], &field_path, errors);
+                    } else if !preserve_unknown {
+                        errors.push(format!("{field_path}: unknown field"));
+                    }
+                }
+            }
+            Some("array") => {
+                let Some(items) = value.as_array() else {
+                    return errors.push(format!("{path}: not an array"));
+                };
+                if let Some(max) = schema["maxItems"].as_u64()
+                    && items.len() as u64 > max
+                {
+                    errors.push(format!("{path}: more than {max} items"));
+                }
+                for (index, item) in items.iter().enumerate() {
+                    validate(item, &schema["items"], &format!("{path}[{index}]"), errors);
+                }
+            }
+            Some("string") => {
+                let Some(text) = value.as_str() else {
+                    return errors.push(format!("{path}: not a string"));
+                };
+                if let Some(allowed) = schema["enum"].as_array()
+                    && !allowed.iter().any(|option| option.as_str() == Some(text))
+                {
+                    errors.push(format!("{path}: {text:?} is not one of {allowed:?}"));
+                }
+                let length = text.chars().count() as u64;
+                if schema["minLength"].as_u64().is_some_and(|min| length < min) {
+                    errors.push(format!("{path}: shorter than minLength"));
+                }
+                if schema["maxLength"].as_u64().is_some_and(|max| length > max) {
+                    errors.push(format!("{path}: longer than maxLength"));
+                }
+                if let Some(pattern) = schema["pattern"].as_str() {
+                    let regex = regex::Regex::new(pattern).expect("CRD patterns are valid regexes");
+                    if !regex.is_match(text) {
+                        errors.push(format!("{path}: {text:?} does not match {pattern}"));
+                    }
+                }
+            }
+            Some("integer") if !(value.is_i64() || value.is_u64()) => {
+                errors.push(format!("{path}: not an integer"));
+            }
+            Some("number") if !value.is_number() => errors.push(format!("{path}: not a number")),
+            Some("boolean") if !value.is_boolean() => errors.push(format!("{path}: not a boolean")),
+            Some("integer" | "number" | "boolean") => {}
+            Some(other) => errors.push(format!("{path}: unsupported schema type {other}")),
+            None => {}
+        }
+    }
+
+    fn passes(value: &Value, schema: &Value) -> bool {
+        let mut errors = Vec::new();
+        validate(value, schema, "", &mut errors);
+        errors.is_empty()
+    }
+
+    /// Validates a rendered resource against a CRD; returns one line per problem.
+    fn problems(yaml: &str, crd_file: &str) -> String {
+        let (api_version, kind, schema) = crd_schema(crd_file);
+        let resource: Value = serde_yaml_ng::from_str(yaml).expect("rendered YAML parses");
+        let mut errors = Vec::new();
+        if resource["apiVersion"] != Value::String(api_version.clone())
+            || resource["kind"] != Value::String(kind.clone())
+        {
+            errors.push(format!("not a {kind} in {api_version}"));
+        }
+        let Some(object) = resource.as_object() else {
+            return "not an object".to_string();
+        };
+        for (key, field) in object {
+            match key.as_str() {
+                "apiVersion" | "kind" => {}
+                "metadata" => {
+                    for name in ["name", "namespace"] {
+                        if field[name].as_str().is_none_or(str::is_empty) {
+                            errors.push(format!("metadata.{name} is missing"));
+                        }
+                    }
+                }
+                _ => match schema["properties"].get(key) {
+                    Some(property) => validate(field, property, key, &mut errors),
+                    None => errors.push(format!("{key}: unknown field")),
+                },
+            }
+        }
+        errors.join("\n")
+    }
+
+    fn check(deployment: super::Deployment, expect: Expect) {
+        let envoy_filter = deployment.envoy_filter().expect("renders");
+        let wasm_plugin = deployment.wasm_plugin().expect("renders");
+        let mut actual = format!(
+            "envoyfilter: [{}]\nwasmplugin: [{}]\n",
+            problems(&envoy_filter, "istio-envoyfilter-crd.yaml"),
+            problems(&wasm_plugin, "istio-wasmplugin-crd.yaml"),
+        );
+        // The CEL rule on WasmPlugin.url: the scheme must be one Istio fetches from.
+        let wasm_plugin: Value = serde_yaml_ng::from_str(&wasm_plugin).expect("parses");
+        let url = wasm_plugin["spec"]["url"].as_str().unwrap_or_default();
+        if !["oci://", "http://", "https://", "file://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            actual.push_str(&format!("url {url:?} has no scheme Istio fetches from\n"));
+        }
+        expect.assert_eq(&actual);
+    }
+
+    #[test]
+    fn seed_resources_match_istio_crds() {
+        check(
+            super::tests::seed(),
+            expect![[r#"
+                envoyfilter: [spec.configPatches[0].match: matches 4 of oneOf, not exactly one]
+                wasmplugin: []
+            "#]],
+        );
+    }
+
+    #[test]
+    fn resources_without_parameters_or_secret_match_istio_crds() {
+        let deployment = super::Deployment {
+            parameters: None,
+            pull_secret: None,
+            patch_context: super::PatchContext::SidecarOutbound,
+            image: "target/oci/add-header:v0.1".to_string(),
+            ..super::tests::seed()
+        };
+        check(
+            deployment,
+            expect![[r#"
+                envoyfilter: [spec.configPatches[0].match: matches 4 of oneOf, not exactly one]
+                wasmplugin: []
+            "#]],
+        );
+    }
+
+    #[test]
+    fn the_check_rejects_unknown_fields_and_bad_values() {
+        let wasm_plugin = super::tests::seed().wasm_plugin().expect("renders");
+        let broken = wasm_plugin
+            .replace("pluginName:", "pluginNmae:")
+            .replace("mode: SERVER", "mode: INBOUND")
+            .replace("sha256: aaaa", "sha256: AAAA");
+        expect![[r#"
+            spec.match[0].mode: "INBOUND" is not one of [String("UNDEFINED"), String("CLIENT"), String("SERVER"), String("CLIENT_AND_SERVER")]
+            spec.pluginNmae: unknown field
+            spec.sha256: "AAAAaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" does not match (^$|^[a-f0-9]{64}$)"#]].assert_eq(&problems(&broken, "istio-wasmplugin-crd.yaml"));
     }
 }

@@ -1,1 +1,295 @@
-//! placeholder
+//! Each host function against a tiny WAT guest: the guest calls it from
+//! `proxy_on_request_headers` (request headers `:method GET`, `:path /`, `x-a: 1`, `x-a: 2`)
+//! and the trace shows the statuses Envoy returns.
+
+use expect_test::{Expect, expect};
+use filterkit_host_sim::scenario::render_outcome;
+use filterkit_host_sim::{PropertyValue, Sim};
+
+use crate::guest::{Guest, data};
+
+/// Strings the snippets refer to: name at offset, length.
+fn strings() -> String {
+    [
+        (100, "x-a"),
+        (120, "x-new"),
+        (140, "value"),
+        (160, "plugin_root_id"),
+        (200, "plugin_vm_id"),
+        (220, "auth"),
+        (240, "missing"),
+        (260, "key"),
+        (280, "queue"),
+        (300, "requests"),
+        (320, "compress"),
+        (340, "req\u{0}path"),
+        (360, "hello"),
+    ]
+    .iter()
+    .map(|(offset, text)| data(*offset, text))
+    .collect()
+}
+
+fn check(snippet: &str, expect: Expect) {
+    check_with("", snippet, expect);
+}
+
+fn check_with(fields: &str, snippet: &str, expect: Expect) {
+    let guest = Guest {
+        fields: strings() + fields,
+        request_headers: Some(format!("{snippet}\n i32.const 0")),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "config")
+        .vm_id("vm1")
+        .vm_configuration("vm-config")
+        .cluster("auth")
+        .property(&["req", "path"], PropertyValue::String("/p".into()))
+        .foreign_function("hello", |args| Ok([b"hi ", args].concat()))
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let mut stream = sim.stream("root").unwrap();
+    let outcome = stream.send_request_headers(&[(":method", "GET"), (":path", "/"), ("x-a", "1"), ("x-a", "2")], false);
+    let trace = sim.render_trace();
+    expect.assert_eq(&format!("{trace}-> {}\n", render_outcome(&outcome)));
+}
+
+/// `(drop (call $f args...))` for each call.
+fn calls(calls: &[&str]) -> String {
+    calls.iter().map(|call| format!("(drop (call {call}))\n")).collect()
+}
+
+#[test]
+fn get_header_map_value_returns_the_first_of_repeated_values() {
+    check(
+        &calls(&[
+            "$proxy_get_header_map_value (i32.const 0) (i32.const 100) (i32.const 3) (i32.const 8) (i32.const 12)",
+            "$proxy_get_header_map_value (i32.const 0) (i32.const 240) (i32.const 7) (i32.const 8) (i32.const 12)",
+            "$proxy_get_header_map_value (i32.const 2) (i32.const 100) (i32.const 3) (i32.const 8) (i32.const 12)",
+            "$proxy_get_header_map_value (i32.const 8) (i32.const 100) (i32.const 3) (i32.const 8) (i32.const 12)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn header_map_mutations_apply_to_available_maps_only() {
+    check(
+        &calls(&[
+            "$proxy_add_header_map_value (i32.const 0) (i32.const 120) (i32.const 5) (i32.const 140) (i32.const 5)",
+            "$proxy_replace_header_map_value (i32.const 0) (i32.const 100) (i32.const 3) (i32.const 140) (i32.const 5)",
+            "$proxy_remove_header_map_value (i32.const 0) (i32.const 120) (i32.const 5)",
+            "$proxy_add_header_map_value (i32.const 2) (i32.const 120) (i32.const 5) (i32.const 140) (i32.const 5)",
+            "$proxy_add_header_map_value (i32.const 6) (i32.const 120) (i32.const 5) (i32.const 140) (i32.const 5)",
+            "$proxy_get_header_map_size (i32.const 0) (i32.const 8)",
+            "$proxy_get_header_map_size (i32.const 6) (i32.const 8)",
+            "$proxy_get_header_map_pairs (i32.const 0) (i32.const 8) (i32.const 12)",
+            "$proxy_get_header_map_pairs (i32.const 2) (i32.const 8) (i32.const 12)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn properties_give_plugin_identity_and_test_values() {
+    check(
+        &calls(&[
+            "$proxy_get_property (i32.const 160) (i32.const 14) (i32.const 8) (i32.const 12)",
+            "$proxy_get_property (i32.const 200) (i32.const 12) (i32.const 8) (i32.const 12)",
+            "$proxy_get_property (i32.const 340) (i32.const 8) (i32.const 8) (i32.const 12)",
+            "$proxy_get_property (i32.const 240) (i32.const 7) (i32.const 8) (i32.const 12)",
+            "$proxy_set_property (i32.const 260) (i32.const 3) (i32.const 140) (i32.const 5)",
+            "$proxy_get_property (i32.const 260) (i32.const 3) (i32.const 8) (i32.const 12)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn buffers_follow_envoy_availability() {
+    check(
+        &calls(&[
+            "$proxy_get_buffer_bytes (i32.const 6) (i32.const 0) (i32.const 100) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_bytes (i32.const 7) (i32.const 0) (i32.const 100) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_bytes (i32.const 0) (i32.const 0) (i32.const 100) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_bytes (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_bytes (i32.const 9) (i32.const 0) (i32.const 100) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_status (i32.const 6) (i32.const 8) (i32.const 12)",
+            "$proxy_set_buffer_bytes (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5)",
+            "$proxy_set_buffer_bytes (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn shared_data_compare_and_swap() {
+    check(
+        &calls(&[
+            "$proxy_get_shared_data (i32.const 260) (i32.const 3) (i32.const 8) (i32.const 12) (i32.const 16)",
+            "$proxy_set_shared_data (i32.const 260) (i32.const 3) (i32.const 140) (i32.const 5) (i32.const 0)",
+            "$proxy_set_shared_data (i32.const 260) (i32.const 3) (i32.const 140) (i32.const 5) (i32.const 7)",
+            "$proxy_set_shared_data (i32.const 260) (i32.const 3) (i32.const 140) (i32.const 5) (i32.const 1)",
+            "$proxy_get_shared_data (i32.const 260) (i32.const 3) (i32.const 8) (i32.const 12) (i32.const 16)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn shared_queues_register_resolve_enqueue_dequeue() {
+    check(
+        &calls(&[
+            "$proxy_register_shared_queue (i32.const 280) (i32.const 5) (i32.const 8)",
+            "$proxy_resolve_shared_queue (i32.const 200) (i32.const 0) (i32.const 280) (i32.const 5) (i32.const 8)",
+            "$proxy_resolve_shared_queue (i32.const 200) (i32.const 0) (i32.const 240) (i32.const 7) (i32.const 8)",
+            "$proxy_dequeue_shared_queue (i32.const 1) (i32.const 8) (i32.const 12)",
+            "$proxy_enqueue_shared_queue (i32.const 1) (i32.const 140) (i32.const 5)",
+            "$proxy_dequeue_shared_queue (i32.const 1) (i32.const 8) (i32.const 12)",
+            "$proxy_enqueue_shared_queue (i32.const 9) (i32.const 140) (i32.const 5)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn metrics_follow_envoy_rules() {
+    check(
+        &calls(&[
+            "$proxy_define_metric (i32.const 0) (i32.const 300) (i32.const 8) (i32.const 8)",
+            "$proxy_increment_metric (i32.const 4) (i64.const 2)",
+            "$proxy_increment_metric (i32.const 4) (i64.const -1)",
+            "$proxy_get_metric (i32.const 4) (i32.const 16)",
+            "$proxy_define_metric (i32.const 2) (i32.const 300) (i32.const 8) (i32.const 8)",
+            "$proxy_get_metric (i32.const 6) (i32.const 16)",
+            "$proxy_record_metric (i32.const 6) (i64.const 9)",
+            "$proxy_define_metric (i32.const 3) (i32.const 300) (i32.const 8) (i32.const 8)",
+            "$proxy_increment_metric (i32.const 8) (i64.const 1)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn http_call_needs_a_known_cluster_and_pseudo_headers() {
+    // Pairs at 400: 3 pairs (:method GET, :path /, :authority a); at 500: only :path.
+    let pairs = "(data (i32.const 400) \"\\03\\00\\00\\00\\07\\00\\00\\00\\03\\00\\00\\00\\05\\00\\00\\00\\01\\00\\00\\00\\0a\\00\\00\\00\\01\\00\\00\\00:method\\00GET\\00:path\\00/\\00:authority\\00a\\00\")\n(data (i32.const 500) \"\\01\\00\\00\\00\\05\\00\\00\\00\\01\\00\\00\\00:path\\00/\\00\")";
+    let guest_calls = calls(&[
+        "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 57) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
+        "$proxy_http_call (i32.const 240) (i32.const 7) (i32.const 400) (i32.const 57) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
+        "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 500) (i32.const 20) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
+        "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 57) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 8)",
+    ]);
+    check(&format!("{guest_calls}"), expect![[r#""#]]);
+    let _ = pairs;
+}
+
+#[test]
+fn local_response_stops_iteration_and_passes_through_response_callbacks() {
+    check(
+        &calls(&["$proxy_send_local_response (i32.const 403) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const -1)"]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn stream_control_statuses() {
+    check(
+        &calls(&[
+            "$proxy_continue_stream (i32.const 2)",
+            "$proxy_continue_stream (i32.const 3)",
+            "$proxy_continue_stream (i32.const 4)",
+            "$proxy_close_stream (i32.const 9)",
+            "$proxy_set_effective_context (i32.const 1)",
+            "$proxy_set_effective_context (i32.const 99)",
+            "$proxy_done",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn foreign_functions_are_not_found_unless_registered() {
+    check(
+        &calls(&[
+            "$proxy_call_foreign_function (i32.const 320) (i32.const 8) (i32.const 140) (i32.const 5) (i32.const 8) (i32.const 12)",
+            "$proxy_call_foreign_function (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 8) (i32.const 12)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn logging_time_status_and_log_level() {
+    check(
+        &calls(&[
+            "$proxy_log (i32.const 4) (i32.const 140) (i32.const 5)",
+            "$proxy_log (i32.const 6) (i32.const 140) (i32.const 5)",
+            "$proxy_get_log_level (i32.const 8)",
+            "$proxy_get_current_time_nanoseconds (i32.const 8)",
+            "$proxy_get_status (i32.const 8) (i32.const 12) (i32.const 16)",
+            "$proxy_set_tick_period_milliseconds (i32.const 100)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn grpc_calls_need_a_known_cluster() {
+    check(
+        &calls(&[
+            "$proxy_grpc_call (i32.const 220) (i32.const 4) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5) (i32.const 1000) (i32.const 8)",
+            "$proxy_grpc_call (i32.const 240) (i32.const 7) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5) (i32.const 1000) (i32.const 8)",
+            "$proxy_grpc_call (i32.const 240) (i32.const 0) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5) (i32.const 1000) (i32.const 8)",
+            "$proxy_grpc_stream (i32.const 220) (i32.const 4) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 8)",
+            "$proxy_grpc_send (i32.const 6) (i32.const 140) (i32.const 5) (i32.const 0)",
+            "$proxy_grpc_send (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0)",
+            "$proxy_grpc_send (i32.const 10) (i32.const 140) (i32.const 5) (i32.const 0)",
+            "$proxy_grpc_cancel (i32.const 5)",
+            "$proxy_grpc_close (i32.const 6)",
+            "$proxy_grpc_close (i32.const 7)",
+            "$proxy_grpc_cancel (i32.const 9)",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn wasi_stubs_return_envoys_errnos() {
+    check(
+        &calls(&[
+            "$wasi_fd_read (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)",
+            "$wasi_path_open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 8)",
+            "$wasi_fd_prestat_get (i32.const 3) (i32.const 8)",
+            "$wasi_path_filestat_get (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 8)",
+            "$wasi_fd_seek (i32.const 1) (i64.const 0) (i32.const 0) (i32.const 8)",
+            "$wasi_fd_close (i32.const 1)",
+            "$wasi_fd_write (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 8)",
+            "$wasi_fd_fdstat_get (i32.const 0) (i32.const 8)",
+            "$wasi_clock_time_get (i32.const 2) (i64.const 0) (i32.const 8)",
+            "$wasi_random_get (i32.const 8) (i32.const 65537)",
+            "$wasi_fd_renumber (i32.const 1) (i32.const 2)",
+            "$wasi_sched_yield",
+        ]),
+        expect![[r#""#]],
+    );
+}
+
+#[test]
+fn fd_write_to_stdout_and_stderr_logs() {
+    // iovec at 600: {buf 140, len 5}.
+    let guest = "(i32.store (i32.const 600) (i32.const 140)) (i32.store (i32.const 604) (i32.const 5))\n";
+    check(
+        &format!(
+            "{guest}{}",
+            calls(&[
+                "$wasi_fd_write (i32.const 1) (i32.const 600) (i32.const 1) (i32.const 8)",
+                "$wasi_fd_write (i32.const 2) (i32.const 600) (i32.const 1) (i32.const 8)",
+            ])
+        ),
+        expect![[r#""#]],
+    );
+}

@@ -163,10 +163,7 @@ fn check_call(sim: &mut Sim, root: u32, spec: &Spec, values: &[u64], memory_end:
             Len | Value(_) => {}
         }
     }
-    let started = std::time::Instant::now();
     let result = sim.call_guest_function(spec.export, root, &args);
-    let took = started.elapsed();
-    if took.as_millis() > 5 { eprintln!("SLOW {} {:?} {:?}", spec.export, args, took); }
     let status = match result {
         Ok(Some(status)) => status,
         Ok(None) => return Err(TestCaseError::fail(format!("{} returned nothing", spec.export))),

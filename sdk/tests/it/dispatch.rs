@@ -289,3 +289,75 @@ fn rejects_empty_configuration_unless_the_config_allows_it() {
         "#]],
     );
 }
+
+/// A network filter: connections get a `TcpContext`, which can read and close.
+#[derive(Default)]
+struct TcpRoot;
+
+impl RootContext for TcpRoot {
+    type Config = ();
+    type Http = ();
+    const TCP: bool = true;
+
+    fn create_http_context(&mut self, _: u32, _: Rc<()>) {}
+
+    fn create_tcp_context(
+        &mut self,
+        context_id: u32,
+        _: Rc<()>,
+    ) -> Option<Box<dyn filterkit::tcp::TcpContext>> {
+        Some(Box::new(Connection { context_id }))
+    }
+}
+
+struct Connection {
+    context_id: u32,
+}
+
+impl filterkit::tcp::TcpContext for Connection {
+    fn on_downstream_data(&mut self, data_size: usize, end_of_stream: bool) -> Action {
+        let data = filterkit::tcp::downstream_data()
+            .read(0, data_size)
+            .unwrap_or_default();
+        log::info!(
+            "connection {} got {:?} eos={end_of_stream}",
+            self.context_id,
+            String::from_utf8_lossy(&data)
+        );
+        if data.starts_with(b"QUIT") {
+            let _ = filterkit::tcp::close_downstream();
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        log::info!("connection {} log", self.context_id);
+    }
+}
+
+#[test]
+fn tcp_connections_get_their_own_context() {
+    let vm = Vm::<TcpRoot>::new();
+    assert!(vm.configure("tcp", b""));
+    let connection = vm.create_stream();
+    assert_eq!(
+        vm.downstream_data(connection, b"PING", false),
+        Action::Continue
+    );
+    assert_eq!(
+        vm.downstream_data(connection, b"QUIT", true),
+        Action::Continue
+    );
+    vm.end_stream(connection);
+    let mut lines = vm.logs();
+    lines.extend(vm.stream_actions());
+    check(
+        &lines,
+        expect![[r#"
+            info: connection 2 got "PING" eos=false
+            info: connection 2 got "QUIT" eos=true
+            info: connection 2 log
+            close downstream
+        "#]],
+    );
+}

@@ -28,10 +28,18 @@ impl Registry {
     /// Starts a registry on a free port, ready once `GET /v2/` answers 200. A port taken
     /// between choosing and binding it means another try on another port.
     pub fn start() -> Result<Registry> {
+        Registry::start_on(std::iter::repeat_with(free_port).take(ATTEMPTS))
+    }
+
+    /// Tries the ports in turn while the registry finds its port taken.
+    fn start_on(ports: impl IntoIterator<Item = Result<u16>>) -> Result<Registry> {
         let binary = tool("docker-registry")?;
         let dir = temp_dir()?;
-        for attempt in 1..=ATTEMPTS {
-            let address = format!("127.0.0.1:{}", free_port()?);
+        let mut ports = ports.into_iter().peekable();
+        let mut attempt = 0;
+        while let Some(port) = ports.next() {
+            attempt += 1;
+            let address = format!("127.0.0.1:{}", port?);
             let log_path = dir.path().join(format!("registry-{attempt}.log"));
             let process = spawn(&binary, dir.path(), &address, &log_path)?;
             match wait_until_ready(process, &address, &log_path) {
@@ -43,14 +51,15 @@ impl Registry {
                     });
                 }
                 Err(error)
-                    if attempt < ATTEMPTS && read(&log_path).contains("address already in use") =>
+                    if ports.peek().is_some()
+                        && read(&log_path).contains("address already in use") =>
                 {
                     eprintln!("registry: {address} was taken, trying another port ({error:#})");
                 }
                 Err(error) => return Err(error),
             }
         }
-        unreachable!("the last attempt returns")
+        bail!("no port to start the registry on")
     }
 }
 
@@ -115,19 +124,22 @@ fn spawn(binary: &Path, dir: &Path, address: &str, log_path: &Path) -> Result<Ch
 
 fn wait_until_ready(mut process: ChildGuard, address: &str, log_path: &Path) -> Result<ChildGuard> {
     let url = format!("http://{address}/v2/");
-    poll_until(
-        Instant::now() + READY_TIMEOUT,
-        &format!("the registry to answer GET {url}"),
-        || {
-            if let Some(status) = process.0.try_wait().context("waiting for the registry")? {
-                bail!(
-                    "the registry exited ({status}); its log:\n{}",
-                    read(log_path)
-                );
-            }
-            Ok(get(&url).ok().filter(|response| response.status == 200))
-        },
-    )?;
+    // Only our registry logs that it listens on this address: probing before that could reach
+    // whatever else holds the port.
+    let listening = format!("msg=\"listening on {address}\"");
+    let what = format!("the registry to answer GET {url}");
+    poll_until(Instant::now() + READY_TIMEOUT, &what, || {
+        if let Some(status) = process.0.try_wait().context("waiting for the registry")? {
+            bail!(
+                "the registry exited ({status}); its log:\n{}",
+                read(log_path)
+            );
+        }
+        if !read(log_path).contains(&listening) {
+            return Ok(None);
+        }
+        Ok(get(&url).ok().filter(|response| response.status == 200))
+    })?;
     Ok(process)
 }
 
@@ -158,5 +170,18 @@ fn registries_run_side_by_side() -> Result<()> {
             200
         );
     }
+    Ok(())
+}
+
+#[test]
+fn registry_moves_on_when_its_port_is_taken() -> Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let taken_port = taken.local_addr()?.port();
+    let registry = Registry::start_on([Ok(taken_port), free_port()])?;
+    assert_ne!(registry.address, format!("127.0.0.1:{taken_port}"));
+    assert_eq!(
+        get(&format!("http://{}/v2/", registry.address))?.status,
+        200
+    );
     Ok(())
 }
