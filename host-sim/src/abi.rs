@@ -272,57 +272,159 @@ pub struct Import {
 
 use ValType::{I32, I64};
 
-const fn env(
-    name: &'static str,
-    params: &'static [ValType],
-    availability: Availability,
-) -> Import {
-    Import { module: "env", name, params, returns: true, availability }
+const fn env(name: &'static str, params: &'static [ValType], availability: Availability) -> Import {
+    Import {
+        module: "env",
+        name,
+        params,
+        returns: true,
+        availability,
+    }
 }
 
 /// Every `env` import Envoy registers (proxy-wasm-cpp-host `exports.h`).
 pub const ENV_IMPORTS: &[Import] = &[
     env("proxy_log", &[I32, I32, I32], Availability::All),
     env("proxy_get_status", &[I32, I32, I32], Availability::All),
-    env("proxy_set_property", &[I32, I32, I32, I32], Availability::All),
-    env("proxy_get_property", &[I32, I32, I32, I32], Availability::All),
-    env("proxy_send_local_response", &[I32, I32, I32, I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_get_shared_data", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_set_shared_data", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_register_shared_queue", &[I32, I32, I32], Availability::All),
-    env("proxy_resolve_shared_queue", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_dequeue_shared_queue", &[I32, I32, I32], Availability::All),
-    env("proxy_enqueue_shared_queue", &[I32, I32, I32], Availability::All),
-    env("proxy_get_header_map_value", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_add_header_map_value", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_replace_header_map_value", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_remove_header_map_value", &[I32, I32, I32], Availability::All),
-    env("proxy_get_header_map_pairs", &[I32, I32, I32], Availability::All),
-    env("proxy_set_header_map_pairs", &[I32, I32, I32], Availability::All),
+    env(
+        "proxy_set_property",
+        &[I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_get_property",
+        &[I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_send_local_response",
+        &[I32, I32, I32, I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_get_shared_data",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_set_shared_data",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_register_shared_queue",
+        &[I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_resolve_shared_queue",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_dequeue_shared_queue",
+        &[I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_enqueue_shared_queue",
+        &[I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_get_header_map_value",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_add_header_map_value",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_replace_header_map_value",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_remove_header_map_value",
+        &[I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_get_header_map_pairs",
+        &[I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_set_header_map_pairs",
+        &[I32, I32, I32],
+        Availability::All,
+    ),
     env("proxy_get_header_map_size", &[I32, I32], Availability::All),
-    env("proxy_get_buffer_status", &[I32, I32, I32], Availability::All),
-    env("proxy_get_buffer_bytes", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_set_buffer_bytes", &[I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_http_call", &[I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], Availability::All),
+    env(
+        "proxy_get_buffer_status",
+        &[I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_get_buffer_bytes",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_set_buffer_bytes",
+        &[I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_http_call",
+        &[I32, I32, I32, I32, I32, I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
     env(
         "proxy_grpc_call",
         &[I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32],
         Availability::All,
     ),
-    env("proxy_grpc_stream", &[I32, I32, I32, I32, I32, I32, I32, I32, I32], Availability::All),
+    env(
+        "proxy_grpc_stream",
+        &[I32, I32, I32, I32, I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
     env("proxy_grpc_close", &[I32], Availability::All),
     env("proxy_grpc_cancel", &[I32], Availability::All),
     env("proxy_grpc_send", &[I32, I32, I32, I32], Availability::All),
-    env("proxy_set_tick_period_milliseconds", &[I32], Availability::All),
-    env("proxy_get_current_time_nanoseconds", &[I32], Availability::All),
-    env("proxy_define_metric", &[I32, I32, I32, I32], Availability::All),
+    env(
+        "proxy_set_tick_period_milliseconds",
+        &[I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_get_current_time_nanoseconds",
+        &[I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_define_metric",
+        &[I32, I32, I32, I32],
+        Availability::All,
+    ),
     env("proxy_increment_metric", &[I32, I64], Availability::All),
     env("proxy_record_metric", &[I32, I64], Availability::All),
     env("proxy_get_metric", &[I32, I32], Availability::All),
     env("proxy_set_effective_context", &[I32], Availability::All),
     env("proxy_done", &[], Availability::All),
-    env("proxy_call_foreign_function", &[I32, I32, I32, I32, I32, I32], Availability::All),
-    env("proxy_get_configuration", &[I32, I32], Availability::Only010),
+    env(
+        "proxy_call_foreign_function",
+        &[I32, I32, I32, I32, I32, I32],
+        Availability::All,
+    ),
+    env(
+        "proxy_get_configuration",
+        &[I32, I32],
+        Availability::Only010,
+    ),
     env("proxy_continue_request", &[], Availability::Only010),
     env("proxy_continue_response", &[], Availability::Only010),
     env("proxy_clear_route_cache", &[], Availability::Only010),
@@ -340,7 +442,13 @@ pub const ENV_IMPORTS: &[Import] = &[
 ];
 
 const fn wasi(name: &'static str, params: &'static [ValType]) -> Import {
-    Import { module: "", name, params, returns: true, availability: Availability::All }
+    Import {
+        module: "",
+        name,
+        params,
+        returns: true,
+        availability: Availability::All,
+    }
 }
 
 /// Envoy's WASI functions (`FOR_ALL_WASI_FUNCTIONS`), registered under both
@@ -373,7 +481,10 @@ pub const WASI_IMPORTS: &[Import] = &[
     wasi("fd_sync", &[I32]),
     wasi("fd_tell", &[I32, I32]),
     wasi("path_create_directory", &[I32, I32, I32]),
-    wasi("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32]),
+    wasi(
+        "path_filestat_set_times",
+        &[I32, I32, I32, I32, I64, I64, I32],
+    ),
     wasi("path_link", &[I32, I32, I32, I32, I32, I32]),
     wasi("path_readlink", &[I32, I32, I32, I32, I32, I32]),
     wasi("path_remove_directory", &[I32, I32, I32]),
@@ -416,7 +527,14 @@ pub fn find_import(version: AbiVersion, module: &str, name: &str) -> Option<Impo
         return WASI_IMPORTS
             .iter()
             .find(|import| import.name == name)
-            .map(|import| Import { module: if module == WASI_MODULES[0] { WASI_MODULES[0] } else { WASI_MODULES[1] }, ..*import });
+            .map(|import| Import {
+                module: if module == WASI_MODULES[0] {
+                    WASI_MODULES[0]
+                } else {
+                    WASI_MODULES[1]
+                },
+                ..*import
+            });
     }
     None
 }

@@ -36,14 +36,21 @@ impl HeaderMap {
 
     /// Envoy's `HeaderMap::byteSize()`: the sum of name and value lengths.
     pub fn byte_size(&self) -> usize {
-        self.entries.iter().map(|(key, value)| key.len() + value.len()).sum()
+        self.entries
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum()
     }
 
     /// Appends a value; pseudo-headers go after the last pseudo-header, as Envoy keeps them.
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
         let key = key.to_ascii_lowercase();
         if key.first() == Some(&b':') {
-            let idx = self.entries.iter().take_while(|(name, _)| name.first() == Some(&b':')).count();
+            let idx = self
+                .entries
+                .iter()
+                .take_while(|(name, _)| name.first() == Some(&b':'))
+                .count();
             self.entries.insert(idx, (key, value.to_vec()));
         } else {
             self.entries.push((key, value.to_vec()));
@@ -60,7 +67,8 @@ impl HeaderMap {
 
     /// The first value as text, for tests.
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.get(key.as_bytes()).and_then(|value| std::str::from_utf8(value).ok())
+        self.get(key.as_bytes())
+            .and_then(|value| std::str::from_utf8(value).ok())
     }
 
     /// Every value for a name, in order.
@@ -74,7 +82,8 @@ impl HeaderMap {
 
     /// Removes every value for a name.
     pub fn remove(&mut self, key: &[u8]) {
-        self.entries.retain(|(name, _)| !name.eq_ignore_ascii_case(key));
+        self.entries
+            .retain(|(name, _)| !name.eq_ignore_ascii_case(key));
     }
 
     /// Envoy's `setCopy`: removes every value for the name, then adds this one.
@@ -90,14 +99,19 @@ impl HeaderMap {
 
     /// The entries in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        self.entries.iter().map(|(key, value)| (key.as_slice(), value.as_slice()))
+        self.entries
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
     }
 
     /// The entries as text pairs, for tests (invalid UTF-8 replaced).
     pub fn to_vec(&self) -> Vec<(String, String)> {
         self.iter()
             .map(|(key, value)| {
-                (String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned())
+                (
+                    String::from_utf8_lossy(key).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                )
             })
             .collect()
     }
@@ -112,7 +126,10 @@ impl HeaderMap {
 /// value followed by NUL; little-endian.
 pub fn serialize_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
     let count = pairs.clone().count();
-    let data: usize = pairs.clone().map(|(key, value)| key.len() + value.len() + 2).sum();
+    let data: usize = pairs
+        .clone()
+        .map(|(key, value)| key.len() + value.len() + 2)
+        .sum();
     let mut out = Vec::with_capacity(4 + count * 8 + data);
     out.extend_from_slice(&(count as u32).to_le_bytes());
     for (key, value) in pairs.clone() {

@@ -437,7 +437,9 @@ pub(crate) fn write_guest(data: &mut [u8], ptr: u32, bytes: &[u8]) -> bool {
 }
 
 fn memory(c: &C<'_>) -> wasmtime::Result<Memory> {
-    c.data().memory.ok_or_else(|| wasmtime::Error::new(HostTrap("module has no memory".into())))
+    c.data()
+        .memory
+        .ok_or_else(|| wasmtime::Error::new(HostTrap("module has no memory".into())))
 }
 
 fn read(c: &C<'_>, ptr: u32, len: u32) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -518,7 +520,14 @@ fn enter(c: &C<'_>, module: &str, name: &str) -> wasmtime::Result<()> {
     }
 }
 
-fn record(c: &mut C<'_>, name: &'static str, first: FirstArg, nums: &[u64], strs: &[&[u8]], status: u32) {
+fn record(
+    c: &mut C<'_>,
+    name: &'static str,
+    first: FirstArg,
+    nums: &[u64],
+    strs: &[&[u8]],
+    status: u32,
+) {
     record_result(c, name, first, nums, strs, status, None);
 }
 
@@ -536,7 +545,15 @@ fn record_result(
         return;
     }
     let ctx = state.context();
-    state.trace.host(HostRecord { name, first, ctx, nums, strs, status, result });
+    state.trace.host(HostRecord {
+        name,
+        first,
+        ctx,
+        nums,
+        strs,
+        status,
+        result,
+    });
 }
 
 /// Which map a context can reach for writing (`Context::getMap`); `None` = BAD_ARGUMENT.
@@ -581,10 +598,16 @@ fn map_mut(state: &mut HostState, ctx: u32, map: MapType) -> Option<&mut HeaderM
 fn map_ref(state: &HostState, ctx: u32, map: MapType) -> Option<&HeaderMap> {
     match map {
         MapType::HttpCallResponseHeaders => {
-            return state.http_call_response.as_ref().map(|response| &response.headers);
+            return state
+                .http_call_response
+                .as_ref()
+                .map(|response| &response.headers);
         }
         MapType::HttpCallResponseTrailers => {
-            return state.http_call_response.as_ref().and_then(|response| response.trailers.as_ref());
+            return state
+                .http_call_response
+                .as_ref()
+                .and_then(|response| response.trailers.as_ref());
         }
         MapType::GrpcReceiveInitialMetadata => return state.grpc_initial_metadata.as_ref(),
         MapType::GrpcReceiveTrailingMetadata => return state.grpc_trailing_metadata.as_ref(),
@@ -625,13 +648,18 @@ fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8],
             _ => (&[][..], false),
         }),
         BufferType::HttpResponseBody => Some(match state.streams.get(&ctx) {
-            Some(stream) if stream.avail & avail::RESPONSE_BODY != 0 => (&stream.response_body, true),
+            Some(stream) if stream.avail & avail::RESPONSE_BODY != 0 => {
+                (&stream.response_body, true)
+            }
             _ => (&[][..], false),
         }),
         BufferType::DownstreamData | BufferType::UpstreamData => Some((&[][..], false)),
         BufferType::HttpCallResponseBody => {
             let _ = root;
-            state.http_call_response.as_ref().map(|response| (response.body.as_slice(), false))
+            state
+                .http_call_response
+                .as_ref()
+                .map(|response| (response.body.as_slice(), false))
         }
         BufferType::GrpcReceiveBuffer => {
             Some((state.grpc_receive_buffer.as_deref().unwrap_or(&[]), false))
@@ -655,7 +683,11 @@ fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, 
     };
     let plugin = state.plugin_of(ctx);
     let simple = |value: &str| {
-        if segments.len() == 1 { Ok(value.as_bytes().to_vec()) } else { Err(NOT_FOUND) }
+        if segments.len() == 1 {
+            Ok(value.as_bytes().to_vec())
+        } else {
+            Err(NOT_FOUND)
+        }
     };
     match *first {
         b"plugin_root_id" => {
@@ -674,11 +706,19 @@ fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, 
         _ => {}
     }
     let stream = state.streams.get(&ctx);
-    let maps = stream.map(|stream| &stream.properties).into_iter().chain([&state.properties]);
+    let maps = stream
+        .map(|stream| &stream.properties)
+        .into_iter()
+        .chain([&state.properties]);
     for map in maps {
         // Only prefixes as long as a stored path can match (a hostile path may have many
         // segments).
-        let deepest = map.keys().map(Vec::len).max().unwrap_or(0).min(segments.len());
+        let deepest = map
+            .keys()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .min(segments.len());
         for split in (1..=deepest).rev() {
             let (head, rest) = segments.split_at(split);
             let key: Vec<Vec<u8>> = head.iter().map(|segment| segment.to_vec()).collect();
@@ -693,15 +733,16 @@ fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, 
             }
         }
     }
-    if let Some(stream) = stream {
-        if let Some((_, value)) = stream.filter_state.iter().find(|(key, _)| key.as_slice() == *first) {
-            if segments.len() == 1 {
-                return Ok(value.clone());
-            }
-            return Err(NOT_FOUND);
-        }
+    let state_value = stream.and_then(|stream| {
+        stream
+            .filter_state
+            .iter()
+            .find(|(key, _)| key.as_slice() == *first)
+    });
+    match state_value {
+        Some((_, value)) if segments.len() == 1 => Ok(value.clone()),
+        _ => Err(NOT_FOUND),
     }
-    Err(NOT_FOUND)
 }
 
 /// Registers every import Envoy could provide (validation has already refused imports the
@@ -714,110 +755,215 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Ok(())
 }
 
-#[allow(clippy::too_many_lines, reason = "one registration per host function, in one place")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one registration per host function, in one place"
+)]
 fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     const E: &str = "env";
     use FirstArg::{Buffer, Level, Map, Plain, Stream};
 
-    l.func_wrap(E, "proxy_log", |mut c: C<'_>, level: u32, ptr: u32, size: u32| -> R {
-        enter(&c, E, "proxy_log")?;
-        if level > 5 {
-            record(&mut c, "proxy_log", Level, &[level.into()], &[], BAD_ARGUMENT);
-            return Ok(BAD_ARGUMENT);
-        }
-        let Some(message) = read(&c, ptr, size)? else {
-            record(&mut c, "proxy_log", Level, &[level.into(), ptr.into(), size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let ctx = c.data().context();
-        c.data_mut().push_log(ctx, level, &message);
-        Ok(OK)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_log",
+        |mut c: C<'_>, level: u32, ptr: u32, size: u32| -> R {
+            enter(&c, E, "proxy_log")?;
+            if level > 5 {
+                record(
+                    &mut c,
+                    "proxy_log",
+                    Level,
+                    &[level.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
+                return Ok(BAD_ARGUMENT);
+            }
+            let Some(message) = read(&c, ptr, size)? else {
+                record(
+                    &mut c,
+                    "proxy_log",
+                    Level,
+                    &[level.into(), ptr.into(), size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let ctx = c.data().context();
+            c.data_mut().push_log(ctx, level, &message);
+            Ok(OK)
+        },
+    )?;
 
     l.func_wrap(E, "proxy_get_log_level", |mut c: C<'_>, ptr: u32| -> R {
         enter(&c, E, "proxy_get_log_level")?;
         let level = c.data().log_level;
-        let status = if set_u32(&mut c, ptr, level)? { OK } else { IMA };
+        let status = if set_u32(&mut c, ptr, level)? {
+            OK
+        } else {
+            IMA
+        };
         record(&mut c, "proxy_get_log_level", Plain, &[], &[], status);
         Ok(status)
     })?;
 
-    l.func_wrap(E, "proxy_get_status", |mut c: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-        enter(&c, E, "proxy_get_status")?;
-        let state = c.data();
-        let root = state.root_of(state.context());
-        let (code, message) = match state.root_contexts.get(&root) {
-            Some(plugin) => {
-                let plugin = &state.plugins[*plugin];
-                (plugin.status_code, plugin.status_message.clone())
-            }
-            None => (0, Vec::new()),
-        };
-        let status = if !set_u32(&mut c, code_ptr, code)? {
-            IMA
-        } else if !copy_out(&mut c, &message, ptr_ptr, size_ptr)? {
-            IMA
-        } else {
-            OK
-        };
-        record_result(&mut c, "proxy_get_status", Plain, &[code.into()], &[], status, Some(&message));
-        Ok(status)
-    })?;
-
-    l.func_wrap(E, "proxy_set_property", |mut c: C<'_>, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| -> R {
-        enter(&c, E, "proxy_set_property")?;
-        let (Some(key), Some(value)) = (read(&c, key_ptr, key_size)?, read(&c, value_ptr, value_size)?) else {
-            record(&mut c, "proxy_set_property", Plain, &[key_ptr.into(), key_size.into(), value_ptr.into(), value_size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let ctx = c.data().context();
-        let status = match c.data_mut().streams.get_mut(&ctx) {
-            Some(stream) => {
-                match stream.filter_state.iter_mut().find(|(name, _)| *name == key) {
-                    Some(slot) => slot.1 = value.clone(),
-                    None => stream.filter_state.push((key.clone(), value.clone())),
+    l.func_wrap(
+        E,
+        "proxy_get_status",
+        |mut c: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_status")?;
+            let state = c.data();
+            let root = state.root_of(state.context());
+            let (code, message) = match state.root_contexts.get(&root) {
+                Some(plugin) => {
+                    let plugin = &state.plugins[*plugin];
+                    (plugin.status_code, plugin.status_message.clone())
                 }
+                None => (0, Vec::new()),
+            };
+            let written =
+                set_u32(&mut c, code_ptr, code)? && copy_out(&mut c, &message, ptr_ptr, size_ptr)?;
+            let status = if written { OK } else { IMA };
+            record_result(
+                &mut c,
+                "proxy_get_status",
+                Plain,
+                &[code.into()],
+                &[],
+                status,
+                Some(&message),
+            );
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_set_property",
+        |mut c: C<'_>, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| -> R {
+            enter(&c, E, "proxy_set_property")?;
+            let (Some(key), Some(value)) = (
+                read(&c, key_ptr, key_size)?,
+                read(&c, value_ptr, value_size)?,
+            ) else {
+                record(
+                    &mut c,
+                    "proxy_set_property",
+                    Plain,
+                    &[
+                        key_ptr.into(),
+                        key_size.into(),
+                        value_ptr.into(),
+                        value_size.into(),
+                    ],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let ctx = c.data().context();
+            let status = match c.data_mut().streams.get_mut(&ctx) {
+                Some(stream) => {
+                    match stream
+                        .filter_state
+                        .iter_mut()
+                        .find(|(name, _)| *name == key)
+                    {
+                        Some(slot) => slot.1 = value.clone(),
+                        None => stream.filter_state.push((key.clone(), value.clone())),
+                    }
+                    OK
+                }
+                // Root contexts have no stream info: Envoy answers NOT_FOUND.
+                None => NOT_FOUND,
+            };
+            record(
+                &mut c,
+                "proxy_set_property",
+                Plain,
+                &[],
+                &[&key, &value],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_property",
+        |mut c: C<'_>, path_ptr: u32, path_size: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_property")?;
+            let Some(path) = read(&c, path_ptr, path_size)? else {
+                record(
+                    &mut c,
+                    "proxy_get_property",
+                    Plain,
+                    &[path_ptr.into(), path_size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let ctx = c.data().context();
+            let status = match lookup_property(c.data(), ctx, &path) {
+                Ok(value) => {
+                    let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? {
+                        OK
+                    } else {
+                        IMA
+                    };
+                    record_result(
+                        &mut c,
+                        "proxy_get_property",
+                        Plain,
+                        &[],
+                        &[&path],
+                        status,
+                        Some(&value),
+                    );
+                    return Ok(status);
+                }
+                Err(status) => status,
+            };
+            record(&mut c, "proxy_get_property", Plain, &[], &[&path], status);
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_configuration",
+        |mut c: C<'_>, ptr_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_configuration")?;
+            let state = c.data();
+            let value = match state.temp_plugin {
+                Some(plugin) => state.plugins[plugin].configuration.clone(),
+                None => state.vm_configuration.clone(),
+            };
+            let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? {
                 OK
-            }
-            // Root contexts have no stream info: Envoy answers NOT_FOUND.
-            None => NOT_FOUND,
-        };
-        record(&mut c, "proxy_set_property", Plain, &[], &[&key, &value], status);
-        Ok(status)
-    })?;
+            } else {
+                IMA
+            };
+            record_result(
+                &mut c,
+                "proxy_get_configuration",
+                Plain,
+                &[],
+                &[],
+                status,
+                Some(&value),
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_get_property", |mut c: C<'_>, path_ptr: u32, path_size: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-        enter(&c, E, "proxy_get_property")?;
-        let Some(path) = read(&c, path_ptr, path_size)? else {
-            record(&mut c, "proxy_get_property", Plain, &[path_ptr.into(), path_size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let ctx = c.data().context();
-        let status = match lookup_property(c.data(), ctx, &path) {
-            Ok(value) => {
-                let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? { OK } else { IMA };
-                record_result(&mut c, "proxy_get_property", Plain, &[], &[&path], status, Some(&value));
-                return Ok(status);
-            }
-            Err(status) => status,
-        };
-        record(&mut c, "proxy_get_property", Plain, &[], &[&path], status);
-        Ok(status)
-    })?;
-
-    l.func_wrap(E, "proxy_get_configuration", |mut c: C<'_>, ptr_ptr: u32, size_ptr: u32| -> R {
-        enter(&c, E, "proxy_get_configuration")?;
-        let state = c.data();
-        let value = match state.temp_plugin {
-            Some(plugin) => state.plugins[plugin].configuration.clone(),
-            None => state.vm_configuration.clone(),
-        };
-        let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? { OK } else { IMA };
-        record_result(&mut c, "proxy_get_configuration", Plain, &[], &[], status, Some(&value));
-        Ok(status)
-    })?;
-
-    for (name, stream_type) in [("proxy_continue_request", 0u32), ("proxy_continue_response", 1)] {
+    for (name, stream_type) in [
+        ("proxy_continue_request", 0u32),
+        ("proxy_continue_response", 1),
+    ] {
         l.func_wrap(E, name, move |mut c: C<'_>| -> R {
             enter(&c, E, name)?;
             let status = continue_stream(c.data_mut(), stream_type);
@@ -826,28 +972,57 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         })?;
     }
 
-    l.func_wrap(E, "proxy_continue_stream", |mut c: C<'_>, stream_type: u32| -> R {
-        enter(&c, E, "proxy_continue_stream")?;
-        let status = if stream_type > 3 { BAD_ARGUMENT } else { continue_stream(c.data_mut(), stream_type) };
-        record(&mut c, "proxy_continue_stream", Stream, &[stream_type.into()], &[], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_continue_stream",
+        |mut c: C<'_>, stream_type: u32| -> R {
+            enter(&c, E, "proxy_continue_stream")?;
+            let status = if stream_type > 3 {
+                BAD_ARGUMENT
+            } else {
+                continue_stream(c.data_mut(), stream_type)
+            };
+            record(
+                &mut c,
+                "proxy_continue_stream",
+                Stream,
+                &[stream_type.into()],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_close_stream", |mut c: C<'_>, stream_type: u32| -> R {
-        enter(&c, E, "proxy_close_stream")?;
-        let status = if stream_type > 3 {
-            BAD_ARGUMENT
-        } else {
-            let state = c.data_mut();
-            let ctx = state.context();
-            if state.streams.contains_key(&ctx) && stream_type < 2 {
-                state.after.push(After::Close { context_id: ctx, stream_type });
-            }
-            OK
-        };
-        record(&mut c, "proxy_close_stream", Stream, &[stream_type.into()], &[], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_close_stream",
+        |mut c: C<'_>, stream_type: u32| -> R {
+            enter(&c, E, "proxy_close_stream")?;
+            let status = if stream_type > 3 {
+                BAD_ARGUMENT
+            } else {
+                let state = c.data_mut();
+                let ctx = state.context();
+                if state.streams.contains_key(&ctx) && stream_type < 2 {
+                    state.after.push(After::Close {
+                        context_id: ctx,
+                        stream_type,
+                    });
+                }
+                OK
+            };
+            record(
+                &mut c,
+                "proxy_close_stream",
+                Stream,
+                &[stream_type.into()],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
     l.func_wrap(E, "proxy_clear_route_cache", |mut c: C<'_>| -> R {
         enter(&c, E, "proxy_clear_route_cache")?;
@@ -858,13 +1033,29 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_send_local_response",
-        |mut c: C<'_>, code: u32, details_ptr: u32, details_size: u32, body_ptr: u32, body_size: u32, headers_ptr: u32, headers_size: u32, grpc_status: u32| -> R {
+        |mut c: C<'_>,
+         code: u32,
+         details_ptr: u32,
+         details_size: u32,
+         body_ptr: u32,
+         body_size: u32,
+         headers_ptr: u32,
+         headers_size: u32,
+         grpc_status: u32|
+         -> R {
             enter(&c, E, "proxy_send_local_response")?;
             let details = read(&c, details_ptr, details_size)?;
             let body = read(&c, body_ptr, body_size)?;
             let headers = read(&c, headers_ptr, headers_size)?;
             let (Some(details), Some(body), Some(headers)) = (details, body, headers) else {
-                record(&mut c, "proxy_send_local_response", Plain, &[code.into()], &[], IMA);
+                record(
+                    &mut c,
+                    "proxy_send_local_response",
+                    Plain,
+                    &[code.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             let pairs = parse_pairs(&headers);
@@ -878,7 +1069,10 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 headers: pairs
                     .iter()
                     .map(|(key, value)| {
-                        (String::from_utf8_lossy(key).to_ascii_lowercase(), String::from_utf8_lossy(value).into_owned())
+                        (
+                            String::from_utf8_lossy(key).to_ascii_lowercase(),
+                            String::from_utf8_lossy(value).into_owned(),
+                        )
                     })
                     .collect(),
                 grpc_status: (grpc_status <= 16).then_some(grpc_status),
@@ -887,25 +1081,46 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let ctx = state.context();
             // Envoy only acts when the context has decoder callbacks (a stream context).
             if state.streams.contains_key(&ctx) {
-                state.after.push(After::LocalReply { context_id: ctx, reply });
+                state.after.push(After::LocalReply {
+                    context_id: ctx,
+                    reply,
+                });
             }
             state.stop_next_iteration = true;
-            record(&mut c, "proxy_send_local_response", Plain, &[code.into()], &[&details, &body], OK);
+            record(
+                &mut c,
+                "proxy_send_local_response",
+                Plain,
+                &[code.into()],
+                &[&details, &body],
+                OK,
+            );
             Ok(OK)
         },
     )?;
 
-    l.func_wrap(E, "proxy_set_effective_context", |mut c: C<'_>, id: u32| -> R {
-        enter(&c, E, "proxy_set_effective_context")?;
-        let status = if c.data().context_exists(id) {
-            c.data_mut().effective = id;
-            OK
-        } else {
-            BAD_ARGUMENT
-        };
-        record(&mut c, "proxy_set_effective_context", Plain, &[id.into()], &[], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_set_effective_context",
+        |mut c: C<'_>, id: u32| -> R {
+            enter(&c, E, "proxy_set_effective_context")?;
+            let status = if c.data().context_exists(id) {
+                c.data_mut().effective = id;
+                OK
+            } else {
+                BAD_ARGUMENT
+            };
+            record(
+                &mut c,
+                "proxy_set_effective_context",
+                Plain,
+                &[id.into()],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
     l.func_wrap(E, "proxy_done", |mut c: C<'_>| -> R {
         enter(&c, E, "proxy_done")?;
@@ -925,19 +1140,51 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_call_foreign_function",
-        |mut c: C<'_>, name_ptr: u32, name_size: u32, args_ptr: u32, args_size: u32, results_ptr: u32, results_size_ptr: u32| -> R {
+        |mut c: C<'_>,
+         name_ptr: u32,
+         name_size: u32,
+         args_ptr: u32,
+         args_size: u32,
+         results_ptr: u32,
+         results_size_ptr: u32|
+         -> R {
             enter(&c, E, "proxy_call_foreign_function")?;
             let Some(name) = read(&c, name_ptr, name_size)? else {
-                record(&mut c, "proxy_call_foreign_function", Plain, &[name_ptr.into(), name_size.into()], &[], IMA);
+                record(
+                    &mut c,
+                    "proxy_call_foreign_function",
+                    Plain,
+                    &[name_ptr.into(), name_size.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             let Some(args) = read(&c, args_ptr, args_size)? else {
-                record(&mut c, "proxy_call_foreign_function", Plain, &[], &[&name], IMA);
+                record(
+                    &mut c,
+                    "proxy_call_foreign_function",
+                    Plain,
+                    &[],
+                    &[&name],
+                    IMA,
+                );
                 return Ok(IMA);
             };
-            let function = c.data().foreign_functions.get(&*String::from_utf8_lossy(&name)).cloned();
+            let function = c
+                .data()
+                .foreign_functions
+                .get(&*String::from_utf8_lossy(&name))
+                .cloned();
             let Some(function) = function else {
-                record(&mut c, "proxy_call_foreign_function", Plain, &[], &[&name, &args], NOT_FOUND);
+                record(
+                    &mut c,
+                    "proxy_call_foreign_function",
+                    Plain,
+                    &[],
+                    &[&name, &args],
+                    NOT_FOUND,
+                );
                 return Ok(NOT_FOUND);
             };
             let (mut status, output) = match function(&args) {
@@ -946,20 +1193,29 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             };
             let mut address = 0;
             let size = output.as_ref().map_or(0, Vec::len) as u32;
-            if let Some(output) = &output {
-                if results_ptr != 0 && !output.is_empty() {
-                    match alloc(&mut c, size)? {
-                        Some(at) if write(&mut c, at, output)? => address = at,
-                        _ => status = IMA,
-                    }
+            if let Some(output) = output
+                .as_ref()
+                .filter(|output| results_ptr != 0 && !output.is_empty())
+            {
+                match alloc(&mut c, size)? {
+                    Some(at) if write(&mut c, at, output)? => address = at,
+                    _ => status = IMA,
                 }
             }
-            if results_ptr != 0 && !set_u32(&mut c, results_ptr, address)? {
-                status = IMA;
-            } else if results_size_ptr != 0 && !set_u32(&mut c, results_size_ptr, size)? {
+            let written = (results_ptr == 0 || set_u32(&mut c, results_ptr, address)?)
+                && (results_size_ptr == 0 || set_u32(&mut c, results_size_ptr, size)?);
+            if !written {
                 status = IMA;
             }
-            record_result(&mut c, "proxy_call_foreign_function", Plain, &[], &[&name, &args], status, output.as_deref());
+            record_result(
+                &mut c,
+                "proxy_call_foreign_function",
+                Plain,
+                &[],
+                &[&name, &args],
+                status,
+                output.as_deref(),
+            );
             Ok(status)
         },
     )?;
@@ -967,22 +1223,52 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_get_shared_data",
-        |mut c: C<'_>, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| -> R {
+        |mut c: C<'_>,
+         key_ptr: u32,
+         key_size: u32,
+         ptr_ptr: u32,
+         size_ptr: u32,
+         cas_ptr: u32|
+         -> R {
             enter(&c, E, "proxy_get_shared_data")?;
             let Some(key) = read(&c, key_ptr, key_size)? else {
-                record(&mut c, "proxy_get_shared_data", Plain, &[key_ptr.into(), key_size.into()], &[], IMA);
+                record(
+                    &mut c,
+                    "proxy_get_shared_data",
+                    Plain,
+                    &[key_ptr.into(), key_size.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             let Some((value, cas)) = c.data().shared_data.get(&key).cloned() else {
-                record(&mut c, "proxy_get_shared_data", Plain, &[], &[&key], NOT_FOUND);
+                record(
+                    &mut c,
+                    "proxy_get_shared_data",
+                    Plain,
+                    &[],
+                    &[&key],
+                    NOT_FOUND,
+                );
                 return Ok(NOT_FOUND);
             };
-            let status = if !copy_out(&mut c, &value, ptr_ptr, size_ptr)? || !set_u32(&mut c, cas_ptr, cas)? {
+            let status = if !copy_out(&mut c, &value, ptr_ptr, size_ptr)?
+                || !set_u32(&mut c, cas_ptr, cas)?
+            {
                 IMA
             } else {
                 OK
             };
-            record_result(&mut c, "proxy_get_shared_data", Plain, &[], &[&key], status, Some(&value));
+            record_result(
+                &mut c,
+                "proxy_get_shared_data",
+                Plain,
+                &[],
+                &[&key],
+                status,
+                Some(&value),
+            );
             Ok(status)
         },
     )?;
@@ -990,10 +1276,31 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_set_shared_data",
-        |mut c: C<'_>, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32, cas: u32| -> R {
+        |mut c: C<'_>,
+         key_ptr: u32,
+         key_size: u32,
+         value_ptr: u32,
+         value_size: u32,
+         cas: u32|
+         -> R {
             enter(&c, E, "proxy_set_shared_data")?;
-            let (Some(key), Some(value)) = (read(&c, key_ptr, key_size)?, read(&c, value_ptr, value_size)?) else {
-                record(&mut c, "proxy_set_shared_data", Plain, &[key_ptr.into(), key_size.into(), value_ptr.into(), value_size.into()], &[], IMA);
+            let (Some(key), Some(value)) = (
+                read(&c, key_ptr, key_size)?,
+                read(&c, value_ptr, value_size)?,
+            ) else {
+                record(
+                    &mut c,
+                    "proxy_set_shared_data",
+                    Plain,
+                    &[
+                        key_ptr.into(),
+                        key_size.into(),
+                        value_ptr.into(),
+                        value_size.into(),
+                    ],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             let state = c.data_mut();
@@ -1005,54 +1312,107 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     OK
                 }
             };
-            record(&mut c, "proxy_set_shared_data", Plain, &[cas.into()], &[&key, &value], status);
+            record(
+                &mut c,
+                "proxy_set_shared_data",
+                Plain,
+                &[cas.into()],
+                &[&key, &value],
+                status,
+            );
             Ok(status)
         },
     )?;
 
-    l.func_wrap(E, "proxy_register_shared_queue", |mut c: C<'_>, name_ptr: u32, name_size: u32, token_ptr: u32| -> R {
-        enter(&c, E, "proxy_register_shared_queue")?;
-        let Some(name) = read(&c, name_ptr, name_size)? else {
-            record(&mut c, "proxy_register_shared_queue", Plain, &[name_ptr.into(), name_size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let state = c.data_mut();
-        let ctx = state.context();
-        let root = state.root_of(ctx);
-        let name_text = String::from_utf8_lossy(&name).into_owned();
-        let vm_id = state.vm_id.clone();
-        let existing = state
-            .queues
-            .iter()
-            .find(|(_, queue)| queue.vm_id == vm_id && queue.name == name_text)
-            .map(|(token, _)| *token);
-        let token = match existing {
-            Some(token) => token,
-            None => {
-                state.next_queue_token += 1;
-                state.next_queue_token
-            }
-        };
-        let queue = state.queues.entry(token).or_default();
-        queue.vm_id = vm_id;
-        queue.name = name_text;
-        queue.context_id = root;
-        let status = if set_u32(&mut c, token_ptr, token)? { OK } else { IMA };
-        record(&mut c, "proxy_register_shared_queue", Plain, &[token.into()], &[&name], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_register_shared_queue",
+        |mut c: C<'_>, name_ptr: u32, name_size: u32, token_ptr: u32| -> R {
+            enter(&c, E, "proxy_register_shared_queue")?;
+            let Some(name) = read(&c, name_ptr, name_size)? else {
+                record(
+                    &mut c,
+                    "proxy_register_shared_queue",
+                    Plain,
+                    &[name_ptr.into(), name_size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let state = c.data_mut();
+            let ctx = state.context();
+            let root = state.root_of(ctx);
+            let name_text = String::from_utf8_lossy(&name).into_owned();
+            let vm_id = state.vm_id.clone();
+            let existing = state
+                .queues
+                .iter()
+                .find(|(_, queue)| queue.vm_id == vm_id && queue.name == name_text)
+                .map(|(token, _)| *token);
+            let token = match existing {
+                Some(token) => token,
+                None => {
+                    state.next_queue_token += 1;
+                    state.next_queue_token
+                }
+            };
+            let queue = state.queues.entry(token).or_default();
+            queue.vm_id = vm_id;
+            queue.name = name_text;
+            queue.context_id = root;
+            let status = if set_u32(&mut c, token_ptr, token)? {
+                OK
+            } else {
+                IMA
+            };
+            record(
+                &mut c,
+                "proxy_register_shared_queue",
+                Plain,
+                &[token.into()],
+                &[&name],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
     l.func_wrap(
         E,
         "proxy_resolve_shared_queue",
-        |mut c: C<'_>, vm_ptr: u32, vm_size: u32, name_ptr: u32, name_size: u32, token_ptr: u32| -> R {
+        |mut c: C<'_>,
+         vm_ptr: u32,
+         vm_size: u32,
+         name_ptr: u32,
+         name_size: u32,
+         token_ptr: u32|
+         -> R {
             enter(&c, E, "proxy_resolve_shared_queue")?;
-            let (Some(vm_id), Some(name)) = (read(&c, vm_ptr, vm_size)?, read(&c, name_ptr, name_size)?) else {
-                record(&mut c, "proxy_resolve_shared_queue", Plain, &[vm_ptr.into(), vm_size.into(), name_ptr.into(), name_size.into()], &[], IMA);
+            let (Some(vm_id), Some(name)) =
+                (read(&c, vm_ptr, vm_size)?, read(&c, name_ptr, name_size)?)
+            else {
+                record(
+                    &mut c,
+                    "proxy_resolve_shared_queue",
+                    Plain,
+                    &[
+                        vm_ptr.into(),
+                        vm_size.into(),
+                        name_ptr.into(),
+                        name_size.into(),
+                    ],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             let state = c.data();
-            let vm_text = if vm_id.is_empty() { state.vm_id.clone() } else { String::from_utf8_lossy(&vm_id).into_owned() };
+            let vm_text = if vm_id.is_empty() {
+                state.vm_id.clone()
+            } else {
+                String::from_utf8_lossy(&vm_id).into_owned()
+            };
             let name_text = String::from_utf8_lossy(&name);
             let token = state
                 .queues
@@ -1062,47 +1422,95 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let status = match token {
                 None => NOT_FOUND,
                 Some(token) => {
-                    if set_u32(&mut c, token_ptr, token)? { OK } else { IMA }
+                    if set_u32(&mut c, token_ptr, token)? {
+                        OK
+                    } else {
+                        IMA
+                    }
                 }
             };
-            record(&mut c, "proxy_resolve_shared_queue", Plain, &[], &[&vm_id, &name], status);
+            record(
+                &mut c,
+                "proxy_resolve_shared_queue",
+                Plain,
+                &[],
+                &[&vm_id, &name],
+                status,
+            );
             Ok(status)
         },
     )?;
 
-    l.func_wrap(E, "proxy_dequeue_shared_queue", |mut c: C<'_>, token: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-        enter(&c, E, "proxy_dequeue_shared_queue")?;
-        let item = match c.data_mut().queues.get_mut(&token) {
-            None => Err(NOT_FOUND),
-            Some(queue) => queue.items.pop_front().ok_or(EMPTY),
-        };
-        let (status, item) = match item {
-            Err(status) => (status, None),
-            Ok(item) => (if copy_out(&mut c, &item, ptr_ptr, size_ptr)? { OK } else { IMA }, Some(item)),
-        };
-        record_result(&mut c, "proxy_dequeue_shared_queue", Plain, &[token.into()], &[], status, item.as_deref());
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_dequeue_shared_queue",
+        |mut c: C<'_>, token: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, E, "proxy_dequeue_shared_queue")?;
+            let item = match c.data_mut().queues.get_mut(&token) {
+                None => Err(NOT_FOUND),
+                Some(queue) => queue.items.pop_front().ok_or(EMPTY),
+            };
+            let (status, item) = match item {
+                Err(status) => (status, None),
+                Ok(item) => (
+                    if copy_out(&mut c, &item, ptr_ptr, size_ptr)? {
+                        OK
+                    } else {
+                        IMA
+                    },
+                    Some(item),
+                ),
+            };
+            record_result(
+                &mut c,
+                "proxy_dequeue_shared_queue",
+                Plain,
+                &[token.into()],
+                &[],
+                status,
+                item.as_deref(),
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_enqueue_shared_queue", |mut c: C<'_>, token: u32, ptr: u32, size: u32| -> R {
-        enter(&c, E, "proxy_enqueue_shared_queue")?;
-        let Some(data) = read(&c, ptr, size)? else {
-            record(&mut c, "proxy_enqueue_shared_queue", Plain, &[token.into(), ptr.into(), size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let state = c.data_mut();
-        let status = match state.queues.get_mut(&token) {
-            None => NOT_FOUND,
-            Some(queue) => {
-                queue.items.push_back(data.clone());
-                let context_id = queue.context_id;
-                state.queue_ready.push((context_id, token));
-                OK
-            }
-        };
-        record(&mut c, "proxy_enqueue_shared_queue", Plain, &[token.into()], &[&data], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_enqueue_shared_queue",
+        |mut c: C<'_>, token: u32, ptr: u32, size: u32| -> R {
+            enter(&c, E, "proxy_enqueue_shared_queue")?;
+            let Some(data) = read(&c, ptr, size)? else {
+                record(
+                    &mut c,
+                    "proxy_enqueue_shared_queue",
+                    Plain,
+                    &[token.into(), ptr.into(), size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let state = c.data_mut();
+            let status = match state.queues.get_mut(&token) {
+                None => NOT_FOUND,
+                Some(queue) => {
+                    queue.items.push_back(data.clone());
+                    let context_id = queue.context_id;
+                    state.queue_ready.push((context_id, token));
+                    OK
+                }
+            };
+            record(
+                &mut c,
+                "proxy_enqueue_shared_queue",
+                Plain,
+                &[token.into()],
+                &[&data],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
     l.func_wrap(
         E,
@@ -1110,17 +1518,34 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32| -> R {
             enter(&c, E, "proxy_get_header_map_value")?;
             let Some(map_type) = MapType::from_code(map) else {
-                record(&mut c, "proxy_get_header_map_value", Map, &[map.into()], &[], BAD_ARGUMENT);
+                record(
+                    &mut c,
+                    "proxy_get_header_map_value",
+                    Map,
+                    &[map.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
                 return Ok(BAD_ARGUMENT);
             };
             let Some(key) = read(&c, key_ptr, key_size)? else {
-                record(&mut c, "proxy_get_header_map_value", Map, &[map.into(), key_ptr.into(), key_size.into()], &[], IMA);
+                record(
+                    &mut c,
+                    "proxy_get_header_map_value",
+                    Map,
+                    &[map.into(), key_ptr.into(), key_size.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             let state = c.data();
             let ctx = state.context();
             let abi_010 = state.abi == abi::AbiVersion::V0_1_0;
-            let in_log = state.streams.get(&ctx).is_some_and(|stream| stream.access_log_phase);
+            let in_log = state
+                .streams
+                .get(&ctx)
+                .is_some_and(|stream| stream.access_log_phase);
             let value = match map_ref(state, ctx, map_type) {
                 None if in_log && abi_010 => Ok(Vec::new()),
                 None if in_log => Err(NOT_FOUND),
@@ -1133,12 +1558,31 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             };
             match value {
                 Err(status) => {
-                    record(&mut c, "proxy_get_header_map_value", Map, &[map.into()], &[&key], status);
+                    record(
+                        &mut c,
+                        "proxy_get_header_map_value",
+                        Map,
+                        &[map.into()],
+                        &[&key],
+                        status,
+                    );
                     Ok(status)
                 }
                 Ok(value) => {
-                    let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? { OK } else { IMA };
-                    record_result(&mut c, "proxy_get_header_map_value", Map, &[map.into()], &[&key], status, Some(&value));
+                    let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? {
+                        OK
+                    } else {
+                        IMA
+                    };
+                    record_result(
+                        &mut c,
+                        "proxy_get_header_map_value",
+                        Map,
+                        &[map.into()],
+                        &[&key],
+                        status,
+                        Some(&value),
+                    );
                     Ok(status)
                 }
             }
@@ -1152,14 +1596,35 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         l.func_wrap(
             E,
             name,
-            move |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| -> R {
+            move |mut c: C<'_>,
+                  map: u32,
+                  key_ptr: u32,
+                  key_size: u32,
+                  value_ptr: u32,
+                  value_size: u32|
+                  -> R {
                 enter(&c, E, name)?;
                 let Some(map_type) = MapType::from_code(map) else {
                     record(&mut c, name, Map, &[map.into()], &[], BAD_ARGUMENT);
                     return Ok(BAD_ARGUMENT);
                 };
-                let (Some(key), Some(value)) = (read(&c, key_ptr, key_size)?, read(&c, value_ptr, value_size)?) else {
-                    record(&mut c, name, Map, &[map.into(), key_ptr.into(), key_size.into(), value_ptr.into()], &[], IMA);
+                let (Some(key), Some(value)) = (
+                    read(&c, key_ptr, key_size)?,
+                    read(&c, value_ptr, value_size)?,
+                ) else {
+                    record(
+                        &mut c,
+                        name,
+                        Map,
+                        &[
+                            map.into(),
+                            key_ptr.into(),
+                            key_size.into(),
+                            value_ptr.into(),
+                        ],
+                        &[],
+                        IMA,
+                    );
                     return Ok(IMA);
                 };
                 let state = c.data_mut();
@@ -1181,111 +1646,237 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         )?;
     }
 
-    l.func_wrap(E, "proxy_remove_header_map_value", |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32| -> R {
-        enter(&c, E, "proxy_remove_header_map_value")?;
-        let Some(map_type) = MapType::from_code(map) else {
-            record(&mut c, "proxy_remove_header_map_value", Map, &[map.into()], &[], BAD_ARGUMENT);
-            return Ok(BAD_ARGUMENT);
-        };
-        let Some(key) = read(&c, key_ptr, key_size)? else {
-            record(&mut c, "proxy_remove_header_map_value", Map, &[map.into(), key_ptr.into(), key_size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let state = c.data_mut();
-        let ctx = state.context();
-        let status = match map_mut(state, ctx, map_type) {
-            None => BAD_ARGUMENT,
-            Some(headers) => {
-                headers.remove(&key);
-                OK
-            }
-        };
-        record(&mut c, "proxy_remove_header_map_value", Map, &[map.into()], &[&key], status);
-        Ok(status)
-    })?;
-
-    l.func_wrap(E, "proxy_get_header_map_pairs", |mut c: C<'_>, map: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-        enter(&c, E, "proxy_get_header_map_pairs")?;
-        let Some(map_type) = MapType::from_code(map) else {
-            record(&mut c, "proxy_get_header_map_pairs", Map, &[map.into()], &[], BAD_ARGUMENT);
-            return Ok(BAD_ARGUMENT);
-        };
-        let state = c.data();
-        let ctx = state.context();
-        // Envoy answers OK with an empty map when the map is not available.
-        let serialized = match map_ref(state, ctx, map_type) {
-            Some(headers) if !headers.is_empty() => headers.serialize(),
-            _ => Vec::new(),
-        };
-        let status = if copy_out(&mut c, &serialized, ptr_ptr, size_ptr)? { OK } else { IMA };
-        record(&mut c, "proxy_get_header_map_pairs", Map, &[map.into()], &[], status);
-        Ok(status)
-    })?;
-
-    l.func_wrap(E, "proxy_set_header_map_pairs", |mut c: C<'_>, map: u32, ptr: u32, size: u32| -> R {
-        enter(&c, E, "proxy_set_header_map_pairs")?;
-        let Some(map_type) = MapType::from_code(map) else {
-            record(&mut c, "proxy_set_header_map_pairs", Map, &[map.into()], &[], BAD_ARGUMENT);
-            return Ok(BAD_ARGUMENT);
-        };
-        let Some(data) = read(&c, ptr, size)? else {
-            record(&mut c, "proxy_set_header_map_pairs", Map, &[map.into(), ptr.into(), size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let pairs = parse_pairs(&data);
-        let state = c.data_mut();
-        let ctx = state.context();
-        let status = match map_mut(state, ctx, map_type) {
-            None => BAD_ARGUMENT,
-            Some(headers) => {
-                headers.clear();
-                for (key, value) in &pairs {
-                    headers.add(key, value);
+    l.func_wrap(
+        E,
+        "proxy_remove_header_map_value",
+        |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32| -> R {
+            enter(&c, E, "proxy_remove_header_map_value")?;
+            let Some(map_type) = MapType::from_code(map) else {
+                record(
+                    &mut c,
+                    "proxy_remove_header_map_value",
+                    Map,
+                    &[map.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
+                return Ok(BAD_ARGUMENT);
+            };
+            let Some(key) = read(&c, key_ptr, key_size)? else {
+                record(
+                    &mut c,
+                    "proxy_remove_header_map_value",
+                    Map,
+                    &[map.into(), key_ptr.into(), key_size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let state = c.data_mut();
+            let ctx = state.context();
+            let status = match map_mut(state, ctx, map_type) {
+                None => BAD_ARGUMENT,
+                Some(headers) => {
+                    headers.remove(&key);
+                    OK
                 }
+            };
+            record(
+                &mut c,
+                "proxy_remove_header_map_value",
+                Map,
+                &[map.into()],
+                &[&key],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_header_map_pairs",
+        |mut c: C<'_>, map: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_header_map_pairs")?;
+            let Some(map_type) = MapType::from_code(map) else {
+                record(
+                    &mut c,
+                    "proxy_get_header_map_pairs",
+                    Map,
+                    &[map.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
+                return Ok(BAD_ARGUMENT);
+            };
+            let state = c.data();
+            let ctx = state.context();
+            // Envoy answers OK with an empty map when the map is not available.
+            let serialized = match map_ref(state, ctx, map_type) {
+                Some(headers) if !headers.is_empty() => headers.serialize(),
+                _ => Vec::new(),
+            };
+            let status = if copy_out(&mut c, &serialized, ptr_ptr, size_ptr)? {
                 OK
-            }
-        };
-        record(&mut c, "proxy_set_header_map_pairs", Map, &[map.into(), pairs.len() as u64], &[], status);
-        Ok(status)
-    })?;
+            } else {
+                IMA
+            };
+            record(
+                &mut c,
+                "proxy_get_header_map_pairs",
+                Map,
+                &[map.into()],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_get_header_map_size", |mut c: C<'_>, map: u32, result_ptr: u32| -> R {
-        enter(&c, E, "proxy_get_header_map_size")?;
-        let Some(map_type) = MapType::from_code(map) else {
-            record(&mut c, "proxy_get_header_map_size", Map, &[map.into()], &[], BAD_ARGUMENT);
-            return Ok(BAD_ARGUMENT);
-        };
-        let state = c.data_mut();
-        let ctx = state.context();
-        // Envoy reads the size through the mutable map (`getMap`), so http-call and gRPC maps
-        // are BAD_ARGUMENT here.
-        let size = map_mut(state, ctx, map_type).map(|headers| headers.byte_size() as u32);
-        let status = match size {
-            None => BAD_ARGUMENT,
-            Some(size) => {
-                if set_u32(&mut c, result_ptr, size)? { OK } else { IMA }
-            }
-        };
-        record(&mut c, "proxy_get_header_map_size", Map, &[map.into(), size.unwrap_or(0).into()], &[], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_set_header_map_pairs",
+        |mut c: C<'_>, map: u32, ptr: u32, size: u32| -> R {
+            enter(&c, E, "proxy_set_header_map_pairs")?;
+            let Some(map_type) = MapType::from_code(map) else {
+                record(
+                    &mut c,
+                    "proxy_set_header_map_pairs",
+                    Map,
+                    &[map.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
+                return Ok(BAD_ARGUMENT);
+            };
+            let Some(data) = read(&c, ptr, size)? else {
+                record(
+                    &mut c,
+                    "proxy_set_header_map_pairs",
+                    Map,
+                    &[map.into(), ptr.into(), size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let pairs = parse_pairs(&data);
+            let state = c.data_mut();
+            let ctx = state.context();
+            let status = match map_mut(state, ctx, map_type) {
+                None => BAD_ARGUMENT,
+                Some(headers) => {
+                    headers.clear();
+                    for (key, value) in &pairs {
+                        headers.add(key, value);
+                    }
+                    OK
+                }
+            };
+            record(
+                &mut c,
+                "proxy_set_header_map_pairs",
+                Map,
+                &[map.into(), pairs.len() as u64],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_get_buffer_status", |mut c: C<'_>, buffer: u32, length_ptr: u32, flags_ptr: u32| -> R {
-        enter(&c, E, "proxy_get_buffer_status")?;
-        let Some(buffer_type) = BufferType::from_code(buffer) else {
-            record(&mut c, "proxy_get_buffer_status", Buffer, &[buffer.into()], &[], BAD_ARGUMENT);
-            return Ok(BAD_ARGUMENT);
-        };
-        let state = c.data();
-        let ctx = state.context();
-        let Some(length) = buffer_ref(state, ctx, buffer_type).map(|(bytes, _)| bytes.len() as u32) else {
-            record(&mut c, "proxy_get_buffer_status", Buffer, &[buffer.into()], &[], NOT_FOUND);
-            return Ok(NOT_FOUND);
-        };
-        let status = if !set_u32(&mut c, length_ptr, length)? || !set_u32(&mut c, flags_ptr, 0)? { IMA } else { OK };
-        record(&mut c, "proxy_get_buffer_status", Buffer, &[buffer.into(), length.into()], &[], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_get_header_map_size",
+        |mut c: C<'_>, map: u32, result_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_header_map_size")?;
+            let Some(map_type) = MapType::from_code(map) else {
+                record(
+                    &mut c,
+                    "proxy_get_header_map_size",
+                    Map,
+                    &[map.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
+                return Ok(BAD_ARGUMENT);
+            };
+            let state = c.data_mut();
+            let ctx = state.context();
+            // Envoy reads the size through the mutable map (`getMap`), so http-call and gRPC maps
+            // are BAD_ARGUMENT here.
+            let size = map_mut(state, ctx, map_type).map(|headers| headers.byte_size() as u32);
+            let status = match size {
+                None => BAD_ARGUMENT,
+                Some(size) => {
+                    if set_u32(&mut c, result_ptr, size)? {
+                        OK
+                    } else {
+                        IMA
+                    }
+                }
+            };
+            record(
+                &mut c,
+                "proxy_get_header_map_size",
+                Map,
+                &[map.into(), size.unwrap_or(0).into()],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_buffer_status",
+        |mut c: C<'_>, buffer: u32, length_ptr: u32, flags_ptr: u32| -> R {
+            enter(&c, E, "proxy_get_buffer_status")?;
+            let Some(buffer_type) = BufferType::from_code(buffer) else {
+                record(
+                    &mut c,
+                    "proxy_get_buffer_status",
+                    Buffer,
+                    &[buffer.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
+                return Ok(BAD_ARGUMENT);
+            };
+            let state = c.data();
+            let ctx = state.context();
+            let Some(length) =
+                buffer_ref(state, ctx, buffer_type).map(|(bytes, _)| bytes.len() as u32)
+            else {
+                record(
+                    &mut c,
+                    "proxy_get_buffer_status",
+                    Buffer,
+                    &[buffer.into()],
+                    &[],
+                    NOT_FOUND,
+                );
+                return Ok(NOT_FOUND);
+            };
+            let status = if !set_u32(&mut c, length_ptr, length)? || !set_u32(&mut c, flags_ptr, 0)?
+            {
+                IMA
+            } else {
+                OK
+            };
+            record(
+                &mut c,
+                "proxy_get_buffer_status",
+                Buffer,
+                &[buffer.into(), length.into()],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
     l.func_wrap(
         E,
@@ -1293,7 +1884,14 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, buffer: u32, start: u32, length: u32, ptr_ptr: u32, size_ptr: u32| -> R {
             enter(&c, E, "proxy_get_buffer_bytes")?;
             let Some(buffer_type) = BufferType::from_code(buffer) else {
-                record(&mut c, "proxy_get_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], BAD_ARGUMENT);
+                record(
+                    &mut c,
+                    "proxy_get_buffer_bytes",
+                    Buffer,
+                    &[buffer.into(), start.into(), length.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
                 return Ok(BAD_ARGUMENT);
             };
             let state = c.data();
@@ -1304,11 +1902,30 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 let end = begin.saturating_add(length as usize).min(bytes.len());
                 bytes[begin..end].to_vec()
             }) else {
-                record(&mut c, "proxy_get_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], NOT_FOUND);
+                record(
+                    &mut c,
+                    "proxy_get_buffer_bytes",
+                    Buffer,
+                    &[buffer.into(), start.into(), length.into()],
+                    &[],
+                    NOT_FOUND,
+                );
                 return Ok(NOT_FOUND);
             };
-            let status = if copy_out(&mut c, &bytes, ptr_ptr, size_ptr)? { OK } else { IMA };
-            record_result(&mut c, "proxy_get_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], status, Some(&bytes));
+            let status = if copy_out(&mut c, &bytes, ptr_ptr, size_ptr)? {
+                OK
+            } else {
+                IMA
+            };
+            record_result(
+                &mut c,
+                "proxy_get_buffer_bytes",
+                Buffer,
+                &[buffer.into(), start.into(), length.into()],
+                &[],
+                status,
+                Some(&bytes),
+            );
             Ok(status)
         },
     )?;
@@ -1319,24 +1936,48 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, buffer: u32, start: u32, length: u32, ptr: u32, size: u32| -> R {
             enter(&c, E, "proxy_set_buffer_bytes")?;
             let Some(buffer_type) = BufferType::from_code(buffer) else {
-                record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], BAD_ARGUMENT);
+                record(
+                    &mut c,
+                    "proxy_set_buffer_bytes",
+                    Buffer,
+                    &[buffer.into(), start.into(), length.into()],
+                    &[],
+                    BAD_ARGUMENT,
+                );
                 return Ok(BAD_ARGUMENT);
             };
             let state = c.data();
             let ctx = state.context();
             let Some((_, mutable)) = buffer_ref(state, ctx, buffer_type) else {
-                record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[], NOT_FOUND);
+                record(
+                    &mut c,
+                    "proxy_set_buffer_bytes",
+                    Buffer,
+                    &[buffer.into(), start.into(), length.into()],
+                    &[],
+                    NOT_FOUND,
+                );
                 return Ok(NOT_FOUND);
             };
             let Some(data) = read(&c, ptr, size)? else {
-                record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into(), ptr.into()], &[], IMA);
+                record(
+                    &mut c,
+                    "proxy_set_buffer_bytes",
+                    Buffer,
+                    &[buffer.into(), start.into(), length.into(), ptr.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             let status = if !mutable {
                 BAD_ARGUMENT
             } else {
                 let state = c.data_mut();
-                let stream = state.streams.get_mut(&ctx).expect("a mutable body buffer belongs to a stream");
+                let stream = state
+                    .streams
+                    .get_mut(&ctx)
+                    .expect("a mutable body buffer belongs to a stream");
                 let body = if buffer_type == BufferType::HttpRequestBody {
                     &mut stream.request_body
                 } else {
@@ -1357,7 +1998,14 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     BAD_ARGUMENT
                 }
             };
-            record(&mut c, "proxy_set_buffer_bytes", Buffer, &[buffer.into(), start.into(), length.into()], &[&data], status);
+            record(
+                &mut c,
+                "proxy_set_buffer_bytes",
+                Buffer,
+                &[buffer.into(), start.into(), length.into()],
+                &[&data],
+                status,
+            );
             Ok(status)
         },
     )?;
@@ -1365,14 +2013,34 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_http_call",
-        |mut c: C<'_>, uri_ptr: u32, uri_size: u32, headers_ptr: u32, headers_size: u32, body_ptr: u32, body_size: u32, trailers_ptr: u32, trailers_size: u32, timeout: u32, token_ptr: u32| -> R {
+        |mut c: C<'_>,
+         uri_ptr: u32,
+         uri_size: u32,
+         headers_ptr: u32,
+         headers_size: u32,
+         body_ptr: u32,
+         body_size: u32,
+         trailers_ptr: u32,
+         trailers_size: u32,
+         timeout: u32,
+         token_ptr: u32|
+         -> R {
             enter(&c, E, "proxy_http_call")?;
             let uri = read(&c, uri_ptr, uri_size)?;
             let body = read(&c, body_ptr, body_size)?;
             let headers = read(&c, headers_ptr, headers_size)?;
             let trailers = read(&c, trailers_ptr, trailers_size)?;
-            let (Some(uri), Some(body), Some(headers), Some(trailers)) = (uri, body, headers, trailers) else {
-                record(&mut c, "proxy_http_call", Plain, &[uri_ptr.into(), uri_size.into()], &[], IMA);
+            let (Some(uri), Some(body), Some(headers), Some(trailers)) =
+                (uri, body, headers, trailers)
+            else {
+                record(
+                    &mut c,
+                    "proxy_http_call",
+                    Plain,
+                    &[uri_ptr.into(), uri_size.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
             if !set_u32(&mut c, token_ptr, 0)? {
@@ -1383,18 +2051,21 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let trailers = HeaderMap::from_pairs(parse_pairs(&trailers));
             let cluster = String::from_utf8_lossy(&uri).into_owned();
             let state = c.data_mut();
-            let status = if (timeout as i32) < 0 || !state.clusters.contains(&cluster) {
-                BAD_ARGUMENT
-            } else if headers.get(b":path").is_none()
-                || headers.get(b":method").is_none()
-                || headers.get(b":authority").is_none()
-            {
-                BAD_ARGUMENT
-            } else {
-                OK
-            };
+            let valid = (timeout as i32) >= 0
+                && state.clusters.contains(&cluster)
+                && headers.get(b":path").is_some()
+                && headers.get(b":method").is_some()
+                && headers.get(b":authority").is_some();
+            let status = if valid { OK } else { BAD_ARGUMENT };
             if status != OK {
-                record(&mut c, "proxy_http_call", Plain, &[timeout.into()], &[&uri], status);
+                record(
+                    &mut c,
+                    "proxy_http_call",
+                    Plain,
+                    &[timeout.into()],
+                    &[&uri],
+                    status,
+                );
                 return Ok(status);
             }
             let mut headers = headers;
@@ -1407,10 +2078,26 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let deadline = (timeout > 0).then(|| state.now_ns + u64::from(timeout) * 1_000_000);
             state.http_callouts.insert(
                 token,
-                HttpCallout { token, context_id, cluster, headers, body, trailers, timeout_ms: timeout, deadline },
+                HttpCallout {
+                    token,
+                    context_id,
+                    cluster,
+                    headers,
+                    body,
+                    trailers,
+                    timeout_ms: timeout,
+                    deadline,
+                },
             );
             let _ = set_u32(&mut c, token_ptr, token)?;
-            record(&mut c, "proxy_http_call", Plain, &[timeout.into(), token.into()], &[&uri], OK);
+            record(
+                &mut c,
+                "proxy_http_call",
+                Plain,
+                &[timeout.into(), token.into()],
+                &[&uri],
+                OK,
+            );
             Ok(OK)
         },
     )?;
@@ -1418,7 +2105,20 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_grpc_call",
-        |mut c: C<'_>, service_ptr: u32, service_size: u32, name_ptr: u32, name_size: u32, method_ptr: u32, method_size: u32, metadata_ptr: u32, metadata_size: u32, request_ptr: u32, request_size: u32, timeout: u32, token_ptr: u32| -> R {
+        |mut c: C<'_>,
+         service_ptr: u32,
+         service_size: u32,
+         name_ptr: u32,
+         name_size: u32,
+         method_ptr: u32,
+         method_size: u32,
+         metadata_ptr: u32,
+         metadata_size: u32,
+         request_ptr: u32,
+         request_size: u32,
+         timeout: u32,
+         token_ptr: u32|
+         -> R {
             enter(&c, E, "proxy_grpc_call")?;
             let parts = (
                 read(&c, service_ptr, service_size)?,
@@ -1427,18 +2127,45 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 read(&c, metadata_ptr, metadata_size)?,
                 read(&c, request_ptr, request_size)?,
             );
-            let (Some(service), Some(name), Some(method), Some(metadata), Some(request)) = parts else {
-                record(&mut c, "proxy_grpc_call", Plain, &[service_ptr.into(), service_size.into()], &[], IMA);
+            let (Some(service), Some(name), Some(method), Some(metadata), Some(request)) = parts
+            else {
+                record(
+                    &mut c,
+                    "proxy_grpc_call",
+                    Plain,
+                    &[service_ptr.into(), service_size.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
-            let status = grpc_start(c.data_mut(), &service, &name, &method, &metadata, Some(request), timeout);
+            let status = grpc_start(
+                c.data_mut(),
+                &service,
+                &name,
+                &method,
+                &metadata,
+                Some(request),
+                timeout,
+            );
             let status = match status {
                 Ok(token) => {
-                    if set_u32(&mut c, token_ptr, token)? { OK } else { IMA }
+                    if set_u32(&mut c, token_ptr, token)? {
+                        OK
+                    } else {
+                        IMA
+                    }
                 }
                 Err(status) => status,
             };
-            record(&mut c, "proxy_grpc_call", Plain, &[timeout.into()], &[&service, &name, &method], status);
+            record(
+                &mut c,
+                "proxy_grpc_call",
+                Plain,
+                &[timeout.into()],
+                &[&service, &name, &method],
+                status,
+            );
             Ok(status)
         },
     )?;
@@ -1446,7 +2173,17 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_grpc_stream",
-        |mut c: C<'_>, service_ptr: u32, service_size: u32, name_ptr: u32, name_size: u32, method_ptr: u32, method_size: u32, metadata_ptr: u32, metadata_size: u32, token_ptr: u32| -> R {
+        |mut c: C<'_>,
+         service_ptr: u32,
+         service_size: u32,
+         name_ptr: u32,
+         name_size: u32,
+         method_ptr: u32,
+         method_size: u32,
+         metadata_ptr: u32,
+         metadata_size: u32,
+         token_ptr: u32|
+         -> R {
             enter(&c, E, "proxy_grpc_stream")?;
             let parts = (
                 read(&c, service_ptr, service_size)?,
@@ -1455,44 +2192,81 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 read(&c, metadata_ptr, metadata_size)?,
             );
             let (Some(service), Some(name), Some(method), Some(metadata)) = parts else {
-                record(&mut c, "proxy_grpc_stream", Plain, &[service_ptr.into(), service_size.into()], &[], IMA);
+                record(
+                    &mut c,
+                    "proxy_grpc_stream",
+                    Plain,
+                    &[service_ptr.into(), service_size.into()],
+                    &[],
+                    IMA,
+                );
                 return Ok(IMA);
             };
-            let status = match grpc_start(c.data_mut(), &service, &name, &method, &metadata, None, 0) {
-                Ok(token) => {
-                    if set_u32(&mut c, token_ptr, token)? { OK } else { IMA }
-                }
-                Err(status) => status,
-            };
-            record(&mut c, "proxy_grpc_stream", Plain, &[], &[&service, &name, &method], status);
+            let status =
+                match grpc_start(c.data_mut(), &service, &name, &method, &metadata, None, 0) {
+                    Ok(token) => {
+                        if set_u32(&mut c, token_ptr, token)? {
+                            OK
+                        } else {
+                            IMA
+                        }
+                    }
+                    Err(status) => status,
+                };
+            record(
+                &mut c,
+                "proxy_grpc_stream",
+                Plain,
+                &[],
+                &[&service, &name, &method],
+                status,
+            );
             Ok(status)
         },
     )?;
 
-    l.func_wrap(E, "proxy_grpc_send", |mut c: C<'_>, token: u32, ptr: u32, size: u32, end_stream: u32| -> R {
-        enter(&c, E, "proxy_grpc_send")?;
-        let Some(message) = read(&c, ptr, size)? else {
-            record(&mut c, "proxy_grpc_send", Plain, &[token.into(), ptr.into(), size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        let state = c.data_mut();
-        let status = if token & 3 != 2 {
-            BAD_ARGUMENT
-        } else {
-            match state.grpc_callouts.get_mut(&token) {
-                None => NOT_FOUND,
-                Some(callout) => {
-                    callout.messages.push(message.clone());
-                    if end_stream != 0 {
-                        callout.local_closed = true;
+    l.func_wrap(
+        E,
+        "proxy_grpc_send",
+        |mut c: C<'_>, token: u32, ptr: u32, size: u32, end_stream: u32| -> R {
+            enter(&c, E, "proxy_grpc_send")?;
+            let Some(message) = read(&c, ptr, size)? else {
+                record(
+                    &mut c,
+                    "proxy_grpc_send",
+                    Plain,
+                    &[token.into(), ptr.into(), size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            let state = c.data_mut();
+            let status = if token & 3 != 2 {
+                BAD_ARGUMENT
+            } else {
+                match state.grpc_callouts.get_mut(&token) {
+                    None => NOT_FOUND,
+                    Some(callout) => {
+                        callout.messages.push(message.clone());
+                        if end_stream != 0 {
+                            callout.local_closed = true;
+                        }
+                        OK
                     }
-                    OK
                 }
-            }
-        };
-        record(&mut c, "proxy_grpc_send", Plain, &[token.into(), end_stream.into()], &[&message], status);
-        Ok(status)
-    })?;
+            };
+            record(
+                &mut c,
+                "proxy_grpc_send",
+                Plain,
+                &[token.into(), end_stream.into()],
+                &[&message],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
     for name in ["proxy_grpc_close", "proxy_grpc_cancel"] {
         l.func_wrap(E, name, move |mut c: C<'_>, token: u32| -> R {
@@ -1517,129 +2291,230 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         })?;
     }
 
-    l.func_wrap(E, "proxy_set_tick_period_milliseconds", |mut c: C<'_>, period: u32| -> R {
-        enter(&c, E, "proxy_set_tick_period_milliseconds")?;
-        let state = c.data_mut();
-        let root = state.root_of(state.context());
-        if let Some(plugin) = state.root_contexts.get(&root).copied() {
-            let now = state.now_ns;
-            let plugin = &mut state.plugins[plugin];
-            plugin.tick_period_ms = period;
-            plugin.next_tick = (period > 0).then(|| now + u64::from(period) * 1_000_000);
-        }
-        record(&mut c, "proxy_set_tick_period_milliseconds", Plain, &[period.into()], &[], OK);
-        Ok(OK)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_set_tick_period_milliseconds",
+        |mut c: C<'_>, period: u32| -> R {
+            enter(&c, E, "proxy_set_tick_period_milliseconds")?;
+            let state = c.data_mut();
+            let root = state.root_of(state.context());
+            if let Some(plugin) = state.root_contexts.get(&root).copied() {
+                let now = state.now_ns;
+                let plugin = &mut state.plugins[plugin];
+                plugin.tick_period_ms = period;
+                plugin.next_tick = (period > 0).then(|| now + u64::from(period) * 1_000_000);
+            }
+            record(
+                &mut c,
+                "proxy_set_tick_period_milliseconds",
+                Plain,
+                &[period.into()],
+                &[],
+                OK,
+            );
+            Ok(OK)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_get_current_time_nanoseconds", |mut c: C<'_>, ptr: u32| -> R {
-        enter(&c, E, "proxy_get_current_time_nanoseconds")?;
-        let now = c.data().epoch_ns + c.data().now_ns;
-        let status = if set_u64(&mut c, ptr, now)? { OK } else { IMA };
-        record(&mut c, "proxy_get_current_time_nanoseconds", Plain, &[now], &[], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_get_current_time_nanoseconds",
+        |mut c: C<'_>, ptr: u32| -> R {
+            enter(&c, E, "proxy_get_current_time_nanoseconds")?;
+            let now = c.data().epoch_ns + c.data().now_ns;
+            let status = if set_u64(&mut c, ptr, now)? { OK } else { IMA };
+            record(
+                &mut c,
+                "proxy_get_current_time_nanoseconds",
+                Plain,
+                &[now],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_define_metric", |mut c: C<'_>, kind: u32, name_ptr: u32, name_size: u32, id_ptr: u32| -> R {
-        enter(&c, E, "proxy_define_metric")?;
-        let Some(name) = read(&c, name_ptr, name_size)? else {
-            record(&mut c, "proxy_define_metric", Plain, &[kind.into(), name_ptr.into(), name_size.into()], &[], IMA);
-            return Ok(IMA);
-        };
-        if kind > 2 {
-            record(&mut c, "proxy_define_metric", Plain, &[kind.into()], &[&name], BAD_ARGUMENT);
-            return Ok(BAD_ARGUMENT);
-        }
-        let state = c.data_mut();
-        let counter = match kind {
-            0 => &mut state.next_counter,
-            1 => &mut state.next_gauge,
-            _ => &mut state.next_histogram,
-        };
-        *counter += 4;
-        let id = *counter;
-        let name_text = String::from_utf8_lossy(&name).into_owned();
-        state.metric_values.entry(name_text.clone()).or_insert(MetricValue { kind, value: 0, count: 0 });
-        state.metrics.insert(id, Metric { kind, name: name_text });
-        let status = if set_u32(&mut c, id_ptr, id)? { OK } else { IMA };
-        record(&mut c, "proxy_define_metric", Plain, &[kind.into(), id.into()], &[&name], status);
-        Ok(status)
-    })?;
+    l.func_wrap(
+        E,
+        "proxy_define_metric",
+        |mut c: C<'_>, kind: u32, name_ptr: u32, name_size: u32, id_ptr: u32| -> R {
+            enter(&c, E, "proxy_define_metric")?;
+            let Some(name) = read(&c, name_ptr, name_size)? else {
+                record(
+                    &mut c,
+                    "proxy_define_metric",
+                    Plain,
+                    &[kind.into(), name_ptr.into(), name_size.into()],
+                    &[],
+                    IMA,
+                );
+                return Ok(IMA);
+            };
+            if kind > 2 {
+                record(
+                    &mut c,
+                    "proxy_define_metric",
+                    Plain,
+                    &[kind.into()],
+                    &[&name],
+                    BAD_ARGUMENT,
+                );
+                return Ok(BAD_ARGUMENT);
+            }
+            let state = c.data_mut();
+            let counter = match kind {
+                0 => &mut state.next_counter,
+                1 => &mut state.next_gauge,
+                _ => &mut state.next_histogram,
+            };
+            *counter += 4;
+            let id = *counter;
+            let name_text = String::from_utf8_lossy(&name).into_owned();
+            state
+                .metric_values
+                .entry(name_text.clone())
+                .or_insert(MetricValue {
+                    kind,
+                    value: 0,
+                    count: 0,
+                });
+            state.metrics.insert(
+                id,
+                Metric {
+                    kind,
+                    name: name_text,
+                },
+            );
+            let status = if set_u32(&mut c, id_ptr, id)? {
+                OK
+            } else {
+                IMA
+            };
+            record(
+                &mut c,
+                "proxy_define_metric",
+                Plain,
+                &[kind.into(), id.into()],
+                &[&name],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_increment_metric", |mut c: C<'_>, id: u32, offset: i64| -> R {
-        enter(&c, E, "proxy_increment_metric")?;
-        let state = c.data_mut();
-        let metric = state.metrics.get(&id).cloned();
-        let status = match (id & 3, metric) {
-            (0, None) | (1, None) => NOT_FOUND,
-            (0, Some(metric)) => {
-                if offset > 0 {
+    l.func_wrap(
+        E,
+        "proxy_increment_metric",
+        |mut c: C<'_>, id: u32, offset: i64| -> R {
+            enter(&c, E, "proxy_increment_metric")?;
+            let state = c.data_mut();
+            let metric = state.metrics.get(&id).cloned();
+            let status = match (id & 3, metric) {
+                (0, None) | (1, None) => NOT_FOUND,
+                (0, Some(metric)) => {
+                    if offset > 0 {
+                        let value = state.metric_values.entry(metric.name).or_default();
+                        value.value = value.value.wrapping_add(offset as u64);
+                        OK
+                    } else {
+                        BAD_ARGUMENT
+                    }
+                }
+                (1, Some(metric)) => {
                     let value = state.metric_values.entry(metric.name).or_default();
                     value.value = value.value.wrapping_add(offset as u64);
                     OK
-                } else {
-                    BAD_ARGUMENT
                 }
-            }
-            (1, Some(metric)) => {
-                let value = state.metric_values.entry(metric.name).or_default();
-                value.value = value.value.wrapping_add(offset as u64);
-                OK
-            }
-            _ => BAD_ARGUMENT,
-        };
-        record(&mut c, "proxy_increment_metric", Plain, &[id.into(), offset as u64], &[], status);
-        Ok(status)
-    })?;
+                _ => BAD_ARGUMENT,
+            };
+            record(
+                &mut c,
+                "proxy_increment_metric",
+                Plain,
+                &[id.into(), offset as u64],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
 
-    l.func_wrap(E, "proxy_record_metric", |mut c: C<'_>, id: u32, value: u64| -> R {
-        enter(&c, E, "proxy_record_metric")?;
-        let state = c.data_mut();
-        let status = match state.metrics.get(&id).cloned() {
-            None => NOT_FOUND,
-            Some(metric) => {
-                let slot = state.metric_values.entry(metric.name).or_default();
-                match metric.kind {
-                    0 => slot.value = slot.value.wrapping_add(value),
-                    1 => slot.value = value,
-                    _ => {
-                        slot.value = value;
-                        slot.count += 1;
+    l.func_wrap(
+        E,
+        "proxy_record_metric",
+        |mut c: C<'_>, id: u32, value: u64| -> R {
+            enter(&c, E, "proxy_record_metric")?;
+            let state = c.data_mut();
+            let status = match state.metrics.get(&id).cloned() {
+                None => NOT_FOUND,
+                Some(metric) => {
+                    let slot = state.metric_values.entry(metric.name).or_default();
+                    match metric.kind {
+                        0 => slot.value = slot.value.wrapping_add(value),
+                        1 => slot.value = value,
+                        _ => {
+                            slot.value = value;
+                            slot.count += 1;
+                        }
+                    }
+                    OK
+                }
+            };
+            record(
+                &mut c,
+                "proxy_record_metric",
+                Plain,
+                &[id.into(), value],
+                &[],
+                status,
+            );
+            Ok(status)
+        },
+    )?;
+
+    l.func_wrap(
+        E,
+        "proxy_get_metric",
+        |mut c: C<'_>, id: u32, ptr: u32| -> R {
+            enter(&c, E, "proxy_get_metric")?;
+            let state = c.data();
+            let value = match (id & 3, state.metrics.get(&id)) {
+                (0 | 1, None) => Err(NOT_FOUND),
+                (0 | 1, Some(metric)) => Ok(state
+                    .metric_values
+                    .get(&metric.name)
+                    .map_or(0, |value| value.value)),
+                _ => Err(BAD_ARGUMENT),
+            };
+            let status = match value {
+                Err(status) => status,
+                Ok(value) => {
+                    if set_u64(&mut c, ptr, value)? {
+                        OK
+                    } else {
+                        IMA
                     }
                 }
-                OK
-            }
-        };
-        record(&mut c, "proxy_record_metric", Plain, &[id.into(), value], &[], status);
-        Ok(status)
-    })?;
-
-    l.func_wrap(E, "proxy_get_metric", |mut c: C<'_>, id: u32, ptr: u32| -> R {
-        enter(&c, E, "proxy_get_metric")?;
-        let state = c.data();
-        let value = match (id & 3, state.metrics.get(&id)) {
-            (0 | 1, None) => Err(NOT_FOUND),
-            (0 | 1, Some(metric)) => Ok(state.metric_values.get(&metric.name).map_or(0, |value| value.value)),
-            _ => Err(BAD_ARGUMENT),
-        };
-        let status = match value {
-            Err(status) => status,
-            Ok(value) => {
-                if set_u64(&mut c, ptr, value)? { OK } else { IMA }
-            }
-        };
-        record(&mut c, "proxy_get_metric", Plain, &[id.into()], &[], status);
-        Ok(status)
-    })?;
+            };
+            record(&mut c, "proxy_get_metric", Plain, &[id.into()], &[], status);
+            Ok(status)
+        },
+    )?;
 
     l.func_wrap(E, "pthread_equal", |c: C<'_>, left: u32, right: u32| -> R {
         enter(&c, E, "pthread_equal")?;
         Ok(u32::from(left == right))
     })?;
 
-    l.func_wrap(E, "emscripten_notify_memory_growth", |c: C<'_>, _memory_index: u32| -> wasmtime::Result<()> {
-        enter(&c, E, "emscripten_notify_memory_growth")?;
-        Ok(())
-    })?;
+    l.func_wrap(
+        E,
+        "emscripten_notify_memory_growth",
+        |c: C<'_>, _memory_index: u32| -> wasmtime::Result<()> {
+            enter(&c, E, "emscripten_notify_memory_growth")?;
+            Ok(())
+        },
+    )?;
 
     Ok(())
 }
@@ -1696,7 +2571,10 @@ fn continue_stream(state: &mut HostState, stream_type: u32) -> u32 {
     match stream_type {
         0 | 1 => {
             if state.streams.contains_key(&ctx) {
-                state.after.push(After::Continue { context_id: ctx, stream_type });
+                state.after.push(After::Continue {
+                    context_id: ctx,
+                    stream_type,
+                });
             }
             OK
         }
@@ -1706,7 +2584,10 @@ fn continue_stream(state: &mut HostState, stream_type: u32) -> u32 {
     }
 }
 
-#[allow(clippy::too_many_lines, reason = "one registration per WASI function, in one place")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one registration per WASI function, in one place"
+)]
 fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> {
     fn stdio(fd: u32) -> bool {
         fd == 1 || fd == 2
@@ -1716,7 +2597,12 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         record(c, name, FirstArg::Plain, nums, &[], errno);
     }
 
-    fn writev(c: &mut C<'_>, fd: u32, iovs: u32, iovs_len: u32) -> wasmtime::Result<Result<u32, u32>> {
+    fn writev(
+        c: &mut C<'_>,
+        fd: u32,
+        iovs: u32,
+        iovs_len: u32,
+    ) -> wasmtime::Result<Result<u32, u32>> {
         let level = match fd {
             1 => 2,
             2 => 4,
@@ -1726,7 +2612,10 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         let data = memory.data(&*c);
         let mut text = Vec::new();
         for idx in 0..iovs_len {
-            let Some(at) = idx.checked_mul(8).and_then(|offset| iovs.checked_add(offset)) else {
+            let Some(at) = idx
+                .checked_mul(8)
+                .and_then(|offset| iovs.checked_add(offset))
+            else {
                 return Ok(Err(WASI_EFAULT));
             };
             let Some(iovec) = read_guest(data, at, 8) else {
@@ -1755,32 +2644,54 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         Ok(Ok(written))
     }
 
-    l.func_wrap(m, "fd_write", move |mut c: C<'_>, fd: u32, iovs: u32, iovs_len: u32, nwritten_ptr: u32| -> R {
-        enter(&c, m, "fd_write")?;
-        let errno = match writev(&mut c, fd, iovs, iovs_len)? {
-            Err(errno) => errno,
-            Ok(written) => {
-                if set_u32(&mut c, nwritten_ptr, written)? { WASI_SUCCESS } else { WASI_EFAULT }
-            }
-        };
-        wasi_record(&mut c, "fd_write", &[fd.into()], errno);
-        Ok(errno)
-    })?;
-    l.func_wrap(m, "fd_pwrite", move |mut c: C<'_>, fd: u32, iovs: u32, iovs_len: u32, _offset: u64, nwritten_ptr: u32| -> R {
-        enter(&c, m, "fd_pwrite")?;
-        let errno = if !stdio(fd) {
-            WASI_EBADF
-        } else {
-            match writev(&mut c, fd, iovs, iovs_len)? {
+    l.func_wrap(
+        m,
+        "fd_write",
+        move |mut c: C<'_>, fd: u32, iovs: u32, iovs_len: u32, nwritten_ptr: u32| -> R {
+            enter(&c, m, "fd_write")?;
+            let errno = match writev(&mut c, fd, iovs, iovs_len)? {
                 Err(errno) => errno,
                 Ok(written) => {
-                    if set_u32(&mut c, nwritten_ptr, written)? { WASI_SUCCESS } else { WASI_EFAULT }
+                    if set_u32(&mut c, nwritten_ptr, written)? {
+                        WASI_SUCCESS
+                    } else {
+                        WASI_EFAULT
+                    }
                 }
-            }
-        };
-        wasi_record(&mut c, "fd_pwrite", &[fd.into()], errno);
-        Ok(errno)
-    })?;
+            };
+            wasi_record(&mut c, "fd_write", &[fd.into()], errno);
+            Ok(errno)
+        },
+    )?;
+    l.func_wrap(
+        m,
+        "fd_pwrite",
+        move |mut c: C<'_>,
+              fd: u32,
+              iovs: u32,
+              iovs_len: u32,
+              _offset: u64,
+              nwritten_ptr: u32|
+              -> R {
+            enter(&c, m, "fd_pwrite")?;
+            let errno = if !stdio(fd) {
+                WASI_EBADF
+            } else {
+                match writev(&mut c, fd, iovs, iovs_len)? {
+                    Err(errno) => errno,
+                    Ok(written) => {
+                        if set_u32(&mut c, nwritten_ptr, written)? {
+                            WASI_SUCCESS
+                        } else {
+                            WASI_EFAULT
+                        }
+                    }
+                }
+            };
+            wasi_record(&mut c, "fd_pwrite", &[fd.into()], errno);
+            Ok(errno)
+        },
+    )?;
 
     // Fixed answers.
     macro_rules! fixed {
@@ -1833,120 +2744,175 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
     stdio_only!("fd_filestat_set_times", (fd, a: u64, b: u64, d: u32), WASI_SUCCESS);
     stdio_only!("fd_sync", (fd), WASI_SUCCESS);
 
-    l.func_wrap(m, "fd_renumber", move |mut c: C<'_>, fd: u32, to: u32| -> R {
-        enter(&c, m, "fd_renumber")?;
-        let errno = if stdio(fd) && stdio(to) { WASI_ENOTSUP } else { WASI_EBADF };
-        wasi_record(&mut c, "fd_renumber", &[fd.into(), to.into()], errno);
-        Ok(errno)
-    })?;
-
-    for (name, errno) in [("fd_seek", 0u32)] {
-        l.func_wrap(m, name, move |mut c: C<'_>, _fd: u32, _offset: i64, _whence: u32, _ptr: u32| -> R {
-            enter(&c, m, name)?;
-            wasi_record(&mut c, name, &[], errno);
+    l.func_wrap(
+        m,
+        "fd_renumber",
+        move |mut c: C<'_>, fd: u32, to: u32| -> R {
+            enter(&c, m, "fd_renumber")?;
+            let errno = if stdio(fd) && stdio(to) {
+                WASI_ENOTSUP
+            } else {
+                WASI_EBADF
+            };
+            wasi_record(&mut c, "fd_renumber", &[fd.into(), to.into()], errno);
             Ok(errno)
-        })?;
-    }
+        },
+    )?;
+
+    l.func_wrap(
+        m,
+        "fd_seek",
+        move |mut c: C<'_>, _fd: u32, _offset: i64, _whence: u32, _ptr: u32| -> R {
+            enter(&c, m, "fd_seek")?;
+            wasi_record(&mut c, "fd_seek", &[], WASI_SUCCESS);
+            Ok(WASI_SUCCESS)
+        },
+    )?;
     l.func_wrap(m, "fd_close", move |mut c: C<'_>, _fd: u32| -> R {
         enter(&c, m, "fd_close")?;
         wasi_record(&mut c, "fd_close", &[], WASI_SUCCESS);
         Ok(WASI_SUCCESS)
     })?;
 
-    l.func_wrap(m, "fd_fdstat_get", move |mut c: C<'_>, fd: u32, stat_ptr: u32| -> R {
-        enter(&c, m, "fd_fdstat_get")?;
-        let errno = if !stdio(fd) {
-            WASI_EBADF
-        } else {
-            // Envoy ignores a failed write here and still answers success.
-            let mut stat = [0u8; 24];
-            stat[8..16].copy_from_slice(&64u64.to_le_bytes());
-            let _ = write(&mut c, stat_ptr, &stat)?;
-            WASI_SUCCESS
-        };
-        wasi_record(&mut c, "fd_fdstat_get", &[fd.into()], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "fd_fdstat_get",
+        move |mut c: C<'_>, fd: u32, stat_ptr: u32| -> R {
+            enter(&c, m, "fd_fdstat_get")?;
+            let errno = if !stdio(fd) {
+                WASI_EBADF
+            } else {
+                // Envoy ignores a failed write here and still answers success.
+                let mut stat = [0u8; 24];
+                stat[8..16].copy_from_slice(&64u64.to_le_bytes());
+                let _ = write(&mut c, stat_ptr, &stat)?;
+                WASI_SUCCESS
+            };
+            wasi_record(&mut c, "fd_fdstat_get", &[fd.into()], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "environ_sizes_get", move |mut c: C<'_>, count_ptr: u32, size_ptr: u32| -> R {
-        enter(&c, m, "environ_sizes_get")?;
-        let env = &c.data().environment;
-        let count = env.len() as u32;
-        let size: usize = env.iter().map(|(key, value)| key.len() + value.len() + 2).sum();
-        let errno = if !set_u32(&mut c, count_ptr, count)? || !set_u32(&mut c, size_ptr, size as u32)? {
-            WASI_EFAULT
-        } else {
-            WASI_SUCCESS
-        };
-        wasi_record(&mut c, "environ_sizes_get", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "environ_sizes_get",
+        move |mut c: C<'_>, count_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, m, "environ_sizes_get")?;
+            let env = &c.data().environment;
+            let count = env.len() as u32;
+            let size: usize = env
+                .iter()
+                .map(|(key, value)| key.len() + value.len() + 2)
+                .sum();
+            let errno = if !set_u32(&mut c, count_ptr, count)?
+                || !set_u32(&mut c, size_ptr, size as u32)?
+            {
+                WASI_EFAULT
+            } else {
+                WASI_SUCCESS
+            };
+            wasi_record(&mut c, "environ_sizes_get", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "environ_get", move |mut c: C<'_>, mut array_ptr: u32, mut buf_ptr: u32| -> R {
-        enter(&c, m, "environ_get")?;
-        let env = c.data().environment.clone();
-        let mut errno = WASI_SUCCESS;
-        for (key, value) in env {
-            if !set_u32(&mut c, array_ptr, buf_ptr)? {
-                errno = WASI_EFAULT;
-                break;
+    l.func_wrap(
+        m,
+        "environ_get",
+        move |mut c: C<'_>, mut array_ptr: u32, mut buf_ptr: u32| -> R {
+            enter(&c, m, "environ_get")?;
+            let env = c.data().environment.clone();
+            let mut errno = WASI_SUCCESS;
+            for (key, value) in env {
+                if !set_u32(&mut c, array_ptr, buf_ptr)? {
+                    errno = WASI_EFAULT;
+                    break;
+                }
+                let entry = format!("{key}={value}\0");
+                if !write(&mut c, buf_ptr, entry.as_bytes())? {
+                    errno = WASI_EFAULT;
+                    break;
+                }
+                buf_ptr = buf_ptr.wrapping_add(entry.len() as u32);
+                array_ptr = array_ptr.wrapping_add(4);
             }
-            let entry = format!("{key}={value}\0");
-            if !write(&mut c, buf_ptr, entry.as_bytes())? {
-                errno = WASI_EFAULT;
-                break;
-            }
-            buf_ptr = buf_ptr.wrapping_add(entry.len() as u32);
-            array_ptr = array_ptr.wrapping_add(4);
-        }
-        wasi_record(&mut c, "environ_get", &[], errno);
-        Ok(errno)
-    })?;
+            wasi_record(&mut c, "environ_get", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "args_sizes_get", move |mut c: C<'_>, argc_ptr: u32, size_ptr: u32| -> R {
-        enter(&c, m, "args_sizes_get")?;
-        let errno = if !set_u32(&mut c, argc_ptr, 0)? || !set_u32(&mut c, size_ptr, 0)? { WASI_EFAULT } else { WASI_SUCCESS };
-        wasi_record(&mut c, "args_sizes_get", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "args_sizes_get",
+        move |mut c: C<'_>, argc_ptr: u32, size_ptr: u32| -> R {
+            enter(&c, m, "args_sizes_get")?;
+            let errno = if !set_u32(&mut c, argc_ptr, 0)? || !set_u32(&mut c, size_ptr, 0)? {
+                WASI_EFAULT
+            } else {
+                WASI_SUCCESS
+            };
+            wasi_record(&mut c, "args_sizes_get", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "clock_time_get", move |mut c: C<'_>, clock: u32, _precision: u64, ptr: u32| -> R {
-        enter(&c, m, "clock_time_get")?;
-        let state = c.data();
-        let value = match clock {
-            0 => Some(state.epoch_ns + state.now_ns),
-            1 => Some(state.now_ns),
-            _ => None,
-        };
-        let errno = match value {
-            None => WASI_ENOTSUP,
-            Some(value) => {
-                if set_u64(&mut c, ptr, value)? { WASI_SUCCESS } else { WASI_EFAULT }
-            }
-        };
-        wasi_record(&mut c, "clock_time_get", &[clock.into()], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "clock_time_get",
+        move |mut c: C<'_>, clock: u32, _precision: u64, ptr: u32| -> R {
+            enter(&c, m, "clock_time_get")?;
+            let state = c.data();
+            let value = match clock {
+                0 => Some(state.epoch_ns + state.now_ns),
+                1 => Some(state.now_ns),
+                _ => None,
+            };
+            let errno = match value {
+                None => WASI_ENOTSUP,
+                Some(value) => {
+                    if set_u64(&mut c, ptr, value)? {
+                        WASI_SUCCESS
+                    } else {
+                        WASI_EFAULT
+                    }
+                }
+            };
+            wasi_record(&mut c, "clock_time_get", &[clock.into()], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "clock_res_get", move |mut c: C<'_>, clock: u32, ptr: u32| -> R {
-        enter(&c, m, "clock_res_get")?;
-        let errno = if clock > 1 {
-            WASI_ENOTSUP
-        } else if set_u64(&mut c, ptr, 1)? {
-            WASI_SUCCESS
-        } else {
-            WASI_EFAULT
-        };
-        wasi_record(&mut c, "clock_res_get", &[clock.into()], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "clock_res_get",
+        move |mut c: C<'_>, clock: u32, ptr: u32| -> R {
+            enter(&c, m, "clock_res_get")?;
+            let errno = if clock > 1 {
+                WASI_ENOTSUP
+            } else if set_u64(&mut c, ptr, 1)? {
+                WASI_SUCCESS
+            } else {
+                WASI_EFAULT
+            };
+            wasi_record(&mut c, "clock_res_get", &[clock.into()], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "fd_readdir", move |mut c: C<'_>, _fd: u32, _buf: u32, _len: u32, _cookie: u64, nread_ptr: u32| -> R {
-        enter(&c, m, "fd_readdir")?;
-        let errno = if set_u32(&mut c, nread_ptr, 0)? { WASI_ENOTDIR } else { WASI_EFAULT };
-        wasi_record(&mut c, "fd_readdir", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "fd_readdir",
+        move |mut c: C<'_>, _fd: u32, _buf: u32, _len: u32, _cookie: u64, nread_ptr: u32| -> R {
+            enter(&c, m, "fd_readdir")?;
+            let errno = if set_u32(&mut c, nread_ptr, 0)? {
+                WASI_ENOTDIR
+            } else {
+                WASI_EFAULT
+            };
+            wasi_record(&mut c, "fd_readdir", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
     l.func_wrap(m, "fd_tell", move |mut c: C<'_>, fd: u32, ptr: u32| -> R {
         enter(&c, m, "fd_tell")?;
@@ -1961,74 +2927,137 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         Ok(errno)
     })?;
 
-    l.func_wrap(m, "path_readlink", move |mut c: C<'_>, _fd: u32, _path: u32, _len: u32, _buf: u32, _buf_len: u32, ptr: u32| -> R {
-        enter(&c, m, "path_readlink")?;
-        let errno = if set_u32(&mut c, ptr, 0)? { WASI_ENOTSUP } else { WASI_EFAULT };
-        wasi_record(&mut c, "path_readlink", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "path_readlink",
+        move |mut c: C<'_>,
+              _fd: u32,
+              _path: u32,
+              _len: u32,
+              _buf: u32,
+              _buf_len: u32,
+              ptr: u32|
+              -> R {
+            enter(&c, m, "path_readlink")?;
+            let errno = if set_u32(&mut c, ptr, 0)? {
+                WASI_ENOTSUP
+            } else {
+                WASI_EFAULT
+            };
+            wasi_record(&mut c, "path_readlink", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "sock_accept", move |mut c: C<'_>, _fd: u32, _flags: u32, ptr: u32| -> R {
-        enter(&c, m, "sock_accept")?;
-        // Envoy writes a 64-bit zero here (`setDatatype(retptr0, 0UL)`).
-        let errno = if set_u64(&mut c, ptr, 0)? { WASI_ENOTSUP } else { WASI_EFAULT };
-        wasi_record(&mut c, "sock_accept", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "sock_accept",
+        move |mut c: C<'_>, _fd: u32, _flags: u32, ptr: u32| -> R {
+            enter(&c, m, "sock_accept")?;
+            // Envoy writes a 64-bit zero here (`setDatatype(retptr0, 0UL)`).
+            let errno = if set_u64(&mut c, ptr, 0)? {
+                WASI_ENOTSUP
+            } else {
+                WASI_EFAULT
+            };
+            wasi_record(&mut c, "sock_accept", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "sock_recv", move |mut c: C<'_>, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32, ptr1: u32| -> R {
-        enter(&c, m, "sock_recv")?;
-        let errno = if !set_u32(&mut c, ptr0, 0)? || !write(&mut c, ptr1, &0u16.to_le_bytes())? {
-            WASI_EFAULT
-        } else {
-            WASI_ENOTSUP
-        };
-        wasi_record(&mut c, "sock_recv", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "sock_recv",
+        move |mut c: C<'_>,
+              _fd: u32,
+              _data: u32,
+              _len: u32,
+              _flags: u32,
+              ptr0: u32,
+              ptr1: u32|
+              -> R {
+            enter(&c, m, "sock_recv")?;
+            let errno = if !set_u32(&mut c, ptr0, 0)? || !write(&mut c, ptr1, &0u16.to_le_bytes())?
+            {
+                WASI_EFAULT
+            } else {
+                WASI_ENOTSUP
+            };
+            wasi_record(&mut c, "sock_recv", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "sock_send", move |mut c: C<'_>, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32| -> R {
-        enter(&c, m, "sock_send")?;
-        let errno = if set_u32(&mut c, ptr0, 0)? { WASI_ENOTSUP } else { WASI_EFAULT };
-        wasi_record(&mut c, "sock_send", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "sock_send",
+        move |mut c: C<'_>, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32| -> R {
+            enter(&c, m, "sock_send")?;
+            let errno = if set_u32(&mut c, ptr0, 0)? {
+                WASI_ENOTSUP
+            } else {
+                WASI_EFAULT
+            };
+            wasi_record(&mut c, "sock_send", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "random_get", move |mut c: C<'_>, ptr: u32, len: u32| -> R {
-        enter(&c, m, "random_get")?;
-        let errno = if len > RANDOM_GET_MAX {
-            WASI_EINVAL
-        } else if len == 0 {
-            WASI_SUCCESS
-        } else {
-            // Deterministic bytes (a test needs reproducible runs), from a xorshift generator.
-            let mut bytes = vec![0u8; len as usize];
-            let state = c.data_mut();
-            for byte in &mut bytes {
-                state.random_state ^= state.random_state << 13;
-                state.random_state ^= state.random_state >> 7;
-                state.random_state ^= state.random_state << 17;
-                *byte = state.random_state as u8;
-            }
-            if write(&mut c, ptr, &bytes)? { WASI_SUCCESS } else { WASI_EFAULT }
-        };
-        wasi_record(&mut c, "random_get", &[len.into()], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "random_get",
+        move |mut c: C<'_>, ptr: u32, len: u32| -> R {
+            enter(&c, m, "random_get")?;
+            let errno = if len > RANDOM_GET_MAX {
+                WASI_EINVAL
+            } else if len == 0 {
+                WASI_SUCCESS
+            } else {
+                // Deterministic bytes (a test needs reproducible runs), from a xorshift generator.
+                let mut bytes = vec![0u8; len as usize];
+                let state = c.data_mut();
+                for byte in &mut bytes {
+                    state.random_state ^= state.random_state << 13;
+                    state.random_state ^= state.random_state >> 7;
+                    state.random_state ^= state.random_state << 17;
+                    *byte = state.random_state as u8;
+                }
+                if write(&mut c, ptr, &bytes)? {
+                    WASI_SUCCESS
+                } else {
+                    WASI_EFAULT
+                }
+            };
+            wasi_record(&mut c, "random_get", &[len.into()], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "poll_oneoff", move |mut c: C<'_>, _in: u32, _out: u32, _n: u32, nevents_ptr: u32| -> R {
-        enter(&c, m, "poll_oneoff")?;
-        let errno = if set_u32(&mut c, nevents_ptr, 0)? { WASI_SUCCESS } else { WASI_EFAULT };
-        wasi_record(&mut c, "poll_oneoff", &[], errno);
-        Ok(errno)
-    })?;
+    l.func_wrap(
+        m,
+        "poll_oneoff",
+        move |mut c: C<'_>, _in: u32, _out: u32, _n: u32, nevents_ptr: u32| -> R {
+            enter(&c, m, "poll_oneoff")?;
+            let errno = if set_u32(&mut c, nevents_ptr, 0)? {
+                WASI_SUCCESS
+            } else {
+                WASI_EFAULT
+            };
+            wasi_record(&mut c, "poll_oneoff", &[], errno);
+            Ok(errno)
+        },
+    )?;
 
-    l.func_wrap(m, "proc_exit", move |mut c: C<'_>, code: u32| -> wasmtime::Result<()> {
-        enter(&c, m, "proc_exit")?;
-        // Envoy only logs (at trace level) and returns.
-        wasi_record(&mut c, "proc_exit", &[code.into()], 0);
-        Ok(())
-    })?;
+    l.func_wrap(
+        m,
+        "proc_exit",
+        move |mut c: C<'_>, code: u32| -> wasmtime::Result<()> {
+            enter(&c, m, "proc_exit")?;
+            // Envoy only logs (at trace level) and returns.
+            wasi_record(&mut c, "proc_exit", &[code.into()], 0);
+            Ok(())
+        },
+    )?;
 
     Ok(())
 }

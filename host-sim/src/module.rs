@@ -56,7 +56,9 @@ pub struct Module {
 
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Module").field("abi", &self.inner.abi).finish_non_exhaustive()
+        f.debug_struct("Module")
+            .field("abi", &self.inner.abi)
+            .finish_non_exhaustive()
     }
 }
 
@@ -105,8 +107,10 @@ impl Module {
     /// Loads a `.wasm` (or `.wat`) file, compiling it at most once per process.
     pub fn load(path: impl AsRef<Path>) -> Result<Module, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Module::from_bytes(&bytes)
     }
 
@@ -117,7 +121,10 @@ impl Module {
             return Ok(module.clone());
         }
         let module = Module::compile(bytes, digest)?;
-        cache().lock().expect("module cache lock").insert(digest, module.clone());
+        cache()
+            .lock()
+            .expect("module cache lock")
+            .insert(digest, module.clone());
         Ok(module)
     }
 
@@ -135,12 +142,24 @@ impl Module {
         &self.inner.pre
     }
 
-    pub(crate) fn canary_result(&self, key: &[u8; 32]) -> Option<Result<(), crate::sim::Rejection>> {
-        self.inner.canaries.lock().expect("canary cache lock").get(key).cloned()
+    pub(crate) fn canary_result(
+        &self,
+        key: &[u8; 32],
+    ) -> Option<Result<(), crate::sim::Rejection>> {
+        self.inner
+            .canaries
+            .lock()
+            .expect("canary cache lock")
+            .get(key)
+            .cloned()
     }
 
     pub(crate) fn store_canary(&self, key: [u8; 32], result: Result<(), crate::sim::Rejection>) {
-        self.inner.canaries.lock().expect("canary cache lock").insert(key, result);
+        self.inner
+            .canaries
+            .lock()
+            .expect("canary cache lock")
+            .insert(key, result);
     }
 
     fn compile(bytes: &[u8], digest: [u8; 32]) -> Result<Module, Error> {
@@ -169,38 +188,48 @@ impl Module {
                 .collect::<Result<_, _>>()
                 .map_err(|()| Error::ImportTypeMismatch(name.clone()))?;
             let results: Vec<ValType> = func.results().collect();
-            let results_ok = match (expected.returns, results.as_slice()) {
-                (true, [ValType::I32]) => true,
-                (false, []) => true,
-                _ => false,
-            };
+            let results_ok = matches!(
+                (expected.returns, results.as_slice()),
+                (true, [ValType::I32]) | (false, [])
+            );
             if params != expected.params || !results_ok {
                 return Err(Error::ImportTypeMismatch(name));
             }
         }
-        if !module.exports().any(|export| export.name() == "memory" && matches!(export.ty(), ExternType::Memory(_))) {
+        if !module
+            .exports()
+            .any(|export| export.name() == "memory" && matches!(export.ty(), ExternType::Memory(_)))
+        {
             return Err(Error::MissingMemory);
         }
         let mut has_malloc = false;
         for export in module.exports() {
-            let ExternType::Func(func) = export.ty() else { continue };
+            let ExternType::Func(func) = export.ty() else {
+                continue;
+            };
             let expected = match export.name() {
                 "proxy_on_request_headers" | "proxy_on_response_headers" => {
-                    Some(if abi == AbiVersion::V0_1_0 { (2, true) } else { (3, true) })
+                    Some(if abi == AbiVersion::V0_1_0 {
+                        (2, true)
+                    } else {
+                        (3, true)
+                    })
                 }
                 name => KNOWN_EXPORTS
                     .iter()
                     .find(|(known, _, _)| *known == name)
                     .map(|(_, params, returns)| (*params, *returns)),
             };
-            let Some((n_params, returns)) = expected else { continue };
-            let params_ok = func.params().len() == n_params && func.params().all(|ty| matches!(ty, ValType::I32));
-            let results: Vec<ValType> = func.results().collect();
-            let results_ok = match (returns, results.as_slice()) {
-                (true, [ValType::I32]) => true,
-                (false, []) => true,
-                _ => false,
+            let Some((n_params, returns)) = expected else {
+                continue;
             };
+            let params_ok = func.params().len() == n_params
+                && func.params().all(|ty| matches!(ty, ValType::I32));
+            let results: Vec<ValType> = func.results().collect();
+            let results_ok = matches!(
+                (returns, results.as_slice()),
+                (true, [ValType::I32]) | (false, [])
+            );
             if !params_ok || !results_ok {
                 return Err(Error::BadExportSignature(export.name().to_string()));
             }
@@ -216,7 +245,12 @@ impl Module {
             .instantiate_pre(&module)
             .map_err(|error| Error::Compile(format!("{error:#}")))?;
         Ok(Module {
-            inner: Arc::new(Inner { bytes_sha256: digest, abi, pre, canaries: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                bytes_sha256: digest,
+                abi,
+                pre,
+                canaries: Mutex::new(HashMap::new()),
+            }),
         })
     }
 }

@@ -50,7 +50,11 @@ impl PropertyValue {
                     .iter()
                     .map(|(key, value)| (key.as_bytes().to_vec(), value.encode()))
                     .collect();
-                serialize_pairs(encoded.iter().map(|(key, value)| (key.as_slice(), value.as_slice())))
+                serialize_pairs(
+                    encoded
+                        .iter()
+                        .map(|(key, value)| (key.as_slice(), value.as_slice())),
+                )
             }
             PropertyValue::List(items) => {
                 let encoded: Vec<Vec<u8>> = items.iter().map(PropertyValue::encode).collect();
@@ -62,9 +66,10 @@ impl PropertyValue {
     /// The value one path segment below this one (map key or list index).
     pub(crate) fn child(&self, segment: &[u8]) -> Option<&PropertyValue> {
         match self {
-            PropertyValue::Map(entries) => {
-                entries.iter().find(|(key, _)| key.as_bytes() == segment).map(|(_, value)| value)
-            }
+            PropertyValue::Map(entries) => entries
+                .iter()
+                .find(|(key, _)| key.as_bytes() == segment)
+                .map(|(_, value)| value),
             PropertyValue::List(items) => {
                 let idx: usize = std::str::from_utf8(segment).ok()?.parse().ok()?;
                 items.get(idx)

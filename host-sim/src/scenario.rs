@@ -179,7 +179,10 @@ pub fn parse(text: &str) -> Result<Scenario, Error> {
 }
 
 fn pairs(items: &[(String, String)]) -> Vec<(&str, &str)> {
-    items.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
+    items
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect()
 }
 
 /// Runs a scenario against a module and renders what happened.
@@ -211,7 +214,11 @@ pub fn run(module: &Module, scenario: &Scenario) -> Result<String, Error> {
     let mut sim = match builder.build() {
         Ok(sim) => sim,
         Err(Error::ConfigRejected(rejection)) => {
-            let _ = writeln!(out, "configuration rejected: root_id={} ({})", rejection.root_id, rejection.reason);
+            let _ = writeln!(
+                out,
+                "configuration rejected: root_id={} ({})",
+                rejection.root_id, rejection.reason
+            );
             for log in &rejection.logs {
                 let _ = writeln!(out, "  log {} {:?}", log.level_name(), log.message);
             }
@@ -222,7 +229,11 @@ pub fn run(module: &Module, scenario: &Scenario) -> Result<String, Error> {
     let _ = writeln!(out, "== start");
     out.push_str(&sim.render_trace());
     sim.clear_trace();
-    let default_root = scenario.plugins.first().map(|plugin| plugin.root_id.clone()).unwrap_or_default();
+    let default_root = scenario
+        .plugins
+        .first()
+        .map(|plugin| plugin.root_id.clone())
+        .unwrap_or_default();
     let mut streams: HashMap<String, u32> = HashMap::new();
     for (idx, step) in scenario.steps.iter().enumerate() {
         let (label, outcome) = run_step(&mut sim, step, &default_root, &mut streams)?;
@@ -254,7 +265,11 @@ fn run_step(
     default_root: &str,
     streams: &mut HashMap<String, u32>,
 ) -> Result<(String, Outcome), Error> {
-    let mut on_stream = |sim: &mut Sim, name: &str, root: Option<&str>, act: &mut dyn FnMut(&mut crate::Stream<'_>) -> Outcome| -> Result<Outcome, Error> {
+    let mut on_stream = |sim: &mut Sim,
+                         name: &str,
+                         root: Option<&str>,
+                         act: &mut dyn FnMut(&mut crate::Stream<'_>) -> Outcome|
+     -> Result<Outcome, Error> {
         let id = stream_id(sim, streams, name, root.unwrap_or(default_root))?;
         Ok(match sim.stream_by_id(id) {
             Some(mut stream) => act(&mut stream),
@@ -262,32 +277,58 @@ fn run_step(
         })
     };
     Ok(match step {
-        Step::RequestHeaders { stream, root_id, headers, end_of_stream } => (
+        Step::RequestHeaders {
+            stream,
+            root_id,
+            headers,
+            end_of_stream,
+        } => (
             format!("request_headers {stream}"),
-            on_stream(sim, stream, root_id.as_deref(), &mut |s| s.send_request_headers(&pairs(headers), *end_of_stream))?,
+            on_stream(sim, stream, root_id.as_deref(), &mut |s| {
+                s.send_request_headers(&pairs(headers), *end_of_stream)
+            })?,
         ),
-        Step::RequestBody { stream, body, end_of_stream } => (
+        Step::RequestBody {
+            stream,
+            body,
+            end_of_stream,
+        } => (
             format!("request_body {stream}"),
-            on_stream(sim, stream, None, &mut |s| s.send_request_body(body.as_bytes(), *end_of_stream))?,
+            on_stream(sim, stream, None, &mut |s| {
+                s.send_request_body(body.as_bytes(), *end_of_stream)
+            })?,
         ),
         Step::RequestTrailers { stream, trailers } => (
             format!("request_trailers {stream}"),
-            on_stream(sim, stream, None, &mut |s| s.send_request_trailers(&pairs(trailers)))?,
-        ),
-        Step::ResponseHeaders { stream, headers, end_of_stream } => (
-            format!("response_headers {stream}"),
             on_stream(sim, stream, None, &mut |s| {
-                let outcome = s.send_response_headers(&pairs(headers), *end_of_stream);
-                outcome
+                s.send_request_trailers(&pairs(trailers))
             })?,
         ),
-        Step::ResponseBody { stream, body, end_of_stream } => (
+        Step::ResponseHeaders {
+            stream,
+            headers,
+            end_of_stream,
+        } => (
+            format!("response_headers {stream}"),
+            on_stream(sim, stream, None, &mut |s| {
+                s.send_response_headers(&pairs(headers), *end_of_stream)
+            })?,
+        ),
+        Step::ResponseBody {
+            stream,
+            body,
+            end_of_stream,
+        } => (
             format!("response_body {stream}"),
-            on_stream(sim, stream, None, &mut |s| s.send_response_body(body.as_bytes(), *end_of_stream))?,
+            on_stream(sim, stream, None, &mut |s| {
+                s.send_response_body(body.as_bytes(), *end_of_stream)
+            })?,
         ),
         Step::ResponseTrailers { stream, trailers } => (
             format!("response_trailers {stream}"),
-            on_stream(sim, stream, None, &mut |s| s.send_response_trailers(&pairs(trailers)))?,
+            on_stream(sim, stream, None, &mut |s| {
+                s.send_response_trailers(&pairs(trailers))
+            })?,
         ),
         Step::Complete { stream } => {
             let mut summary = String::new();
@@ -296,23 +337,46 @@ fn run_step(
                 summary = render_stream(s);
                 outcome
             })?;
-            (format!("complete {stream}\n{summary}").trim_end().to_string(), outcome)
+            (
+                format!("complete {stream}\n{summary}")
+                    .trim_end()
+                    .to_string(),
+                outcome,
+            )
         }
-        Step::HttpCallResponse { token, headers, body, trailers } => (
+        Step::HttpCallResponse {
+            token,
+            headers,
+            body,
+            trailers,
+        } => (
             format!("http_call_response {token}"),
             sim.respond_http_call(*token, &pairs(headers), body.as_bytes(), &pairs(trailers)),
         ),
-        Step::HttpCallFailure { token } => (format!("http_call_failure {token}"), sim.fail_http_call(*token)),
-        Step::GrpcResponse { token, message } => {
-            (format!("grpc_response {token}"), sim.respond_grpc_call(*token, message.as_bytes()))
-        }
-        Step::GrpcClose { token, status, message } => {
-            (format!("grpc_close {token}"), sim.close_grpc(*token, &[], *status, message))
-        }
-        Step::AdvanceMs(ms) => (format!("advance {ms}ms"), sim.advance(Duration::from_millis(*ms))),
+        Step::HttpCallFailure { token } => (
+            format!("http_call_failure {token}"),
+            sim.fail_http_call(*token),
+        ),
+        Step::GrpcResponse { token, message } => (
+            format!("grpc_response {token}"),
+            sim.respond_grpc_call(*token, message.as_bytes()),
+        ),
+        Step::GrpcClose {
+            token,
+            status,
+            message,
+        } => (
+            format!("grpc_close {token}"),
+            sim.close_grpc(*token, &[], *status, message),
+        ),
+        Step::AdvanceMs(ms) => (
+            format!("advance {ms}ms"),
+            sim.advance(Duration::from_millis(*ms)),
+        ),
         Step::Enqueue { queue, data } => (
             format!("enqueue {queue}"),
-            sim.enqueue(queue, data.as_bytes()).unwrap_or(Outcome::NotDelivered),
+            sim.enqueue(queue, data.as_bytes())
+                .unwrap_or(Outcome::NotDelivered),
         ),
     })
 }
@@ -341,13 +405,25 @@ pub fn render_stream(stream: &crate::Stream<'_>) -> String {
     headers("upstream request headers", stream.request_headers());
     headers("downstream response headers", stream.response_headers());
     if !stream.upstream_body().is_empty() {
-        let _ = writeln!(out, "  upstream body: {:?}", String::from_utf8_lossy(stream.upstream_body()));
+        let _ = writeln!(
+            out,
+            "  upstream body: {:?}",
+            String::from_utf8_lossy(stream.upstream_body())
+        );
     }
     if !stream.downstream_body().is_empty() {
-        let _ = writeln!(out, "  downstream body: {:?}", String::from_utf8_lossy(stream.downstream_body()));
+        let _ = writeln!(
+            out,
+            "  downstream body: {:?}",
+            String::from_utf8_lossy(stream.downstream_body())
+        );
     }
     if let Some(reply) = stream.local_reply() {
-        let _ = writeln!(out, "  local reply: {} {}", reply.status_code, reply.details);
+        let _ = writeln!(
+            out,
+            "  local reply: {} {}",
+            reply.status_code, reply.details
+        );
     }
     out
 }

@@ -32,7 +32,11 @@ pub struct Rejection {
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "plugin configuration for root_id={} rejected: {}", self.root_id, self.reason)
+        write!(
+            f,
+            "plugin configuration for root_id={} rejected: {}",
+            self.root_id, self.reason
+        )
     }
 }
 
@@ -166,7 +170,9 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("module", &self.module).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("module", &self.module)
+            .finish_non_exhaustive()
     }
 }
 
@@ -226,8 +232,12 @@ impl SimBuilder {
 
     /// Sets a property (path segments) every context sees.
     pub fn property(mut self, path: &[&str], value: impl Into<PropertyValue>) -> SimBuilder {
-        self.properties
-            .push((path.iter().map(|segment| segment.as_bytes().to_vec()).collect(), value.into()));
+        self.properties.push((
+            path.iter()
+                .map(|segment| segment.as_bytes().to_vec())
+                .collect(),
+            value.into(),
+        ));
         self
     }
 
@@ -243,7 +253,8 @@ impl SimBuilder {
         name: &str,
         function: impl Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync + 'static,
     ) -> SimBuilder {
-        self.foreign_functions.push((name.to_string(), Arc::new(Box::new(function))));
+        self.foreign_functions
+            .push((name.to_string(), Arc::new(Box::new(function))));
         self
     }
 
@@ -310,7 +321,7 @@ impl SimBuilder {
                 let result = match self.module.canary_result(&key) {
                     Some(result) => result,
                     None => {
-                        let result = self.start(std::slice::from_ref(plugin)).map(|_| ()).and_then(|()| Ok(()));
+                        let result = self.start(std::slice::from_ref(plugin)).map(|_| ());
                         let result = match result {
                             Ok(()) => Ok(()),
                             Err(Error::ConfigRejected(rejection)) => Err(rejection),
@@ -338,10 +349,14 @@ impl SimBuilder {
             state.properties.insert(path.clone(), value.clone());
         }
         for (name, function) in &self.foreign_functions {
-            state.foreign_functions.insert(name.clone(), function.clone());
+            state
+                .foreign_functions
+                .insert(name.clone(), function.clone());
         }
         let mut store = Store::new(&runtime.engine, state);
-        store.set_fuel(self.fuel).map_err(|error| Error::StartFailed(error.to_string()))?;
+        store
+            .set_fuel(self.fuel)
+            .map_err(|error| Error::StartFailed(error.to_string()))?;
         let instance = self
             .module
             .instance_pre()
@@ -387,9 +402,17 @@ impl SimBuilder {
             on_done: get(&instance, &mut store, "proxy_on_done"),
             on_delete: get(&instance, &mut store, "proxy_on_delete"),
             on_http_call_response: get(&instance, &mut store, "proxy_on_http_call_response"),
-            on_grpc_receive_initial_metadata: get(&instance, &mut store, "proxy_on_grpc_receive_initial_metadata"),
+            on_grpc_receive_initial_metadata: get(
+                &instance,
+                &mut store,
+                "proxy_on_grpc_receive_initial_metadata",
+            ),
             on_grpc_receive: get(&instance, &mut store, "proxy_on_grpc_receive"),
-            on_grpc_receive_trailing_metadata: get(&instance, &mut store, "proxy_on_grpc_receive_trailing_metadata"),
+            on_grpc_receive_trailing_metadata: get(
+                &instance,
+                &mut store,
+                "proxy_on_grpc_receive_trailing_metadata",
+            ),
             on_grpc_close: get(&instance, &mut store, "proxy_on_grpc_close"),
             on_foreign_function: if abi == AbiVersion::V0_1_0 {
                 None
@@ -489,11 +512,17 @@ impl Sim {
         };
         let reject = |sim: &Sim, reason: String| {
             let logs = sim.store.data().logs.clone();
-            Error::ConfigRejected(Rejection { root_id: plugin.root_id.clone(), reason, logs })
+            Error::ConfigRejected(Rejection {
+                root_id: plugin.root_id.clone(),
+                reason,
+                logs,
+            })
         };
         self.store.data_mut().temp_plugin = Some(idx);
         let created = match self.exports.on_context_create.clone() {
-            Some(func) => self.call("proxy_on_context_create", id, func, (id, 0)).map(|_| ()),
+            Some(func) => self
+                .call("proxy_on_context_create", id, func, (id, 0))
+                .map(|_| ()),
             None => Ok(()),
         };
         self.store.data_mut().temp_plugin = None;
@@ -577,7 +606,11 @@ impl Sim {
             rounds += 1;
             let action = {
                 let state = self.store.data_mut();
-                if state.after.is_empty() { None } else { Some(state.after.remove(0)) }
+                if state.after.is_empty() {
+                    None
+                } else {
+                    Some(state.after.remove(0))
+                }
             };
             if let Some(action) = action {
                 self.run_after(action);
@@ -591,11 +624,16 @@ impl Sim {
                 if self.store.data().failed {
                     break;
                 }
-                if let Some(func) = self.exports.on_queue_ready.clone() {
-                    if self.store.data().root_contexts.contains_key(&context_id) {
-                        let _ = self.call("proxy_on_queue_ready", context_id, func, (context_id, token));
-                        self.store.data_mut().stop_next_iteration = false;
-                    }
+                let func = self.exports.on_queue_ready.clone();
+                let exists = self.store.data().root_contexts.contains_key(&context_id);
+                if let (Some(func), true) = (func, exists) {
+                    let _ = self.call(
+                        "proxy_on_queue_ready",
+                        context_id,
+                        func,
+                        (context_id, token),
+                    );
+                    self.store.data_mut().stop_next_iteration = false;
                 }
             }
         }
@@ -604,10 +642,18 @@ impl Sim {
     fn run_after(&mut self, action: After) {
         match action {
             After::LocalReply { context_id, reply } => self.send_local_reply(context_id, reply),
-            After::Continue { context_id, stream_type } => self.resume(context_id, stream_type),
-            After::Close { context_id, stream_type } => {
+            After::Continue {
+                context_id,
+                stream_type,
+            } => self.resume(context_id, stream_type),
+            After::Close {
+                context_id,
+                stream_type,
+            } => {
                 let state = self.store.data_mut();
-                state.trace.note("stream reset", context_id, &[u64::from(stream_type)], &[]);
+                state
+                    .trace
+                    .note("stream reset", context_id, &[u64::from(stream_type)], &[]);
                 if let Some(stream) = state.streams.get_mut(&context_id) {
                     stream.reset = Some("wasm_close_stream");
                     stream.ended = true;
@@ -617,7 +663,11 @@ impl Sim {
     }
 
     fn stream_mut(&mut self, ctx: u32) -> &mut StreamData {
-        self.store.data_mut().streams.get_mut(&ctx).expect("stream exists while its handle lives")
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&ctx)
+            .expect("stream exists while its handle lives")
     }
 
     fn ensure_created(&mut self, ctx: u32) -> Result<(), String> {
@@ -655,7 +705,12 @@ impl Sim {
         };
         stream.response_headers = local_reply_headers(&reply);
         stream.local_reply = Some(reply);
-        self.store.data_mut().trace.note("local reply by envoy", ctx, &[503], &[b"wasm_fail_stream"]);
+        self.store.data_mut().trace.note(
+            "local reply by envoy",
+            ctx,
+            &[503],
+            &[b"wasm_fail_stream"],
+        );
         Outcome::LocalReply { status_code: 503 }
     }
 
@@ -672,16 +727,13 @@ impl Sim {
         let Some(stream) = self.store.data().streams.get(&ctx) else {
             return outcome;
         };
-        if let Some(reply) = &stream.local_reply {
-            if stream.ended {
-                return Outcome::LocalReply { status_code: reply.status_code };
-            }
+        if let (Some(reply), true) = (&stream.local_reply, stream.ended) {
+            return Outcome::LocalReply {
+                status_code: reply.status_code,
+            };
         }
         if stream.reset.is_some() {
             return Outcome::Reset;
-        }
-        if self.store.data().failed && self.last_trap.is_some() && matches!(outcome, Outcome::Continue) {
-            return outcome;
         }
         outcome
     }
@@ -725,7 +777,13 @@ impl Sim {
         }
     }
 
-    fn deliver_headers(&mut self, ctx: u32, response: bool, headers: HeaderMap, end_of_stream: bool) -> Result<Outcome, String> {
+    fn deliver_headers(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        headers: HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<Outcome, String> {
         self.ensure_created(ctx)?;
         let n = headers.len() as u32;
         let stream = self.stream_mut(ctx);
@@ -740,21 +798,37 @@ impl Sim {
         }
         let eos = u32::from(end_of_stream);
         let result = if response {
-            match (self.exports.on_response_headers.clone(), self.exports.on_response_headers_01.clone()) {
-                (Some(func), _) => self.call("proxy_on_response_headers", ctx, func, (ctx, n, eos))?,
-                (None, Some(func)) => self.call("proxy_on_response_headers", ctx, func, (ctx, n))?,
+            match (
+                self.exports.on_response_headers.clone(),
+                self.exports.on_response_headers_01.clone(),
+            ) {
+                (Some(func), _) => {
+                    self.call("proxy_on_response_headers", ctx, func, (ctx, n, eos))?
+                }
+                (None, Some(func)) => {
+                    self.call("proxy_on_response_headers", ctx, func, (ctx, n))?
+                }
                 (None, None) => 0,
             }
         } else {
-            match (self.exports.on_request_headers.clone(), self.exports.on_request_headers_01.clone()) {
-                (Some(func), _) => self.call("proxy_on_request_headers", ctx, func, (ctx, n, eos))?,
+            match (
+                self.exports.on_request_headers.clone(),
+                self.exports.on_request_headers_01.clone(),
+            ) {
+                (Some(func), _) => {
+                    self.call("proxy_on_request_headers", ctx, func, (ctx, n, eos))?
+                }
                 (None, Some(func)) => self.call("proxy_on_request_headers", ctx, func, (ctx, n))?,
                 (None, None) => 0,
             }
         };
         let pause = self.headers_pause(ctx, result);
         let stream = self.stream_mut(ctx);
-        let bit = if response { avail::RESPONSE_HEADERS } else { avail::REQUEST_HEADERS };
+        let bit = if response {
+            avail::RESPONSE_HEADERS
+        } else {
+            avail::REQUEST_HEADERS
+        };
         match pause {
             None => {
                 stream.avail &= !bit;
@@ -772,7 +846,13 @@ impl Sim {
         }
     }
 
-    fn deliver_body(&mut self, ctx: u32, response: bool, chunk: Vec<u8>, end_of_stream: bool) -> Result<Outcome, String> {
+    fn deliver_body(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        chunk: Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Outcome, String> {
         let limit = self.buffer_limit;
         let stream = self.stream_mut(ctx);
         let (body, buffering) = if response {
@@ -792,11 +872,20 @@ impl Sim {
                 let reply = LocalReply {
                     status_code: code,
                     details: String::from_utf8_lossy(details).into_owned(),
-                    body: if response { b"Internal Server Error".to_vec() } else { b"Payload Too Large".to_vec() },
+                    body: if response {
+                        b"Internal Server Error".to_vec()
+                    } else {
+                        b"Payload Too Large".to_vec()
+                    },
                     headers: Vec::new(),
                     grpc_status: None,
                 };
-                self.store.data_mut().trace.note("local reply by envoy", ctx, &[u64::from(code)], &[details]);
+                self.store.data_mut().trace.note(
+                    "local reply by envoy",
+                    ctx,
+                    &[u64::from(code)],
+                    &[details],
+                );
                 if response {
                     let stream = self.stream_mut(ctx);
                     stream.response_headers = local_reply_headers(&reply);
@@ -813,10 +902,22 @@ impl Sim {
         }
         let size = body.len() as u32;
         stream.end_of_stream = end_of_stream;
-        stream.avail |= if response { avail::RESPONSE_BODY } else { avail::REQUEST_BODY };
+        stream.avail |= if response {
+            avail::RESPONSE_BODY
+        } else {
+            avail::REQUEST_BODY
+        };
         let eos = u32::from(end_of_stream);
-        let func = if response { self.exports.on_response_body.clone() } else { self.exports.on_request_body.clone() };
-        let name = if response { "proxy_on_response_body" } else { "proxy_on_request_body" };
+        let func = if response {
+            self.exports.on_response_body.clone()
+        } else {
+            self.exports.on_request_body.clone()
+        };
+        let name = if response {
+            "proxy_on_response_body"
+        } else {
+            "proxy_on_request_body"
+        };
         let result = match func {
             Some(func) => self.call(name, ctx, func, (ctx, size, eos))?,
             None => 0,
@@ -824,9 +925,21 @@ impl Sim {
         let pause = self.data_pause(result);
         let stream = self.stream_mut(ctx);
         let (body, held, out, buffering, bit) = if response {
-            (&mut stream.response_body, &mut stream.response_held, &mut stream.downstream_body, &mut stream.response_buffering, avail::RESPONSE_BODY)
+            (
+                &mut stream.response_body,
+                &mut stream.response_held,
+                &mut stream.downstream_body,
+                &mut stream.response_buffering,
+                avail::RESPONSE_BODY,
+            )
         } else {
-            (&mut stream.request_body, &mut stream.request_held, &mut stream.upstream_body, &mut stream.request_buffering, avail::REQUEST_BODY)
+            (
+                &mut stream.request_body,
+                &mut stream.request_held,
+                &mut stream.upstream_body,
+                &mut stream.request_buffering,
+                avail::REQUEST_BODY,
+            )
         };
         *buffering = false;
         match pause {
@@ -851,7 +964,12 @@ impl Sim {
         }
     }
 
-    fn deliver_trailers(&mut self, ctx: u32, response: bool, trailers: HeaderMap) -> Result<Outcome, String> {
+    fn deliver_trailers(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        trailers: HeaderMap,
+    ) -> Result<Outcome, String> {
         let n = trailers.len() as u32;
         let stream = self.stream_mut(ctx);
         if response {
@@ -861,8 +979,16 @@ impl Sim {
             stream.request_trailers = Some(trailers);
             stream.avail |= avail::REQUEST_TRAILERS;
         }
-        let func = if response { self.exports.on_response_trailers.clone() } else { self.exports.on_request_trailers.clone() };
-        let name = if response { "proxy_on_response_trailers" } else { "proxy_on_request_trailers" };
+        let func = if response {
+            self.exports.on_response_trailers.clone()
+        } else {
+            self.exports.on_request_trailers.clone()
+        };
+        let name = if response {
+            "proxy_on_response_trailers"
+        } else {
+            "proxy_on_request_trailers"
+        };
         let result = match func {
             Some(func) => self.call(name, ctx, func, (ctx, n))?,
             None => 0,
@@ -899,7 +1025,13 @@ impl Sim {
 
     /// Sends an event for a stream through the filter, as Envoy's filter manager does.
     fn send(&mut self, ctx: u32, response: bool, event: Event) -> Outcome {
-        if self.store.data().streams.get(&ctx).is_none_or(|stream| stream.ended) {
+        if self
+            .store
+            .data()
+            .streams
+            .get(&ctx)
+            .is_none_or(|stream| stream.ended)
+        {
             return Outcome::NotDelivered;
         }
         if self.store.data().failed {
@@ -907,11 +1039,19 @@ impl Sim {
         }
         let paused = {
             let stream = self.stream_mut(ctx);
-            if response { stream.response_paused } else { stream.request_paused }
+            if response {
+                stream.response_paused
+            } else {
+                stream.request_paused
+            }
         };
         if paused && !matches!(event, Event::Headers(..)) {
             let stream = self.stream_mut(ctx);
-            let queue = if response { &mut stream.response_queue } else { &mut stream.request_queue };
+            let queue = if response {
+                &mut stream.response_queue
+            } else {
+                &mut stream.request_queue
+            };
             queue.push(match event {
                 Event::Body(body, eos) => Queued::Body(body, eos),
                 Event::Trailers(trailers) => Queued::Trailers(trailers),
@@ -932,12 +1072,18 @@ impl Sim {
     /// delivers what it held.
     fn resume(&mut self, ctx: u32, stream_type: u32) {
         let response = stream_type == 1;
-        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else { return };
+        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
         stream.avail &= !(avail::REQUEST_HEADERS | avail::REQUEST_BODY | avail::REQUEST_TRAILERS);
         if stream.ended {
             return;
         }
-        let was_paused = if response { stream.response_paused } else { stream.request_paused };
+        let was_paused = if response {
+            stream.response_paused
+        } else {
+            stream.request_paused
+        };
         if response {
             stream.response_paused = false;
             stream.avail &= !avail::RESPONSE_HEADERS;
@@ -953,7 +1099,11 @@ impl Sim {
             stream.request_buffering = false;
         }
         self.store.data_mut().trace.note(
-            if response { "response continued" } else { "request continued" },
+            if response {
+                "response continued"
+            } else {
+                "request continued"
+            },
             ctx,
             &[],
             &[],
@@ -964,7 +1114,11 @@ impl Sim {
         // Deliver held events: consecutive body chunks coalesce, as Envoy's buffer does.
         loop {
             let stream = self.stream_mut(ctx);
-            let queue = if response { &mut stream.response_queue } else { &mut stream.request_queue };
+            let queue = if response {
+                &mut stream.response_queue
+            } else {
+                &mut stream.request_queue
+            };
             if queue.is_empty() {
                 break;
             }
@@ -998,9 +1152,16 @@ impl Sim {
     /// Envoy's `sendLocalReply` from the request path: the reply's headers and body pass
     /// through the filter's response callbacks; from the response path it is sent directly.
     fn send_local_reply(&mut self, ctx: u32, reply: LocalReply) {
-        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else { return };
+        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
         if stream.local_reply.is_some() || stream.ended {
-            self.store.data_mut().trace.note("local reply ignored", ctx, &[u64::from(reply.status_code)], &[]);
+            self.store.data_mut().trace.note(
+                "local reply ignored",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[],
+            );
             return;
         }
         let headers = local_reply_headers(&reply);
@@ -1027,7 +1188,9 @@ impl Sim {
         if result.is_ok() && !end_of_stream {
             let paused = self.stream_mut(ctx).response_paused;
             if paused {
-                self.stream_mut(ctx).response_queue.push(Queued::Body(body, true));
+                self.stream_mut(ctx)
+                    .response_queue
+                    .push(Queued::Body(body, true));
             } else {
                 let _ = self.deliver_body(ctx, true, body, true);
             }
@@ -1048,15 +1211,30 @@ impl Sim {
         let root = state.plugins[plugin].root_context_id;
         let id = self.next_context_id;
         self.next_context_id += 1;
-        self.store.data_mut().streams.insert(id, StreamData { plugin, root, ..StreamData::default() });
-        Ok(Stream { sim: self, id, finished: None })
+        self.store.data_mut().streams.insert(
+            id,
+            StreamData {
+                plugin,
+                root,
+                ..StreamData::default()
+            },
+        );
+        Ok(Stream {
+            sim: self,
+            id,
+            finished: None,
+        })
     }
 
     /// A handle on a stream created earlier with [`Sim::stream`] (by its id), if it has not
     /// completed.
     pub fn stream_by_id(&mut self, id: u32) -> Option<Stream<'_>> {
         if self.store.data().streams.contains_key(&id) {
-            Some(Stream { sim: self, id, finished: None })
+            Some(Stream {
+                sim: self,
+                id,
+                finished: None,
+            })
         } else {
             None
         }
@@ -1104,7 +1282,9 @@ impl Sim {
         let state = self.store.data_mut();
         state.cas = state.cas.wrapping_add(1).max(1);
         let cas = state.cas;
-        state.shared_data.insert(key.to_vec(), (value.to_vec(), cas));
+        state
+            .shared_data
+            .insert(key.to_vec(), (value.to_vec(), cas));
     }
 
     /// Enqueues an item on a shared queue registered under this VM id, as another VM would;
@@ -1112,8 +1292,10 @@ impl Sim {
     pub fn enqueue(&mut self, queue_name: &str, item: &[u8]) -> Result<Outcome, Status> {
         let state = self.store.data_mut();
         let vm_id = state.vm_id.clone();
-        let Some((token, queue)) =
-            state.queues.iter_mut().find(|(_, queue)| queue.vm_id == vm_id && queue.name == queue_name)
+        let Some((token, queue)) = state
+            .queues
+            .iter_mut()
+            .find(|(_, queue)| queue.vm_id == vm_id && queue.name == queue_name)
         else {
             return Err(Status::NotFound);
         };
@@ -1137,7 +1319,11 @@ impl Sim {
     fn top_level_outcome(&mut self) -> Outcome {
         let traps_before = self.last_trap.clone();
         self.after_top_level();
-        if self.last_trap != traps_before { self.trapped() } else { Outcome::Continue }
+        if self.last_trap != traps_before {
+            self.trapped()
+        } else {
+            Outcome::Continue
+        }
     }
 
     /// HTTP callouts waiting for an answer, by token.
@@ -1162,7 +1348,8 @@ impl Sim {
         let response = HttpResponseData {
             headers: HeaderMap::from_pairs(headers.iter().copied()),
             body: body.to_vec(),
-            trailers: (!trailers.is_empty()).then(|| HeaderMap::from_pairs(trailers.iter().copied())),
+            trailers: (!trailers.is_empty())
+                .then(|| HeaderMap::from_pairs(trailers.iter().copied())),
         };
         self.deliver_http_response(token, Some(response))
     }
@@ -1199,7 +1386,12 @@ impl Sim {
         };
         self.store.data_mut().http_call_response = response;
         let result = match self.exports.on_http_call_response.clone() {
-            Some(func) => self.call("proxy_on_http_call_response", ctx, func, (ctx, token, headers, body, trailers)),
+            Some(func) => self.call(
+                "proxy_on_http_call_response",
+                ctx,
+                func,
+                (ctx, token, headers, body, trailers),
+            ),
             None => Ok(()),
         };
         let state = self.store.data_mut();
@@ -1221,7 +1413,12 @@ impl Sim {
         let ctx = callout.context_id;
         self.store.data_mut().grpc_receive_buffer = Some(message.to_vec());
         let result = match self.exports.on_grpc_receive.clone() {
-            Some(func) => self.call("proxy_on_grpc_receive", ctx, func, (ctx, token, message.len() as u32)),
+            Some(func) => self.call(
+                "proxy_on_grpc_receive",
+                ctx,
+                func,
+                (ctx, token, message.len() as u32),
+            ),
             None => Ok(()),
         };
         self.store.data_mut().grpc_receive_buffer = None;
@@ -1233,7 +1430,13 @@ impl Sim {
 
     /// Closes a gRPC call or stream from the remote side: trailing metadata (if any), then
     /// `proxy_on_grpc_close` with the status; `proxy_get_status` gives (status, message) during it.
-    pub fn close_grpc(&mut self, token: u32, trailing_metadata: &[(&str, &str)], status: u32, message: &str) -> Outcome {
+    pub fn close_grpc(
+        &mut self,
+        token: u32,
+        trailing_metadata: &[(&str, &str)],
+        status: u32,
+        message: &str,
+    ) -> Outcome {
         let Some(callout) = self.store.data().grpc_callouts.get(&token).cloned() else {
             return Outcome::NotDelivered;
         };
@@ -1243,7 +1446,12 @@ impl Sim {
             let n = map.len() as u32;
             self.store.data_mut().grpc_trailing_metadata = Some(map);
             let result = match self.exports.on_grpc_receive_trailing_metadata.clone() {
-                Some(func) => self.call("proxy_on_grpc_receive_trailing_metadata", ctx, func, (ctx, token, n)),
+                Some(func) => self.call(
+                    "proxy_on_grpc_receive_trailing_metadata",
+                    ctx,
+                    func,
+                    (ctx, token, n),
+                ),
                 None => Ok(()),
             };
             self.store.data_mut().grpc_trailing_metadata = None;
@@ -1276,7 +1484,12 @@ impl Sim {
 
     /// Sends a message on a gRPC stream from the remote side (`proxy_on_grpc_receive`), with
     /// optional initial metadata first.
-    pub fn grpc_stream_message(&mut self, token: u32, initial_metadata: &[(&str, &str)], message: &[u8]) -> Outcome {
+    pub fn grpc_stream_message(
+        &mut self,
+        token: u32,
+        initial_metadata: &[(&str, &str)],
+        message: &[u8],
+    ) -> Outcome {
         let Some(callout) = self.store.data().grpc_callouts.get(&token).cloned() else {
             return Outcome::NotDelivered;
         };
@@ -1286,7 +1499,12 @@ impl Sim {
             let n = map.len() as u32;
             self.store.data_mut().grpc_initial_metadata = Some(map);
             let result = match self.exports.on_grpc_receive_initial_metadata.clone() {
-                Some(func) => self.call("proxy_on_grpc_receive_initial_metadata", ctx, func, (ctx, token, n)),
+                Some(func) => self.call(
+                    "proxy_on_grpc_receive_initial_metadata",
+                    ctx,
+                    func,
+                    (ctx, token, n),
+                ),
                 None => Ok(()),
             };
             self.store.data_mut().grpc_initial_metadata = None;
@@ -1296,7 +1514,12 @@ impl Sim {
         }
         self.store.data_mut().grpc_receive_buffer = Some(message.to_vec());
         let result = match self.exports.on_grpc_receive.clone() {
-            Some(func) => self.call("proxy_on_grpc_receive", ctx, func, (ctx, token, message.len() as u32)),
+            Some(func) => self.call(
+                "proxy_on_grpc_receive",
+                ctx,
+                func,
+                (ctx, token, message.len() as u32),
+            ),
             None => Ok(()),
         };
         self.store.data_mut().grpc_receive_buffer = None;
@@ -1308,11 +1531,21 @@ impl Sim {
 
     /// Calls `proxy_on_foreign_function(root, function_id, size)` with this call data
     /// (buffer 8), as an Envoy extension would.
-    pub fn call_on_foreign_function(&mut self, root_id: &str, function_id: u32, data: &[u8]) -> Result<Outcome, Error> {
+    pub fn call_on_foreign_function(
+        &mut self,
+        root_id: &str,
+        function_id: u32,
+        data: &[u8],
+    ) -> Result<Outcome, Error> {
         let ctx = self.root_context_id(root_id)?;
         self.store.data_mut().call_data = data.to_vec();
         let result = match self.exports.on_foreign_function.clone() {
-            Some(func) => self.call("proxy_on_foreign_function", ctx, func, (ctx, function_id, data.len() as u32)),
+            Some(func) => self.call(
+                "proxy_on_foreign_function",
+                ctx,
+                func,
+                (ctx, function_id, data.len() as u32),
+            ),
             None => Ok(()),
         };
         if result.is_err() {
@@ -1335,7 +1568,11 @@ impl Sim {
     /// Moves the virtual clock forward, firing ticks and callout timeouts in time order
     /// (a timed-out HTTP callout gets Envoy's 504 "upstream request timeout" response).
     pub fn advance(&mut self, duration: Duration) -> Outcome {
-        let target = self.store.data().now_ns.saturating_add(duration.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let target = self
+            .store
+            .data()
+            .now_ns
+            .saturating_add(duration.as_nanos().min(u128::from(u64::MAX)) as u64);
         let mut outcome = Outcome::Continue;
         loop {
             let state = self.store.data();
@@ -1367,7 +1604,8 @@ impl Sim {
                 Ok((_, plugin)) => {
                     let state = self.store.data_mut();
                     let plugin_state = &mut state.plugins[plugin];
-                    plugin_state.next_tick = Some(at + u64::from(plugin_state.tick_period_ms) * 1_000_000);
+                    plugin_state.next_tick =
+                        Some(at + u64::from(plugin_state.tick_period_ms) * 1_000_000);
                     let ctx = plugin_state.root_context_id;
                     if state.failed {
                         break;
@@ -1382,7 +1620,11 @@ impl Sim {
                 }
                 Err((_, token)) => self.respond_http_call(
                     token,
-                    &[(":status", "504"), ("content-length", "24"), ("content-type", "text/plain")],
+                    &[
+                        (":status", "504"),
+                        ("content-length", "24"),
+                        ("content-type", "text/plain"),
+                    ],
                     b"upstream request timeout",
                     &[],
                 ),
@@ -1401,7 +1643,12 @@ impl Sim {
     /// context (for tests of host functions through guests that forward them). A trap is
     /// returned as its message.
     #[doc(hidden)]
-    pub fn call_guest_function(&mut self, name: &str, context_id: u32, args: &[i64]) -> Result<Option<i64>, String> {
+    pub fn call_guest_function(
+        &mut self,
+        name: &str,
+        context_id: u32,
+        args: &[i64],
+    ) -> Result<Option<i64>, String> {
         use wasmtime::Val;
         let Some(func) = self.instance.get_func(&mut self.store, name) else {
             return Err(format!("no export {name}"));
@@ -1438,7 +1685,10 @@ impl Sim {
 
     /// The guest's linear memory size in bytes.
     pub fn memory_size(&self) -> usize {
-        self.store.data().memory.map_or(0, |memory| memory.data_size(&self.store))
+        self.store
+            .data()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
     }
 
     /// Whether a trap failed the VM.
@@ -1519,7 +1769,9 @@ pub struct Stream<'a> {
 
 impl std::fmt::Debug for Stream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1537,7 +1789,13 @@ impl Stream<'_> {
     fn data(&self) -> &StreamData {
         match &self.finished {
             Some(data) => data,
-            None => self.sim.store.data().streams.get(&self.id).expect("stream exists while its handle lives"),
+            None => self
+                .sim
+                .store
+                .data()
+                .streams
+                .get(&self.id)
+                .expect("stream exists while its handle lives"),
         }
     }
 
@@ -1549,8 +1807,18 @@ impl Stream<'_> {
     }
 
     /// Request headers from downstream.
-    pub fn send_request_headers(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> Outcome {
-        self.send(false, Event::Headers(HeaderMap::from_pairs(headers.iter().copied()), end_of_stream))
+    pub fn send_request_headers(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Outcome {
+        self.send(
+            false,
+            Event::Headers(
+                HeaderMap::from_pairs(headers.iter().copied()),
+                end_of_stream,
+            ),
+        )
     }
 
     /// A request body chunk.
@@ -1560,12 +1828,25 @@ impl Stream<'_> {
 
     /// Request trailers.
     pub fn send_request_trailers(&mut self, trailers: &[(&str, &str)]) -> Outcome {
-        self.send(false, Event::Trailers(HeaderMap::from_pairs(trailers.iter().copied())))
+        self.send(
+            false,
+            Event::Trailers(HeaderMap::from_pairs(trailers.iter().copied())),
+        )
     }
 
     /// Response headers from upstream.
-    pub fn send_response_headers(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> Outcome {
-        self.send(true, Event::Headers(HeaderMap::from_pairs(headers.iter().copied()), end_of_stream))
+    pub fn send_response_headers(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Outcome {
+        self.send(
+            true,
+            Event::Headers(
+                HeaderMap::from_pairs(headers.iter().copied()),
+                end_of_stream,
+            ),
+        )
     }
 
     /// A response body chunk.
@@ -1575,7 +1856,10 @@ impl Stream<'_> {
 
     /// Response trailers.
     pub fn send_response_trailers(&mut self, trailers: &[(&str, &str)]) -> Outcome {
-        self.send(true, Event::Trailers(HeaderMap::from_pairs(trailers.iter().copied())))
+        self.send(
+            true,
+            Event::Trailers(HeaderMap::from_pairs(trailers.iter().copied())),
+        )
     }
 
     /// Ends the stream as Envoy does: `proxy_on_log` (access-log phase), then
@@ -1666,7 +1950,10 @@ impl Stream<'_> {
     /// Sets a property only this stream sees.
     pub fn set_property(&mut self, path: &[&str], value: impl Into<PropertyValue>) {
         if self.finished.is_none() {
-            let key = path.iter().map(|segment| segment.as_bytes().to_vec()).collect();
+            let key = path
+                .iter()
+                .map(|segment| segment.as_bytes().to_vec())
+                .collect();
             let value = value.into();
             if let Some(stream) = self.sim.store.data_mut().streams.get_mut(&self.id) {
                 stream.properties.insert(key, value);
@@ -1703,25 +1990,43 @@ impl NumList {
 
 impl IntoNums for u32 {
     fn nums(&self) -> NumList {
-        NumList { values: [u64::from(*self), 0, 0, 0, 0], len: 1 }
+        NumList {
+            values: [u64::from(*self), 0, 0, 0, 0],
+            len: 1,
+        }
     }
 }
 
 impl IntoNums for (u32, u32) {
     fn nums(&self) -> NumList {
-        NumList { values: [self.0.into(), self.1.into(), 0, 0, 0], len: 2 }
+        NumList {
+            values: [self.0.into(), self.1.into(), 0, 0, 0],
+            len: 2,
+        }
     }
 }
 
 impl IntoNums for (u32, u32, u32) {
     fn nums(&self) -> NumList {
-        NumList { values: [self.0.into(), self.1.into(), self.2.into(), 0, 0], len: 3 }
+        NumList {
+            values: [self.0.into(), self.1.into(), self.2.into(), 0, 0],
+            len: 3,
+        }
     }
 }
 
 impl IntoNums for (u32, u32, u32, u32, u32) {
     fn nums(&self) -> NumList {
-        NumList { values: [self.0.into(), self.1.into(), self.2.into(), self.3.into(), self.4.into()], len: 5 }
+        NumList {
+            values: [
+                self.0.into(),
+                self.1.into(),
+                self.2.into(),
+                self.3.into(),
+                self.4.into(),
+            ],
+            len: 5,
+        }
     }
 }
 

@@ -79,7 +79,11 @@ pub(crate) struct HostRecord<'a> {
 
 impl Trace {
     pub(crate) fn new(enabled: bool) -> Trace {
-        Trace { entries: Vec::new(), bytes: Vec::new(), enabled }
+        Trace {
+            entries: Vec::new(),
+            bytes: Vec::new(),
+            enabled,
+        }
     }
 
     /// Whether calls are being recorded.
@@ -112,7 +116,10 @@ impl Trace {
         let bytes = &bytes[..bytes.len().min(4096)];
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(bytes);
-        Span { start, len: bytes.len() as u32 }
+        Span {
+            start,
+            len: bytes.len() as u32,
+        }
     }
 
     fn push(&mut self, kind: Kind, ctx: u32, nums: &[u64], strs: &[&[u8]]) -> Option<&mut Entry> {
@@ -149,7 +156,14 @@ impl Trace {
             Some(value) => value,
             None => &[],
         };
-        self.push(Kind::Return { has_value: value.is_some() }, ctx, nums, &[]);
+        self.push(
+            Kind::Return {
+                has_value: value.is_some(),
+            },
+            ctx,
+            nums,
+            &[],
+        );
     }
 
     pub(crate) fn trap(&mut self, ctx: u32, message: &str) {
@@ -161,9 +175,12 @@ impl Trace {
             return;
         }
         let result = record.result.map(|bytes| self.span(bytes));
-        if let Some(entry) =
-            self.push(Kind::Host(record.name, record.first), record.ctx, record.nums, record.strs)
-        {
+        if let Some(entry) = self.push(
+            Kind::Host(record.name, record.first),
+            record.ctx,
+            record.nums,
+            record.strs,
+        ) {
             entry.status = record.status;
             entry.result = result;
         }
@@ -212,7 +229,10 @@ impl Trace {
                     depth = depth.saturating_sub(1);
                     indent(&mut out, depth + 1);
                     out.push_str("=> trap ");
-                    quote(&mut out, strs.first().map(|span| self.text(*span)).unwrap_or(b""));
+                    quote(
+                        &mut out,
+                        strs.first().map(|span| self.text(*span)).unwrap_or(b""),
+                    );
                     out.push('\n');
                 }
                 Kind::Host(name, first) => {
@@ -247,7 +267,7 @@ impl Trace {
                     };
                     let _ = write!(out, ") -> {status}");
                     if let Some(span) = entry.result {
-                        out.push_str(" ");
+                        out.push(' ');
                         quote(&mut out, self.text(span));
                     }
                     out.push('\n');
@@ -255,7 +275,10 @@ impl Trace {
                 Kind::Log => {
                     indent(&mut out, depth);
                     let _ = write!(out, "log {} ", level_name(nums[0]));
-                    quote(&mut out, strs.first().map(|span| self.text(*span)).unwrap_or(b""));
+                    quote(
+                        &mut out,
+                        strs.first().map(|span| self.text(*span)).unwrap_or(b""),
+                    );
                     out.push('\n');
                 }
                 Kind::Note(what) => {
@@ -288,10 +311,14 @@ fn indent(out: &mut String, depth: usize) {
 fn render_first(out: &mut String, first: FirstArg, value: u64) {
     let name = match first {
         FirstArg::Plain => None,
-        FirstArg::Map => u32::try_from(value).ok().and_then(MapType::from_code).map(MapType::name),
-        FirstArg::Buffer => {
-            u32::try_from(value).ok().and_then(BufferType::from_code).map(BufferType::name)
-        }
+        FirstArg::Map => u32::try_from(value)
+            .ok()
+            .and_then(MapType::from_code)
+            .map(MapType::name),
+        FirstArg::Buffer => u32::try_from(value)
+            .ok()
+            .and_then(BufferType::from_code)
+            .map(BufferType::name),
         FirstArg::Level => Some(level_name(value)).filter(|name| !name.is_empty()),
         FirstArg::Stream => match value {
             0 => Some("request"),

@@ -616,8 +616,9 @@ impl CallResponse {
 /// context that made the call when the response (or the failure) arrives. No token bookkeeping.
 ///
 /// `headers` must include `:method`, `:path` and `:authority`. `C` is the type of the context
-/// calling: `Self` in a [`crate::HttpContext`] or [`crate::RootContext`] method. A zero
-/// `timeout` means none. Returns the call's token.
+/// calling: `Self` in a [`crate::HttpContext`] or [`crate::RootContext`] method (with any other
+/// type the continuation is dropped unrun). A zero `timeout` means none. The continuation is
+/// dropped, unrun, if its context is deleted first. Returns the call's token.
 ///
 /// ```
 /// use std::time::Duration;

@@ -13,12 +13,15 @@
 //! - `log` macros go to `proxy_log` at the host's log level;
 //! - local replies ([`http::LocalReply`]), body access ([`http::Buffer`]), typed metrics
 //!   ([`metrics`]), http and gRPC callouts with a continuation ([`http::call`], [`grpc`]),
-//!   shared data with
-//!   compare-and-swap retries ([`shared`]), ticks ([`time`]) and typed properties
-//!   ([`properties`]).
+//!   shared data with compare-and-swap retries ([`shared`]), ticks ([`time`]) and typed
+//!   properties ([`properties`]).
 //!
-//! TCP (network) filters get a [`tcp::TcpContext`] per connection instead. There is no `std`. A filter crate is `#![no_std]` too (the SDK brings the allocator and the panic
-//! handler on wasm32) and exports its entry points with [`export_filter!`].
+//! Network filters set [`RootContext::TCP`] and get a [`tcp::TcpContext`] per connection.
+//!
+//! What it does not do: there is no `std`. A filter crate is `#![no_std]` too (the SDK brings
+//! the allocator and the panic handler on wasm32, so a filter that linked `std` would have two
+//! panic handlers) and exports its entry points with [`export_filter!`]. Filters are built one
+//! package at a time for wasm32 (`cargo build -p <filter>`), as `cargo xtask build` does.
 //!
 //! Start reading at [`RootContext`]; the ABI boundary, the only `unsafe` code, is `src/abi/`.
 //! Natively every host function goes to an in-process fake host ([`testing`]), which is how the

@@ -277,6 +277,19 @@ impl<R: RootContext> Vm<R> {
         )
     }
 
+    /// Delivers request trailers to stream `context_id`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]), filterkit::Action::Continue);
+    /// ```
+    pub fn request_trailers(&self, context_id: u32, trailers: &[(&str, &str)]) -> Action {
+        self.set_headers(MapType::RequestTrailers, trailers);
+        action(self.filter.on_request_trailers(context_id, trailers.len()))
+    }
+
     /// Delivers response headers to stream `context_id` (not end of stream).
     ///
     /// ```
@@ -307,6 +320,19 @@ impl<R: RootContext> Vm<R> {
             self.filter
                 .on_response_body(context_id, body.len(), end_of_stream.into()),
         )
+    }
+
+    /// Delivers response trailers to stream `context_id`.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// let s = vm.create_stream();
+    /// assert_eq!(vm.response_trailers(s, &[("grpc-status", "0")]), filterkit::Action::Continue);
+    /// ```
+    pub fn response_trailers(&self, context_id: u32, trailers: &[(&str, &str)]) -> Action {
+        self.set_headers(MapType::ResponseTrailers, trailers);
+        action(self.filter.on_response_trailers(context_id, trailers.len()))
     }
 
     /// Delivers a new connection and downstream data (everything received so far) to

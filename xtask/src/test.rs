@@ -32,14 +32,21 @@ pub fn run(_args: Args) -> Result<()> {
         ]))
     })?;
     step("clippy (wasm32-wasip1)", || {
-        let mut command = util::cargo_wasm();
-        command
-            .current_dir(util::project_root())
-            .args(["clippy", "--target", util::WASM_TARGET]);
+        // One cargo run per package: in a joint run, proxy-wasm-add-header's serde `std`
+        // feature is unified into filterkit's serde, which links std next to filterkit's own
+        // panic handler ("duplicate lang item `panic_impl`").
         for package in WASM_PACKAGES {
-            command.args(["-p", package]);
+            let mut command = util::cargo_wasm();
+            command.current_dir(util::project_root()).args([
+                "clippy",
+                "--target",
+                util::WASM_TARGET,
+                "-p",
+                package,
+            ]);
+            util::run(command.args(["--", "-D", "warnings"]))?;
         }
-        util::run(command.args(["--", "-D", "warnings"]))
+        Ok(())
     })?;
     step("build filters", || {
         for built in build::build(&[], true)? {

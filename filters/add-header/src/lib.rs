@@ -70,11 +70,8 @@ impl filterkit::Config for Config {
                 " is not a valid HTTP token",
             ]));
         }
-        if header
-            .value
-            .chars()
-            .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
-        {
+        // `is_control` is Unicode's Cc: C0 controls (CR, LF, NUL…), DEL and C1 controls.
+        if header.value.chars().any(|c| c.is_control() && c != '\t') {
             return Err(join(&[
                 "header value ",
                 &quote(&header.value),

@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
 use filterkit_host_sim::{Module, Outcome, Sim, scenario};
 
 #[derive(Parser)]
-#[command(name = "filter-sim", about = "An Envoy-faithful Proxy-Wasm host for tests")]
+#[command(
+    name = "filter-sim",
+    about = "An Envoy-faithful Proxy-Wasm host for tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,15 +57,27 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { module, scenario: path } => {
-            let module = Module::load(&module).with_context(|| format!("loading {}", module.display()))?;
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let parsed = scenario::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Command::Run {
+            module,
+            scenario: path,
+        } => {
+            let module =
+                Module::load(&module).with_context(|| format!("loading {}", module.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let parsed =
+                scenario::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
             let output = scenario::run(&module, &parsed)?;
-            print!("{output}");
+            // A closed pipe (e.g. `| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { module, config, root_id, streams } => {
+        Command::Bench {
+            module,
+            config,
+            root_id,
+            streams,
+        } => {
             bench(&module, &config, &root_id, streams)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -72,13 +87,20 @@ fn run() -> anyhow::Result<ExitCode> {
 fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let started = Instant::now();
-    let module = Module::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    let module =
+        Module::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
     let first_load = started.elapsed();
     let started = Instant::now();
     let _ = Module::from_bytes(&bytes)?;
     let cached_load = started.elapsed();
-    println!("module_load_first_us: {:.1}", first_load.as_secs_f64() * 1e6);
-    println!("module_load_cached_us: {:.1}", cached_load.as_secs_f64() * 1e6);
+    println!(
+        "module_load_first_us: {:.1}",
+        first_load.as_secs_f64() * 1e6
+    );
+    println!(
+        "module_load_cached_us: {:.1}",
+        cached_load.as_secs_f64() * 1e6
+    );
 
     // The first build runs the canary; later builds find it cached, as Envoy does.
     let build = || Sim::builder(&module).plugin(root_id, config).build();
@@ -98,12 +120,21 @@ fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::R
         for _ in 0..count {
             let mut stream = sim.stream(root_id)?;
             let request = stream.send_request_headers(
-                &[(":method", "GET"), (":path", "/"), (":authority", "example.com"), ("user-agent", "bench")],
+                &[
+                    (":method", "GET"),
+                    (":path", "/"),
+                    (":authority", "example.com"),
+                    ("user-agent", "bench"),
+                ],
                 true,
             );
-            let response = stream.send_response_headers(&[(":status", "200"), ("content-length", "0")], true);
+            let response =
+                stream.send_response_headers(&[(":status", "200"), ("content-length", "0")], true);
             let done = stream.complete();
-            if request != Outcome::Continue || response != Outcome::Continue || done != Outcome::Continue {
+            if request != Outcome::Continue
+                || response != Outcome::Continue
+                || done != Outcome::Continue
+            {
                 anyhow::bail!("a stream did not continue: {request:?} {response:?} {done:?}");
             }
             sim.clear_trace();

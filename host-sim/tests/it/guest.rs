@@ -10,9 +10,15 @@ use filterkit_host_sim::{AbiVersion, Module};
 pub fn imports(version: AbiVersion) -> String {
     let mut out = String::new();
     let render = |params: &[ValType]| {
-        params.iter().map(|ty| if *ty == ValType::I64 { " i64" } else { " i32" }).collect::<String>()
+        params
+            .iter()
+            .map(|ty| if *ty == ValType::I64 { " i64" } else { " i32" })
+            .collect::<String>()
     };
-    for import in ENV_IMPORTS.iter().filter(|import| import.availability.includes(version)) {
+    for import in ENV_IMPORTS
+        .iter()
+        .filter(|import| import.availability.includes(version))
+    {
         let result = if import.returns { " (result i32)" } else { "" };
         out.push_str(&format!(
             "  (import \"env\" \"{0}\" (func ${0} (param{1}){2}))\n",
@@ -40,16 +46,26 @@ pub fn forwarders(version: AbiVersion) -> String {
         .iter()
         .filter(|import| import.availability.includes(version))
         .map(|import| (import, format!("${}", import.name), import.name.to_string()))
-        .chain(WASI_IMPORTS.iter().map(|import| (import, format!("$wasi_{}", import.name), format!("wasi_{}", import.name))));
+        .chain(WASI_IMPORTS.iter().map(|import| {
+            (
+                import,
+                format!("$wasi_{}", import.name),
+                format!("wasi_{}", import.name),
+            )
+        }));
     for (import, func, name) in all {
         let params: String = import
             .params
             .iter()
             .map(|ty| if *ty == ValType::I64 { " i64" } else { " i32" })
             .collect();
-        let gets: String = (0..import.params.len()).map(|idx| format!(" local.get {idx}")).collect();
+        let gets: String = (0..import.params.len())
+            .map(|idx| format!(" local.get {idx}"))
+            .collect();
         let result = if import.returns { " (result i32)" } else { "" };
-        out.push_str(&format!("  (func (export \"call_{name}\") (param{params}){result}{gets} call {func})\n"));
+        out.push_str(&format!(
+            "  (func (export \"call_{name}\") (param{params}){result}{gets} call {func})\n"
+        ));
     }
     out
 }
@@ -90,7 +106,9 @@ pub struct Guest {
 impl Guest {
     /// The WAT text.
     pub fn wat(&self) -> String {
-        let or = |body: &Option<String>, default: &str| body.clone().unwrap_or_else(|| default.to_string());
+        let or = |body: &Option<String>, default: &str| {
+            body.clone().unwrap_or_else(|| default.to_string())
+        };
         format!(
             r#"(module
 {imports}
@@ -150,7 +168,8 @@ pub fn forwarding_module() -> Module {
     static MODULE: OnceLock<Mutex<Option<Module>>> = OnceLock::new();
     let slot = MODULE.get_or_init(Default::default);
     let mut slot = slot.lock().unwrap();
-    slot.get_or_insert_with(|| Guest::default().module()).clone()
+    slot.get_or_insert_with(|| Guest::default().module())
+        .clone()
 }
 
 /// A WAT data segment holding `text` at `offset`.

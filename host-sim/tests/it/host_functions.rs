@@ -52,14 +52,25 @@ fn check_with(fields: &str, snippet: &str, expect: Expect) {
         .unwrap();
     sim.clear_trace();
     let mut stream = sim.stream("root").unwrap();
-    let outcome = stream.send_request_headers(&[(":method", "GET"), (":path", "/"), ("x-a", "1"), ("x-a", "2")], false);
+    let outcome = stream.send_request_headers(
+        &[
+            (":method", "GET"),
+            (":path", "/"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+        ],
+        false,
+    );
     let trace = sim.render_trace();
     expect.assert_eq(&format!("{trace}-> {}\n", render_outcome(&outcome)));
 }
 
 /// `(drop (call $f args...))` for each call.
 fn calls(calls: &[&str]) -> String {
-    calls.iter().map(|call| format!("(drop (call {call}))\n")).collect()
+    calls
+        .iter()
+        .map(|call| format!("(drop (call {call}))\n"))
+        .collect()
 }
 
 #[test]
@@ -71,7 +82,17 @@ fn get_header_map_value_returns_the_first_of_repeated_values() {
             "$proxy_get_header_map_value (i32.const 2) (i32.const 100) (i32.const 3) (i32.const 8) (i32.const 12)",
             "$proxy_get_header_map_value (i32.const 8) (i32.const 100) (i32.const 3) (i32.const 8) (i32.const 12)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_get_header_map_value(request_headers, "x-a") -> OK "1"
+              proxy_get_header_map_value(request_headers, "missing") -> NOT_FOUND
+              proxy_get_header_map_value(response_headers, "x-a") -> BAD_ARGUMENT
+              proxy_get_header_map_value(8) -> BAD_ARGUMENT
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -89,7 +110,22 @@ fn header_map_mutations_apply_to_available_maps_only() {
             "$proxy_get_header_map_pairs (i32.const 0) (i32.const 8) (i32.const 12)",
             "$proxy_get_header_map_pairs (i32.const 2) (i32.const 8) (i32.const 12)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_add_header_map_value(request_headers, "x-new", "value") -> OK
+              proxy_replace_header_map_value(request_headers, "x-a", "value") -> OK
+              proxy_remove_header_map_value(request_headers, "x-new") -> OK
+              proxy_add_header_map_value(response_headers, "x-new", "value") -> BAD_ARGUMENT
+              proxy_add_header_map_value(http_call_response_headers, "x-new", "value") -> BAD_ARGUMENT
+              proxy_get_header_map_size(request_headers, 24) -> OK
+              proxy_get_header_map_size(http_call_response_headers, 0) -> BAD_ARGUMENT
+              proxy_get_header_map_pairs(request_headers) -> OK
+              proxy_get_header_map_pairs(response_headers) -> OK
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -104,7 +140,19 @@ fn properties_give_plugin_identity_and_test_values() {
             "$proxy_set_property (i32.const 260) (i32.const 3) (i32.const 140) (i32.const 5)",
             "$proxy_get_property (i32.const 260) (i32.const 3) (i32.const 8) (i32.const 12)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_get_property("plugin_root_id") -> OK "root"
+              proxy_get_property("plugin_vm_id") -> OK "vm1"
+              proxy_get_property("req\0path") -> OK "/p"
+              proxy_get_property("missing") -> NOT_FOUND
+              proxy_set_property("key", "value") -> OK
+              proxy_get_property("key") -> OK "value"
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -121,7 +169,21 @@ fn buffers_follow_envoy_availability() {
             "$proxy_set_buffer_bytes (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5)",
             "$proxy_set_buffer_bytes (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_get_buffer_bytes(vm_configuration, 0, 100) -> OK "vm-config"
+              proxy_get_buffer_bytes(plugin_configuration, 0, 100) -> NOT_FOUND
+              proxy_get_buffer_bytes(request_body, 0, 100) -> OK ""
+              proxy_get_buffer_bytes(http_call_response_body, 0, 100) -> NOT_FOUND
+              proxy_get_buffer_bytes(9, 0, 100) -> BAD_ARGUMENT
+              proxy_get_buffer_status(vm_configuration, 9) -> OK
+              proxy_set_buffer_bytes(request_body, 0, 0, "value") -> BAD_ARGUMENT
+              proxy_set_buffer_bytes(vm_configuration, 0, 0, "value") -> BAD_ARGUMENT
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -135,7 +197,18 @@ fn shared_data_compare_and_swap() {
             "$proxy_set_shared_data (i32.const 260) (i32.const 3) (i32.const 140) (i32.const 5) (i32.const 1)",
             "$proxy_get_shared_data (i32.const 260) (i32.const 3) (i32.const 8) (i32.const 12) (i32.const 16)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_get_shared_data("key") -> NOT_FOUND
+              proxy_set_shared_data(0, "key", "value") -> OK
+              proxy_set_shared_data(7, "key", "value") -> CAS_MISMATCH
+              proxy_set_shared_data(1, "key", "value") -> OK
+              proxy_get_shared_data("key") -> OK "value"
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -151,7 +224,22 @@ fn shared_queues_register_resolve_enqueue_dequeue() {
             "$proxy_dequeue_shared_queue (i32.const 1) (i32.const 8) (i32.const 12)",
             "$proxy_enqueue_shared_queue (i32.const 9) (i32.const 140) (i32.const 5)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_register_shared_queue(1, "queue") -> OK
+              proxy_resolve_shared_queue("", "queue") -> OK
+              proxy_resolve_shared_queue("", "missing") -> NOT_FOUND
+              proxy_dequeue_shared_queue(1) -> EMPTY
+              proxy_enqueue_shared_queue(1, "value") -> OK
+              proxy_dequeue_shared_queue(1) -> OK "value"
+              proxy_enqueue_shared_queue(9, "value") -> NOT_FOUND
+              => 0
+            proxy_on_queue_ready(ctx=1, 1)
+              => ()
+            -> Continue
+        "#]],
     );
 }
 
@@ -169,7 +257,22 @@ fn metrics_follow_envoy_rules() {
             "$proxy_define_metric (i32.const 3) (i32.const 300) (i32.const 8) (i32.const 8)",
             "$proxy_increment_metric (i32.const 8) (i64.const 1)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_define_metric(0, 4, "requests") -> OK
+              proxy_increment_metric(4, 2) -> OK
+              proxy_increment_metric(4, 18446744073709551615) -> BAD_ARGUMENT
+              proxy_get_metric(4) -> OK
+              proxy_define_metric(2, 6, "requests") -> OK
+              proxy_get_metric(6) -> BAD_ARGUMENT
+              proxy_record_metric(6, 9) -> OK
+              proxy_define_metric(3, "requests") -> BAD_ARGUMENT
+              proxy_increment_metric(8, 1) -> NOT_FOUND
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -178,20 +281,47 @@ fn http_call_needs_a_known_cluster_and_pseudo_headers() {
     // Pairs at 400: 3 pairs (:method GET, :path /, :authority a); at 500: only :path.
     let pairs = "(data (i32.const 400) \"\\03\\00\\00\\00\\07\\00\\00\\00\\03\\00\\00\\00\\05\\00\\00\\00\\01\\00\\00\\00\\0a\\00\\00\\00\\01\\00\\00\\00:method\\00GET\\00:path\\00/\\00:authority\\00a\\00\")\n(data (i32.const 500) \"\\01\\00\\00\\00\\05\\00\\00\\00\\01\\00\\00\\00:path\\00/\\00\")";
     let guest_calls = calls(&[
-        "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 57) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
-        "$proxy_http_call (i32.const 240) (i32.const 7) (i32.const 400) (i32.const 57) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
+        "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 61) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
+        "$proxy_http_call (i32.const 240) (i32.const 7) (i32.const 400) (i32.const 61) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
         "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 500) (i32.const 20) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)",
-        "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 57) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 8)",
+        "$proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 61) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 8)",
     ]);
-    check(&format!("{guest_calls}"), expect![[r#""#]]);
-    let _ = pairs;
+    check_with(
+        pairs,
+        &guest_calls,
+        expect![[r#"
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 4, 0)
+          proxy_http_call(1000, 4, "auth") -> OK
+          proxy_http_call(1000, "missing") -> BAD_ARGUMENT
+          proxy_http_call(1000, "auth") -> BAD_ARGUMENT
+          proxy_http_call(4294967295, "auth") -> BAD_ARGUMENT
+          => 0
+        -> Continue
+    "#]],
+    );
 }
 
 #[test]
 fn local_response_stops_iteration_and_passes_through_response_callbacks() {
     check(
-        &calls(&["$proxy_send_local_response (i32.const 403) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const -1)"]),
-        expect![[r#""#]],
+        &calls(&[
+            "$proxy_send_local_response (i32.const 403) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const -1)",
+        ]),
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_send_local_response(403, "hello", "value") -> OK
+              => 0
+            # local reply ctx=2 403 "hello"
+            proxy_on_response_headers(ctx=2, 3, 0)
+              => 0
+            proxy_on_response_body(ctx=2, 5, 1)
+              => 0
+            -> LocalReply(403)
+        "#]],
     );
 }
 
@@ -207,7 +337,20 @@ fn stream_control_statuses() {
             "$proxy_set_effective_context (i32.const 99)",
             "$proxy_done",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_continue_stream(downstream) -> OK
+              proxy_continue_stream(upstream) -> UNIMPLEMENTED
+              proxy_continue_stream(4) -> BAD_ARGUMENT
+              proxy_close_stream(9) -> BAD_ARGUMENT
+              proxy_set_effective_context(1) -> OK
+              proxy_set_effective_context(99) -> BAD_ARGUMENT
+              proxy_done() -> NOT_FOUND
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -218,7 +361,15 @@ fn foreign_functions_are_not_found_unless_registered() {
             "$proxy_call_foreign_function (i32.const 320) (i32.const 8) (i32.const 140) (i32.const 5) (i32.const 8) (i32.const 12)",
             "$proxy_call_foreign_function (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 8) (i32.const 12)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_call_foreign_function("compress", "value") -> NOT_FOUND
+              proxy_call_foreign_function("hello", "value") -> OK "hi value"
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -233,7 +384,19 @@ fn logging_time_status_and_log_level() {
             "$proxy_get_status (i32.const 8) (i32.const 12) (i32.const 16)",
             "$proxy_set_tick_period_milliseconds (i32.const 100)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              log error "value"
+              proxy_log(6) -> BAD_ARGUMENT
+              proxy_get_log_level() -> OK
+              proxy_get_current_time_nanoseconds(1767225600000000000) -> OK
+              proxy_get_status(0) -> OK ""
+              proxy_set_tick_period_milliseconds(100) -> OK
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -253,7 +416,24 @@ fn grpc_calls_need_a_known_cluster() {
             "$proxy_grpc_close (i32.const 7)",
             "$proxy_grpc_cancel (i32.const 9)",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              proxy_grpc_call(1000, "auth", "hello", "value") -> OK
+              proxy_grpc_call(1000, "missing", "hello", "value") -> PARSE_FAILURE
+              proxy_grpc_call(1000, "", "hello", "value") -> BAD_ARGUMENT
+              proxy_grpc_stream("auth", "hello", "value") -> OK
+              proxy_grpc_send(6, 0, "value") -> OK
+              proxy_grpc_send(5, 0, "value") -> BAD_ARGUMENT
+              proxy_grpc_send(10, 0, "value") -> NOT_FOUND
+              proxy_grpc_cancel(5) -> OK
+              proxy_grpc_close(6) -> OK
+              proxy_grpc_close(7) -> BAD_ARGUMENT
+              proxy_grpc_cancel(9) -> NOT_FOUND
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
@@ -274,14 +454,33 @@ fn wasi_stubs_return_envoys_errnos() {
             "$wasi_fd_renumber (i32.const 1) (i32.const 2)",
             "$wasi_sched_yield",
         ]),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              fd_read() -> errno 52
+              path_open() -> errno 44
+              fd_prestat_get() -> errno 8
+              path_filestat_get() -> errno 58
+              fd_seek() -> errno 0
+              fd_close() -> errno 0
+              fd_write(3) -> errno 8
+              fd_fdstat_get(0) -> errno 8
+              clock_time_get(2) -> errno 58
+              random_get(65537) -> errno 28
+              fd_renumber(1, 2) -> errno 58
+              sched_yield() -> errno 0
+              => 0
+            -> Continue
+        "#]],
     );
 }
 
 #[test]
 fn fd_write_to_stdout_and_stderr_logs() {
     // iovec at 600: {buf 140, len 5}.
-    let guest = "(i32.store (i32.const 600) (i32.const 140)) (i32.store (i32.const 604) (i32.const 5))\n";
+    let guest =
+        "(i32.store (i32.const 600) (i32.const 140)) (i32.store (i32.const 604) (i32.const 5))\n";
     check(
         &format!(
             "{guest}{}",
@@ -290,6 +489,42 @@ fn fd_write_to_stdout_and_stderr_logs() {
                 "$wasi_fd_write (i32.const 2) (i32.const 600) (i32.const 1) (i32.const 8)",
             ])
         ),
-        expect![[r#""#]],
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              log info "value"
+              fd_write(1) -> errno 0
+              log error "value"
+              fd_write(2) -> errno 0
+              => 0
+            -> Continue
+        "#]],
     );
+}
+
+#[test]
+fn property_values_are_encoded_as_envoy_serializes_them() {
+    let cases = [
+        PropertyValue::String("ab".into()),
+        PropertyValue::Int(-2),
+        PropertyValue::Uint(3),
+        PropertyValue::Bool(true),
+        PropertyValue::DurationNanos(5),
+        PropertyValue::Map(vec![("k".into(), PropertyValue::String("v".into()))]),
+        PropertyValue::List(vec![PropertyValue::String("a".into())]),
+    ];
+    let rendered: Vec<String> = cases
+        .iter()
+        .map(|value| format!("{:?}", value.encode()))
+        .collect();
+    expect![[r#"
+        [97, 98]
+        [254, 255, 255, 255, 255, 255, 255, 255]
+        [3, 0, 0, 0, 0, 0, 0, 0]
+        [1]
+        [5, 0, 0, 0, 0, 0, 0, 0]
+        [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 107, 0, 118, 0]
+        [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 97, 0, 0]"#]]
+    .assert_eq(&rendered.join("\n"));
 }

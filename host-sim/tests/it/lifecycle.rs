@@ -26,11 +26,19 @@ fn adds_a_response_header_and_traces_the_stream() {
     let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
     sim.clear_trace();
     let mut stream = sim.stream("root").unwrap();
-    assert_eq!(stream.send_request_headers(&[(":method", "GET"), (":path", "/")], true), Outcome::Continue);
-    assert_eq!(stream.send_response_headers(&[(":status", "200")], true), Outcome::Continue);
+    assert_eq!(
+        stream.send_request_headers(&[(":method", "GET"), (":path", "/")], true),
+        Outcome::Continue
+    );
+    assert_eq!(
+        stream.send_response_headers(&[(":status", "200")], true),
+        Outcome::Continue
+    );
     assert_eq!(stream.response_headers().get_str("x-added"), Some("yes"));
     assert_eq!(stream.complete(), Outcome::Continue);
-    check_trace(&sim, expect![[r#"
+    check_trace(
+        &sim,
+        expect![[r#"
         proxy_on_context_create(ctx=2, 1)
           => ()
         proxy_on_request_headers(ctx=2, 2, 1)
@@ -42,5 +50,591 @@ fn adds_a_response_header_and_traces_the_stream() {
           => ()
         proxy_on_done(ctx=2)
           => 1
-    "#]]);
+    "#]],
+    );
+}
+
+fn render(outcome: &Outcome) -> String {
+    filterkit_host_sim::scenario::render_outcome(outcome)
+}
+
+#[test]
+fn rejected_configuration_carries_the_filters_logs() {
+    let guest = Guest {
+        fields: data(100, "bad config"),
+        configure: Some(
+            "(drop (call $proxy_log (i32.const 4) (i32.const 100) (i32.const 10))) i32.const 0"
+                .into(),
+        ),
+        ..Guest::default()
+    };
+    let error = Sim::builder(&guest.module())
+        .plugin("r1", "x")
+        .build()
+        .unwrap_err();
+    expect![[r#"plugin configuration for root_id=r1 rejected: proxy_on_configure returned false / ["bad config"]"#]].assert_eq(&format!("{error} / {:?}", match &error {
+        filterkit_host_sim::Error::ConfigRejected(rejection) => rejection.logs.iter().map(|log| log.message.clone()).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    }));
+}
+
+#[test]
+fn pause_from_headers_holds_body_until_continue() {
+    // Pauses request headers; the tick continues the stream through the effective context.
+    let guest = Guest {
+        request_headers: Some("(drop (call $proxy_set_tick_period_milliseconds (i32.const 10))) i32.const 1".into()),
+        tick: Some("(drop (call $proxy_set_effective_context (i32.const 2))) (drop (call $proxy_continue_stream (i32.const 0)))".into()),
+        request_body: Some("i32.const 0".into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    sim.clear_trace();
+    let mut stream = sim.stream("root").unwrap();
+    let mut out = Vec::new();
+    out.push(render(
+        &stream.send_request_headers(&[(":path", "/")], false),
+    ));
+    out.push(render(&stream.send_request_body(b"ab", false)));
+    out.push(render(&stream.send_request_body(b"cd", true)));
+    out.push(format!(
+        "upstream={:?}",
+        String::from_utf8_lossy(stream.upstream_body())
+    ));
+    out.push(render(
+        &stream.sim().advance(std::time::Duration::from_millis(10)),
+    ));
+    let mut stream = sim.stream_by_id(2).unwrap();
+    out.push(format!(
+        "upstream={:?}",
+        String::from_utf8_lossy(stream.upstream_body())
+    ));
+    let _ = stream.complete();
+    expect![[r#"
+        Paused(StopAllIterationAndWatermark)
+        Paused(Held)
+        Paused(Held)
+        upstream=""
+        Continue
+        upstream="abcd"
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 0)
+          proxy_set_tick_period_milliseconds(10) -> OK
+          => 1
+        proxy_on_tick(ctx=1)
+          proxy_set_effective_context(2) -> OK
+          proxy_continue_stream(request) -> OK
+          => ()
+        # request continued ctx=2
+        proxy_on_request_body(ctx=2, 4, 1)
+          => 0
+        proxy_on_log(ctx=2)
+          => ()
+        proxy_on_done(ctx=2)
+          => 1
+    "#]]
+    .assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+}
+
+#[test]
+fn body_buffering_reports_cumulative_sizes() {
+    let guest = Guest {
+        request_body: Some("local.get $eos i32.eqz".into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    sim.clear_trace();
+    let mut stream = sim.stream("root").unwrap();
+    let mut out = Vec::new();
+    out.push(render(
+        &stream.send_request_headers(&[(":path", "/")], false),
+    ));
+    out.push(render(&stream.send_request_body(b"abc", false)));
+    out.push(render(&stream.send_request_body(b"defg", false)));
+    out.push(render(&stream.send_request_body(b"h", true)));
+    out.push(format!(
+        "upstream={:?}",
+        String::from_utf8_lossy(stream.upstream_body())
+    ));
+    expect![[r#"
+        Continue
+        Paused(StopIterationAndBuffer)
+        Paused(StopIterationAndBuffer)
+        Continue
+        upstream="abcdefgh"
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 0)
+          => 0
+        proxy_on_request_body(ctx=2, 3, 0)
+          => 1
+        proxy_on_request_body(ctx=2, 7, 0)
+          => 1
+        proxy_on_request_body(ctx=2, 8, 1)
+          => 0
+    "#]]
+    .assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+}
+
+#[test]
+fn buffered_body_over_the_limit_gets_envoys_413() {
+    let guest = Guest {
+        request_body: Some("i32.const 1".into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "")
+        .buffer_limit(4)
+        .build()
+        .unwrap();
+    let mut stream = sim.stream("root").unwrap();
+    stream.send_request_headers(&[(":path", "/")], false);
+    assert_eq!(
+        stream.send_request_body(b"abc", false),
+        Outcome::Paused(filterkit_host_sim::Pause::StopIterationAndBuffer)
+    );
+    assert_eq!(
+        stream.send_request_body(b"de", false),
+        Outcome::LocalReply { status_code: 413 }
+    );
+    assert_eq!(stream.response_headers().get_str(":status"), Some("413"));
+}
+
+#[test]
+fn http_callout_is_answered_or_times_out_on_the_virtual_clock() {
+    let pairs = "(data (i32.const 400) \"\\03\\00\\00\\00\\07\\00\\00\\00\\03\\00\\00\\00\\05\\00\\00\\00\\01\\00\\00\\00\\0a\\00\\00\\00\\01\\00\\00\\00:method\\00GET\\00:path\\00/\\00:authority\\00a\\00\")";
+    let guest = Guest {
+        fields: data(220, "auth") + pairs,
+        request_headers: Some("(drop (call $proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 61) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 500) (i32.const 8))) i32.const 1".into()),
+        http_call_response: Some("(drop (call $proxy_get_status (i32.const 16) (i32.const 20) (i32.const 24)))".into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "")
+        .cluster("auth")
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let mut out = Vec::new();
+    {
+        let mut stream = sim.stream("root").unwrap();
+        out.push(render(
+            &stream.send_request_headers(&[(":path", "/")], true),
+        ));
+        let mut second = stream.sim().stream("root").unwrap();
+        out.push(render(
+            &second.send_request_headers(&[(":path", "/")], true),
+        ));
+    }
+    let tokens: Vec<u32> = sim
+        .http_callouts()
+        .iter()
+        .map(|callout| callout.token)
+        .collect();
+    out.push(format!("callouts={tokens:?}"));
+    out.push(render(&sim.respond_http_call(
+        tokens[0],
+        &[(":status", "200")],
+        b"ok",
+        &[],
+    )));
+    out.push(render(&sim.fail_http_call(999)));
+    out.push(render(&sim.advance(std::time::Duration::from_millis(500))));
+    out.push(format!("callouts={}", sim.http_callouts().len()));
+    expect![[r#"
+        Paused(StopAllIterationAndWatermark)
+        Paused(StopAllIterationAndWatermark)
+        callouts=[4, 8]
+        Continue
+        NotDelivered
+        Continue
+        callouts=0
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 1)
+          proxy_http_call(500, 4, "auth") -> OK
+          => 1
+        proxy_on_context_create(ctx=3, 1)
+          => ()
+        proxy_on_request_headers(ctx=3, 1, 1)
+          proxy_http_call(500, 8, "auth") -> OK
+          => 1
+        proxy_on_http_call_response(ctx=1, 4, 1, 2, 0)
+          proxy_get_status(0) -> OK ""
+          => ()
+        proxy_on_http_call_response(ctx=1, 8, 3, 24, 0)
+          proxy_get_status(0) -> OK ""
+          => ()
+    "#]]
+    .assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+}
+
+#[test]
+fn runaway_guest_runs_out_of_fuel_and_fails_the_vm() {
+    let guest = Guest {
+        request_headers: Some("(loop br 0) i32.const 0".into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "")
+        .fuel(100_000)
+        .build()
+        .unwrap();
+    let first = sim
+        .stream("root")
+        .unwrap()
+        .send_request_headers(&[(":path", "/")], true);
+    let second = sim
+        .stream("root")
+        .unwrap()
+        .send_request_headers(&[(":path", "/")], true);
+    expect![[r#"
+        Trapped in proxy_on_request_headers: wasm trap: all fuel consumed by WebAssembly
+        LocalReply(503)"#]]
+    .assert_eq(&format!("{}\n{}", render(&first), render(&second)));
+}
+
+#[test]
+fn several_root_ids_share_one_vm_with_their_own_configuration() {
+    let guest = Guest {
+        response_headers: Some(
+            "(drop (call $proxy_get_property (i32.const 160) (i32.const 14) (i32.const 8) (i32.const 12)))
+             (drop (call $proxy_add_header_map_value (i32.const 2) (i32.const 100) (i32.const 6) (i32.load (i32.const 8)) (i32.load (i32.const 12))))
+             i32.const 0"
+                .into(),
+        ),
+        fields: data(100, "x-root") + &data(160, "plugin_root_id"),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("first", "a")
+        .plugin("second", "b")
+        .build()
+        .unwrap();
+    let mut seen = Vec::new();
+    for root in ["first", "second"] {
+        let mut stream = sim.stream(root).unwrap();
+        stream.send_request_headers(&[(":path", "/")], true);
+        stream.send_response_headers(&[(":status", "200")], true);
+        seen.push(format!(
+            "{root}: {:?}",
+            stream.response_headers().get_str("x-root")
+        ));
+    }
+    expect![[r#"
+        first: Some("first")
+        second: Some("second")"#]]
+    .assert_eq(&seen.join("\n"));
+}
+
+/// Runs request headers then response headers on a fresh stream and renders outcomes + trace.
+fn run_stream(sim: &mut Sim, request_eos: bool) -> String {
+    sim.clear_trace();
+    let mut stream = sim.stream("root").unwrap();
+    let request = render(&stream.send_request_headers(&[(":path", "/")], request_eos));
+    let response = render(&stream.send_response_headers(&[(":status", "200")], true));
+    let headers: Vec<String> = stream
+        .response_headers()
+        .to_vec()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "request: {request}\nresponse: {response}\ndownstream: {}\n{}",
+        headers.join(" "),
+        sim.render_trace()
+    )
+}
+
+#[test]
+fn stop_iteration_is_kept_when_the_plugin_allows_it() {
+    let guest = Guest {
+        request_headers: Some("i32.const 1".into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let allowed = filterkit_host_sim::PluginConfig {
+        root_id: "root".into(),
+        name: "root".into(),
+        configuration: Vec::new(),
+        allow_on_headers_stop_iteration: true,
+    };
+    let mut sim = Sim::builder(&module)
+        .plugin_config(allowed)
+        .build()
+        .unwrap();
+    let mut stream = sim.stream("root").unwrap();
+    let outcome = stream.send_request_headers(&[(":path", "/")], false);
+    let body = stream.send_request_body(b"x", true);
+    expect!["Paused(StopIteration) / Continue"].assert_eq(&format!(
+        "{} / {}",
+        render(&outcome),
+        render(&body)
+    ));
+}
+
+#[test]
+fn local_reply_from_the_response_path_is_sent_directly() {
+    let guest = Guest {
+        fields: data(100, "denied"),
+        response_headers: Some(
+            "(drop (call $proxy_send_local_response (i32.const 500) (i32.const 100) (i32.const 6) (i32.const 100) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const -1))) i32.const 0".into(),
+        ),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .build()
+        .unwrap();
+    expect![[r#"
+        request: Continue
+        response: LocalReply(500)
+        downstream: :status=500 content-length=6 content-type=text/plain
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 1)
+          => 0
+        proxy_on_response_headers(ctx=2, 1, 1)
+          proxy_send_local_response(500, "denied", "denied") -> OK
+          => 0
+        # local reply ctx=2 500 "denied"
+    "#]]
+    .assert_eq(&run_stream(&mut sim, true));
+}
+
+#[test]
+fn body_callback_can_rewrite_the_buffer_and_add_trailers() {
+    // Replaces the body with "new" and adds a request trailer at end of stream.
+    let guest = Guest {
+        fields: data(100, "new") + &data(120, "x-trailer"),
+        request_body: Some(
+            "(drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 0) (i32.const 100) (i32.const 100) (i32.const 3)))
+             (drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 1) (i32.const 1) (i32.const 100) (i32.const 3)))
+             (drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 1)))
+             (drop (call $proxy_add_header_map_value (i32.const 1) (i32.const 120) (i32.const 9) (i32.const 100) (i32.const 3)))
+             i32.const 0"
+                .into(),
+        ),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let mut stream = sim.stream("root").unwrap();
+    stream.send_request_headers(&[(":path", "/")], false);
+    stream.send_request_body(b"old body", true);
+    let upstream = String::from_utf8_lossy(stream.upstream_body()).into_owned();
+    let trailers = stream.request_trailers().map(|map| map.to_vec());
+    expect![[r#"
+        upstream="newn" trailers=Some([("x-trailer", "new")])
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 0)
+          => 0
+        proxy_on_request_body(ctx=2, 8, 1)
+          proxy_set_buffer_bytes(request_body, 0, 100, "new") -> OK
+          proxy_set_buffer_bytes(request_body, 1, 1, "new") -> BAD_ARGUMENT
+          proxy_set_buffer_bytes(request_body, 3, 0, "n") -> OK
+          proxy_add_header_map_value(request_trailers, "x-trailer", "new") -> OK
+          => 0
+    "#]]
+    .assert_eq(&format!(
+        "upstream={upstream:?} trailers={trailers:?}\n{}",
+        sim.render_trace()
+    ));
+}
+
+#[test]
+fn set_header_map_pairs_replaces_the_whole_map() {
+    // One pair: x-only: v.
+    let pairs = "(data (i32.const 400) \"\\01\\00\\00\\00\\06\\00\\00\\00\\01\\00\\00\\00x-only\\00v\\00\")";
+    let guest = Guest {
+        fields: pairs.into(),
+        response_headers: Some(
+            "(drop (call $proxy_set_header_map_pairs (i32.const 2) (i32.const 400) (i32.const 21))) i32.const 0".into(),
+        ),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .build()
+        .unwrap();
+    expect![[r#"
+        request: Continue
+        response: Continue
+        downstream: x-only=v
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 1)
+          => 0
+        proxy_on_response_headers(ctx=2, 1, 1)
+          proxy_set_header_map_pairs(response_headers, 1) -> OK
+          => 0
+    "#]]
+    .assert_eq(&run_stream(&mut sim, true));
+}
+
+#[test]
+fn failed_callout_reports_reset_through_get_status() {
+    let pairs = "(data (i32.const 400) \"\\03\\00\\00\\00\\07\\00\\00\\00\\03\\00\\00\\00\\05\\00\\00\\00\\01\\00\\00\\00\\0a\\00\\00\\00\\01\\00\\00\\00:method\\00GET\\00:path\\00/\\00:authority\\00a\\00\")";
+    let guest = Guest {
+        fields: data(220, "auth") + pairs,
+        tick: Some("(drop (call $proxy_http_call (i32.const 220) (i32.const 4) (i32.const 400) (i32.const 61) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 8)))".into()),
+        configure: Some("(drop (call $proxy_set_tick_period_milliseconds (i32.const 1000))) i32.const 1".into()),
+        http_call_response: Some("(drop (call $proxy_get_status (i32.const 16) (i32.const 20) (i32.const 24)))".into()),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .cluster("auth")
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let tick = render(&sim.advance(std::time::Duration::from_millis(1500)));
+    let tokens: Vec<u32> = sim
+        .http_callouts()
+        .iter()
+        .map(|callout| callout.token)
+        .collect();
+    let failed = render(&sim.fail_http_call(tokens[0]));
+    expect![[r#"
+        Continue [4] Continue
+        proxy_on_tick(ctx=1)
+          proxy_http_call(0, 4, "auth") -> OK
+          => ()
+        proxy_on_http_call_response(ctx=1, 4, 0, 0, 0)
+          proxy_get_status(11) -> OK "reset"
+          => ()
+    "#]]
+    .assert_eq(&format!(
+        "{tick} {tokens:?} {failed}\n{}",
+        sim.render_trace()
+    ));
+}
+
+#[test]
+fn shared_queue_items_wake_the_registering_root_context() {
+    let guest = Guest {
+        fields: data(280, "queue"),
+        configure: Some("(drop (call $proxy_register_shared_queue (i32.const 280) (i32.const 5) (i32.const 8))) i32.const 1".into()),
+        queue_ready: Some("(drop (call $proxy_dequeue_shared_queue (local.get $token) (i32.const 16) (i32.const 20)))".into()),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let outcome = sim.enqueue("queue", b"item").unwrap();
+    expect![[r#"
+        Continue
+        proxy_on_queue_ready(ctx=1, 1)
+          proxy_dequeue_shared_queue(1) -> OK "item"
+          => ()
+    "#]]
+    .assert_eq(&format!("{}\n{}", render(&outcome), sim.render_trace()));
+}
+
+#[test]
+fn grpc_call_is_recorded_and_answered() {
+    let guest = Guest {
+        fields: data(220, "grpc") + &data(300, "svc") + &data(320, "Method") + &data(340, "request"),
+        configure: Some("(drop (call $proxy_grpc_call (i32.const 220) (i32.const 4) (i32.const 300) (i32.const 3) (i32.const 320) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 340) (i32.const 7) (i32.const 1000) (i32.const 8))) (drop (call $proxy_grpc_call (i32.const 220) (i32.const 4) (i32.const 300) (i32.const 3) (i32.const 320) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 340) (i32.const 7) (i32.const 1000) (i32.const 8))) i32.const 1".into()),
+        grpc_receive: Some("(drop (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (i32.const 100) (i32.const 16) (i32.const 20)))".into()),
+        grpc_close: Some("(drop (call $proxy_get_status (i32.const 16) (i32.const 20) (i32.const 24)))".into()),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .cluster("grpc")
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let calls: Vec<String> = sim
+        .grpc_callouts()
+        .iter()
+        .map(|call| {
+            format!(
+                "{} {} {}/{} {:?}",
+                call.token, call.cluster, call.service, call.method, call.messages
+            )
+        })
+        .collect();
+    let answered = render(&sim.respond_grpc_call(5, b"reply"));
+    let closed = render(&sim.close_grpc(9, &[], 14, "unavailable"));
+    expect![[r#"
+        ["5 grpc svc/Method [[114, 101, 113, 117, 101, 115, 116]]", "9 grpc svc/Method [[114, 101, 113, 117, 101, 115, 116]]"] Continue Continue
+        proxy_on_grpc_receive(ctx=1, 5, 5)
+          proxy_get_buffer_bytes(grpc_receive_buffer, 0, 100) -> OK "reply"
+          => ()
+        proxy_on_grpc_close(ctx=1, 9, 14)
+          proxy_get_status(14) -> OK "unavailable"
+          => ()
+    "#]].assert_eq(&format!("{calls:?} {answered} {closed}\n{}", sim.render_trace()));
+}
+
+#[test]
+fn start_only_allows_envoys_start_time_imports() {
+    let guest = Guest {
+        fields: "(func (export \"_initialize\") (drop (call $proxy_set_tick_period_milliseconds (i32.const 1))))".into(),
+        ..Guest::default()
+    };
+    let error = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .build()
+        .unwrap_err();
+    expect!["failed to start Wasm VM: restricted_callback"].assert_eq(&error.to_string());
+}
+
+#[test]
+fn shutdown_waits_for_proxy_done() {
+    let wat = r#"(module
+      (import "env" "proxy_done" (func $done (result i32)))
+      (memory (export "memory") 1)
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_done") (param i32) (result i32) i32.const 0)
+      (func (export "proxy_on_tick") (param i32) (drop (call $done))))"#;
+    let module = filterkit_host_sim::Module::from_bytes(wat.as_bytes()).unwrap();
+    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    sim.clear_trace();
+    let pending = sim.shutdown();
+    expect![[r#"
+        ["root"]
+        proxy_on_done(ctx=1)
+          => 0
+    "#]]
+    .assert_eq(&format!("{pending:?}\n{}", sim.render_trace()));
+}
+
+#[test]
+fn abi_0_1_0_headers_callbacks_have_no_end_of_stream_and_missing_headers_are_empty() {
+    let wat = r#"(module
+      (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "missing")
+      (func (export "malloc") (param i32) (result i32) i32.const 2048)
+      (func (export "proxy_abi_version_0_1_0"))
+      (func (export "proxy_on_request_headers") (param i32 i32) (result i32)
+        (drop (call $get (i32.const 0) (i32.const 100) (i32.const 7) (i32.const 8) (i32.const 12)))
+        i32.const 0))"#;
+    let module = filterkit_host_sim::Module::from_bytes(wat.as_bytes()).unwrap();
+    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    expect![[r#"
+        request: Continue
+        response: Continue
+        downstream: :status=200
+        proxy_on_request_headers(ctx=2, 1)
+          proxy_get_header_map_value(request_headers, "missing") -> OK ""
+          => 0
+    "#]]
+    .assert_eq(&run_stream(&mut sim, true));
 }

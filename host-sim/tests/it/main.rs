@@ -6,3 +6,4 @@ mod host_functions;
 mod lifecycle;
 mod loading;
 mod memory_safety;
+mod scenario;

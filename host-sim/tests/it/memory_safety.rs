@@ -39,11 +39,21 @@ const IMA: i64 = 6;
 const EFAULT: i64 = 21;
 
 const fn proxy(export: &'static str, args: &'static [Arg], writes: bool) -> Spec {
-    Spec { export, args, writes, fault: IMA }
+    Spec {
+        export,
+        args,
+        writes,
+        fault: IMA,
+    }
 }
 
 const fn wasi(export: &'static str, args: &'static [Arg], writes: bool) -> Spec {
-    Spec { export, args, writes, fault: EFAULT }
+    Spec {
+        export,
+        args,
+        writes,
+        fault: EFAULT,
+    }
 }
 
 const SPECS: &[Spec] = &[
@@ -51,50 +61,194 @@ const SPECS: &[Spec] = &[
     proxy("call_proxy_get_log_level", &[Out(4)], true),
     proxy("call_proxy_get_status", &[Out(4), Out(4), Out(4)], true),
     proxy("call_proxy_set_property", &[In(1), Len, In(3), Len], false),
-    proxy("call_proxy_get_property", &[In(1), Len, Out(4), Out(4)], false),
-    proxy("call_proxy_send_local_response", &[Value(403), In(2), Len, In(4), Len, In(6), Len, Value(0)], false),
-    proxy("call_proxy_get_shared_data", &[In(1), Len, Out(4), Out(4), Out(4)], false),
-    proxy("call_proxy_set_shared_data", &[In(1), Len, In(3), Len, Value(0)], false),
-    proxy("call_proxy_register_shared_queue", &[In(1), Len, Out(4)], true),
-    proxy("call_proxy_resolve_shared_queue", &[In(1), Len, In(3), Len, Out(4)], false),
-    proxy("call_proxy_dequeue_shared_queue", &[Value(999), Out(4), Out(4)], false),
-    proxy("call_proxy_enqueue_shared_queue", &[Value(999), In(2), Len], false),
-    proxy("call_proxy_get_header_map_value", &[Value(0), In(2), Len, Out(4), Out(4)], false),
-    proxy("call_proxy_add_header_map_value", &[Value(2), In(2), Len, In(4), Len], false),
-    proxy("call_proxy_replace_header_map_value", &[Value(1), In(2), Len, In(4), Len], false),
-    proxy("call_proxy_remove_header_map_value", &[Value(3), In(2), Len], false),
-    proxy("call_proxy_get_header_map_pairs", &[Value(0), Out(4), Out(4)], true),
-    proxy("call_proxy_set_header_map_pairs", &[Value(2), In(2), Len], false),
-    proxy("call_proxy_get_header_map_size", &[Value(0), Out(4)], false),
-    proxy("call_proxy_get_buffer_status", &[Value(6), Out(4), Out(4)], true),
-    proxy("call_proxy_get_buffer_bytes", &[Value(6), Value(0), Value(8), Out(4), Out(4)], true),
-    proxy("call_proxy_set_buffer_bytes", &[Value(0), Value(0), Value(0), In(4), Len], false),
-    proxy("call_proxy_http_call", &[In(1), Len, In(3), Len, In(5), Len, In(7), Len, Value(1000), Out(4)], true),
     proxy(
-        "call_proxy_grpc_call",
-        &[In(1), Len, In(3), Len, In(5), Len, In(7), Len, In(9), Len, Value(1000), Out(4)],
+        "call_proxy_get_property",
+        &[In(1), Len, Out(4), Out(4)],
         false,
     ),
-    proxy("call_proxy_grpc_stream", &[In(1), Len, In(3), Len, In(5), Len, In(7), Len, Out(4)], false),
-    proxy("call_proxy_grpc_send", &[Value(6), In(2), Len, Value(0)], false),
+    proxy(
+        "call_proxy_send_local_response",
+        &[Value(403), In(2), Len, In(4), Len, In(6), Len, Value(0)],
+        false,
+    ),
+    proxy(
+        "call_proxy_get_shared_data",
+        &[In(1), Len, Out(4), Out(4), Out(4)],
+        false,
+    ),
+    proxy(
+        "call_proxy_set_shared_data",
+        &[In(1), Len, In(3), Len, Value(0)],
+        false,
+    ),
+    proxy(
+        "call_proxy_register_shared_queue",
+        &[In(1), Len, Out(4)],
+        true,
+    ),
+    proxy(
+        "call_proxy_resolve_shared_queue",
+        &[In(1), Len, In(3), Len, Out(4)],
+        false,
+    ),
+    proxy(
+        "call_proxy_dequeue_shared_queue",
+        &[Value(999), Out(4), Out(4)],
+        false,
+    ),
+    proxy(
+        "call_proxy_enqueue_shared_queue",
+        &[Value(999), In(2), Len],
+        false,
+    ),
+    proxy(
+        "call_proxy_get_header_map_value",
+        &[Value(0), In(2), Len, Out(4), Out(4)],
+        false,
+    ),
+    proxy(
+        "call_proxy_add_header_map_value",
+        &[Value(2), In(2), Len, In(4), Len],
+        false,
+    ),
+    proxy(
+        "call_proxy_replace_header_map_value",
+        &[Value(1), In(2), Len, In(4), Len],
+        false,
+    ),
+    proxy(
+        "call_proxy_remove_header_map_value",
+        &[Value(3), In(2), Len],
+        false,
+    ),
+    proxy(
+        "call_proxy_get_header_map_pairs",
+        &[Value(0), Out(4), Out(4)],
+        true,
+    ),
+    proxy(
+        "call_proxy_set_header_map_pairs",
+        &[Value(2), In(2), Len],
+        false,
+    ),
+    proxy("call_proxy_get_header_map_size", &[Value(0), Out(4)], false),
+    proxy(
+        "call_proxy_get_buffer_status",
+        &[Value(6), Out(4), Out(4)],
+        true,
+    ),
+    proxy(
+        "call_proxy_get_buffer_bytes",
+        &[Value(6), Value(0), Value(8), Out(4), Out(4)],
+        true,
+    ),
+    proxy(
+        "call_proxy_set_buffer_bytes",
+        &[Value(0), Value(0), Value(0), In(4), Len],
+        false,
+    ),
+    proxy(
+        "call_proxy_http_call",
+        &[
+            In(1),
+            Len,
+            In(3),
+            Len,
+            In(5),
+            Len,
+            In(7),
+            Len,
+            Value(1000),
+            Out(4),
+        ],
+        true,
+    ),
+    proxy(
+        "call_proxy_grpc_call",
+        &[
+            In(1),
+            Len,
+            In(3),
+            Len,
+            In(5),
+            Len,
+            In(7),
+            Len,
+            In(9),
+            Len,
+            Value(1000),
+            Out(4),
+        ],
+        false,
+    ),
+    proxy(
+        "call_proxy_grpc_stream",
+        &[In(1), Len, In(3), Len, In(5), Len, In(7), Len, Out(4)],
+        false,
+    ),
+    proxy(
+        "call_proxy_grpc_send",
+        &[Value(6), In(2), Len, Value(0)],
+        false,
+    ),
     proxy("call_proxy_get_current_time_nanoseconds", &[Out(8)], true),
-    proxy("call_proxy_define_metric", &[Value(0), In(2), Len, Out(4)], true),
+    proxy(
+        "call_proxy_define_metric",
+        &[Value(0), In(2), Len, Out(4)],
+        true,
+    ),
     proxy("call_proxy_get_metric", &[Value(4), Out(8)], false),
-    proxy("call_proxy_call_foreign_function", &[In(1), Len, In(3), Len, Out(4), Out(4)], false),
-    wasi("call_wasi_fd_write", &[Value(1), Iovs(2), Len, Out(4)], true),
-    wasi("call_wasi_fd_pwrite", &[Value(2), Iovs(2), Len, Value(0), Out(4)], true),
+    proxy(
+        "call_proxy_call_foreign_function",
+        &[In(1), Len, In(3), Len, Out(4), Out(4)],
+        false,
+    ),
+    wasi(
+        "call_wasi_fd_write",
+        &[Value(1), Iovs(2), Len, Out(4)],
+        true,
+    ),
+    wasi(
+        "call_wasi_fd_pwrite",
+        &[Value(2), Iovs(2), Len, Value(0), Out(4)],
+        true,
+    ),
     wasi("call_wasi_environ_sizes_get", &[Out(4), Out(4)], true),
     wasi("call_wasi_args_sizes_get", &[Out(4), Out(4)], true),
-    wasi("call_wasi_clock_time_get", &[Value(0), Value(1), Out(8)], true),
+    wasi(
+        "call_wasi_clock_time_get",
+        &[Value(0), Value(1), Out(8)],
+        true,
+    ),
     wasi("call_wasi_clock_res_get", &[Value(1), Out(8)], true),
     wasi("call_wasi_random_get", &[OutBuf(1), Len], true),
-    wasi("call_wasi_poll_oneoff", &[Value(0), Value(0), Value(0), Out(4)], true),
+    wasi(
+        "call_wasi_poll_oneoff",
+        &[Value(0), Value(0), Value(0), Out(4)],
+        true,
+    ),
     wasi("call_wasi_fd_tell", &[Value(1), Out(8)], true),
-    wasi("call_wasi_fd_readdir", &[Value(3), Value(0), Value(0), Value(0), Out(4)], true),
-    wasi("call_wasi_path_readlink", &[Value(3), Value(0), Value(0), Value(0), Value(0), Out(4)], true),
+    wasi(
+        "call_wasi_fd_readdir",
+        &[Value(3), Value(0), Value(0), Value(0), Out(4)],
+        true,
+    ),
+    wasi(
+        "call_wasi_path_readlink",
+        &[Value(3), Value(0), Value(0), Value(0), Value(0), Out(4)],
+        true,
+    ),
     wasi("call_wasi_sock_accept", &[Value(3), Value(0), Out(8)], true),
-    wasi("call_wasi_sock_recv", &[Value(3), Value(0), Value(0), Value(0), Out(4), Out(2)], true),
-    wasi("call_wasi_sock_send", &[Value(3), Value(0), Value(0), Value(0), Out(4)], true),
+    wasi(
+        "call_wasi_sock_recv",
+        &[Value(3), Value(0), Value(0), Value(0), Out(4), Out(2)],
+        true,
+    ),
+    wasi(
+        "call_wasi_sock_send",
+        &[Value(3), Value(0), Value(0), Value(0), Out(4)],
+        true,
+    ),
     wasi("call_wasi_fd_fdstat_get", &[Value(1), Out(24)], false),
     wasi("call_wasi_environ_get", &[Out(4), Out(4)], false),
 ];
@@ -135,7 +289,13 @@ fn fits(pointer: u64, length: u64, memory_end: u64) -> bool {
 }
 
 /// Runs one hostile call and checks its status.
-fn check_call(sim: &mut Sim, root: u32, spec: &Spec, values: &[u64], memory_end: u64) -> Result<(), TestCaseError> {
+fn check_call(
+    sim: &mut Sim,
+    root: u32,
+    spec: &Spec,
+    values: &[u64],
+    memory_end: u64,
+) -> Result<(), TestCaseError> {
     let args: Vec<i64> = spec
         .args
         .iter()
@@ -166,8 +326,18 @@ fn check_call(sim: &mut Sim, root: u32, spec: &Spec, values: &[u64], memory_end:
     let result = sim.call_guest_function(spec.export, root, &args);
     let status = match result {
         Ok(Some(status)) => status,
-        Ok(None) => return Err(TestCaseError::fail(format!("{} returned nothing", spec.export))),
-        Err(trap) => return Err(TestCaseError::fail(format!("{} trapped: {trap} (args {args:?})", spec.export))),
+        Ok(None) => {
+            return Err(TestCaseError::fail(format!(
+                "{} returned nothing",
+                spec.export
+            )));
+        }
+        Err(trap) => {
+            return Err(TestCaseError::fail(format!(
+                "{} trapped: {trap} (args {args:?})",
+                spec.export
+            )));
+        }
     };
     if bad_input || (spec.writes && bad_output) {
         prop_assert_eq!(status, spec.fault, "{} with {:?}", spec.export, args);
@@ -178,7 +348,11 @@ fn check_call(sim: &mut Sim, root: u32, spec: &Spec, values: &[u64], memory_end:
 #[test]
 fn hostile_pointers_and_lengths_fault_without_panicking() {
     let module = forwarding_module();
-    let mut sim = Sim::builder(&module).plugin("root", "cfg").vm_configuration("vm-config").build().unwrap();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "cfg")
+        .vm_configuration("vm-config")
+        .build()
+        .unwrap();
     sim.set_tracing(false);
     let sim = std::cell::RefCell::new(sim);
     let root = sim.borrow().root_context_id("root").unwrap();
@@ -196,9 +370,21 @@ fn hostile_pointers_and_lengths_fault_without_panicking() {
             .collect();
         (Just(idx), values)
     });
-    let mut runner = TestRunner::new(Config { cases: 12_000, failure_persistence: None, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 12_000,
+        failure_persistence: None,
+        ..Config::default()
+    });
     runner
-        .run(&strategy, |(idx, values)| check_call(&mut sim.borrow_mut(), root, &SPECS[idx], &values, memory_end))
+        .run(&strategy, |(idx, values)| {
+            check_call(
+                &mut sim.borrow_mut(),
+                root,
+                &SPECS[idx],
+                &values,
+                memory_end,
+            )
+        })
         .unwrap();
 }
 
@@ -209,6 +395,8 @@ fn fd_write_with_overflowing_iovec_count_faults() {
     let module = forwarding_module();
     let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
     let root = sim.root_context_id("root").unwrap();
-    let status = sim.call_guest_function("call_wasi_fd_write", root, &[1, 16, 0x2000_0001, 1024]).unwrap();
+    let status = sim
+        .call_guest_function("call_wasi_fd_write", root, &[1, 16, 0x2000_0001, 1024])
+        .unwrap();
     assert_eq!(status, Some(EFAULT));
 }
