@@ -28,7 +28,7 @@ const MAX_DEPTH: u32 = 64;
 ///
 /// ```
 /// let error = filterkit::json::from_slice::<Vec<u32>>(b"[1,").err().unwrap();
-/// assert_eq!(error.to_string(), "unexpected end of input at byte 3");
+/// assert_eq!(error.to_string(), "not valid JSON: unexpected end of input at byte 3");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
@@ -37,7 +37,8 @@ pub struct Error {
 
 impl Error {
     fn at(message: &str, offset: usize) -> Error {
-        let mut text = String::with_capacity(message.len() + 16);
+        let mut text = String::with_capacity(message.len() + 32);
+        text.push_str("not valid JSON: ");
         text.push_str(message);
         text.push_str(" at byte ");
         push_decimal(&mut text, offset as u64);
@@ -451,9 +452,10 @@ impl<'de> Parser<'de> {
             },
             Ok(b'{') => Unexpected::Map,
             Ok(b'[') => Unexpected::Seq,
-            Ok(b't') => Unexpected::Bool(true),
-            Ok(b'f') => Unexpected::Bool(false),
-            Ok(b'n') => Unexpected::Unit,
+            // A literal is described only once it is whole: `nonsense` is not JSON, not `null`.
+            Ok(b't') if self.rest().starts_with(b"true") => Unexpected::Bool(true),
+            Ok(b'f') if self.rest().starts_with(b"false") => Unexpected::Bool(false),
+            Ok(b'n') if self.rest().starts_with(b"null") => Unexpected::Unit,
             Ok(b'-' | b'0'..=b'9') => match self.scan_number() {
                 Ok(Some(Number::Unsigned(value))) => Unexpected::Unsigned(value),
                 Ok(Some(Number::Signed(value))) => Unexpected::Signed(value),
@@ -953,23 +955,23 @@ mod tests {
         );
         check(
             r#"{"name":"a"} x"#,
-            expect!["error: trailing characters at byte 13"],
+            expect!["error: not valid JSON: trailing characters at byte 13"],
         );
         check(
             r#"{"name":"a""#,
-            expect!["error: unexpected end of input at byte 11"],
+            expect!["error: not valid JSON: unexpected end of input at byte 11"],
         );
         check(
             r#"{"name":"a\x"}"#,
-            expect!["error: invalid escape at byte 11"],
+            expect!["error: not valid JSON: invalid escape at byte 11"],
         );
         check(
             "{\"name\":\"a\u{1}\"}",
-            expect!["error: control character in string at byte 10"],
+            expect!["error: not valid JSON: control character in string at byte 10"],
         );
         check(
             r#"{"name":"a","count":01}"#,
-            expect!["error: invalid number at byte 20"],
+            expect!["error: not valid JSON: invalid number at byte 20"],
         );
         check(
             r#"{"name":"a","count":3000000000}"#,
@@ -979,10 +981,10 @@ mod tests {
             r#"[1]"#,
             expect!["error: invalid type: sequence, expected struct Sample"],
         );
-        check("", expect!["error: unexpected end of input at byte 0"]);
+        check("", expect!["error: not valid JSON: unexpected end of input at byte 0"]);
         check(
             r#"{"name":"\ud800"}"#,
-            expect!["error: unpaired surrogate at byte 15"],
+            expect!["error: not valid JSON: unpaired surrogate at byte 15"],
         );
         check(
             &"[".repeat(100),
@@ -994,12 +996,12 @@ mod tests {
     fn limits_nesting() {
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let error = from_slice::<serde::de::IgnoredAny>(deep.as_bytes()).unwrap_err();
-        assert_eq!(error.message(), "nesting too deep at byte 64");
+        assert_eq!(error.message(), "not valid JSON: nesting too deep at byte 64");
     }
 
     #[test]
     fn rejects_invalid_utf8() {
         let error = from_slice::<String>(b"\"\xff\"").unwrap_err();
-        assert_eq!(error.message(), "invalid UTF-8 in string at byte 1");
+        assert_eq!(error.message(), "not valid JSON: invalid UTF-8 in string at byte 1");
     }
 }

@@ -84,9 +84,9 @@ fn rejects_configuration_that_is_not_json() {
     check(
         "not json",
         expect![[r#"
-        rejected
-        error invalid plugin configuration for root_id=my_root_id: invalid type: null, expected struct Header
-    "#]],
+            rejected
+            error invalid plugin configuration for root_id=my_root_id: not valid JSON: expected value at byte 0
+        "#]],
     );
 }
 

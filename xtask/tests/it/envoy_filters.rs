@@ -119,8 +119,6 @@ fn envoy_rejects_bad_config() -> Result<()> {
     )
 }
 
-// FIXME: the reason for text that is not JSON reads "invalid type: null, expected struct
-// Header"; it should say the configuration is not JSON (filterkit's JSON errors).
 #[test]
 fn envoy_rejects_parameters_that_are_not_json() -> Result<()> {
     check(
@@ -128,7 +126,7 @@ fn envoy_rejects_parameters_that_are_not_json() -> Result<()> {
         "not json",
         expect![[r#"
             envoy exited (exit status: 1)
-            [error][wasm] wasm log my_root_id details-v1-wasmfiltersample: invalid plugin configuration for root_id=my_root_id: invalid type: null, expected struct Header
+            [error][wasm] wasm log my_root_id details-v1-wasmfiltersample: invalid plugin configuration for root_id=my_root_id: not valid JSON: expected value at byte 0
             [error][wasm] Wasm VM failed Failed to configure base Wasm plugin
             [critical][wasm] Plugin details-v1-wasmfiltersample.default failed to load
             [critical][wasm] Plugin configured to fail closed failed to load

@@ -66,14 +66,14 @@ fn rejects_invalid_json() {
         "{name:1}",
         expect![[r#"
             rejected
-            error: invalid plugin configuration for root_id=my_root_id: expected string key at byte 1
+            error: invalid plugin configuration for root_id=my_root_id: not valid JSON: expected string key at byte 1
         "#]],
     );
     check(
         r#"{"name":"a","value":"b"} trailing"#,
         expect![[r#"
             rejected
-            error: invalid plugin configuration for root_id=my_root_id: trailing characters at byte 25
+            error: invalid plugin configuration for root_id=my_root_id: not valid JSON: trailing characters at byte 25
         "#]],
     );
 }
@@ -99,6 +99,13 @@ fn rejects_wrong_types() {
         expect![[r#"
             rejected
             error: invalid plugin configuration for root_id=my_root_id: invalid type: string "hello", expected struct Header
+        "#]],
+    );
+    check(
+        "nonsense",
+        expect![[r#"
+            rejected
+            error: invalid plugin configuration for root_id=my_root_id: not valid JSON: expected value at byte 0
         "#]],
     );
     check(
