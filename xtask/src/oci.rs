@@ -218,6 +218,13 @@ pub fn package_filter(
     tag: &str,
     single_layer: bool,
 ) -> Result<Packaged> {
+    ensure!(
+        !filter.is_empty()
+            && filter
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "invalid filter name {filter:?}: use letters, digits, '-' and '_' (it names target/oci/<FILTER>)"
+    );
     ensure!(!root_ids.is_empty(), "at least one --root-id is needed");
     ensure!(
         is_valid_tag(tag),

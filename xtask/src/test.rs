@@ -36,13 +36,27 @@ pub fn run(_args: Args) -> Result<()> {
         // One cargo run per package: in a joint run, proxy-wasm-add-header's serde `std`
         // feature is unified into filterkit's serde, which links std next to filterkit's own
         // panic handler ("duplicate lang item `panic_impl`").
-        for package in WASM_PACKAGES {
-            command.args(["-p", package]);
-        }
-        for filter in util::filter_names()? {
-            command.args(["-p", &format!("filter-{filter}")]);
-        }
-        util::run(command.args(["--", "-D", "warnings"]))?;
+        let filters: Vec<String> = util::filter_names()?
+            .iter()
+            .map(|filter| format!("filter-{filter}"))
+            .collect();
+        for package in WASM_PACKAGES
+            .iter()
+            .copied()
+            .chain(filters.iter().map(String::as_str))
+        {
+            let mut command = util::cargo_wasm();
+            command.current_dir(util::project_root()).args([
+                "clippy",
+                "--target",
+                util::WASM_TARGET,
+                "-p",
+                package,
+                "--",
+                "-D",
+                "warnings",
+            ]);
+            util::run(&mut command)?;
         }
         Ok(())
     })?;

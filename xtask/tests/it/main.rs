@@ -23,3 +23,4 @@ mod envoy_filters;
 mod registry;
 mod seed;
 mod support;
+mod workspace;
