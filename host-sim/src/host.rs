@@ -129,6 +129,8 @@ pub struct MetricValue {
 /// A shared queue.
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
+    /// The worker whose root context registered the queue last (Envoy wakes that one).
+    pub(crate) worker: usize,
     pub(crate) vm_id: String,
     pub(crate) name: String,
     pub(crate) context_id: u32,
@@ -163,6 +165,8 @@ pub(crate) mod avail {
 /// The state of one HTTP stream (a stream context).
 #[derive(Debug, Default)]
 pub(crate) struct StreamData {
+    /// The VM the stream was created on ([`crate::Sim`]'s generation).
+    pub(crate) generation: u32,
     pub(crate) plugin: usize,
     pub(crate) root: u32,
     pub(crate) created: bool,
@@ -197,6 +201,8 @@ pub(crate) struct StreamData {
     /// No more callbacks for this stream (local reply sent, reset, or failed).
     pub(crate) ended: bool,
     pub(crate) response_started: bool,
+    /// The filter let the response headers through (Envoy's `non_100_response_headers_encoded_`).
+    pub(crate) response_headers_sent: bool,
 }
 
 /// An event Envoy holds for a paused filter.
@@ -209,9 +215,23 @@ pub(crate) enum Queued {
 /// Work Envoy defers until the outermost VM call returns (`addAfterVmCallAction`).
 #[derive(Debug)]
 pub(crate) enum After {
-    LocalReply { context_id: u32, reply: LocalReply },
-    Continue { context_id: u32, stream_type: u32 },
-    Close { context_id: u32, stream_type: u32 },
+    LocalReply {
+        context_id: u32,
+        reply: LocalReply,
+    },
+    Continue {
+        context_id: u32,
+        stream_type: u32,
+    },
+    Close {
+        context_id: u32,
+        stream_type: u32,
+    },
+    /// A root context that finished with `proxy_done` is deleted (cpp-host `WasmBase::done`
+    /// defers the deletion until the callback returns).
+    DeleteRoot {
+        context_id: u32,
+    },
 }
 
 /// A function the test registers for `proxy_call_foreign_function`.
@@ -243,7 +263,10 @@ pub(crate) struct HostState {
     pub(crate) cas: u32,
     pub(crate) queues: BTreeMap<u32, Queue>,
     pub(crate) next_queue_token: u32,
-    pub(crate) queue_ready: Vec<(u32, u32)>,
+    /// `proxy_on_queue_ready` calls due: (worker, root context, token).
+    pub(crate) queue_ready: Vec<(usize, u32, u32)>,
+    /// Which worker VM this is (0 when there is one).
+    pub(crate) worker: usize,
     pub(crate) metrics: BTreeMap<u32, Metric>,
     pub(crate) metric_values: BTreeMap<String, MetricValue>,
     pub(crate) next_counter: u32,
@@ -312,6 +335,7 @@ impl HostState {
             queues: BTreeMap::new(),
             next_queue_token: 0,
             queue_ready: Vec::new(),
+            worker: 0,
             metrics: BTreeMap::new(),
             metric_values: BTreeMap::new(),
             next_counter: 0,
@@ -1129,6 +1153,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         let status = match state.root_contexts.get(&ctx).copied() {
             Some(plugin) if state.plugins[plugin].pending_done => {
                 state.plugins[plugin].pending_done = false;
+                state.after.push(After::DeleteRoot { context_id: ctx });
                 OK
             }
             _ => NOT_FOUND,
@@ -1361,6 +1386,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             queue.vm_id = vm_id;
             queue.name = name_text;
             queue.context_id = root;
+            queue.worker = state.worker;
             let status = if set_u32(&mut c, token_ptr, token)? {
                 OK
             } else {
@@ -1495,8 +1521,8 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 None => NOT_FOUND,
                 Some(queue) => {
                     queue.items.push_back(data.clone());
-                    let context_id = queue.context_id;
-                    state.queue_ready.push((context_id, token));
+                    let ready = (queue.worker, queue.context_id, token);
+                    state.queue_ready.push(ready);
                     OK
                 }
             };

@@ -8,8 +8,9 @@
 //!
 //! It is the test oracle: it implements the ABI from the spec and Envoy's sources
 //! (proxy-wasm-cpp-host, Envoy's `source/extensions/common/wasm/`) and never depends on
-//! filterkit or the `proxy-wasm` crate. It does not do TCP (network filters), does not run
-//! several worker VMs, and does not implement Envoy's built-in foreign functions.
+//! filterkit or the `proxy-wasm` crate. It runs one VM per simulated worker thread
+//! ([`SimBuilder::workers`]) and Envoy's failure policies, FAIL_RELOAD included. It does not
+//! do TCP (network filters) and does not implement Envoy's built-in foreign functions.
 //!
 //! Start reading at [`Module::load`] and [`Sim`]:
 //!
@@ -90,6 +91,9 @@ pub enum Error {
     /// `proxy_on_configure` returned false (or trapped): Envoy rejects the configuration.
     #[error("{0}")]
     ConfigRejected(Rejection),
+    /// No worker with this index ([`Sim::use_worker`]).
+    #[error("no worker {0}")]
+    UnknownWorker(usize),
     /// No plugin with this root_id was configured.
     #[error("no plugin with root_id {0:?}")]
     UnknownRootId(String),

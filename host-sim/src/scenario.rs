@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Error, Module, Outcome, PluginConfig, PropertyValue, Sim};
+use crate::{Error, FailurePolicy, Module, Outcome, PluginConfig, PropertyValue, Sim};
 
 /// A scenario file.
 #[derive(Debug, Deserialize)]
@@ -31,6 +31,15 @@ pub struct Scenario {
     /// Properties every context sees.
     #[serde(default)]
     pub properties: Vec<ScenarioProperty>,
+    /// Worker threads, one VM each (default 1); `use_worker` steps choose among them.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// What Envoy does after a trap (default `fail_closed`).
+    #[serde(default)]
+    pub failure_policy: Option<ScenarioFailurePolicy>,
+    /// FAIL_RELOAD's backoff base in milliseconds (default 1000).
+    #[serde(default)]
+    pub reload_backoff_ms: Option<u64>,
     /// Steps, in order.
     #[serde(default)]
     pub steps: Vec<Step>,
@@ -48,6 +57,18 @@ pub struct ScenarioPlugin {
     /// Envoy's `allow_on_headers_stop_iteration`.
     #[serde(default)]
     pub allow_on_headers_stop_iteration: bool,
+}
+
+/// Envoy's `failure_policy`, as a scenario spells it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScenarioFailurePolicy {
+    /// `FAIL_CLOSED`.
+    FailClosed,
+    /// `FAIL_OPEN`.
+    FailOpen,
+    /// `FAIL_RELOAD`.
+    FailReload,
 }
 
 /// A property of a scenario.
@@ -171,6 +192,8 @@ pub enum Step {
         /// Item text.
         data: String,
     },
+    /// Streams created from now on (and callout answers) go to this worker.
+    UseWorker(usize),
 }
 
 /// Parses a scenario.
@@ -205,6 +228,19 @@ pub fn run(module: &Module, scenario: &Scenario) -> Result<String, Error> {
     }
     for cluster in &scenario.clusters {
         builder = builder.cluster(cluster);
+    }
+    if let Some(workers) = scenario.workers {
+        builder = builder.workers(workers);
+    }
+    if let Some(policy) = scenario.failure_policy {
+        builder = builder.failure_policy(match policy {
+            ScenarioFailurePolicy::FailClosed => FailurePolicy::FailClosed,
+            ScenarioFailurePolicy::FailOpen => FailurePolicy::FailOpen,
+            ScenarioFailurePolicy::FailReload => FailurePolicy::FailReload,
+        });
+    }
+    if let Some(ms) = scenario.reload_backoff_ms {
+        builder = builder.reload_backoff(Duration::from_millis(ms));
     }
     for property in &scenario.properties {
         let path: Vec<&str> = property.path.iter().map(String::as_str).collect();
@@ -378,6 +414,10 @@ fn run_step(
             sim.enqueue(queue, data.as_bytes())
                 .unwrap_or(Outcome::NotDelivered),
         ),
+        Step::UseWorker(worker) => {
+            sim.use_worker(*worker)?;
+            (format!("use_worker {worker}"), Outcome::Continue)
+        }
     })
 }
 

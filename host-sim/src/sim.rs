@@ -48,6 +48,9 @@ pub enum FailurePolicy {
     FailClosed,
     /// Let traffic pass without the filter.
     FailOpen,
+    /// Like FAIL_CLOSED, but a stream created once the reload backoff has passed since the
+    /// VM was last loaded gets a fresh VM (Envoy ≥ 1.33 `FAIL_RELOAD`, runtime errors only).
+    FailReload,
 }
 
 /// One plugin: a root_id with its configuration.
@@ -138,6 +141,7 @@ struct Exports {
 }
 
 /// Builds a [`Sim`]: plugins, clusters, properties, limits.
+#[derive(Clone)]
 pub struct SimBuilder {
     module: Module,
     plugins: Vec<PluginConfig>,
@@ -152,10 +156,22 @@ pub struct SimBuilder {
     log_level: u32,
     buffer_limit: usize,
     failure_policy: FailurePolicy,
+    reload_backoff: Duration,
+    workers: usize,
     canary: bool,
 }
 
-/// One simulated VM with its plugins.
+/// A worker VM that is not the one [`Sim`]'s calls act on right now.
+struct Parked {
+    store: Store<HostState>,
+    instance: Instance,
+    exports: Exports,
+    last_trap: Option<(String, String)>,
+    generation: u32,
+    last_load_ns: u64,
+}
+
+/// A simulated Envoy: one VM per worker thread (one by default), each with the plugins.
 pub struct Sim {
     store: Store<HostState>,
     instance: Instance,
@@ -166,6 +182,17 @@ pub struct Sim {
     failure_policy: FailurePolicy,
     next_context_id: u32,
     last_trap: Option<(String, String)>,
+    /// How this VM was built, to build a fresh one (FAIL_RELOAD).
+    config: SimBuilder,
+    /// Which VM this is: 0 for the first, one more per reload. Streams of an earlier VM get
+    /// the failure policy's answer.
+    generation: u32,
+    /// Virtual time (ns) of the last VM load or reload attempt (Envoy's `last_load`).
+    last_load_ns: u64,
+    /// The worker whose VM the fields above are (the active one).
+    active: usize,
+    /// Every worker's VM but the active one (`None` at the active index).
+    parked: Vec<Option<Parked>>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -290,6 +317,21 @@ impl SimBuilder {
         self
     }
 
+    /// How many worker threads (default 1): Envoy runs one VM per worker, each with every
+    /// plugin's root context, so ticks fire once per worker; shared data and queues are
+    /// shared by all. Streams run on the worker chosen with [`Sim::use_worker`].
+    pub fn workers(mut self, workers: usize) -> SimBuilder {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// FAIL_RELOAD's backoff base (`reload_config.backoff.base_interval`, default 1 s). Envoy
+    /// jitters each wait up to 1.5 × the base; host-sim waits exactly the base.
+    pub fn reload_backoff(mut self, base: Duration) -> SimBuilder {
+        self.reload_backoff = base;
+        self
+    }
+
     /// Whether to run Envoy's configuration canary in a throwaway VM first (default on;
     /// results are cached per module and plugin, as Envoy caches them).
     pub fn canary(mut self, enabled: bool) -> SimBuilder {
@@ -334,12 +376,18 @@ impl SimBuilder {
                 result.map_err(Error::ConfigRejected)?;
             }
         }
-        self.start(&self.plugins)
+        let mut sim = self.start(&self.plugins)?;
+        for worker in 1..self.workers {
+            sim.add_worker(worker)?;
+        }
+        sim.switch_to(0);
+        Ok(sim)
     }
 
-    fn start(&self, plugins: &[PluginConfig]) -> Result<Sim, Error> {
-        let runtime = crate::module::runtime();
+    /// A fresh host state for one VM, from the builder's settings.
+    fn host_state(&self, worker: usize) -> HostState {
         let mut state = HostState::new(self.module.abi_version(), self.trace);
+        state.worker = worker;
         state.vm_id = self.vm_id.clone();
         state.vm_configuration = self.vm_configuration.clone();
         state.clusters = self.clusters.clone();
@@ -353,6 +401,15 @@ impl SimBuilder {
                 .foreign_functions
                 .insert(name.clone(), function.clone());
         }
+        state
+    }
+
+    /// Instantiates the module in a new store holding `state`, and finds the exports.
+    fn instantiate(
+        &self,
+        state: HostState,
+    ) -> Result<(Store<HostState>, Instance, Exports), Error> {
+        let runtime = crate::module::runtime();
         let mut store = Store::new(&runtime.engine, state);
         store
             .set_fuel(self.fuel)
@@ -420,6 +477,11 @@ impl SimBuilder {
                 get(&instance, &mut store, "proxy_on_foreign_function")
             },
         };
+        Ok((store, instance, exports))
+    }
+
+    fn start(&self, plugins: &[PluginConfig]) -> Result<Sim, Error> {
+        let (store, instance, exports) = self.instantiate(self.host_state(0))?;
         let mut sim = Sim {
             store,
             instance,
@@ -430,6 +492,11 @@ impl SimBuilder {
             failure_policy: self.failure_policy,
             next_context_id: 1,
             last_trap: None,
+            config: self.clone(),
+            generation: 0,
+            last_load_ns: 0,
+            active: 0,
+            parked: vec![None],
         };
         sim.start_vm()?;
         for plugin in plugins {
@@ -456,13 +523,96 @@ impl Sim {
             log_level: 2,
             buffer_limit: 1024 * 1024,
             failure_policy: FailurePolicy::FailClosed,
+            reload_backoff: Duration::from_secs(1),
+            workers: 1,
             canary: true,
         }
+    }
+
+    /// Puts `parked` in place of the active VM's parts and returns those.
+    fn swap_active(&mut self, parked: Parked) -> Parked {
+        Parked {
+            store: std::mem::replace(&mut self.store, parked.store),
+            instance: std::mem::replace(&mut self.instance, parked.instance),
+            exports: std::mem::replace(&mut self.exports, parked.exports),
+            last_trap: std::mem::replace(&mut self.last_trap, parked.last_trap),
+            generation: std::mem::replace(&mut self.generation, parked.generation),
+            last_load_ns: std::mem::replace(&mut self.last_load_ns, parked.last_load_ns),
+        }
+    }
+
+    /// Makes `worker`'s VM the active one; what all workers share moves along.
+    fn switch_to(&mut self, worker: usize) {
+        if worker == self.active || worker >= self.parked.len() {
+            return;
+        }
+        let mut next = self.parked[worker]
+            .take()
+            .expect("a parked worker exists at every index but the active one");
+        move_shared(self.store.data_mut(), next.store.data_mut());
+        let previous = self.swap_active(next);
+        self.parked[self.active] = Some(previous);
+        self.active = worker;
+        self.store.data_mut().trace.set_worker(worker);
+    }
+
+    /// Starts another worker's VM (its own instance, every plugin's root context).
+    fn add_worker(&mut self, worker: usize) -> Result<(), Error> {
+        let (store, instance, exports) = self.config.instantiate(self.config.host_state(worker))?;
+        let mut next = Parked {
+            store,
+            instance,
+            exports,
+            last_trap: None,
+            generation: 0,
+            last_load_ns: self.store.data().now_ns,
+        };
+        move_shared(self.store.data_mut(), next.store.data_mut());
+        let previous = self.swap_active(next);
+        self.parked[self.active] = Some(previous);
+        self.parked.push(None);
+        self.active = worker;
+        self.store.data_mut().trace.set_worker(worker);
+        self.start_vm()?;
+        let plugins = self.config.plugins.clone();
+        for plugin in &plugins {
+            self.start_plugin(plugin)?;
+        }
+        Ok(())
+    }
+
+    /// The host state of a worker's VM, active or parked.
+    fn state_of(&self, worker: usize) -> &HostState {
+        match self.parked.get(worker).and_then(Option::as_ref) {
+            Some(parked) => parked.store.data(),
+            None => self.store.data(),
+        }
+    }
+
+    /// How many worker VMs this simulation runs.
+    pub fn workers(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// The worker whose VM [`Sim::stream`], callouts, `root_context_id`, `memory_size` and
+    /// `failed` refer to.
+    pub fn active_worker(&self) -> usize {
+        self.active
+    }
+
+    /// Chooses the worker for what follows (streams created next, callouts answered next).
+    pub fn use_worker(&mut self, worker: usize) -> Result<(), Error> {
+        if worker >= self.parked.len() {
+            return Err(Error::UnknownWorker(worker));
+        }
+        self.switch_to(worker);
+        Ok(())
     }
 
     fn start_vm(&mut self) -> Result<(), Error> {
         let instance = self.instance;
         let store = &mut self.store;
+        let mark = store.data().trace.mark();
         store.data_mut().restricted = Restriction::Start;
         store.data_mut().current = 0;
         let initialize = get::<(), ()>(&instance, store, "_initialize");
@@ -486,7 +636,7 @@ impl Sim {
             Ok(())
         };
         store.data_mut().restricted = Restriction::None;
-        store.data_mut().trace.clear();
+        store.data_mut().trace.truncate(mark);
         result.map_err(|error| Error::StartFailed(trap_message(&error)))
     }
 
@@ -598,31 +748,21 @@ impl Sim {
         Outcome::Trapped { callback, message }
     }
 
-    /// Envoy's deferred actions, then shared-queue deliveries.
+    /// Envoy's deferred actions, then shared-queue deliveries (on the worker whose root
+    /// context registered the queue).
     fn after_top_level(&mut self) {
         self.store.data_mut().stop_next_iteration = false;
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            let action = {
-                let state = self.store.data_mut();
-                if state.after.is_empty() {
-                    None
-                } else {
-                    Some(state.after.remove(0))
-                }
-            };
-            if let Some(action) = action {
-                self.run_after(action);
-                continue;
-            }
+        let home = self.active;
+        for _round in 0..10_000 {
+            self.drain_after();
             let ready = std::mem::take(&mut self.store.data_mut().queue_ready);
-            if ready.is_empty() || rounds > 10_000 {
+            if ready.is_empty() {
                 break;
             }
-            for (context_id, token) in ready {
+            for (worker, context_id, token) in ready {
+                self.switch_to(worker);
                 if self.store.data().failed {
-                    break;
+                    continue;
                 }
                 let func = self.exports.on_queue_ready.clone();
                 let exists = self.store.data().root_contexts.contains_key(&context_id);
@@ -634,7 +774,28 @@ impl Sim {
                         (context_id, token),
                     );
                     self.store.data_mut().stop_next_iteration = false;
+                    self.drain_after();
                 }
+            }
+            self.switch_to(home);
+        }
+        self.switch_to(home);
+    }
+
+    /// Runs the active VM's deferred actions.
+    fn drain_after(&mut self) {
+        loop {
+            let action = {
+                let state = self.store.data_mut();
+                if state.after.is_empty() {
+                    None
+                } else {
+                    Some(state.after.remove(0))
+                }
+            };
+            match action {
+                Some(action) => self.run_after(action),
+                None => break,
             }
         }
     }
@@ -646,6 +807,14 @@ impl Sim {
                 context_id,
                 stream_type,
             } => self.resume(context_id, stream_type),
+            After::DeleteRoot { context_id } => {
+                if let Some(plugin) = self.store.data().root_contexts.get(&context_id).copied() {
+                    self.store.data_mut().plugins[plugin].next_tick = None;
+                }
+                if let Some(func) = self.exports.on_delete.clone() {
+                    let _ = self.call("proxy_on_delete", context_id, func, context_id);
+                }
+            }
             After::Close {
                 context_id,
                 stream_type,
@@ -684,6 +853,71 @@ impl Sim {
             self.call("proxy_on_context_create", ctx, func, (ctx, root))?;
         }
         Ok(())
+    }
+
+    /// Whether the stream's VM has failed: this VM after a trap, or an earlier VM that a
+    /// reload replaced.
+    fn vm_failed_for(&self, ctx: u32) -> bool {
+        let state = self.store.data();
+        state.failed
+            || state
+                .streams
+                .get(&ctx)
+                .is_some_and(|stream| stream.generation != self.generation)
+    }
+
+    /// FAIL_RELOAD: Envoy's `PluginConfig::maybeReloadHandleIfNeeded`, run as a stream is
+    /// created. A failed VM is replaced once the backoff has passed since the last load; the
+    /// attempt counts as a load even when the fresh VM fails to start (it then stays failed).
+    fn maybe_reload(&mut self) {
+        let now = self.store.data().now_ns;
+        let backoff = self
+            .config
+            .reload_backoff
+            .as_nanos()
+            .min(u128::from(u64::MAX)) as u64;
+        if !self.store.data().failed
+            || self.config.failure_policy != FailurePolicy::FailReload
+            || now.saturating_sub(self.last_load_ns) < backoff
+        {
+            return;
+        }
+        self.last_load_ns = now;
+        let mut state = self.config.host_state(self.active);
+        carry_over(self.store.data_mut(), &mut state);
+        state.trace.note("vm reload", 0, &[], &[]);
+        let (store, instance, exports) = match self.config.instantiate(state) {
+            Ok(parts) => parts,
+            Err(_) => return,
+        };
+        let old_store = std::mem::replace(&mut self.store, store);
+        let old_instance = std::mem::replace(&mut self.instance, instance);
+        let old_exports = std::mem::replace(&mut self.exports, exports);
+        let old_next_context_id = self.next_context_id;
+        let plugins = self.config.plugins.clone();
+        let started = self.start_vm().and_then(|()| {
+            plugins
+                .iter()
+                .try_for_each(|plugin| self.start_plugin(plugin))
+        });
+        match started {
+            Ok(()) => self.generation += 1,
+            Err(error) => {
+                // Keep the failed VM; what is shared across VMs goes back to it.
+                let mut failed = old_store;
+                carry_over(self.store.data_mut(), failed.data_mut());
+                failed.data_mut().trace.note(
+                    "vm reload failed",
+                    0,
+                    &[],
+                    &[error.to_string().as_bytes()],
+                );
+                self.store = failed;
+                self.instance = old_instance;
+                self.exports = old_exports;
+                self.next_context_id = old_next_context_id;
+            }
+        }
     }
 
     /// Envoy's FAIL_CLOSED: 503 `wasm_fail_stream`, sent without calling the VM.
@@ -832,6 +1066,9 @@ impl Sim {
         match pause {
             None => {
                 stream.avail &= !bit;
+                if response {
+                    stream.response_headers_sent = true;
+                }
                 Ok(Outcome::Continue)
             }
             Some(Pause::StopIteration) => Ok(Outcome::Paused(Pause::StopIteration)),
@@ -947,6 +1184,10 @@ impl Sim {
                 out.append(held);
                 out.append(body);
                 stream.avail &= !bit;
+                // Continuing the body also lets headers held by StopIteration go.
+                if response {
+                    stream.response_headers_sent = true;
+                }
                 Ok(Outcome::Continue)
             }
             Some(Pause::StopIterationAndBuffer) => {
@@ -998,6 +1239,7 @@ impl Sim {
         match pause {
             None => {
                 if response {
+                    stream.response_headers_sent = true;
                     stream.avail &= !avail::RESPONSE_TRAILERS;
                     let body = std::mem::take(&mut stream.response_body);
                     stream.downstream_body.append(&mut stream.response_held);
@@ -1034,7 +1276,7 @@ impl Sim {
         {
             return Outcome::NotDelivered;
         }
-        if self.store.data().failed {
+        if self.vm_failed_for(ctx) {
             return self.fail_stream(ctx);
         }
         let paused = {
@@ -1086,6 +1328,7 @@ impl Sim {
         };
         if response {
             stream.response_paused = false;
+            stream.response_headers_sent = true;
             stream.avail &= !avail::RESPONSE_HEADERS;
             let body = std::mem::take(&mut stream.response_body);
             stream.downstream_body.append(&mut stream.response_held);
@@ -1149,18 +1392,33 @@ impl Sim {
         }
     }
 
-    /// Envoy's `sendLocalReply` from the request path: the reply's headers and body pass
-    /// through the filter's response callbacks; from the response path it is sent directly.
+    /// Envoy's `DownstreamFilterManager::sendLocalReply`, run after the callback that asked
+    /// for it: before any response it goes through the filter chain (the filter's own response
+    /// callbacks see it); once the response started but its headers have not left (the filter
+    /// stopped them, or this is the response-headers callback itself) it replaces the response
+    /// and goes directly to the codec, bypassing the filters; after the headers left, all Envoy
+    /// can do is reset the stream.
     fn send_local_reply(&mut self, ctx: u32, reply: LocalReply) {
         let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
             return;
         };
-        if stream.local_reply.is_some() || stream.ended {
+        if stream.ended {
             self.store.data_mut().trace.note(
                 "local reply ignored",
                 ctx,
                 &[u64::from(reply.status_code)],
                 &[],
+            );
+            return;
+        }
+        if stream.response_headers_sent {
+            stream.reset = Some("local_reply_after_response_headers_sent");
+            stream.ended = true;
+            self.store.data_mut().trace.note(
+                "stream reset: local reply after response headers were sent",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[reply.details.as_bytes()],
             );
             return;
         }
@@ -1171,7 +1429,11 @@ impl Sim {
         stream.request_paused = false;
         stream.request_queue.clear();
         self.store.data_mut().trace.note(
-            "local reply",
+            if through_filter {
+                "local reply"
+            } else {
+                "local reply directly to the codec"
+            },
             ctx,
             &[u64::from(reply.status_code)],
             &[reply.details.as_bytes()],
@@ -1179,12 +1441,22 @@ impl Sim {
         if !through_filter || self.store.data().failed {
             let stream = self.stream_mut(ctx);
             stream.response_headers = headers;
+            stream.response_trailers = None;
             stream.downstream_body = body;
+            stream.response_body.clear();
+            stream.response_held.clear();
+            stream.response_queue.clear();
+            stream.response_headers_sent = true;
             stream.ended = true;
             return;
         }
         let end_of_stream = body.is_empty();
         let result = self.deliver_headers(ctx, true, headers, end_of_stream);
+        // A local reply the filter asks for while its response callbacks see this one runs
+        // when that callback returns (Envoy's deferred action), as a direct reply.
+        if self.nested_local_reply(ctx) {
+            return;
+        }
         if result.is_ok() && !end_of_stream {
             let paused = self.stream_mut(ctx).response_paused;
             if paused {
@@ -1193,15 +1465,35 @@ impl Sim {
                     .push(Queued::Body(body, true));
             } else {
                 let _ = self.deliver_body(ctx, true, body, true);
+                self.nested_local_reply(ctx);
             }
         }
         let stream = self.stream_mut(ctx);
         stream.ended = true;
     }
 
-    /// Creates a stream on the plugin with this root_id (its context is created in the VM
-    /// when the first event arrives, as Envoy does).
+    /// Runs a local reply the filter requested during a callback of a local reply at once;
+    /// true if there was one.
+    fn nested_local_reply(&mut self, ctx: u32) -> bool {
+        let state = self.store.data_mut();
+        let Some(idx) = state.after.iter().position(
+            |action| matches!(action, After::LocalReply { context_id, .. } if *context_id == ctx),
+        ) else {
+            return false;
+        };
+        let After::LocalReply { reply, .. } = state.after.remove(idx) else {
+            unreachable!("the position matched a local reply")
+        };
+        self.send_local_reply(ctx, reply);
+        true
+    }
+
+    /// Creates a stream on the plugin with this root_id, on the active worker (its context is
+    /// created in the VM when the first event arrives, as Envoy does). Under FAIL_RELOAD this
+    /// is when a failed VM may be replaced.
     pub fn stream(&mut self, root_id: &str) -> Result<Stream<'_>, Error> {
+        self.maybe_reload();
+        let generation = self.generation;
         let state = self.store.data();
         let plugin = state
             .plugins
@@ -1214,14 +1506,17 @@ impl Sim {
         self.store.data_mut().streams.insert(
             id,
             StreamData {
+                generation,
                 plugin,
                 root,
                 ..StreamData::default()
             },
         );
+        let worker = self.active;
         Ok(Stream {
             sim: self,
             id,
+            worker,
             finished: None,
         })
     }
@@ -1229,15 +1524,14 @@ impl Sim {
     /// A handle on a stream created earlier with [`Sim::stream`] (by its id), if it has not
     /// completed.
     pub fn stream_by_id(&mut self, id: u32) -> Option<Stream<'_>> {
-        if self.store.data().streams.contains_key(&id) {
-            Some(Stream {
-                sim: self,
-                id,
-                finished: None,
-            })
-        } else {
-            None
-        }
+        let worker = (0..self.parked.len())
+            .find(|worker| self.state_of(*worker).streams.contains_key(&id))?;
+        Some(Stream {
+            sim: self,
+            id,
+            worker,
+            finished: None,
+        })
     }
 
     /// The trace recorded so far.
@@ -1300,8 +1594,8 @@ impl Sim {
             return Err(Status::NotFound);
         };
         queue.items.push_back(item.to_vec());
-        let pair = (queue.context_id, *token);
-        state.queue_ready.push(pair);
+        let ready = (queue.worker, queue.context_id, *token);
+        state.queue_ready.push(ready);
         Ok(self.top_level_outcome())
     }
 
@@ -1326,12 +1620,12 @@ impl Sim {
         }
     }
 
-    /// HTTP callouts waiting for an answer, by token.
+    /// HTTP callouts of the active worker's VM waiting for an answer, by token.
     pub fn http_callouts(&self) -> Vec<HttpCallout> {
         self.store.data().http_callouts.values().cloned().collect()
     }
 
-    /// gRPC calls and streams in flight, by token.
+    /// gRPC calls and streams in flight on the active worker's VM, by token.
     pub fn grpc_callouts(&self) -> Vec<GrpcCallout> {
         self.store.data().grpc_callouts.values().cloned().collect()
     }
@@ -1554,7 +1848,7 @@ impl Sim {
         Ok(self.top_level_outcome())
     }
 
-    /// The root context id of a plugin.
+    /// The root context id of a plugin in the active worker's VM.
     pub fn root_context_id(&self, root_id: &str) -> Result<u32, Error> {
         self.store
             .data()
@@ -1573,53 +1867,18 @@ impl Sim {
             .data()
             .now_ns
             .saturating_add(duration.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let home = self.active;
         let mut outcome = Outcome::Continue;
-        loop {
-            let state = self.store.data();
-            let tick = state
-                .plugins
-                .iter()
-                .enumerate()
-                .filter_map(|(idx, plugin)| plugin.next_tick.map(|at| (at, idx)))
-                .min();
-            let timeout = state
-                .http_callouts
-                .values()
-                .filter_map(|callout| callout.deadline.map(|at| (at, callout.token)))
-                .min();
-            let next = match (tick, timeout) {
-                (Some(tick), Some(timeout)) if timeout.0 < tick.0 => Err(timeout),
-                (Some(tick), _) => Ok(tick),
-                (None, Some(timeout)) => Err(timeout),
-                (None, None) => break,
-            };
-            let at = match next {
-                Ok((at, _)) | Err((at, _)) => at,
-            };
+        // Events in time order; at the same instant ticks before timeouts, then by worker.
+        while let Some((at, is_timeout, worker, id)) = self.next_timer() {
             if at > target {
                 break;
             }
+            self.switch_to(worker);
             self.store.data_mut().now_ns = at;
-            let result = match next {
-                Ok((_, plugin)) => {
-                    let state = self.store.data_mut();
-                    let plugin_state = &mut state.plugins[plugin];
-                    plugin_state.next_tick =
-                        Some(at + u64::from(plugin_state.tick_period_ms) * 1_000_000);
-                    let ctx = plugin_state.root_context_id;
-                    if state.failed {
-                        break;
-                    }
-                    match self.exports.on_tick.clone() {
-                        Some(func) => match self.call("proxy_on_tick", ctx, func, ctx) {
-                            Ok(()) => self.top_level_outcome(),
-                            Err(_) => self.trapped(),
-                        },
-                        None => Outcome::Continue,
-                    }
-                }
-                Err((_, token)) => self.respond_http_call(
-                    token,
+            let result = if is_timeout {
+                self.respond_http_call(
+                    id,
                     &[
                         (":status", "504"),
                         ("content-length", "24"),
@@ -1627,16 +1886,50 @@ impl Sim {
                     ],
                     b"upstream request timeout",
                     &[],
-                ),
+                )
+            } else {
+                let plugin_state = &mut self.store.data_mut().plugins[id as usize];
+                plugin_state.next_tick =
+                    Some(at + u64::from(plugin_state.tick_period_ms) * 1_000_000);
+                let ctx = plugin_state.root_context_id;
+                match self.exports.on_tick.clone() {
+                    Some(func) => match self.call("proxy_on_tick", ctx, func, ctx) {
+                        Ok(()) => self.top_level_outcome(),
+                        Err(_) => self.trapped(),
+                    },
+                    None => Outcome::Continue,
+                }
             };
-            if matches!(result, Outcome::Trapped { .. }) {
+            if matches!(result, Outcome::Trapped { .. }) && outcome == Outcome::Continue {
                 outcome = result;
-                break;
             }
         }
+        self.switch_to(home);
         let state = self.store.data_mut();
         state.now_ns = state.now_ns.max(target);
         outcome
+    }
+
+    /// The earliest tick (of a VM that has not failed) or callout timeout over all workers:
+    /// (time, whether a timeout, worker, plugin index or callout token).
+    fn next_timer(&self) -> Option<(u64, bool, usize, u32)> {
+        (0..self.parked.len())
+            .flat_map(|worker| {
+                let state = self.state_of(worker);
+                let ticks = state
+                    .plugins
+                    .iter()
+                    .enumerate()
+                    .filter(|_| !state.failed)
+                    .filter_map(move |(idx, plugin)| {
+                        plugin.next_tick.map(|at| (at, false, worker, idx as u32))
+                    });
+                let timeouts = state.http_callouts.values().filter_map(move |callout| {
+                    callout.deadline.map(|at| (at, true, worker, callout.token))
+                });
+                ticks.chain(timeouts)
+            })
+            .min()
     }
 
     /// Calls any export by name with integer arguments, as if Envoy called it on this
@@ -1678,12 +1971,31 @@ impl Sim {
         }))
     }
 
+    /// A copy of the guest's linear memory (for tests that compare host calls).
+    #[doc(hidden)]
+    pub fn guest_memory(&self) -> Vec<u8> {
+        self.store
+            .data()
+            .memory
+            .map_or_else(Vec::new, |memory| memory.data(&self.store).to_vec())
+    }
+
+    /// Writes back a copy taken with [`Sim::guest_memory`] (as much of it as fits).
+    #[doc(hidden)]
+    pub fn restore_guest_memory(&mut self, bytes: &[u8]) {
+        if let Some(memory) = self.store.data().memory {
+            let data = memory.data_mut(&mut self.store);
+            let len = data.len().min(bytes.len());
+            data[..len].copy_from_slice(&bytes[..len]);
+        }
+    }
+
     /// Virtual time since the simulation started.
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.store.data().now_ns)
     }
 
-    /// The guest's linear memory size in bytes.
+    /// The guest's linear memory size in bytes (active worker's VM).
     pub fn memory_size(&self) -> usize {
         self.store
             .data()
@@ -1691,7 +2003,7 @@ impl Sim {
             .map_or(0, |memory| memory.data_size(&self.store))
     }
 
-    /// Whether a trap failed the VM.
+    /// Whether a trap failed the active worker's VM.
     pub fn failed(&self) -> bool {
         self.store.data().failed
     }
@@ -1703,8 +2015,20 @@ impl Sim {
 
     /// Shuts the VM down as Envoy does: `proxy_on_done` on each root context; one that
     /// returns false stays pending until it calls `proxy_done`; then `proxy_on_delete`.
-    /// Returns the root_ids still pending.
+    /// Returns the root_ids still pending. With several workers, every worker's VM shuts
+    /// down (a root_id pending on two workers is listed twice).
     pub fn shutdown(&mut self) -> Vec<String> {
+        let home = self.active;
+        let mut pending = Vec::new();
+        for worker in 0..self.parked.len() {
+            self.switch_to(worker);
+            pending.extend(self.shutdown_active());
+        }
+        self.switch_to(home);
+        pending
+    }
+
+    fn shutdown_active(&mut self) -> Vec<String> {
         let roots: Vec<(usize, u32)> = self
             .store
             .data()
@@ -1718,19 +2042,19 @@ impl Sim {
             if self.store.data().failed {
                 break;
             }
+            // The root context joins `pending_done_` only after `proxy_on_done` returned
+            // false (cpp-host `WasmBase::startShutdown`), so `proxy_done` from inside it is
+            // NOT_FOUND.
             let done = match self.exports.on_done.clone() {
-                Some(func) => {
-                    self.store.data_mut().plugins[idx].pending_done = true;
-                    self.call("proxy_on_done", ctx, func, ctx).unwrap_or(1)
-                }
+                Some(func) => self.call("proxy_on_done", ctx, func, ctx).unwrap_or(1),
                 None => 1,
             };
-            let still_pending = done == 0 && self.store.data().plugins[idx].pending_done;
-            self.store.data_mut().plugins[idx].pending_done = still_pending;
-            if still_pending {
+            if done == 0 && !self.store.data().failed {
+                self.store.data_mut().plugins[idx].pending_done = true;
                 pending.push(self.store.data().plugins[idx].root_id.clone());
                 continue;
             }
+            self.store.data_mut().plugins[idx].next_tick = None;
             if let Some(func) = self.exports.on_delete.clone() {
                 let _ = self.call("proxy_on_delete", ctx, func, ctx);
             }
@@ -1744,6 +2068,30 @@ enum Event {
     Headers(HeaderMap, bool),
     Body(Vec<u8>, bool),
     Trailers(HeaderMap),
+}
+
+/// Moves what outlives one VM (process-wide in Envoy, or what the test inspects) from a
+/// failed VM's state to its replacement: the clock, shared data and queues (per vm_id),
+/// metric values (Envoy's stats), logs, the trace, and the streams of the failed VM.
+fn carry_over(from: &mut HostState, to: &mut HostState) {
+    move_shared(from, to);
+    to.streams = std::mem::take(&mut from.streams);
+}
+
+/// Moves what all worker VMs of one Envoy share (or what the test inspects in one place)
+/// to the VM that becomes active: the clock, shared data and queues (per vm_id), queue
+/// deliveries due, metric values (Envoy's stats), logs and the trace.
+fn move_shared(from: &mut HostState, to: &mut HostState) {
+    to.now_ns = from.now_ns;
+    to.queue_ready = std::mem::take(&mut from.queue_ready);
+    to.shared_data = std::mem::take(&mut from.shared_data);
+    to.cas = from.cas;
+    to.queues = std::mem::take(&mut from.queues);
+    to.next_queue_token = from.next_queue_token;
+    to.metric_values = std::mem::take(&mut from.metric_values);
+    to.logs = std::mem::take(&mut from.logs);
+    to.trace = std::mem::take(&mut from.trace);
+    to.random_state = from.random_state;
 }
 
 /// The headers Envoy's `sendLocalReply` builds.
@@ -1764,6 +2112,8 @@ fn local_reply_headers(reply: &LocalReply) -> HeaderMap {
 pub struct Stream<'a> {
     sim: &'a mut Sim,
     id: u32,
+    /// The worker whose VM runs the stream.
+    worker: usize,
     finished: Option<StreamData>,
 }
 
@@ -1781,6 +2131,11 @@ impl Stream<'_> {
         self.id
     }
 
+    /// The worker whose VM runs the stream.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
     /// The simulation, e.g. to answer a callout while the stream is paused.
     pub fn sim(&mut self) -> &mut Sim {
         self.sim
@@ -1791,8 +2146,7 @@ impl Stream<'_> {
             Some(data) => data,
             None => self
                 .sim
-                .store
-                .data()
+                .state_of(self.worker)
                 .streams
                 .get(&self.id)
                 .expect("stream exists while its handle lives"),
@@ -1803,6 +2157,7 @@ impl Stream<'_> {
         if self.finished.is_some() {
             return Outcome::NotDelivered;
         }
+        self.sim.switch_to(self.worker);
         self.sim.send(self.id, response, event)
     }
 
@@ -1870,8 +2225,9 @@ impl Stream<'_> {
         }
         let ctx = self.id;
         let sim = &mut *self.sim;
+        sim.switch_to(self.worker);
         let mut outcome = Outcome::Continue;
-        if !sim.store.data().failed {
+        if !sim.vm_failed_for(ctx) {
             let result = (|| -> Result<(), String> {
                 sim.ensure_created(ctx)?;
                 if sim.store.data().failed {
@@ -1955,6 +2311,7 @@ impl Stream<'_> {
                 .map(|segment| segment.as_bytes().to_vec())
                 .collect();
             let value = value.into();
+            self.sim.switch_to(self.worker);
             if let Some(stream) = self.sim.store.data_mut().streams.get_mut(&self.id) {
                 stream.properties.insert(key, value);
             }

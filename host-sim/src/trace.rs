@@ -64,6 +64,10 @@ pub struct Trace {
     entries: Vec<Entry>,
     bytes: Vec<u8>,
     enabled: bool,
+    /// The worker whose VM the next entries come from, and the one the trace last named
+    /// (a `# worker N` line is written when they differ, so one worker never sees one).
+    worker: usize,
+    noted_worker: usize,
 }
 
 /// Arguments of a host call as recorded.
@@ -83,6 +87,8 @@ impl Trace {
             entries: Vec::new(),
             bytes: Vec::new(),
             enabled,
+            worker: 0,
+            noted_worker: 0,
         }
     }
 
@@ -99,6 +105,23 @@ impl Trace {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes.clear();
+        self.noted_worker = 0;
+    }
+
+    /// Entries recorded from now on come from this worker's VM.
+    pub(crate) fn set_worker(&mut self, worker: usize) {
+        self.worker = worker;
+    }
+
+    /// Where the trace ends now, to [`Trace::truncate`] back to.
+    pub(crate) fn mark(&self) -> (usize, usize) {
+        (self.entries.len(), self.bytes.len())
+    }
+
+    /// Forgets what was recorded after `mark`.
+    pub(crate) fn truncate(&mut self, mark: (usize, usize)) {
+        self.entries.truncate(mark.0);
+        self.bytes.truncate(mark.1);
     }
 
     /// The number of entries recorded.
@@ -125,6 +148,19 @@ impl Trace {
     fn push(&mut self, kind: Kind, ctx: u32, nums: &[u64], strs: &[&[u8]]) -> Option<&mut Entry> {
         if !self.enabled {
             return None;
+        }
+        if self.worker != self.noted_worker {
+            self.noted_worker = self.worker;
+            self.entries.push(Entry {
+                kind: Kind::Note("worker"),
+                ctx: 0,
+                status: 0,
+                n_nums: 1,
+                n_strs: 0,
+                nums: [self.worker as u64, 0, 0, 0],
+                strs: [Span::default(); 3],
+                result: None,
+            });
         }
         let mut entry = Entry {
             kind,

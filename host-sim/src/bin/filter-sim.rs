@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -78,10 +79,27 @@ fn run() -> anyhow::Result<ExitCode> {
             root_id,
             streams,
         } => {
-            bench(&module, &config, &root_id, streams)?;
-            Ok(ExitCode::SUCCESS)
+            match bench(&module, &config, &root_id, streams) {
+                // A closed pipe (e.g. `| head -1`) ends the benchmark quietly.
+                Err(error) if is_broken_pipe(&error) => Ok(ExitCode::SUCCESS),
+                other => other.map(|()| ExitCode::SUCCESS),
+            }
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Prints one `key: value` line; unlike `println!`, a closed stdout is an error, not a panic.
+fn emit(key: &str, value: impl std::fmt::Display) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{key}: {value}")?;
+    stdout.flush()?;
+    Ok(())
 }
 
 fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::Result<()> {
@@ -93,14 +111,14 @@ fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::R
     let started = Instant::now();
     let _ = Module::from_bytes(&bytes)?;
     let cached_load = started.elapsed();
-    println!(
-        "module_load_first_us: {:.1}",
-        first_load.as_secs_f64() * 1e6
-    );
-    println!(
-        "module_load_cached_us: {:.1}",
-        cached_load.as_secs_f64() * 1e6
-    );
+    emit(
+        "module_load_first_us",
+        format_args!("{:.1}", first_load.as_secs_f64() * 1e6),
+    )?;
+    emit(
+        "module_load_cached_us",
+        format_args!("{:.1}", cached_load.as_secs_f64() * 1e6),
+    )?;
 
     // The first build runs the canary; later builds find it cached, as Envoy does.
     let build = || Sim::builder(&module).plugin(root_id, config).build();
@@ -112,7 +130,10 @@ fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::R
         std::hint::black_box(&sim);
     }
     let ready = started.elapsed() / rounds;
-    println!("ready_instance_us: {:.1}", ready.as_secs_f64() * 1e6);
+    emit(
+        "ready_instance_us",
+        format_args!("{:.1}", ready.as_secs_f64() * 1e6),
+    )?;
 
     let mut sim = build()?;
     let warmup = 1_000.min(streams);
@@ -147,10 +168,10 @@ fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::R
     run_streams(&mut sim, streams - warmup)?;
     let elapsed = started.elapsed();
     let per_second = (streams - warmup) as f64 / elapsed.as_secs_f64();
-    println!("streams: {streams}");
-    println!("streams_per_second: {per_second:.0}");
-    println!("tracing: on");
-    println!("memory_after_warmup_bytes: {memory_after_warmup}");
-    println!("memory_at_end_bytes: {}", sim.memory_size());
+    emit("streams", streams)?;
+    emit("streams_per_second", format_args!("{per_second:.0}"))?;
+    emit("tracing", "on")?;
+    emit("memory_after_warmup_bytes", memory_after_warmup)?;
+    emit("memory_at_end_bytes", sim.memory_size())?;
     Ok(())
 }

@@ -24,6 +24,7 @@ fn strings() -> String {
         (320, "compress"),
         (340, "req\u{0}path"),
         (360, "hello"),
+        (380, "fail"),
     ]
     .iter()
     .map(|(offset, text)| data(*offset, text))
@@ -48,6 +49,7 @@ fn check_with(fields: &str, snippet: &str, expect: Expect) {
         .cluster("auth")
         .property(&["req", "path"], PropertyValue::String("/p".into()))
         .foreign_function("hello", |args| Ok([b"hi ", args].concat()))
+        .foreign_function("fail", |_| Err(filterkit_host_sim::Status::InternalFailure))
         .build()
         .unwrap();
     sim.clear_trace();
@@ -360,6 +362,7 @@ fn foreign_functions_are_not_found_unless_registered() {
         &calls(&[
             "$proxy_call_foreign_function (i32.const 320) (i32.const 8) (i32.const 140) (i32.const 5) (i32.const 8) (i32.const 12)",
             "$proxy_call_foreign_function (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 8) (i32.const 12)",
+            "$proxy_call_foreign_function (i32.const 380) (i32.const 4) (i32.const 140) (i32.const 5) (i32.const 8) (i32.const 12)",
         ]),
         expect![[r#"
             proxy_on_context_create(ctx=2, 1)
@@ -367,6 +370,7 @@ fn foreign_functions_are_not_found_unless_registered() {
             proxy_on_request_headers(ctx=2, 4, 0)
               proxy_call_foreign_function("compress", "value") -> NOT_FOUND
               proxy_call_foreign_function("hello", "value") -> OK "hi value"
+              proxy_call_foreign_function("fail", "value") -> INTERNAL_FAILURE
               => 0
             -> Continue
         "#]],
@@ -527,4 +531,380 @@ fn property_values_are_encoded_as_envoy_serializes_them() {
         [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 107, 0, 118, 0]
         [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 97, 0, 0]"#]]
     .assert_eq(&rendered.join("\n"));
+}
+
+/// The four functions only ABI 0.1.0 modules get. `proxy_get_configuration` is the plugin
+/// configuration while a plugin is being configured, the VM configuration otherwise (Envoy
+/// `Context::getConfiguration`); `proxy_continue_request/response` continue as
+/// `proxy_continue_stream` does (here from a tick, through the effective context);
+/// `proxy_clear_route_cache` is always OK.
+#[test]
+fn abi_0_1_0_only_functions() {
+    let wat = r#"(module
+      (import "env" "proxy_get_configuration" (func $config (param i32 i32) (result i32)))
+      (import "env" "proxy_continue_request" (func $continue_request (result i32)))
+      (import "env" "proxy_continue_response" (func $continue_response (result i32)))
+      (import "env" "proxy_clear_route_cache" (func $clear (result i32)))
+      (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))
+      (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (global $heap (mut i32) (i32.const 4096))
+      (func (export "malloc") (param $size i32) (result i32) (local $at i32)
+        global.get $heap local.set $at
+        global.get $heap local.get $size i32.add global.set $heap
+        local.get $at)
+      (func (export "proxy_abi_version_0_1_0"))
+      (func (export "proxy_on_configure") (param i32 i32) (result i32)
+        (drop (call $config (i32.const 8) (i32.const 12)))
+        (drop (call $tick (i32.const 10)))
+        i32.const 1)
+      (func (export "proxy_on_request_headers") (param i32 i32) (result i32)
+        (drop (call $config (i32.const 8) (i32.const 12)))
+        (drop (call $config (i32.const 65535) (i32.const 12)))
+        (drop (call $clear))
+        i32.const 1)
+      (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32) i32.const 0)
+      (func (export "proxy_on_tick") (param i32)
+        (drop (call $continue_response))
+        (drop (call $effective (i32.const 2)))
+        (drop (call $continue_request))))"#;
+    let module = filterkit_host_sim::Module::from_bytes(wat.as_bytes()).unwrap();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "plugin-config")
+        .vm_configuration("vm-config")
+        .build()
+        .unwrap();
+    let start = sim.render_trace();
+    sim.clear_trace();
+    let mut stream = sim.stream("root").unwrap();
+    let headers = stream.send_request_headers(&[(":path", "/")], false);
+    let body = stream.send_request_body(b"ab", true);
+    let tick = stream.sim().advance(std::time::Duration::from_millis(10));
+    let stream = sim.stream_by_id(2).unwrap();
+    let upstream = String::from_utf8_lossy(stream.upstream_body()).into_owned();
+    expect![[r#"
+        proxy_on_configure(ctx=1, 13)
+          proxy_get_configuration() -> OK "plugin-config"
+          proxy_set_tick_period_milliseconds(10) -> OK
+          => 1
+        Paused(StopAllIterationAndWatermark) Paused(Held) Continue upstream="ab"
+        proxy_on_request_headers(ctx=2, 1)
+          proxy_get_configuration() -> OK "vm-config"
+          proxy_get_configuration() -> INVALID_MEMORY_ACCESS "vm-config"
+          proxy_clear_route_cache() -> OK
+          => 1
+        proxy_on_tick(ctx=1)
+          proxy_continue_response() -> OK
+          proxy_set_effective_context(2) -> OK
+          proxy_continue_request() -> OK
+          => ()
+        # request continued ctx=2
+        proxy_on_request_body(ctx=2, 2, 1)
+          => 0
+    "#]]
+    .assert_eq(&format!(
+        "{start}{} {} {} upstream={upstream:?}\n{}",
+        render_outcome(&headers),
+        render_outcome(&body),
+        render_outcome(&tick),
+        sim.render_trace()
+    ));
+}
+
+/// A call through a `call_wasi_*` forwarder, and the output it should have written: address
+/// and width in bytes (1, 2, 4 or 8).
+struct WasiCall(&'static str, &'static [i64], Option<(i64, u32)>);
+
+/// Calls each WASI function from the root context and renders its errno and what it wrote.
+fn check_wasi(calls: &[WasiCall], expect: Expect) {
+    let guest = Guest {
+        fields: "(func (export \"load\") (param $at i32) (param $width i32) (result i64)
+            (if (result i64) (i32.eq (local.get $width) (i32.const 8))
+              (then (i64.load (local.get $at)))
+              (else (if (result i64) (i32.eq (local.get $width) (i32.const 4))
+                (then (i64.load32_u (local.get $at)))
+                (else (if (result i64) (i32.eq (local.get $width) (i32.const 2))
+                  (then (i64.load16_u (local.get $at)))
+                  (else (i64.load8_u (local.get $at)))))))))
+          (func (export \"store\") (param $at i32) (param $value i32)
+            (i32.store (local.get $at) (local.get $value)))\n"
+            .to_string()
+            + &data(140, "value\n"),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "")
+        .environment("HOME", "/x")
+        .build()
+        .unwrap();
+    let root = sim.root_context_id("root").unwrap();
+    // An iovec at 600 pointing at "value\n".
+    sim.call_guest_function("store", root, &[600, 140]).unwrap();
+    sim.call_guest_function("store", root, &[604, 6]).unwrap();
+    let mut out = String::new();
+    for WasiCall(name, args, output) in calls {
+        // Poison the output so a missing write shows.
+        if let Some((at, _)) = output {
+            sim.call_guest_function("store", root, &[*at, 0x5a5a_5a5a])
+                .unwrap();
+            sim.call_guest_function("store", root, &[*at + 4, 0x5a5a_5a5a])
+                .unwrap();
+        }
+        let errno = match sim.call_guest_function(&format!("call_wasi_{name}"), root, args) {
+            Ok(Some(errno)) => errno.to_string(),
+            Ok(None) => "()".to_string(),
+            Err(trap) => format!("trap {trap}"),
+        };
+        out.push_str(&format!("{name}{args:?} -> {errno}"));
+        if let Some((at, width)) = output {
+            let value = sim
+                .call_guest_function("load", root, &[*at, i64::from(*width)])
+                .unwrap()
+                .unwrap();
+            out.push_str(&format!(" [{at}]={value:#x}"));
+        }
+        out.push('\n');
+    }
+    for log in sim.logs() {
+        out.push_str(&format!("log {} {:?}\n", log.level_name(), log.message));
+    }
+    expect.assert_eq(&out);
+}
+
+#[test]
+fn wasi_functions_answer_as_envoy_does() {
+    check_wasi(
+        &[
+            WasiCall("fd_write", &[1, 600, 1, 8], Some((8, 4))),
+            WasiCall("fd_write", &[2, 600, 1, 8], Some((8, 4))),
+            WasiCall("fd_write", &[3, 600, 1, 8], Some((8, 4))),
+            WasiCall("fd_pwrite", &[1, 600, 1, 0, 8], Some((8, 4))),
+            WasiCall("fd_pwrite", &[0, 600, 1, 0, 8], Some((8, 4))),
+            WasiCall("fd_fdstat_get", &[1, 16], Some((24, 8))),
+            WasiCall("fd_fdstat_get", &[3, 16], None),
+            WasiCall("clock_time_get", &[0, 1, 8], Some((8, 8))),
+            WasiCall("clock_time_get", &[1, 1, 8], Some((8, 8))),
+            WasiCall("clock_time_get", &[2, 1, 8], Some((8, 8))),
+            WasiCall("clock_res_get", &[0, 8], Some((8, 8))),
+            WasiCall("clock_res_get", &[3, 8], Some((8, 8))),
+            WasiCall("random_get", &[8, 2], Some((8, 4))),
+            WasiCall("random_get", &[8, 0], Some((8, 4))),
+            WasiCall("random_get", &[8, 65537], Some((8, 4))),
+            WasiCall("environ_sizes_get", &[8, 12], Some((8, 8))),
+            WasiCall("environ_get", &[8, 32], Some((32, 8))),
+            WasiCall("args_sizes_get", &[8, 12], Some((8, 8))),
+            WasiCall("args_get", &[8, 32], None),
+            WasiCall("fd_tell", &[1, 8], Some((8, 8))),
+            WasiCall("fd_tell", &[3, 8], Some((8, 8))),
+            WasiCall("fd_readdir", &[3, 0, 0, 0, 8], Some((8, 4))),
+            WasiCall("path_readlink", &[3, 0, 0, 0, 0, 8], Some((8, 4))),
+            WasiCall("sock_accept", &[3, 0, 8], Some((8, 8))),
+            WasiCall("sock_recv", &[3, 0, 0, 0, 8, 12], Some((8, 8))),
+            WasiCall("sock_send", &[3, 0, 0, 0, 8], Some((8, 4))),
+            WasiCall("sock_shutdown", &[3, 0], None),
+            WasiCall("poll_oneoff", &[0, 0, 1, 8], Some((8, 4))),
+            WasiCall("fd_read", &[0, 600, 1, 8], None),
+            WasiCall("fd_pread", &[0, 600, 1, 0, 8], None),
+            WasiCall("fd_seek", &[1, 0, 0, 8], None),
+            WasiCall("fd_close", &[1], None),
+            WasiCall("fd_advise", &[9, 0, 0, 0], None),
+            WasiCall("fd_allocate", &[1, 0, 0], None),
+            WasiCall("fd_allocate", &[3, 0, 0], None),
+            WasiCall("fd_datasync", &[2], None),
+            WasiCall("fd_datasync", &[3], None),
+            WasiCall("fd_sync", &[1], None),
+            WasiCall("fd_sync", &[0], None),
+            WasiCall("fd_fdstat_set_rights", &[1, 0, 0], None),
+            WasiCall("fd_fdstat_set_rights", &[3, 0, 0], None),
+            WasiCall("fd_fdstat_set_flags", &[1, 0], None),
+            WasiCall("fd_filestat_get", &[1, 8], None),
+            WasiCall("fd_filestat_set_size", &[1, 0], None),
+            WasiCall("fd_filestat_set_size", &[3, 0], None),
+            WasiCall("fd_filestat_set_times", &[2, 0, 0, 0], None),
+            WasiCall("fd_filestat_set_times", &[3, 0, 0, 0], None),
+            WasiCall("fd_prestat_get", &[3, 8], None),
+            WasiCall("fd_prestat_dir_name", &[3, 8, 4], None),
+            WasiCall("fd_renumber", &[1, 2], None),
+            WasiCall("fd_renumber", &[1, 3], None),
+            WasiCall("path_open", &[3, 0, 0, 0, 0, 0, 0, 0, 8], None),
+            WasiCall("path_filestat_get", &[3, 0, 0, 0, 8], None),
+            WasiCall("path_create_directory", &[3, 0, 0], None),
+            WasiCall("path_filestat_set_times", &[3, 0, 0, 0, 0, 0, 0], None),
+            WasiCall("path_link", &[3, 0, 0, 0, 3, 0], None),
+            WasiCall("path_remove_directory", &[3, 0, 0], None),
+            WasiCall("path_rename", &[3, 0, 0, 3, 0, 0], None),
+            WasiCall("path_symlink", &[0, 0, 3, 0], None),
+            WasiCall("path_unlink_file", &[3, 0, 0], None),
+            WasiCall("sched_yield", &[], None),
+            WasiCall("proc_exit", &[3], None),
+        ],
+        expect![[r#"
+            fd_write[1, 600, 1, 8] -> 0 [8]=0x6
+            fd_write[2, 600, 1, 8] -> 0 [8]=0x6
+            fd_write[3, 600, 1, 8] -> 8 [8]=0x5a5a5a5a
+            fd_pwrite[1, 600, 1, 0, 8] -> 0 [8]=0x6
+            fd_pwrite[0, 600, 1, 0, 8] -> 8 [8]=0x5a5a5a5a
+            fd_fdstat_get[1, 16] -> 0 [24]=0x40
+            fd_fdstat_get[3, 16] -> 8
+            clock_time_get[0, 1, 8] -> 0 [8]=0x18867251edfa0000
+            clock_time_get[1, 1, 8] -> 0 [8]=0x0
+            clock_time_get[2, 1, 8] -> 58 [8]=0x5a5a5a5a5a5a5a5a
+            clock_res_get[0, 8] -> 0 [8]=0x1
+            clock_res_get[3, 8] -> 58 [8]=0x5a5a5a5a5a5a5a5a
+            random_get[8, 2] -> 0 [8]=0x5a5a698e
+            random_get[8, 0] -> 0 [8]=0x5a5a5a5a
+            random_get[8, 65537] -> 28 [8]=0x5a5a5a5a
+            environ_sizes_get[8, 12] -> 0 [8]=0x800000001
+            environ_get[8, 32] -> 0 [32]=0x782f3d454d4f48
+            args_sizes_get[8, 12] -> 0 [8]=0x0
+            args_get[8, 32] -> 0
+            fd_tell[1, 8] -> 0 [8]=0x0
+            fd_tell[3, 8] -> 8 [8]=0x5a5a5a5a5a5a5a5a
+            fd_readdir[3, 0, 0, 0, 8] -> 20 [8]=0x0
+            path_readlink[3, 0, 0, 0, 0, 8] -> 58 [8]=0x0
+            sock_accept[3, 0, 8] -> 58 [8]=0x0
+            sock_recv[3, 0, 0, 0, 8, 12] -> 58 [8]=0x5a5a000000000000
+            sock_send[3, 0, 0, 0, 8] -> 58 [8]=0x0
+            sock_shutdown[3, 0] -> 58
+            poll_oneoff[0, 0, 1, 8] -> 0 [8]=0x0
+            fd_read[0, 600, 1, 8] -> 52
+            fd_pread[0, 600, 1, 0, 8] -> 52
+            fd_seek[1, 0, 0, 8] -> 0
+            fd_close[1] -> 0
+            fd_advise[9, 0, 0, 0] -> 0
+            fd_allocate[1, 0, 0] -> 0
+            fd_allocate[3, 0, 0] -> 8
+            fd_datasync[2] -> 0
+            fd_datasync[3] -> 8
+            fd_sync[1] -> 0
+            fd_sync[0] -> 8
+            fd_fdstat_set_rights[1, 0, 0] -> 0
+            fd_fdstat_set_rights[3, 0, 0] -> 8
+            fd_fdstat_set_flags[1, 0] -> 52
+            fd_filestat_get[1, 8] -> 8
+            fd_filestat_set_size[1, 0] -> 0
+            fd_filestat_set_size[3, 0] -> 8
+            fd_filestat_set_times[2, 0, 0, 0] -> 0
+            fd_filestat_set_times[3, 0, 0, 0] -> 8
+            fd_prestat_get[3, 8] -> 8
+            fd_prestat_dir_name[3, 8, 4] -> 52
+            fd_renumber[1, 2] -> 58
+            fd_renumber[1, 3] -> 8
+            path_open[3, 0, 0, 0, 0, 0, 0, 0, 8] -> 44
+            path_filestat_get[3, 0, 0, 0, 8] -> 58
+            path_create_directory[3, 0, 0] -> 58
+            path_filestat_set_times[3, 0, 0, 0, 0, 0, 0] -> 58
+            path_link[3, 0, 0, 0, 3, 0] -> 58
+            path_remove_directory[3, 0, 0] -> 58
+            path_rename[3, 0, 0, 3, 0, 0] -> 58
+            path_symlink[0, 0, 3, 0] -> 58
+            path_unlink_file[3, 0, 0] -> 58
+            sched_yield[] -> 0
+            proc_exit[3] -> ()
+            log info "value"
+            log error "value"
+            log info "value"
+        "#]],
+    );
+}
+
+/// Envoy's two `env` extras: `pthread_equal` compares, `emscripten_notify_memory_growth` does
+/// nothing.
+#[test]
+fn env_extras_pthread_equal_and_memory_growth() {
+    let module = crate::guest::forwarding_module();
+    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    let root = sim.root_context_id("root").unwrap();
+    let results: Vec<String> = [
+        ("call_pthread_equal", vec![3, 3]),
+        ("call_pthread_equal", vec![3, 4]),
+        ("call_emscripten_notify_memory_growth", vec![0]),
+    ]
+    .iter()
+    .map(|(name, args)| {
+        format!(
+            "{name}{args:?} -> {:?}",
+            sim.call_guest_function(name, root, args)
+        )
+    })
+    .collect();
+    expect![[r#"
+        call_pthread_equal[3, 3] -> Ok(Some(1))
+        call_pthread_equal[3, 4] -> Ok(Some(0))
+        call_emscripten_notify_memory_growth[0] -> Ok(None)"#]]
+    .assert_eq(&results.join("\n"));
+}
+
+/// The snippet runs in `proxy_on_configure`, on a root context: no stream, so no header
+/// maps, no stream properties; the plugin configuration is readable.
+fn check_on_root_context(snippet: &str, expect: Expect) {
+    let guest = Guest {
+        fields: strings(),
+        configure: Some(format!("{snippet}\n i32.const 1")),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let sim = Sim::builder(&module)
+        .plugin("root", "config")
+        .canary(false)
+        .build()
+        .unwrap();
+    expect.assert_eq(&sim.render_trace());
+}
+
+#[test]
+fn root_context_statuses() {
+    check_on_root_context(
+        &calls(&[
+            "$proxy_set_property (i32.const 260) (i32.const 3) (i32.const 140) (i32.const 5)",
+            "$proxy_get_header_map_value (i32.const 0) (i32.const 100) (i32.const 3) (i32.const 8) (i32.const 12)",
+            "$proxy_replace_header_map_value (i32.const 0) (i32.const 100) (i32.const 3) (i32.const 140) (i32.const 5)",
+            "$proxy_remove_header_map_value (i32.const 2) (i32.const 100) (i32.const 3)",
+            "$proxy_set_header_map_pairs (i32.const 0) (i32.const 0) (i32.const 0)",
+            "$proxy_get_header_map_pairs (i32.const 0) (i32.const 8) (i32.const 12)",
+            "$proxy_get_header_map_pairs (i32.const 9) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_bytes (i32.const 7) (i32.const 0) (i32.const 100) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_status (i32.const 7) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_status (i32.const 4) (i32.const 8) (i32.const 12)",
+            "$proxy_get_buffer_status (i32.const 9) (i32.const 8) (i32.const 12)",
+            "$proxy_set_buffer_bytes (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 140) (i32.const 5)",
+            "$proxy_send_local_response (i32.const 403) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const -1)",
+            "$proxy_continue_stream (i32.const 0)",
+            "$proxy_close_stream (i32.const 1)",
+            "$proxy_done",
+            "$proxy_grpc_stream (i32.const 240) (i32.const 7) (i32.const 360) (i32.const 5) (i32.const 140) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 8)",
+            "$proxy_record_metric (i32.const 99) (i64.const 1)",
+            "$proxy_get_metric (i32.const 99) (i32.const 16)",
+            "$proxy_get_metric (i32.const 100) (i32.const 16)",
+        ]),
+        expect![[r#"
+            proxy_on_context_create(ctx=1, 0)
+              => ()
+            proxy_on_vm_start(ctx=1, 0)
+              => 1
+            proxy_on_configure(ctx=1, 6)
+              proxy_set_property("key", "value") -> NOT_FOUND
+              proxy_get_header_map_value(request_headers, "x-a") -> BAD_ARGUMENT
+              proxy_replace_header_map_value(request_headers, "x-a", "value") -> BAD_ARGUMENT
+              proxy_remove_header_map_value(response_headers, "x-a") -> BAD_ARGUMENT
+              proxy_set_header_map_pairs(request_headers, 0) -> BAD_ARGUMENT
+              proxy_get_header_map_pairs(request_headers) -> OK
+              proxy_get_header_map_pairs(9) -> BAD_ARGUMENT
+              proxy_get_buffer_bytes(plugin_configuration, 0, 100) -> OK "config"
+              proxy_get_buffer_status(plugin_configuration, 6) -> OK
+              proxy_get_buffer_status(http_call_response_body) -> NOT_FOUND
+              proxy_get_buffer_status(9) -> BAD_ARGUMENT
+              proxy_set_buffer_bytes(http_call_response_body, 0, 0) -> NOT_FOUND
+              proxy_send_local_response(403, "hello", "value") -> OK
+              proxy_continue_stream(request) -> OK
+              proxy_close_stream(response) -> OK
+              proxy_done() -> NOT_FOUND
+              proxy_grpc_stream("missing", "hello", "value") -> PARSE_FAILURE
+              proxy_record_metric(99, 1) -> NOT_FOUND
+              proxy_get_metric(99) -> BAD_ARGUMENT
+              proxy_get_metric(100) -> NOT_FOUND
+              => 1
+        "#]],
+    );
 }

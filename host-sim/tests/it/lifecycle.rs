@@ -403,7 +403,7 @@ fn local_reply_from_the_response_path_is_sent_directly() {
         proxy_on_response_headers(ctx=2, 1, 1)
           proxy_send_local_response(500, "denied", "denied") -> OK
           => 0
-        # local reply ctx=2 500 "denied"
+        # local reply directly to the codec ctx=2 500 "denied"
     "#]]
     .assert_eq(&run_stream(&mut sim, true));
 }
@@ -596,23 +596,44 @@ fn start_only_allows_envoys_start_time_imports() {
 
 #[test]
 fn shutdown_waits_for_proxy_done() {
+    // proxy_on_done says "not yet" (and its own proxy_done is NOT_FOUND: the root context is
+    // pending only after it returns); the next tick calls proxy_done (OK, then deleted after
+    // the callback); later ticks no longer fire.
     let wat = r#"(module
       (import "env" "proxy_done" (func $done (result i32)))
+      (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
       (memory (export "memory") 1)
       (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024)
       (func (export "proxy_abi_version_0_2_1"))
-      (func (export "proxy_on_done") (param i32) (result i32) i32.const 0)
-      (func (export "proxy_on_tick") (param i32) (drop (call $done))))"#;
+      (func (export "proxy_on_configure") (param i32 i32) (result i32)
+        (drop (call $tick (i32.const 1000))) i32.const 1)
+      (func (export "proxy_on_done") (param i32) (result i32) (drop (call $done)) i32.const 0)
+      (func (export "proxy_on_delete") (param i32))
+      (func (export "proxy_on_tick") (param i32) (drop (call $done)) (drop (call $done))))"#;
     let module = filterkit_host_sim::Module::from_bytes(wat.as_bytes()).unwrap();
     let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
     sim.clear_trace();
     let pending = sim.shutdown();
+    let first = sim.advance(std::time::Duration::from_secs(1));
+    let second = sim.advance(std::time::Duration::from_secs(5));
     expect![[r#"
-        ["root"]
+        ["root"] Continue Continue
         proxy_on_done(ctx=1)
+          proxy_done() -> NOT_FOUND
           => 0
+        proxy_on_tick(ctx=1)
+          proxy_done() -> OK
+          proxy_done() -> NOT_FOUND
+          => ()
+        proxy_on_delete(ctx=1)
+          => ()
     "#]]
-    .assert_eq(&format!("{pending:?}\n{}", sim.render_trace()));
+    .assert_eq(&format!(
+        "{pending:?} {} {}\n{}",
+        render(&first),
+        render(&second),
+        sim.render_trace()
+    ));
 }
 
 #[test]
@@ -635,6 +656,385 @@ fn abi_0_1_0_headers_callbacks_have_no_end_of_stream_and_missing_headers_are_emp
         proxy_on_request_headers(ctx=2, 1)
           proxy_get_header_map_value(request_headers, "missing") -> OK ""
           => 0
+    "#]]
+    .assert_eq(&run_stream(&mut sim, true));
+}
+
+/// `(call $proxy_send_local_response CODE "denied" body "denied")` with the strings at 100.
+fn local_reply_call(code: u32) -> String {
+    format!(
+        "(drop (call $proxy_send_local_response (i32.const {code}) (i32.const 100) (i32.const 6) (i32.const 100) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const -1)))"
+    )
+}
+
+/// Runs a stream whose response has headers and a body through a guest with these response
+/// callbacks; renders each outcome, what went downstream, and the trace.
+fn check_response_path(
+    allow_on_headers_stop_iteration: bool,
+    response_headers: &str,
+    response_body: &str,
+    expect: Expect,
+) {
+    let guest = Guest {
+        fields: data(100, "denied"),
+        request_headers: Some("i32.const 0".into()),
+        response_headers: Some(response_headers.into()),
+        response_body: Some(response_body.into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin_config(filterkit_host_sim::PluginConfig {
+            root_id: "root".into(),
+            name: "root".into(),
+            configuration: Vec::new(),
+            allow_on_headers_stop_iteration,
+        })
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let mut stream = sim.stream("root").unwrap();
+    let mut out = vec![
+        render(&stream.send_request_headers(&[(":path", "/")], true)),
+        render(&stream.send_response_headers(&[(":status", "200")], false)),
+        render(&stream.send_response_body(b"upstream", true)),
+    ];
+    let headers: Vec<String> = stream
+        .response_headers()
+        .to_vec()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    out.push(format!(
+        "downstream: {} body={:?} reset={}",
+        headers.join(" "),
+        String::from_utf8_lossy(stream.downstream_body()),
+        stream.was_reset()
+    ));
+    expect.assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+}
+
+#[test]
+fn local_reply_from_response_headers_replaces_the_response_without_the_filters() {
+    check_response_path(
+        false,
+        &format!("{} i32.const 0", local_reply_call(500)),
+        "i32.const 0",
+        expect![[r#"
+            Continue
+            LocalReply(500)
+            NotDelivered
+            downstream: :status=500 content-length=6 content-type=text/plain body="denied" reset=false
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 1, 1)
+              => 0
+            proxy_on_response_headers(ctx=2, 1, 0)
+              proxy_send_local_response(500, "denied", "denied") -> OK
+              => 0
+            # local reply directly to the codec ctx=2 500 "denied"
+        "#]],
+    );
+}
+
+#[test]
+fn local_reply_from_the_body_while_headers_are_held_replaces_the_response() {
+    // Headers stop (StopIteration, allowed), so the body comes while nothing has gone
+    // downstream yet.
+    check_response_path(
+        true,
+        "i32.const 1",
+        &format!("{} i32.const 0", local_reply_call(502)),
+        expect![[r#"
+            Continue
+            Paused(StopIteration)
+            LocalReply(502)
+            downstream: :status=502 content-length=6 content-type=text/plain body="denied" reset=false
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 1, 1)
+              => 0
+            proxy_on_response_headers(ctx=2, 1, 0)
+              => 1
+            proxy_on_response_body(ctx=2, 8, 1)
+              proxy_send_local_response(502, "denied", "denied") -> OK
+              => 0
+            # local reply directly to the codec ctx=2 502 "denied"
+        "#]],
+    );
+}
+
+#[test]
+fn local_reply_after_the_response_headers_left_resets_the_stream() {
+    check_response_path(
+        false,
+        "i32.const 0",
+        &format!("{} i32.const 0", local_reply_call(502)),
+        expect![[r#"
+            Continue
+            Continue
+            Reset
+            downstream: :status=200 body="" reset=true
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 1, 1)
+              => 0
+            proxy_on_response_headers(ctx=2, 1, 0)
+              => 0
+            proxy_on_response_body(ctx=2, 8, 1)
+              proxy_send_local_response(502, "denied", "denied") -> OK
+              => 0
+            # stream reset: local reply after response headers were sent ctx=2 502 "denied"
+        "#]],
+    );
+}
+
+#[test]
+fn local_reply_from_the_filters_own_reply_callbacks_replaces_it_once() {
+    // The request path replies 403; the reply's response headers reach the same filter,
+    // which replies 500: that one goes directly to the codec, without a second pass.
+    let guest = Guest {
+        fields: data(100, "denied"),
+        request_headers: Some(format!("{} i32.const 0", local_reply_call(403))),
+        response_headers: Some(format!("{} i32.const 0", local_reply_call(500))),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .build()
+        .unwrap();
+    expect![[r#"
+        request: LocalReply(500)
+        response: NotDelivered
+        downstream: :status=500 content-length=6 content-type=text/plain
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 1)
+          proxy_send_local_response(403, "denied", "denied") -> OK
+          => 0
+        # local reply ctx=2 403 "denied"
+        proxy_on_response_headers(ctx=2, 3, 0)
+          proxy_send_local_response(500, "denied", "denied") -> OK
+          => 0
+        # local reply directly to the codec ctx=2 500 "denied"
+    "#]]
+    .assert_eq(&run_stream(&mut sim, true));
+}
+
+/// Streams through a guest that traps on requests carrying `x-trap`, under a failure policy:
+/// each step advances the virtual clock by `ms`, then sends one request; renders each
+/// outcome, then the trace without the stream callbacks (VM starts and reloads).
+fn check_failure_policy(
+    policy: filterkit_host_sim::FailurePolicy,
+    steps: &[(u64, bool)],
+    expect: Expect,
+) {
+    let guest = Guest {
+        fields: data(100, "x-trap") + &data(120, "configured"),
+        configure: Some(
+            "(drop (call $proxy_log (i32.const 2) (i32.const 120) (i32.const 10))) i32.const 1"
+                .into(),
+        ),
+        request_headers: Some(
+            "(if (i32.eqz (call $proxy_get_header_map_value (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 8) (i32.const 12))) (then unreachable)) i32.const 0".into(),
+        ),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "")
+        .failure_policy(policy)
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for (ms, trap) in steps {
+        sim.advance(std::time::Duration::from_millis(*ms));
+        let mut stream = sim.stream("root").unwrap();
+        let headers: &[(&str, &str)] = if *trap {
+            &[(":path", "/"), ("x-trap", "1")]
+        } else {
+            &[(":path", "/")]
+        };
+        let outcome = stream.send_request_headers(headers, true);
+        let id = stream.id();
+        let reply = stream
+            .local_reply()
+            .map(|reply| format!(" details={}", reply.details))
+            .unwrap_or_default();
+        out.push(format!(
+            "t={}ms stream {id}{}: {}{reply}",
+            sim.now().as_millis(),
+            if *trap { " (x-trap)" } else { "" },
+            render(&outcome)
+        ));
+    }
+    let trace = sim.render_trace();
+    let lifecycle: Vec<&str> = trace
+        .lines()
+        .filter(|line| {
+            line.starts_with("# ")
+                || line.starts_with("proxy_on_configure")
+                || line.trim_start().starts_with("log ")
+                || line.contains("=> trap")
+        })
+        .collect();
+    expect.assert_eq(&format!("{}\n{}\n", out.join("\n"), lifecycle.join("\n")));
+}
+
+#[test]
+fn fail_closed_answers_503_after_a_trap() {
+    check_failure_policy(
+        filterkit_host_sim::FailurePolicy::FailClosed,
+        &[(0, false), (0, true), (0, false), (5_000, false)],
+        expect![[r#"
+            t=0ms stream 2: Continue
+            t=0ms stream 3 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed details=wasm_fail_stream
+            t=0ms stream 4: LocalReply(503) details=wasm_fail_stream
+            t=5000ms stream 5: LocalReply(503) details=wasm_fail_stream
+            proxy_on_configure(ctx=1, 0)
+              log info "configured"
+              => trap "wasm trap: wasm `unreachable` instruction executed"
+            # local reply by envoy ctx=3 503 "wasm_fail_stream"
+            # local reply by envoy ctx=4 503 "wasm_fail_stream"
+            # local reply by envoy ctx=5 503 "wasm_fail_stream"
+        "#]],
+    );
+}
+
+#[test]
+fn fail_open_passes_streams_after_a_trap() {
+    check_failure_policy(
+        filterkit_host_sim::FailurePolicy::FailOpen,
+        &[(0, false), (0, true), (0, false), (5_000, false)],
+        expect![[r#"
+            t=0ms stream 2: Continue
+            t=0ms stream 3 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed
+            t=0ms stream 4: Continue
+            t=5000ms stream 5: Continue
+            proxy_on_configure(ctx=1, 0)
+              log info "configured"
+              => trap "wasm trap: wasm `unreachable` instruction executed"
+        "#]],
+    );
+}
+
+#[test]
+fn fail_reload_makes_a_fresh_vm_after_the_backoff_since_the_last_load() {
+    // Loaded at 0; the trap at 500 ms; 900 ms is still within 1 s of the load (503); 1000 ms
+    // reloads. The second trap at 1200 ms: the last load was at 1000 ms, so 1500 ms waits and
+    // 2000 ms reloads again.
+    check_failure_policy(
+        filterkit_host_sim::FailurePolicy::FailReload,
+        &[
+            (500, true),
+            (400, false),
+            (100, false),
+            (200, true),
+            (300, false),
+            (500, false),
+        ],
+        expect![[r#"
+            t=500ms stream 2 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed details=wasm_fail_stream
+            t=900ms stream 3: LocalReply(503) details=wasm_fail_stream
+            t=1000ms stream 5: Continue
+            t=1200ms stream 6 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed details=wasm_fail_stream
+            t=1500ms stream 7: LocalReply(503) details=wasm_fail_stream
+            t=2000ms stream 9: Continue
+            proxy_on_configure(ctx=1, 0)
+              log info "configured"
+              => trap "wasm trap: wasm `unreachable` instruction executed"
+            # local reply by envoy ctx=2 503 "wasm_fail_stream"
+            # local reply by envoy ctx=3 503 "wasm_fail_stream"
+            # vm reload
+            proxy_on_configure(ctx=4, 0)
+              log info "configured"
+              => trap "wasm trap: wasm `unreachable` instruction executed"
+            # local reply by envoy ctx=6 503 "wasm_fail_stream"
+            # local reply by envoy ctx=7 503 "wasm_fail_stream"
+            # vm reload
+            proxy_on_configure(ctx=8, 0)
+              log info "configured"
+        "#]],
+    );
+}
+
+#[test]
+fn fail_reload_keeps_the_failed_vm_when_the_fresh_one_is_rejected() {
+    // The first configure stores "loaded" in shared data (which outlives the VM); a later
+    // configure finds it and refuses, so the reload fails and the VM stays failed until the
+    // next backoff.
+    let guest = Guest {
+        fields: data(100, "loaded") + &data(120, "1"),
+        configure: Some(
+            "(if (result i32) (i32.eqz (call $proxy_get_shared_data (i32.const 100) (i32.const 6) (i32.const 8) (i32.const 12) (i32.const 16)))
+               (then i32.const 0)
+               (else (drop (call $proxy_set_shared_data (i32.const 100) (i32.const 6) (i32.const 120) (i32.const 1) (i32.const 0))) i32.const 1))".into(),
+        ),
+        request_headers: Some("unreachable".into()),
+        ..Guest::default()
+    };
+    let module = guest.module();
+    let mut sim = Sim::builder(&module)
+        .plugin("root", "")
+        .failure_policy(filterkit_host_sim::FailurePolicy::FailReload)
+        .reload_backoff(std::time::Duration::from_millis(100))
+        .canary(false)
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let mut out = Vec::new();
+    for ms in [0, 100, 50, 50] {
+        sim.advance(std::time::Duration::from_millis(ms));
+        let outcome = sim
+            .stream("root")
+            .unwrap()
+            .send_request_headers(&[(":path", "/")], true);
+        out.push(format!(
+            "t={}ms {}",
+            sim.now().as_millis(),
+            render(&outcome)
+        ));
+    }
+    let trace = sim.render_trace();
+    let lifecycle: Vec<&str> = trace
+        .lines()
+        .filter(|line| line.starts_with("# vm") || line.starts_with("proxy_on_configure"))
+        .collect();
+    expect![[r#"
+        t=0ms Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed
+        t=100ms LocalReply(503)
+        t=150ms LocalReply(503)
+        t=200ms LocalReply(503)
+        # vm reload
+        proxy_on_configure(ctx=3, 0)
+        # vm reload failed "plugin configuration for root_id=root rejected: proxy_on_configure returned false"
+        # vm reload
+        proxy_on_configure(ctx=5, 0)
+        # vm reload failed "plugin configuration for root_id=root rejected: proxy_on_configure returned false"
+    "#]]
+    .assert_eq(&format!("{}\n{}\n", out.join("\n"), lifecycle.join("\n")));
+}
+
+#[test]
+fn close_stream_resets_the_stream_after_the_callback() {
+    let guest = Guest {
+        request_headers: Some("(drop (call $proxy_close_stream (i32.const 0))) i32.const 0".into()),
+        ..Guest::default()
+    };
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("root", "")
+        .build()
+        .unwrap();
+    expect![[r#"
+        request: Reset
+        response: NotDelivered
+        downstream: 
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_request_headers(ctx=2, 1, 1)
+          proxy_close_stream(request) -> OK
+          => 0
+        # stream reset ctx=2 0
     "#]]
     .assert_eq(&run_stream(&mut sim, true));
 }

@@ -54,5 +54,61 @@ fn runs_a_scenario_file_to_a_trace() {
 #[test]
 fn rejects_unknown_scenario_fields() {
     let error = scenario::parse(r#"{"plugins": [], "stepz": []}"#).unwrap_err();
-    expect!["invalid scenario: unknown field `stepz`, expected one of `plugins`, `vm_id`, `vm_configuration`, `clusters`, `properties`, `steps` at line 1 column 23"].assert_eq(&error.to_string());
+    expect!["invalid scenario: unknown field `stepz`, expected one of `plugins`, `vm_id`, `vm_configuration`, `clusters`, `properties`, `workers`, `failure_policy`, `reload_backoff_ms`, `steps` at line 1 column 23"].assert_eq(&error.to_string());
+}
+
+#[test]
+fn scenario_chooses_workers_and_failure_policy() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let module = Module::load(dir.join("add-two-headers.wat")).unwrap();
+    let text = r#"{
+      "plugins": [{ "root_id": "my_root_id" }],
+      "workers": 2, "failure_policy": "fail_reload", "reload_backoff_ms": 500,
+      "steps": [
+        { "use_worker": 1 },
+        { "request_headers": { "stream": "a", "headers": [[":path", "/"]], "end_of_stream": true } },
+        { "use_worker": 0 },
+        { "request_headers": { "stream": "b", "headers": [[":path", "/"]], "end_of_stream": true } }
+      ]
+    }"#;
+    let output = scenario::run(&module, &scenario::parse(text).unwrap());
+    expect![[r#"
+        == start
+        proxy_on_context_create(ctx=1, 0)
+          => ()
+        proxy_on_vm_start(ctx=1, 0)
+          => 1
+        proxy_on_configure(ctx=1, 0)
+          log info "configured"
+          => 1
+        # worker 1
+        proxy_on_context_create(ctx=2, 0)
+          => ()
+        proxy_on_vm_start(ctx=2, 0)
+          => 1
+        proxy_on_configure(ctx=2, 0)
+          log info "configured"
+          => 1
+        == step 1: use_worker 1
+        -> Continue
+        == step 2: request_headers a
+        # worker 1
+        proxy_on_context_create(ctx=3, 2)
+          => ()
+        proxy_on_request_headers(ctx=3, 1, 1)
+          => 0
+        -> Continue
+        == step 3: use_worker 0
+        -> Continue
+        == step 4: request_headers b
+        proxy_on_context_create(ctx=4, 1)
+          => ()
+        proxy_on_request_headers(ctx=4, 1, 1)
+          => 0
+        -> Continue
+    "#]]
+    .assert_eq(&match output {
+        Ok(text) => text,
+        Err(error) => format!("error: {error}"),
+    });
 }
