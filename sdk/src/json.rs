@@ -981,7 +981,10 @@ mod tests {
             r#"[1]"#,
             expect!["error: invalid type: sequence, expected struct Sample"],
         );
-        check("", expect!["error: not valid JSON: unexpected end of input at byte 0"]);
+        check(
+            "",
+            expect!["error: not valid JSON: unexpected end of input at byte 0"],
+        );
         check(
             r#"{"name":"\ud800"}"#,
             expect!["error: not valid JSON: unpaired surrogate at byte 15"],
@@ -996,12 +999,18 @@ mod tests {
     fn limits_nesting() {
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let error = from_slice::<serde::de::IgnoredAny>(deep.as_bytes()).unwrap_err();
-        assert_eq!(error.message(), "not valid JSON: nesting too deep at byte 64");
+        assert_eq!(
+            error.message(),
+            "not valid JSON: nesting too deep at byte 64"
+        );
     }
 
     #[test]
     fn rejects_invalid_utf8() {
         let error = from_slice::<String>(b"\"\xff\"").unwrap_err();
-        assert_eq!(error.message(), "not valid JSON: invalid UTF-8 in string at byte 1");
+        assert_eq!(
+            error.message(),
+            "not valid JSON: invalid UTF-8 in string at byte 1"
+        );
     }
 }
