@@ -544,40 +544,138 @@ fn enter(c: &C<'_>, module: &str, name: &str) -> wasmtime::Result<()> {
     }
 }
 
-fn record(
-    c: &mut C<'_>,
-    name: &'static str,
-    first: FirstArg,
-    nums: &[u64],
-    strs: &[&[u8]],
+/// What a host call answers the guest and what the trace records with it (besides the
+/// function's name): built by the call's body, recorded once by [`run`].
+///
+/// The recorded byte strings are the call's own buffers, moved in rather than copied, so an
+/// answer costs no allocation.
+struct Answer {
     status: u32,
-) {
-    record_result(c, name, first, nums, strs, status, None);
+    n_nums: u8,
+    nums: [u64; 4],
+    n_strs: u8,
+    strs: [Vec<u8>; 3],
+    result: Option<Vec<u8>>,
+    /// Whether the trace records the call at all (`proxy_log` records a log line instead).
+    recorded: bool,
 }
 
-fn record_result(
-    c: &mut C<'_>,
+/// An answer with `status` and nothing else recorded yet.
+fn answer(status: u32) -> Answer {
+    Answer {
+        status,
+        n_nums: 0,
+        nums: [0; 4],
+        n_strs: 0,
+        strs: Default::default(),
+        result: None,
+        recorded: true,
+    }
+}
+
+impl Answer {
+    /// The numeric arguments recorded (the trace keeps the first four).
+    fn nums<T: Copy + Into<u64>>(mut self, nums: &[T]) -> Answer {
+        for (slot, value) in self.nums.iter_mut().zip(nums) {
+            *slot = (*value).into();
+        }
+        self.n_nums = nums.len().min(4) as u8;
+        self
+    }
+
+    /// The byte-string arguments recorded (the trace keeps the first three).
+    fn strs<const N: usize>(mut self, strs: [Vec<u8>; N]) -> Answer {
+        self.n_strs = N.min(3) as u8;
+        for (slot, value) in self.strs.iter_mut().zip(strs) {
+            *slot = value;
+        }
+        self
+    }
+
+    /// The bytes handed to the guest, recorded after the status.
+    fn result(mut self, bytes: Vec<u8>) -> Answer {
+        self.result = Some(bytes);
+        self
+    }
+
+    fn unrecorded(mut self) -> Answer {
+        self.recorded = false;
+        self
+    }
+}
+
+/// How a host call's body ends early: with an answer, or by trapping the guest.
+enum Stop {
+    Answer(Answer),
+    Trap(wasmtime::Error),
+}
+
+impl From<Answer> for Stop {
+    fn from(answer: Answer) -> Stop {
+        Stop::Answer(answer)
+    }
+}
+
+impl From<wasmtime::Error> for Stop {
+    fn from(error: wasmtime::Error) -> Stop {
+        Stop::Trap(error)
+    }
+}
+
+/// A header map type code, or the BAD_ARGUMENT answer recording it.
+fn map_from_code(map: u32) -> Result<MapType, Answer> {
+    MapType::from_code(map).ok_or_else(|| answer(BAD_ARGUMENT).nums(&[map]))
+}
+
+/// The answer to a call whose only possible failure was writing to guest memory.
+fn wrote(written: bool) -> u32 {
+    if written { OK } else { IMA }
+}
+
+/// Runs a host call's body, records its answer once (unless it traps) and returns the status.
+fn run<'a>(
+    c: &mut C<'a>,
     name: &'static str,
     first: FirstArg,
-    nums: &[u64],
-    strs: &[&[u8]],
-    status: u32,
-    result: Option<&[u8]>,
-) {
+    body: impl FnOnce(&mut C<'a>) -> Result<Answer, Stop>,
+) -> R {
+    let answer = match body(c) {
+        Ok(answer) | Err(Stop::Answer(answer)) => answer,
+        Err(Stop::Trap(error)) => return Err(error),
+    };
     let state = c.data_mut();
-    if !state.trace.enabled() {
-        return;
+    if answer.recorded && state.trace.enabled() {
+        let [one, two, three] = &answer.strs;
+        let strs: [&[u8]; 3] = [one, two, three];
+        let ctx = state.context();
+        state.trace.host(HostRecord {
+            name,
+            first,
+            ctx,
+            nums: &answer.nums[..usize::from(answer.n_nums)],
+            strs: &strs[..usize::from(answer.n_strs)],
+            status: answer.status,
+            result: answer.result.as_deref(),
+        });
     }
-    let ctx = state.context();
-    state.trace.host(HostRecord {
-        name,
-        first,
-        ctx,
-        nums,
-        strs,
-        status,
-        result,
-    });
+    Ok(answer.status)
+}
+
+/// Registers a host function: `host!(linker, module, name, first, |c, arg: u32, ...| body)`.
+/// The function traps when Envoy would refuse the call right now ([`enter`]); otherwise the
+/// body's answer (see [`run`]) is recorded once and its status returned to the guest.
+macro_rules! host {
+    ($linker:expr, $module:expr, $name:expr, $first:expr,
+     |$c:ident $(, $arg:ident : $ty:ty)* $(,)?| $body:expr) => {
+        $linker.func_wrap(
+            $module,
+            $name,
+            move |mut caller: C<'_>, $($arg: $ty),*| -> R {
+                enter(&caller, $module, $name)?;
+                run(&mut caller, $name, $first, |$c| $body)
+            },
+        )?
+    };
 }
 
 /// Which map a context can reach for writing (`Context::getMap`); `None` = BAD_ARGUMENT.
@@ -783,60 +881,42 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     clippy::too_many_lines,
     reason = "one registration per host function, in one place"
 )]
+#[allow(
+    clippy::result_large_err,
+    reason = "a body's early exit carries the same `Answer` as its success; boxing it would allocate"
+)]
 fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     const E: &str = "env";
     use FirstArg::{Buffer, Level, Map, Plain, Stream};
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_log",
-        |mut c: C<'_>, level: u32, ptr: u32, size: u32| -> R {
-            enter(&c, E, "proxy_log")?;
+        Level,
+        |c, level: u32, ptr: u32, size: u32| {
             if level > 5 {
-                record(
-                    &mut c,
-                    "proxy_log",
-                    Level,
-                    &[level.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
+                return Ok(answer(BAD_ARGUMENT).nums(&[level]));
             }
-            let Some(message) = read(&c, ptr, size)? else {
-                record(
-                    &mut c,
-                    "proxy_log",
-                    Level,
-                    &[level.into(), ptr.into(), size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+            let message =
+                read(c, ptr, size)?.ok_or_else(|| answer(IMA).nums(&[level, ptr, size]))?;
             let ctx = c.data().context();
             c.data_mut().push_log(ctx, level, &message);
-            Ok(OK)
-        },
-    )?;
+            Ok(answer(OK).unrecorded())
+        }
+    );
 
-    l.func_wrap(E, "proxy_get_log_level", |mut c: C<'_>, ptr: u32| -> R {
-        enter(&c, E, "proxy_get_log_level")?;
+    host!(l, E, "proxy_get_log_level", Plain, |c, ptr: u32| {
         let level = c.data().log_level;
-        let status = if set_u32(&mut c, ptr, level)? {
-            OK
-        } else {
-            IMA
-        };
-        record(&mut c, "proxy_get_log_level", Plain, &[], &[], status);
-        Ok(status)
-    })?;
+        Ok(answer(wrote(set_u32(c, ptr, level)?)))
+    });
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_status",
-        |mut c: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_status")?;
+        Plain,
+        |c, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| {
             let state = c.data();
             let root = state.root_of(state.context());
             let (code, message) = match state.root_contexts.get(&root) {
@@ -846,45 +926,21 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 }
                 None => (0, Vec::new()),
             };
-            let written =
-                set_u32(&mut c, code_ptr, code)? && copy_out(&mut c, &message, ptr_ptr, size_ptr)?;
-            let status = if written { OK } else { IMA };
-            record_result(
-                &mut c,
-                "proxy_get_status",
-                Plain,
-                &[code.into()],
-                &[],
-                status,
-                Some(&message),
-            );
-            Ok(status)
-        },
-    )?;
+            let written = set_u32(c, code_ptr, code)? && copy_out(c, &message, ptr_ptr, size_ptr)?;
+            Ok(answer(wrote(written)).nums(&[code]).result(message))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_set_property",
-        |mut c: C<'_>, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| -> R {
-            enter(&c, E, "proxy_set_property")?;
-            let (Some(key), Some(value)) = (
-                read(&c, key_ptr, key_size)?,
-                read(&c, value_ptr, value_size)?,
-            ) else {
-                record(
-                    &mut c,
-                    "proxy_set_property",
-                    Plain,
-                    &[
-                        key_ptr.into(),
-                        key_size.into(),
-                        value_ptr.into(),
-                        value_size.into(),
-                    ],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
+        Plain,
+        |c, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| {
+            let (Some(key), Some(value)) =
+                (read(c, key_ptr, key_size)?, read(c, value_ptr, value_size)?)
+            else {
+                return Ok(answer(IMA).nums(&[key_ptr, key_size, value_ptr, value_size]));
             };
             let ctx = c.data().context();
             let status = match c.data_mut().streams.get_mut(&ctx) {
@@ -902,162 +958,91 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 // Root contexts have no stream info: Envoy answers NOT_FOUND.
                 None => NOT_FOUND,
             };
-            record(
-                &mut c,
-                "proxy_set_property",
-                Plain,
-                &[],
-                &[&key, &value],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).strs([key, value]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_property",
-        |mut c: C<'_>, path_ptr: u32, path_size: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_property")?;
-            let Some(path) = read(&c, path_ptr, path_size)? else {
-                record(
-                    &mut c,
-                    "proxy_get_property",
-                    Plain,
-                    &[path_ptr.into(), path_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Plain,
+        |c, path_ptr: u32, path_size: u32, ptr_ptr: u32, size_ptr: u32| {
+            let path = read(c, path_ptr, path_size)?
+                .ok_or_else(|| answer(IMA).nums(&[path_ptr, path_size]))?;
             let ctx = c.data().context();
-            let status = match lookup_property(c.data(), ctx, &path) {
+            match lookup_property(c.data(), ctx, &path) {
                 Ok(value) => {
-                    let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? {
-                        OK
-                    } else {
-                        IMA
-                    };
-                    record_result(
-                        &mut c,
-                        "proxy_get_property",
-                        Plain,
-                        &[],
-                        &[&path],
-                        status,
-                        Some(&value),
-                    );
-                    return Ok(status);
+                    let status = wrote(copy_out(c, &value, ptr_ptr, size_ptr)?);
+                    Ok(answer(status).strs([path]).result(value))
                 }
-                Err(status) => status,
-            };
-            record(&mut c, "proxy_get_property", Plain, &[], &[&path], status);
-            Ok(status)
-        },
-    )?;
+                Err(status) => Ok(answer(status).strs([path])),
+            }
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_configuration",
-        |mut c: C<'_>, ptr_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_configuration")?;
+        Plain,
+        |c, ptr_ptr: u32, size_ptr: u32| {
             let state = c.data();
             let value = match state.temp_plugin {
                 Some(plugin) => state.plugins[plugin].configuration.clone(),
                 None => state.vm_configuration.clone(),
             };
-            let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? {
-                OK
-            } else {
-                IMA
-            };
-            record_result(
-                &mut c,
-                "proxy_get_configuration",
-                Plain,
-                &[],
-                &[],
-                status,
-                Some(&value),
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(wrote(copy_out(c, &value, ptr_ptr, size_ptr)?)).result(value))
+        }
+    );
 
     for (name, stream_type) in [
         ("proxy_continue_request", 0u32),
         ("proxy_continue_response", 1),
     ] {
-        l.func_wrap(E, name, move |mut c: C<'_>| -> R {
-            enter(&c, E, name)?;
-            let status = continue_stream(c.data_mut(), stream_type);
-            record(&mut c, name, Plain, &[], &[], status);
-            Ok(status)
-        })?;
+        host!(l, E, name, Plain, |c| {
+            Ok(answer(continue_stream(c.data_mut(), stream_type)))
+        });
     }
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_continue_stream",
-        |mut c: C<'_>, stream_type: u32| -> R {
-            enter(&c, E, "proxy_continue_stream")?;
+        Stream,
+        |c, stream_type: u32| {
             let status = if stream_type > 3 {
                 BAD_ARGUMENT
             } else {
                 continue_stream(c.data_mut(), stream_type)
             };
-            record(
-                &mut c,
-                "proxy_continue_stream",
-                Stream,
-                &[stream_type.into()],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[stream_type]))
+        }
+    );
 
-    l.func_wrap(
-        E,
-        "proxy_close_stream",
-        |mut c: C<'_>, stream_type: u32| -> R {
-            enter(&c, E, "proxy_close_stream")?;
-            let status = if stream_type > 3 {
-                BAD_ARGUMENT
-            } else {
-                let state = c.data_mut();
-                let ctx = state.context();
-                if state.streams.contains_key(&ctx) && stream_type < 2 {
-                    state.after.push(After::Close {
-                        context_id: ctx,
-                        stream_type,
-                    });
-                }
-                OK
-            };
-            record(
-                &mut c,
-                "proxy_close_stream",
-                Stream,
-                &[stream_type.into()],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+    host!(l, E, "proxy_close_stream", Stream, |c, stream_type: u32| {
+        if stream_type > 3 {
+            return Ok(answer(BAD_ARGUMENT).nums(&[stream_type]));
+        }
+        let state = c.data_mut();
+        let ctx = state.context();
+        if state.streams.contains_key(&ctx) && stream_type < 2 {
+            state.after.push(After::Close {
+                context_id: ctx,
+                stream_type,
+            });
+        }
+        Ok(answer(OK).nums(&[stream_type]))
+    });
 
-    l.func_wrap(E, "proxy_clear_route_cache", |mut c: C<'_>| -> R {
-        enter(&c, E, "proxy_clear_route_cache")?;
-        record(&mut c, "proxy_clear_route_cache", Plain, &[], &[], OK);
-        Ok(OK)
-    })?;
+    host!(l, E, "proxy_clear_route_cache", Plain, |_c| Ok(answer(OK)));
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_send_local_response",
-        |mut c: C<'_>,
+        Plain,
+        |c,
          code: u32,
          details_ptr: u32,
          details_size: u32,
@@ -1065,22 +1050,12 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          body_size: u32,
          headers_ptr: u32,
          headers_size: u32,
-         grpc_status: u32|
-         -> R {
-            enter(&c, E, "proxy_send_local_response")?;
-            let details = read(&c, details_ptr, details_size)?;
-            let body = read(&c, body_ptr, body_size)?;
-            let headers = read(&c, headers_ptr, headers_size)?;
+         grpc_status: u32| {
+            let details = read(c, details_ptr, details_size)?;
+            let body = read(c, body_ptr, body_size)?;
+            let headers = read(c, headers_ptr, headers_size)?;
             let (Some(details), Some(body), Some(headers)) = (details, body, headers) else {
-                record(
-                    &mut c,
-                    "proxy_send_local_response",
-                    Plain,
-                    &[code.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
+                return Ok(answer(IMA).nums(&[code]));
             };
             let pairs = parse_pairs(&headers);
             let reply = LocalReply {
@@ -1111,90 +1086,49 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 });
             }
             state.stop_next_iteration = true;
-            record(
-                &mut c,
-                "proxy_send_local_response",
-                Plain,
-                &[code.into()],
-                &[&details, &body],
-                OK,
-            );
-            Ok(OK)
-        },
-    )?;
+            Ok(answer(OK).nums(&[code]).strs([details, body]))
+        }
+    );
 
-    l.func_wrap(
-        E,
-        "proxy_set_effective_context",
-        |mut c: C<'_>, id: u32| -> R {
-            enter(&c, E, "proxy_set_effective_context")?;
-            let status = if c.data().context_exists(id) {
-                c.data_mut().effective = id;
-                OK
-            } else {
-                BAD_ARGUMENT
-            };
-            record(
-                &mut c,
-                "proxy_set_effective_context",
-                Plain,
-                &[id.into()],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+    host!(l, E, "proxy_set_effective_context", Plain, |c, id: u32| {
+        let status = if c.data().context_exists(id) {
+            c.data_mut().effective = id;
+            OK
+        } else {
+            BAD_ARGUMENT
+        };
+        Ok(answer(status).nums(&[id]))
+    });
 
-    l.func_wrap(E, "proxy_done", |mut c: C<'_>| -> R {
-        enter(&c, E, "proxy_done")?;
+    host!(l, E, "proxy_done", Plain, |c| {
         let state = c.data_mut();
         let ctx = state.context();
-        let status = match state.root_contexts.get(&ctx).copied() {
+        match state.root_contexts.get(&ctx).copied() {
             Some(plugin) if state.plugins[plugin].pending_done => {
                 state.plugins[plugin].pending_done = false;
                 state.after.push(After::DeleteRoot { context_id: ctx });
-                OK
+                Ok(answer(OK))
             }
-            _ => NOT_FOUND,
-        };
-        record(&mut c, "proxy_done", Plain, &[], &[], status);
-        Ok(status)
-    })?;
+            _ => Ok(answer(NOT_FOUND)),
+        }
+    });
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_call_foreign_function",
-        |mut c: C<'_>,
+        Plain,
+        |c,
          name_ptr: u32,
          name_size: u32,
          args_ptr: u32,
          args_size: u32,
          results_ptr: u32,
-         results_size_ptr: u32|
-         -> R {
-            enter(&c, E, "proxy_call_foreign_function")?;
-            let Some(name) = read(&c, name_ptr, name_size)? else {
-                record(
-                    &mut c,
-                    "proxy_call_foreign_function",
-                    Plain,
-                    &[name_ptr.into(), name_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
-            let Some(args) = read(&c, args_ptr, args_size)? else {
-                record(
-                    &mut c,
-                    "proxy_call_foreign_function",
-                    Plain,
-                    &[],
-                    &[&name],
-                    IMA,
-                );
-                return Ok(IMA);
+         results_size_ptr: u32| {
+            let name = read(c, name_ptr, name_size)?
+                .ok_or_else(|| answer(IMA).nums(&[name_ptr, name_size]))?;
+            let Some(args) = read(c, args_ptr, args_size)? else {
+                return Ok(answer(IMA).strs([name]));
             };
             let function = c
                 .data()
@@ -1202,15 +1136,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 .get(&*String::from_utf8_lossy(&name))
                 .cloned();
             let Some(function) = function else {
-                record(
-                    &mut c,
-                    "proxy_call_foreign_function",
-                    Plain,
-                    &[],
-                    &[&name, &args],
-                    NOT_FOUND,
-                );
-                return Ok(NOT_FOUND);
+                return Ok(answer(NOT_FOUND).strs([name, args]));
             };
             let (mut status, output) = match function(&args) {
                 Ok(output) => (OK, Some(output)),
@@ -1222,111 +1148,50 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 .as_ref()
                 .filter(|output| results_ptr != 0 && !output.is_empty())
             {
-                match alloc(&mut c, size)? {
-                    Some(at) if write(&mut c, at, output)? => address = at,
+                match alloc(c, size)? {
+                    Some(at) if write(c, at, output)? => address = at,
                     _ => status = IMA,
                 }
             }
-            let written = (results_ptr == 0 || set_u32(&mut c, results_ptr, address)?)
-                && (results_size_ptr == 0 || set_u32(&mut c, results_size_ptr, size)?);
+            let written = (results_ptr == 0 || set_u32(c, results_ptr, address)?)
+                && (results_size_ptr == 0 || set_u32(c, results_size_ptr, size)?);
             if !written {
                 status = IMA;
             }
-            record_result(
-                &mut c,
-                "proxy_call_foreign_function",
-                Plain,
-                &[],
-                &[&name, &args],
-                status,
-                output.as_deref(),
-            );
-            Ok(status)
-        },
-    )?;
+            let answer = answer(status).strs([name, args]);
+            Ok(match output {
+                Some(output) => answer.result(output),
+                None => answer,
+            })
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_shared_data",
-        |mut c: C<'_>,
-         key_ptr: u32,
-         key_size: u32,
-         ptr_ptr: u32,
-         size_ptr: u32,
-         cas_ptr: u32|
-         -> R {
-            enter(&c, E, "proxy_get_shared_data")?;
-            let Some(key) = read(&c, key_ptr, key_size)? else {
-                record(
-                    &mut c,
-                    "proxy_get_shared_data",
-                    Plain,
-                    &[key_ptr.into(), key_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Plain,
+        |c, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| {
+            let key = read(c, key_ptr, key_size)?
+                .ok_or_else(|| answer(IMA).nums(&[key_ptr, key_size]))?;
             let Some((value, cas)) = c.data().shared_data.get(&key).cloned() else {
-                record(
-                    &mut c,
-                    "proxy_get_shared_data",
-                    Plain,
-                    &[],
-                    &[&key],
-                    NOT_FOUND,
-                );
-                return Ok(NOT_FOUND);
+                return Ok(answer(NOT_FOUND).strs([key]));
             };
-            let status = if !copy_out(&mut c, &value, ptr_ptr, size_ptr)?
-                || !set_u32(&mut c, cas_ptr, cas)?
-            {
-                IMA
-            } else {
-                OK
-            };
-            record_result(
-                &mut c,
-                "proxy_get_shared_data",
-                Plain,
-                &[],
-                &[&key],
-                status,
-                Some(&value),
-            );
-            Ok(status)
-        },
-    )?;
+            let written = copy_out(c, &value, ptr_ptr, size_ptr)? && set_u32(c, cas_ptr, cas)?;
+            Ok(answer(wrote(written)).strs([key]).result(value))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_set_shared_data",
-        |mut c: C<'_>,
-         key_ptr: u32,
-         key_size: u32,
-         value_ptr: u32,
-         value_size: u32,
-         cas: u32|
-         -> R {
-            enter(&c, E, "proxy_set_shared_data")?;
-            let (Some(key), Some(value)) = (
-                read(&c, key_ptr, key_size)?,
-                read(&c, value_ptr, value_size)?,
-            ) else {
-                record(
-                    &mut c,
-                    "proxy_set_shared_data",
-                    Plain,
-                    &[
-                        key_ptr.into(),
-                        key_size.into(),
-                        value_ptr.into(),
-                        value_size.into(),
-                    ],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
+        Plain,
+        |c, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32, cas: u32| {
+            let (Some(key), Some(value)) =
+                (read(c, key_ptr, key_size)?, read(c, value_ptr, value_size)?)
+            else {
+                return Ok(answer(IMA).nums(&[key_ptr, key_size, value_ptr, value_size]));
             };
             let state = c.data_mut();
             let status = match state.shared_data.get(&key).map(|(_, current)| *current) {
@@ -1337,34 +1202,18 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     OK
                 }
             };
-            record(
-                &mut c,
-                "proxy_set_shared_data",
-                Plain,
-                &[cas.into()],
-                &[&key, &value],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[cas]).strs([key, value]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_register_shared_queue",
-        |mut c: C<'_>, name_ptr: u32, name_size: u32, token_ptr: u32| -> R {
-            enter(&c, E, "proxy_register_shared_queue")?;
-            let Some(name) = read(&c, name_ptr, name_size)? else {
-                record(
-                    &mut c,
-                    "proxy_register_shared_queue",
-                    Plain,
-                    &[name_ptr.into(), name_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Plain,
+        |c, name_ptr: u32, name_size: u32, token_ptr: u32| {
+            let name = read(c, name_ptr, name_size)?
+                .ok_or_else(|| answer(IMA).nums(&[name_ptr, name_size]))?;
             let state = c.data_mut();
             let ctx = state.context();
             let root = state.root_of(ctx);
@@ -1387,51 +1236,21 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             queue.name = name_text;
             queue.context_id = root;
             queue.worker = state.worker;
-            let status = if set_u32(&mut c, token_ptr, token)? {
-                OK
-            } else {
-                IMA
-            };
-            record(
-                &mut c,
-                "proxy_register_shared_queue",
-                Plain,
-                &[token.into()],
-                &[&name],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            let status = wrote(set_u32(c, token_ptr, token)?);
+            Ok(answer(status).nums(&[token]).strs([name]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_resolve_shared_queue",
-        |mut c: C<'_>,
-         vm_ptr: u32,
-         vm_size: u32,
-         name_ptr: u32,
-         name_size: u32,
-         token_ptr: u32|
-         -> R {
-            enter(&c, E, "proxy_resolve_shared_queue")?;
+        Plain,
+        |c, vm_ptr: u32, vm_size: u32, name_ptr: u32, name_size: u32, token_ptr: u32| {
             let (Some(vm_id), Some(name)) =
-                (read(&c, vm_ptr, vm_size)?, read(&c, name_ptr, name_size)?)
+                (read(c, vm_ptr, vm_size)?, read(c, name_ptr, name_size)?)
             else {
-                record(
-                    &mut c,
-                    "proxy_resolve_shared_queue",
-                    Plain,
-                    &[
-                        vm_ptr.into(),
-                        vm_size.into(),
-                        name_ptr.into(),
-                        name_size.into(),
-                    ],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
+                return Ok(answer(IMA).nums(&[vm_ptr, vm_size, name_ptr, name_size]));
             };
             let state = c.data();
             let vm_text = if vm_id.is_empty() {
@@ -1447,75 +1266,39 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 .map(|(token, _)| *token);
             let status = match token {
                 None => NOT_FOUND,
-                Some(token) => {
-                    if set_u32(&mut c, token_ptr, token)? {
-                        OK
-                    } else {
-                        IMA
-                    }
-                }
+                Some(token) => wrote(set_u32(c, token_ptr, token)?),
             };
-            record(
-                &mut c,
-                "proxy_resolve_shared_queue",
-                Plain,
-                &[],
-                &[&vm_id, &name],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).strs([vm_id, name]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_dequeue_shared_queue",
-        |mut c: C<'_>, token: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, E, "proxy_dequeue_shared_queue")?;
+        Plain,
+        |c, token: u32, ptr_ptr: u32, size_ptr: u32| {
             let item = match c.data_mut().queues.get_mut(&token) {
                 None => Err(NOT_FOUND),
                 Some(queue) => queue.items.pop_front().ok_or(EMPTY),
             };
-            let (status, item) = match item {
-                Err(status) => (status, None),
-                Ok(item) => (
-                    if copy_out(&mut c, &item, ptr_ptr, size_ptr)? {
-                        OK
-                    } else {
-                        IMA
-                    },
-                    Some(item),
-                ),
-            };
-            record_result(
-                &mut c,
-                "proxy_dequeue_shared_queue",
-                Plain,
-                &[token.into()],
-                &[],
-                status,
-                item.as_deref(),
-            );
-            Ok(status)
-        },
-    )?;
+            match item {
+                Err(status) => Ok(answer(status).nums(&[token])),
+                Ok(item) => {
+                    let status = wrote(copy_out(c, &item, ptr_ptr, size_ptr)?);
+                    Ok(answer(status).nums(&[token]).result(item))
+                }
+            }
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_enqueue_shared_queue",
-        |mut c: C<'_>, token: u32, ptr: u32, size: u32| -> R {
-            enter(&c, E, "proxy_enqueue_shared_queue")?;
-            let Some(data) = read(&c, ptr, size)? else {
-                record(
-                    &mut c,
-                    "proxy_enqueue_shared_queue",
-                    Plain,
-                    &[token.into(), ptr.into(), size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Plain,
+        |c, token: u32, ptr: u32, size: u32| {
+            let data = read(c, ptr, size)?.ok_or_else(|| answer(IMA).nums(&[token, ptr, size]))?;
             let state = c.data_mut();
             let status = match state.queues.get_mut(&token) {
                 None => NOT_FOUND,
@@ -1526,45 +1309,19 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     OK
                 }
             };
-            record(
-                &mut c,
-                "proxy_enqueue_shared_queue",
-                Plain,
-                &[token.into()],
-                &[&data],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[token]).strs([data]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_header_map_value",
-        |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_header_map_value")?;
-            let Some(map_type) = MapType::from_code(map) else {
-                record(
-                    &mut c,
-                    "proxy_get_header_map_value",
-                    Map,
-                    &[map.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
-            let Some(key) = read(&c, key_ptr, key_size)? else {
-                record(
-                    &mut c,
-                    "proxy_get_header_map_value",
-                    Map,
-                    &[map.into(), key_ptr.into(), key_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Map,
+        |c, map: u32, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32| {
+            let map_type = map_from_code(map)?;
+            let key = read(c, key_ptr, key_size)?
+                .ok_or_else(|| answer(IMA).nums(&[map, key_ptr, key_size]))?;
             let state = c.data();
             let ctx = state.context();
             let abi_010 = state.abi == abi::AbiVersion::V0_1_0;
@@ -1583,75 +1340,30 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 },
             };
             match value {
-                Err(status) => {
-                    record(
-                        &mut c,
-                        "proxy_get_header_map_value",
-                        Map,
-                        &[map.into()],
-                        &[&key],
-                        status,
-                    );
-                    Ok(status)
-                }
+                Err(status) => Ok(answer(status).nums(&[map]).strs([key])),
                 Ok(value) => {
-                    let status = if copy_out(&mut c, &value, ptr_ptr, size_ptr)? {
-                        OK
-                    } else {
-                        IMA
-                    };
-                    record_result(
-                        &mut c,
-                        "proxy_get_header_map_value",
-                        Map,
-                        &[map.into()],
-                        &[&key],
-                        status,
-                        Some(&value),
-                    );
-                    Ok(status)
+                    let status = wrote(copy_out(c, &value, ptr_ptr, size_ptr)?);
+                    Ok(answer(status).nums(&[map]).strs([key]).result(value))
                 }
             }
-        },
-    )?;
+        }
+    );
 
     for (name, kind) in [
         ("proxy_add_header_map_value", 0u8),
         ("proxy_replace_header_map_value", 1u8),
     ] {
-        l.func_wrap(
+        host!(
+            l,
             E,
             name,
-            move |mut c: C<'_>,
-                  map: u32,
-                  key_ptr: u32,
-                  key_size: u32,
-                  value_ptr: u32,
-                  value_size: u32|
-                  -> R {
-                enter(&c, E, name)?;
-                let Some(map_type) = MapType::from_code(map) else {
-                    record(&mut c, name, Map, &[map.into()], &[], BAD_ARGUMENT);
-                    return Ok(BAD_ARGUMENT);
-                };
-                let (Some(key), Some(value)) = (
-                    read(&c, key_ptr, key_size)?,
-                    read(&c, value_ptr, value_size)?,
-                ) else {
-                    record(
-                        &mut c,
-                        name,
-                        Map,
-                        &[
-                            map.into(),
-                            key_ptr.into(),
-                            key_size.into(),
-                            value_ptr.into(),
-                        ],
-                        &[],
-                        IMA,
-                    );
-                    return Ok(IMA);
+            Map,
+            |c, map: u32, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| {
+                let map_type = map_from_code(map)?;
+                let (Some(key), Some(value)) =
+                    (read(c, key_ptr, key_size)?, read(c, value_ptr, value_size)?)
+                else {
+                    return Ok(answer(IMA).nums(&[map, key_ptr, key_size, value_ptr]));
                 };
                 let state = c.data_mut();
                 let ctx = state.context();
@@ -1666,39 +1378,20 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                         OK
                     }
                 };
-                record(&mut c, name, Map, &[map.into()], &[&key, &value], status);
-                Ok(status)
-            },
-        )?;
+                Ok(answer(status).nums(&[map]).strs([key, value]))
+            }
+        );
     }
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_remove_header_map_value",
-        |mut c: C<'_>, map: u32, key_ptr: u32, key_size: u32| -> R {
-            enter(&c, E, "proxy_remove_header_map_value")?;
-            let Some(map_type) = MapType::from_code(map) else {
-                record(
-                    &mut c,
-                    "proxy_remove_header_map_value",
-                    Map,
-                    &[map.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
-            let Some(key) = read(&c, key_ptr, key_size)? else {
-                record(
-                    &mut c,
-                    "proxy_remove_header_map_value",
-                    Map,
-                    &[map.into(), key_ptr.into(), key_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Map,
+        |c, map: u32, key_ptr: u32, key_size: u32| {
+            let map_type = map_from_code(map)?;
+            let key = read(c, key_ptr, key_size)?
+                .ok_or_else(|| answer(IMA).nums(&[map, key_ptr, key_size]))?;
             let state = c.data_mut();
             let ctx = state.context();
             let status = match map_mut(state, ctx, map_type) {
@@ -1708,34 +1401,17 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     OK
                 }
             };
-            record(
-                &mut c,
-                "proxy_remove_header_map_value",
-                Map,
-                &[map.into()],
-                &[&key],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[map]).strs([key]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_header_map_pairs",
-        |mut c: C<'_>, map: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_header_map_pairs")?;
-            let Some(map_type) = MapType::from_code(map) else {
-                record(
-                    &mut c,
-                    "proxy_get_header_map_pairs",
-                    Map,
-                    &[map.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
+        Map,
+        |c, map: u32, ptr_ptr: u32, size_ptr: u32| {
+            let map_type = map_from_code(map)?;
             let state = c.data();
             let ctx = state.context();
             // Envoy answers OK with an empty map when the map is not available.
@@ -1743,50 +1419,18 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 Some(headers) if !headers.is_empty() => headers.serialize(),
                 _ => Vec::new(),
             };
-            let status = if copy_out(&mut c, &serialized, ptr_ptr, size_ptr)? {
-                OK
-            } else {
-                IMA
-            };
-            record(
-                &mut c,
-                "proxy_get_header_map_pairs",
-                Map,
-                &[map.into()],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(wrote(copy_out(c, &serialized, ptr_ptr, size_ptr)?)).nums(&[map]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_set_header_map_pairs",
-        |mut c: C<'_>, map: u32, ptr: u32, size: u32| -> R {
-            enter(&c, E, "proxy_set_header_map_pairs")?;
-            let Some(map_type) = MapType::from_code(map) else {
-                record(
-                    &mut c,
-                    "proxy_set_header_map_pairs",
-                    Map,
-                    &[map.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
-            let Some(data) = read(&c, ptr, size)? else {
-                record(
-                    &mut c,
-                    "proxy_set_header_map_pairs",
-                    Map,
-                    &[map.into(), ptr.into(), size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Map,
+        |c, map: u32, ptr: u32, size: u32| {
+            let map_type = map_from_code(map)?;
+            let data = read(c, ptr, size)?.ok_or_else(|| answer(IMA).nums(&[map, ptr, size]))?;
             let pairs = parse_pairs(&data);
             let state = c.data_mut();
             let ctx = state.context();
@@ -1800,34 +1444,17 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     OK
                 }
             };
-            record(
-                &mut c,
-                "proxy_set_header_map_pairs",
-                Map,
-                &[map.into(), pairs.len() as u64],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[u64::from(map), pairs.len() as u64]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_header_map_size",
-        |mut c: C<'_>, map: u32, result_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_header_map_size")?;
-            let Some(map_type) = MapType::from_code(map) else {
-                record(
-                    &mut c,
-                    "proxy_get_header_map_size",
-                    Map,
-                    &[map.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
+        Map,
+        |c, map: u32, result_ptr: u32| {
+            let map_type = map_from_code(map)?;
             let state = c.data_mut();
             let ctx = state.context();
             // Envoy reads the size through the mutable map (`getMap`), so http-call and gRPC maps
@@ -1835,167 +1462,69 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let size = map_mut(state, ctx, map_type).map(|headers| headers.byte_size() as u32);
             let status = match size {
                 None => BAD_ARGUMENT,
-                Some(size) => {
-                    if set_u32(&mut c, result_ptr, size)? {
-                        OK
-                    } else {
-                        IMA
-                    }
-                }
+                Some(size) => wrote(set_u32(c, result_ptr, size)?),
             };
-            record(
-                &mut c,
-                "proxy_get_header_map_size",
-                Map,
-                &[map.into(), size.unwrap_or(0).into()],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[map, size.unwrap_or(0)]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_buffer_status",
-        |mut c: C<'_>, buffer: u32, length_ptr: u32, flags_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_buffer_status")?;
-            let Some(buffer_type) = BufferType::from_code(buffer) else {
-                record(
-                    &mut c,
-                    "proxy_get_buffer_status",
-                    Buffer,
-                    &[buffer.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
+        Buffer,
+        |c, buffer: u32, length_ptr: u32, flags_ptr: u32| {
+            let buffer_type = BufferType::from_code(buffer)
+                .ok_or_else(|| answer(BAD_ARGUMENT).nums(&[buffer]))?;
             let state = c.data();
             let ctx = state.context();
-            let Some(length) =
-                buffer_ref(state, ctx, buffer_type).map(|(bytes, _)| bytes.len() as u32)
-            else {
-                record(
-                    &mut c,
-                    "proxy_get_buffer_status",
-                    Buffer,
-                    &[buffer.into()],
-                    &[],
-                    NOT_FOUND,
-                );
-                return Ok(NOT_FOUND);
-            };
-            let status = if !set_u32(&mut c, length_ptr, length)? || !set_u32(&mut c, flags_ptr, 0)?
-            {
-                IMA
-            } else {
-                OK
-            };
-            record(
-                &mut c,
-                "proxy_get_buffer_status",
-                Buffer,
-                &[buffer.into(), length.into()],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            let length = buffer_ref(state, ctx, buffer_type)
+                .map(|(bytes, _)| bytes.len() as u32)
+                .ok_or_else(|| answer(NOT_FOUND).nums(&[buffer]))?;
+            let written = set_u32(c, length_ptr, length)? && set_u32(c, flags_ptr, 0)?;
+            Ok(answer(wrote(written)).nums(&[buffer, length]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_buffer_bytes",
-        |mut c: C<'_>, buffer: u32, start: u32, length: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, E, "proxy_get_buffer_bytes")?;
-            let Some(buffer_type) = BufferType::from_code(buffer) else {
-                record(
-                    &mut c,
-                    "proxy_get_buffer_bytes",
-                    Buffer,
-                    &[buffer.into(), start.into(), length.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
+        Buffer,
+        |c, buffer: u32, start: u32, length: u32, ptr_ptr: u32, size_ptr: u32| {
+            let nums = [buffer, start, length];
+            let buffer_type =
+                BufferType::from_code(buffer).ok_or_else(|| answer(BAD_ARGUMENT).nums(&nums))?;
             let state = c.data();
             let ctx = state.context();
-            let Some(bytes) = buffer_ref(state, ctx, buffer_type).map(|(bytes, _)| {
-                // Envoy clamps the range to the buffer instead of failing.
-                let begin = (start as usize).min(bytes.len());
-                let end = begin.saturating_add(length as usize).min(bytes.len());
-                bytes[begin..end].to_vec()
-            }) else {
-                record(
-                    &mut c,
-                    "proxy_get_buffer_bytes",
-                    Buffer,
-                    &[buffer.into(), start.into(), length.into()],
-                    &[],
-                    NOT_FOUND,
-                );
-                return Ok(NOT_FOUND);
-            };
-            let status = if copy_out(&mut c, &bytes, ptr_ptr, size_ptr)? {
-                OK
-            } else {
-                IMA
-            };
-            record_result(
-                &mut c,
-                "proxy_get_buffer_bytes",
-                Buffer,
-                &[buffer.into(), start.into(), length.into()],
-                &[],
-                status,
-                Some(&bytes),
-            );
-            Ok(status)
-        },
-    )?;
+            let bytes = buffer_ref(state, ctx, buffer_type)
+                .map(|(bytes, _)| {
+                    // Envoy clamps the range to the buffer instead of failing.
+                    let begin = (start as usize).min(bytes.len());
+                    let end = begin.saturating_add(length as usize).min(bytes.len());
+                    bytes[begin..end].to_vec()
+                })
+                .ok_or_else(|| answer(NOT_FOUND).nums(&nums))?;
+            let status = wrote(copy_out(c, &bytes, ptr_ptr, size_ptr)?);
+            Ok(answer(status).nums(&nums).result(bytes))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_set_buffer_bytes",
-        |mut c: C<'_>, buffer: u32, start: u32, length: u32, ptr: u32, size: u32| -> R {
-            enter(&c, E, "proxy_set_buffer_bytes")?;
-            let Some(buffer_type) = BufferType::from_code(buffer) else {
-                record(
-                    &mut c,
-                    "proxy_set_buffer_bytes",
-                    Buffer,
-                    &[buffer.into(), start.into(), length.into()],
-                    &[],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
-            };
+        Buffer,
+        |c, buffer: u32, start: u32, length: u32, ptr: u32, size: u32| {
+            let nums = [buffer, start, length];
+            let buffer_type =
+                BufferType::from_code(buffer).ok_or_else(|| answer(BAD_ARGUMENT).nums(&nums))?;
             let state = c.data();
             let ctx = state.context();
-            let Some((_, mutable)) = buffer_ref(state, ctx, buffer_type) else {
-                record(
-                    &mut c,
-                    "proxy_set_buffer_bytes",
-                    Buffer,
-                    &[buffer.into(), start.into(), length.into()],
-                    &[],
-                    NOT_FOUND,
-                );
-                return Ok(NOT_FOUND);
-            };
-            let Some(data) = read(&c, ptr, size)? else {
-                record(
-                    &mut c,
-                    "proxy_set_buffer_bytes",
-                    Buffer,
-                    &[buffer.into(), start.into(), length.into(), ptr.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+            let (_, mutable) =
+                buffer_ref(state, ctx, buffer_type).ok_or_else(|| answer(NOT_FOUND).nums(&nums))?;
+            let data = read(c, ptr, size)?
+                .ok_or_else(|| answer(IMA).nums(&[buffer, start, length, ptr]))?;
             let status = if !mutable {
                 BAD_ARGUMENT
             } else {
@@ -2024,22 +1553,16 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     BAD_ARGUMENT
                 }
             };
-            record(
-                &mut c,
-                "proxy_set_buffer_bytes",
-                Buffer,
-                &[buffer.into(), start.into(), length.into()],
-                &[&data],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&nums).strs([data]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_http_call",
-        |mut c: C<'_>,
+        Plain,
+        |c,
          uri_ptr: u32,
          uri_size: u32,
          headers_ptr: u32,
@@ -2049,29 +1572,18 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          trailers_ptr: u32,
          trailers_size: u32,
          timeout: u32,
-         token_ptr: u32|
-         -> R {
-            enter(&c, E, "proxy_http_call")?;
-            let uri = read(&c, uri_ptr, uri_size)?;
-            let body = read(&c, body_ptr, body_size)?;
-            let headers = read(&c, headers_ptr, headers_size)?;
-            let trailers = read(&c, trailers_ptr, trailers_size)?;
+         token_ptr: u32| {
+            let uri = read(c, uri_ptr, uri_size)?;
+            let body = read(c, body_ptr, body_size)?;
+            let headers = read(c, headers_ptr, headers_size)?;
+            let trailers = read(c, trailers_ptr, trailers_size)?;
             let (Some(uri), Some(body), Some(headers), Some(trailers)) =
                 (uri, body, headers, trailers)
             else {
-                record(
-                    &mut c,
-                    "proxy_http_call",
-                    Plain,
-                    &[uri_ptr.into(), uri_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
+                return Ok(answer(IMA).nums(&[uri_ptr, uri_size]));
             };
-            if !set_u32(&mut c, token_ptr, 0)? {
-                record(&mut c, "proxy_http_call", Plain, &[], &[&uri], IMA);
-                return Ok(IMA);
+            if !set_u32(c, token_ptr, 0)? {
+                return Ok(answer(IMA).strs([uri]));
             }
             let headers = HeaderMap::from_pairs(parse_pairs(&headers));
             let trailers = HeaderMap::from_pairs(parse_pairs(&trailers));
@@ -2082,17 +1594,8 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 && headers.get(b":path").is_some()
                 && headers.get(b":method").is_some()
                 && headers.get(b":authority").is_some();
-            let status = if valid { OK } else { BAD_ARGUMENT };
-            if status != OK {
-                record(
-                    &mut c,
-                    "proxy_http_call",
-                    Plain,
-                    &[timeout.into()],
-                    &[&uri],
-                    status,
-                );
-                return Ok(status);
+            if !valid {
+                return Ok(answer(BAD_ARGUMENT).nums(&[timeout]).strs([uri]));
             }
             let mut headers = headers;
             if !body.is_empty() {
@@ -2115,23 +1618,17 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     deadline,
                 },
             );
-            let _ = set_u32(&mut c, token_ptr, token)?;
-            record(
-                &mut c,
-                "proxy_http_call",
-                Plain,
-                &[timeout.into(), token.into()],
-                &[&uri],
-                OK,
-            );
-            Ok(OK)
-        },
-    )?;
+            let _ = set_u32(c, token_ptr, token)?;
+            Ok(answer(OK).nums(&[timeout, token]).strs([uri]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_grpc_call",
-        |mut c: C<'_>,
+        Plain,
+        |c,
          service_ptr: u32,
          service_size: u32,
          name_ptr: u32,
@@ -2143,63 +1640,28 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          request_ptr: u32,
          request_size: u32,
          timeout: u32,
-         token_ptr: u32|
-         -> R {
-            enter(&c, E, "proxy_grpc_call")?;
-            let parts = (
-                read(&c, service_ptr, service_size)?,
-                read(&c, name_ptr, name_size)?,
-                read(&c, method_ptr, method_size)?,
-                read(&c, metadata_ptr, metadata_size)?,
-                read(&c, request_ptr, request_size)?,
-            );
-            let (Some(service), Some(name), Some(method), Some(metadata), Some(request)) = parts
-            else {
-                record(
-                    &mut c,
-                    "proxy_grpc_call",
-                    Plain,
-                    &[service_ptr.into(), service_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
-            let status = grpc_start(
-                c.data_mut(),
-                &service,
-                &name,
-                &method,
-                &metadata,
-                Some(request),
-                timeout,
-            );
-            let status = match status {
-                Ok(token) => {
-                    if set_u32(&mut c, token_ptr, token)? {
-                        OK
-                    } else {
-                        IMA
-                    }
-                }
-                Err(status) => status,
-            };
-            record(
-                &mut c,
-                "proxy_grpc_call",
-                Plain,
-                &[timeout.into()],
-                &[&service, &name, &method],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+         token_ptr: u32| {
+            let strings = [
+                (service_ptr, service_size),
+                (name_ptr, name_size),
+                (method_ptr, method_size),
+                (metadata_ptr, metadata_size),
+            ];
+            grpc_open(
+                c,
+                strings,
+                Some((request_ptr, request_size, timeout)),
+                token_ptr,
+            )
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_grpc_stream",
-        |mut c: C<'_>,
+        Plain,
+        |c,
          service_ptr: u32,
          service_size: u32,
          name_ptr: u32,
@@ -2208,65 +1670,25 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          method_size: u32,
          metadata_ptr: u32,
          metadata_size: u32,
-         token_ptr: u32|
-         -> R {
-            enter(&c, E, "proxy_grpc_stream")?;
-            let parts = (
-                read(&c, service_ptr, service_size)?,
-                read(&c, name_ptr, name_size)?,
-                read(&c, method_ptr, method_size)?,
-                read(&c, metadata_ptr, metadata_size)?,
-            );
-            let (Some(service), Some(name), Some(method), Some(metadata)) = parts else {
-                record(
-                    &mut c,
-                    "proxy_grpc_stream",
-                    Plain,
-                    &[service_ptr.into(), service_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
-            let status =
-                match grpc_start(c.data_mut(), &service, &name, &method, &metadata, None, 0) {
-                    Ok(token) => {
-                        if set_u32(&mut c, token_ptr, token)? {
-                            OK
-                        } else {
-                            IMA
-                        }
-                    }
-                    Err(status) => status,
-                };
-            record(
-                &mut c,
-                "proxy_grpc_stream",
-                Plain,
-                &[],
-                &[&service, &name, &method],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+         token_ptr: u32| {
+            let strings = [
+                (service_ptr, service_size),
+                (name_ptr, name_size),
+                (method_ptr, method_size),
+                (metadata_ptr, metadata_size),
+            ];
+            grpc_open(c, strings, None, token_ptr)
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_grpc_send",
-        |mut c: C<'_>, token: u32, ptr: u32, size: u32, end_stream: u32| -> R {
-            enter(&c, E, "proxy_grpc_send")?;
-            let Some(message) = read(&c, ptr, size)? else {
-                record(
-                    &mut c,
-                    "proxy_grpc_send",
-                    Plain,
-                    &[token.into(), ptr.into(), size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Plain,
+        |c, token: u32, ptr: u32, size: u32, end_stream: u32| {
+            let message =
+                read(c, ptr, size)?.ok_or_else(|| answer(IMA).nums(&[token, ptr, size]))?;
             let state = c.data_mut();
             let status = if token & 3 != 2 {
                 BAD_ARGUMENT
@@ -2282,21 +1704,12 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     }
                 }
             };
-            record(
-                &mut c,
-                "proxy_grpc_send",
-                Plain,
-                &[token.into(), end_stream.into()],
-                &[&message],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[token, end_stream]).strs([message]))
+        }
+    );
 
     for name in ["proxy_grpc_close", "proxy_grpc_cancel"] {
-        l.func_wrap(E, name, move |mut c: C<'_>, token: u32| -> R {
-            enter(&c, E, name)?;
+        host!(l, E, name, Plain, |c, token: u32| {
             let state = c.data_mut();
             let status = match token & 3 {
                 1 | 2 => match state.grpc_callouts.get_mut(&token) {
@@ -2312,16 +1725,16 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 },
                 _ => BAD_ARGUMENT,
             };
-            record(&mut c, name, Plain, &[token.into()], &[], status);
-            Ok(status)
-        })?;
+            Ok(answer(status).nums(&[token]))
+        });
     }
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_set_tick_period_milliseconds",
-        |mut c: C<'_>, period: u32| -> R {
-            enter(&c, E, "proxy_set_tick_period_milliseconds")?;
+        Plain,
+        |c, period: u32| {
             let state = c.data_mut();
             let root = state.root_of(state.context());
             if let Some(plugin) = state.root_contexts.get(&root).copied() {
@@ -2330,63 +1743,31 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 plugin.tick_period_ms = period;
                 plugin.next_tick = (period > 0).then(|| now + u64::from(period) * 1_000_000);
             }
-            record(
-                &mut c,
-                "proxy_set_tick_period_milliseconds",
-                Plain,
-                &[period.into()],
-                &[],
-                OK,
-            );
-            Ok(OK)
-        },
-    )?;
+            Ok(answer(OK).nums(&[period]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_get_current_time_nanoseconds",
-        |mut c: C<'_>, ptr: u32| -> R {
-            enter(&c, E, "proxy_get_current_time_nanoseconds")?;
+        Plain,
+        |c, ptr: u32| {
             let now = c.data().epoch_ns + c.data().now_ns;
-            let status = if set_u64(&mut c, ptr, now)? { OK } else { IMA };
-            record(
-                &mut c,
-                "proxy_get_current_time_nanoseconds",
-                Plain,
-                &[now],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(wrote(set_u64(c, ptr, now)?)).nums(&[now]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_define_metric",
-        |mut c: C<'_>, kind: u32, name_ptr: u32, name_size: u32, id_ptr: u32| -> R {
-            enter(&c, E, "proxy_define_metric")?;
-            let Some(name) = read(&c, name_ptr, name_size)? else {
-                record(
-                    &mut c,
-                    "proxy_define_metric",
-                    Plain,
-                    &[kind.into(), name_ptr.into(), name_size.into()],
-                    &[],
-                    IMA,
-                );
-                return Ok(IMA);
-            };
+        Plain,
+        |c, kind: u32, name_ptr: u32, name_size: u32, id_ptr: u32| {
+            let name = read(c, name_ptr, name_size)?
+                .ok_or_else(|| answer(IMA).nums(&[kind, name_ptr, name_size]))?;
             if kind > 2 {
-                record(
-                    &mut c,
-                    "proxy_define_metric",
-                    Plain,
-                    &[kind.into()],
-                    &[&name],
-                    BAD_ARGUMENT,
-                );
-                return Ok(BAD_ARGUMENT);
+                return Ok(answer(BAD_ARGUMENT).nums(&[kind]).strs([name]));
             }
             let state = c.data_mut();
             let counter = match kind {
@@ -2412,28 +1793,17 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     name: name_text,
                 },
             );
-            let status = if set_u32(&mut c, id_ptr, id)? {
-                OK
-            } else {
-                IMA
-            };
-            record(
-                &mut c,
-                "proxy_define_metric",
-                Plain,
-                &[kind.into(), id.into()],
-                &[&name],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            let status = wrote(set_u32(c, id_ptr, id)?);
+            Ok(answer(status).nums(&[kind, id]).strs([name]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_increment_metric",
-        |mut c: C<'_>, id: u32, offset: i64| -> R {
-            enter(&c, E, "proxy_increment_metric")?;
+        Plain,
+        |c, id: u32, offset: i64| {
             let state = c.data_mut();
             let metric = state.metrics.get(&id).cloned();
             let status = match (id & 3, metric) {
@@ -2454,23 +1824,16 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 }
                 _ => BAD_ARGUMENT,
             };
-            record(
-                &mut c,
-                "proxy_increment_metric",
-                Plain,
-                &[id.into(), offset as u64],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[u64::from(id), offset as u64]))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         E,
         "proxy_record_metric",
-        |mut c: C<'_>, id: u32, value: u64| -> R {
-            enter(&c, E, "proxy_record_metric")?;
+        Plain,
+        |c, id: u32, value: u64| {
             let state = c.data_mut();
             let status = match state.metrics.get(&id).cloned() {
                 None => NOT_FOUND,
@@ -2487,46 +1850,26 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     OK
                 }
             };
-            record(
-                &mut c,
-                "proxy_record_metric",
-                Plain,
-                &[id.into(), value],
-                &[],
-                status,
-            );
-            Ok(status)
-        },
-    )?;
+            Ok(answer(status).nums(&[u64::from(id), value]))
+        }
+    );
 
-    l.func_wrap(
-        E,
-        "proxy_get_metric",
-        |mut c: C<'_>, id: u32, ptr: u32| -> R {
-            enter(&c, E, "proxy_get_metric")?;
-            let state = c.data();
-            let value = match (id & 3, state.metrics.get(&id)) {
-                (0 | 1, None) => Err(NOT_FOUND),
-                (0 | 1, Some(metric)) => Ok(state
-                    .metric_values
-                    .get(&metric.name)
-                    .map_or(0, |value| value.value)),
-                _ => Err(BAD_ARGUMENT),
-            };
-            let status = match value {
-                Err(status) => status,
-                Ok(value) => {
-                    if set_u64(&mut c, ptr, value)? {
-                        OK
-                    } else {
-                        IMA
-                    }
-                }
-            };
-            record(&mut c, "proxy_get_metric", Plain, &[id.into()], &[], status);
-            Ok(status)
-        },
-    )?;
+    host!(l, E, "proxy_get_metric", Plain, |c, id: u32, ptr: u32| {
+        let state = c.data();
+        let value = match (id & 3, state.metrics.get(&id)) {
+            (0 | 1, None) => Err(NOT_FOUND),
+            (0 | 1, Some(metric)) => Ok(state
+                .metric_values
+                .get(&metric.name)
+                .map_or(0, |value| value.value)),
+            _ => Err(BAD_ARGUMENT),
+        };
+        let status = match value {
+            Err(status) => status,
+            Ok(value) => wrote(set_u64(c, ptr, value)?),
+        };
+        Ok(answer(status).nums(&[id]))
+    });
 
     l.func_wrap(E, "pthread_equal", |c: C<'_>, left: u32, right: u32| -> R {
         enter(&c, E, "pthread_equal")?;
@@ -2543,6 +1886,48 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
 
     Ok(())
+}
+
+/// `proxy_grpc_call` (with a request and a timeout) and `proxy_grpc_stream` (without):
+/// reads the service, name, method and metadata, starts the call and writes its token.
+fn grpc_open(
+    c: &mut C<'_>,
+    strings: [(u32, u32); 4],
+    call: Option<(u32, u32, u32)>,
+    token_ptr: u32,
+) -> Result<Answer, Stop> {
+    let [(service_ptr, service_size), name, method, metadata] = strings;
+    let service = read(c, service_ptr, service_size)?;
+    let name = read(c, name.0, name.1)?;
+    let method = read(c, method.0, method.1)?;
+    let metadata = read(c, metadata.0, metadata.1)?;
+    let (request, timeout) = match call {
+        Some((ptr, size, timeout)) => (read(c, ptr, size)?.map(Some), Some(timeout)),
+        None => (Some(None), None),
+    };
+    let (Some(service), Some(name), Some(method), Some(metadata), Some(request)) =
+        (service, name, method, metadata, request)
+    else {
+        return Ok(answer(IMA).nums(&[service_ptr, service_size]));
+    };
+    let started = grpc_start(
+        c.data_mut(),
+        &service,
+        &name,
+        &method,
+        &metadata,
+        request,
+        timeout.unwrap_or(0),
+    );
+    let status = match started {
+        Ok(token) => wrote(set_u32(c, token_ptr, token)?),
+        Err(status) => status,
+    };
+    let answer = answer(status).strs([service, name, method]);
+    Ok(match timeout {
+        Some(timeout) => answer.nums(&[timeout]),
+        None => answer,
+    })
 }
 
 fn grpc_start(
@@ -2614,13 +1999,20 @@ fn continue_stream(state: &mut HostState, stream_type: u32) -> u32 {
     clippy::too_many_lines,
     reason = "one registration per WASI function, in one place"
 )]
+#[allow(
+    clippy::result_large_err,
+    reason = "a body's early exit carries the same `Answer` as its success; boxing it would allocate"
+)]
 fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> {
+    use FirstArg::Plain;
+
     fn stdio(fd: u32) -> bool {
         fd == 1 || fd == 2
     }
 
-    fn wasi_record(c: &mut C<'_>, name: &'static str, nums: &[u64], errno: u32) {
-        record(c, name, FirstArg::Plain, nums, &[], errno);
+    /// `errno` when the answer's write to guest memory succeeded, EFAULT when it did not.
+    fn unless_fault(written: bool, errno: u32) -> u32 {
+        if written { errno } else { WASI_EFAULT }
     }
 
     fn writev(
@@ -2670,65 +2062,43 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         Ok(Ok(written))
     }
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "fd_write",
-        move |mut c: C<'_>, fd: u32, iovs: u32, iovs_len: u32, nwritten_ptr: u32| -> R {
-            enter(&c, m, "fd_write")?;
-            let errno = match writev(&mut c, fd, iovs, iovs_len)? {
+        Plain,
+        |c, fd: u32, iovs: u32, iovs_len: u32, nwritten_ptr: u32| {
+            let errno = match writev(c, fd, iovs, iovs_len)? {
                 Err(errno) => errno,
-                Ok(written) => {
-                    if set_u32(&mut c, nwritten_ptr, written)? {
-                        WASI_SUCCESS
-                    } else {
-                        WASI_EFAULT
-                    }
-                }
+                Ok(written) => wasi_wrote(set_u32(c, nwritten_ptr, written)?),
             };
-            wasi_record(&mut c, "fd_write", &[fd.into()], errno);
-            Ok(errno)
-        },
-    )?;
-    l.func_wrap(
+            Ok(answer(errno).nums(&[fd]))
+        }
+    );
+    host!(
+        l,
         m,
         "fd_pwrite",
-        move |mut c: C<'_>,
-              fd: u32,
-              iovs: u32,
-              iovs_len: u32,
-              _offset: u64,
-              nwritten_ptr: u32|
-              -> R {
-            enter(&c, m, "fd_pwrite")?;
-            let errno = if !stdio(fd) {
-                WASI_EBADF
-            } else {
-                match writev(&mut c, fd, iovs, iovs_len)? {
-                    Err(errno) => errno,
-                    Ok(written) => {
-                        if set_u32(&mut c, nwritten_ptr, written)? {
-                            WASI_SUCCESS
-                        } else {
-                            WASI_EFAULT
-                        }
-                    }
-                }
+        Plain,
+        |c, fd: u32, iovs: u32, iovs_len: u32, _offset: u64, nwritten_ptr: u32| {
+            if !stdio(fd) {
+                return Ok(answer(WASI_EBADF).nums(&[fd]));
+            }
+            let errno = match writev(c, fd, iovs, iovs_len)? {
+                Err(errno) => errno,
+                Ok(written) => wasi_wrote(set_u32(c, nwritten_ptr, written)?),
             };
-            wasi_record(&mut c, "fd_pwrite", &[fd.into()], errno);
-            Ok(errno)
-        },
-    )?;
+            Ok(answer(errno).nums(&[fd]))
+        }
+    );
 
     // Fixed answers.
     macro_rules! fixed {
         ($name:literal, ($($arg:ident : $ty:ty),*), $errno:expr) => {
-            l.func_wrap(m, $name, move |mut c: C<'_>, $($arg: $ty),*| -> R {
-                enter(&c, m, $name)?;
+            host!(l, m, $name, Plain, |_c $(, $arg: $ty)*| {
                 $(let _ = $arg;)*
-                let errno: u32 = $errno;
-                wasi_record(&mut c, $name, &[], errno);
-                Ok(errno)
-            })?;
+                Ok(answer($errno))
+            });
         };
     }
     fixed!("fd_read", (a: u32, b: u32, d: u32, e: u32), WASI_ENOSYS);
@@ -2750,17 +2120,17 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
     fixed!("path_unlink_file", (a: u32, b: u32, d: u32), WASI_ENOTSUP);
     fixed!("sock_shutdown", (a: u32, b: u32), WASI_ENOTSUP);
     fixed!("sched_yield", (), WASI_SUCCESS);
+    fixed!("fd_seek", (a: u32, b: i64, d: u32, e: u32), WASI_SUCCESS);
+    fixed!("fd_close", (a: u32), WASI_SUCCESS);
 
     // Answers that depend on the fd being stdout or stderr.
     macro_rules! stdio_only {
         ($name:literal, ($fd:ident $(, $arg:ident : $ty:ty)*), $ok:expr) => {
-            l.func_wrap(m, $name, move |mut c: C<'_>, $fd: u32 $(, $arg: $ty)*| -> R {
-                enter(&c, m, $name)?;
+            host!(l, m, $name, Plain, |_c, $fd: u32 $(, $arg: $ty)*| {
                 $(let _ = $arg;)*
-                let errno: u32 = if stdio($fd) { $ok } else { WASI_EBADF };
-                wasi_record(&mut c, $name, &[$fd.into()], errno);
-                Ok(errno)
-            })?;
+                let errno = if stdio($fd) { $ok } else { WASI_EBADF };
+                Ok(answer(errno).nums(&[$fd]))
+            });
         };
     }
     stdio_only!("fd_allocate", (fd, a: u64, b: u64), WASI_SUCCESS);
@@ -2770,309 +2140,199 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
     stdio_only!("fd_filestat_set_times", (fd, a: u64, b: u64, d: u32), WASI_SUCCESS);
     stdio_only!("fd_sync", (fd), WASI_SUCCESS);
 
-    l.func_wrap(
-        m,
-        "fd_renumber",
-        move |mut c: C<'_>, fd: u32, to: u32| -> R {
-            enter(&c, m, "fd_renumber")?;
-            let errno = if stdio(fd) && stdio(to) {
-                WASI_ENOTSUP
-            } else {
-                WASI_EBADF
-            };
-            wasi_record(&mut c, "fd_renumber", &[fd.into(), to.into()], errno);
-            Ok(errno)
-        },
-    )?;
+    host!(l, m, "fd_renumber", Plain, |_c, fd: u32, to: u32| {
+        let errno = if stdio(fd) && stdio(to) {
+            WASI_ENOTSUP
+        } else {
+            WASI_EBADF
+        };
+        Ok(answer(errno).nums(&[fd, to]))
+    });
 
-    l.func_wrap(
-        m,
-        "fd_seek",
-        move |mut c: C<'_>, _fd: u32, _offset: i64, _whence: u32, _ptr: u32| -> R {
-            enter(&c, m, "fd_seek")?;
-            wasi_record(&mut c, "fd_seek", &[], WASI_SUCCESS);
-            Ok(WASI_SUCCESS)
-        },
-    )?;
-    l.func_wrap(m, "fd_close", move |mut c: C<'_>, _fd: u32| -> R {
-        enter(&c, m, "fd_close")?;
-        wasi_record(&mut c, "fd_close", &[], WASI_SUCCESS);
-        Ok(WASI_SUCCESS)
-    })?;
+    host!(l, m, "fd_fdstat_get", Plain, |c, fd: u32, stat_ptr: u32| {
+        if !stdio(fd) {
+            return Ok(answer(WASI_EBADF).nums(&[fd]));
+        }
+        // Envoy ignores a failed write here and still answers success.
+        let mut stat = [0u8; 24];
+        stat[8..16].copy_from_slice(&64u64.to_le_bytes());
+        let _ = write(c, stat_ptr, &stat)?;
+        Ok(answer(WASI_SUCCESS).nums(&[fd]))
+    });
 
-    l.func_wrap(
-        m,
-        "fd_fdstat_get",
-        move |mut c: C<'_>, fd: u32, stat_ptr: u32| -> R {
-            enter(&c, m, "fd_fdstat_get")?;
-            let errno = if !stdio(fd) {
-                WASI_EBADF
-            } else {
-                // Envoy ignores a failed write here and still answers success.
-                let mut stat = [0u8; 24];
-                stat[8..16].copy_from_slice(&64u64.to_le_bytes());
-                let _ = write(&mut c, stat_ptr, &stat)?;
-                WASI_SUCCESS
-            };
-            wasi_record(&mut c, "fd_fdstat_get", &[fd.into()], errno);
-            Ok(errno)
-        },
-    )?;
-
-    l.func_wrap(
+    host!(
+        l,
         m,
         "environ_sizes_get",
-        move |mut c: C<'_>, count_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, m, "environ_sizes_get")?;
+        Plain,
+        |c, count_ptr: u32, size_ptr: u32| {
             let env = &c.data().environment;
             let count = env.len() as u32;
             let size: usize = env
                 .iter()
                 .map(|(key, value)| key.len() + value.len() + 2)
                 .sum();
-            let errno = if !set_u32(&mut c, count_ptr, count)?
-                || !set_u32(&mut c, size_ptr, size as u32)?
-            {
-                WASI_EFAULT
-            } else {
-                WASI_SUCCESS
-            };
-            wasi_record(&mut c, "environ_sizes_get", &[], errno);
-            Ok(errno)
-        },
-    )?;
+            let written = set_u32(c, count_ptr, count)? && set_u32(c, size_ptr, size as u32)?;
+            Ok(answer(unless_fault(written), WASI_SUCCESS))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "environ_get",
-        move |mut c: C<'_>, mut array_ptr: u32, mut buf_ptr: u32| -> R {
-            enter(&c, m, "environ_get")?;
+        Plain,
+        |c, array_ptr: u32, buf_ptr: u32| {
+            let (mut array_ptr, mut buf_ptr) = (array_ptr, buf_ptr);
             let env = c.data().environment.clone();
-            let mut errno = WASI_SUCCESS;
             for (key, value) in env {
-                if !set_u32(&mut c, array_ptr, buf_ptr)? {
-                    errno = WASI_EFAULT;
-                    break;
+                if !set_u32(c, array_ptr, buf_ptr)? {
+                    return Ok(answer(WASI_EFAULT));
                 }
                 let entry = format!("{key}={value}\0");
-                if !write(&mut c, buf_ptr, entry.as_bytes())? {
-                    errno = WASI_EFAULT;
-                    break;
+                if !write(c, buf_ptr, entry.as_bytes())? {
+                    return Ok(answer(WASI_EFAULT));
                 }
                 buf_ptr = buf_ptr.wrapping_add(entry.len() as u32);
                 array_ptr = array_ptr.wrapping_add(4);
             }
-            wasi_record(&mut c, "environ_get", &[], errno);
-            Ok(errno)
-        },
-    )?;
+            Ok(answer(WASI_SUCCESS))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "args_sizes_get",
-        move |mut c: C<'_>, argc_ptr: u32, size_ptr: u32| -> R {
-            enter(&c, m, "args_sizes_get")?;
-            let errno = if !set_u32(&mut c, argc_ptr, 0)? || !set_u32(&mut c, size_ptr, 0)? {
-                WASI_EFAULT
-            } else {
-                WASI_SUCCESS
-            };
-            wasi_record(&mut c, "args_sizes_get", &[], errno);
-            Ok(errno)
-        },
-    )?;
+        Plain,
+        |c, argc_ptr: u32, size_ptr: u32| {
+            let written = set_u32(c, argc_ptr, 0)? && set_u32(c, size_ptr, 0)?;
+            Ok(answer(unless_fault(written), WASI_SUCCESS))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "clock_time_get",
-        move |mut c: C<'_>, clock: u32, _precision: u64, ptr: u32| -> R {
-            enter(&c, m, "clock_time_get")?;
+        Plain,
+        |c, clock: u32, _precision: u64, ptr: u32| {
             let state = c.data();
-            let value = match clock {
-                0 => Some(state.epoch_ns + state.now_ns),
-                1 => Some(state.now_ns),
-                _ => None,
+            let errno = match clock {
+                0 => wasi_wrote(set_u64(c, ptr, state.epoch_ns + state.now_ns)?),
+                1 => wasi_wrote(set_u64(c, ptr, state.now_ns)?),
+                _ => WASI_ENOTSUP,
             };
-            let errno = match value {
-                None => WASI_ENOTSUP,
-                Some(value) => {
-                    if set_u64(&mut c, ptr, value)? {
-                        WASI_SUCCESS
-                    } else {
-                        WASI_EFAULT
-                    }
-                }
-            };
-            wasi_record(&mut c, "clock_time_get", &[clock.into()], errno);
-            Ok(errno)
-        },
-    )?;
+            Ok(answer(errno).nums(&[clock]))
+        }
+    );
 
-    l.func_wrap(
-        m,
-        "clock_res_get",
-        move |mut c: C<'_>, clock: u32, ptr: u32| -> R {
-            enter(&c, m, "clock_res_get")?;
-            let errno = if clock > 1 {
-                WASI_ENOTSUP
-            } else if set_u64(&mut c, ptr, 1)? {
-                WASI_SUCCESS
-            } else {
-                WASI_EFAULT
-            };
-            wasi_record(&mut c, "clock_res_get", &[clock.into()], errno);
-            Ok(errno)
-        },
-    )?;
+    host!(l, m, "clock_res_get", Plain, |c, clock: u32, ptr: u32| {
+        let errno = if clock > 1 {
+            WASI_ENOTSUP
+        } else {
+            wasi_wrote(set_u64(c, ptr, 1)?)
+        };
+        Ok(answer(errno).nums(&[clock]))
+    });
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "fd_readdir",
-        move |mut c: C<'_>, _fd: u32, _buf: u32, _len: u32, _cookie: u64, nread_ptr: u32| -> R {
-            enter(&c, m, "fd_readdir")?;
-            let errno = if set_u32(&mut c, nread_ptr, 0)? {
-                WASI_ENOTDIR
-            } else {
-                WASI_EFAULT
-            };
-            wasi_record(&mut c, "fd_readdir", &[], errno);
-            Ok(errno)
-        },
-    )?;
+        Plain,
+        |c, _fd: u32, _buf: u32, _len: u32, _cookie: u64, nread_ptr: u32| {
+            Ok(answer(unless_fault(
+                set_u32(c, nread_ptr, 0)?,
+                WASI_ENOTDIR,
+            )))
+        }
+    );
 
-    l.func_wrap(m, "fd_tell", move |mut c: C<'_>, fd: u32, ptr: u32| -> R {
-        enter(&c, m, "fd_tell")?;
-        let errno = if !stdio(fd) {
-            WASI_EBADF
-        } else if set_u64(&mut c, ptr, 0)? {
-            WASI_SUCCESS
+    host!(l, m, "fd_tell", Plain, |c, fd: u32, ptr: u32| {
+        let errno = if stdio(fd) {
+            wasi_wrote(set_u64(c, ptr, 0)?)
         } else {
-            WASI_EFAULT
+            WASI_EBADF
         };
-        wasi_record(&mut c, "fd_tell", &[fd.into()], errno);
-        Ok(errno)
-    })?;
+        Ok(answer(errno).nums(&[fd]))
+    });
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "path_readlink",
-        move |mut c: C<'_>,
-              _fd: u32,
-              _path: u32,
-              _len: u32,
-              _buf: u32,
-              _buf_len: u32,
-              ptr: u32|
-              -> R {
-            enter(&c, m, "path_readlink")?;
-            let errno = if set_u32(&mut c, ptr, 0)? {
-                WASI_ENOTSUP
-            } else {
-                WASI_EFAULT
-            };
-            wasi_record(&mut c, "path_readlink", &[], errno);
-            Ok(errno)
-        },
-    )?;
+        Plain,
+        |c, _fd: u32, _path: u32, _len: u32, _buf: u32, _buf_len: u32, ptr: u32| {
+            Ok(answer(unless_fault(set_u32(c, ptr, 0)?, WASI_ENOTSUP)))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "sock_accept",
-        move |mut c: C<'_>, _fd: u32, _flags: u32, ptr: u32| -> R {
-            enter(&c, m, "sock_accept")?;
+        Plain,
+        |c, _fd: u32, _flags: u32, ptr: u32| {
             // Envoy writes a 64-bit zero here (`setDatatype(retptr0, 0UL)`).
-            let errno = if set_u64(&mut c, ptr, 0)? {
-                WASI_ENOTSUP
-            } else {
-                WASI_EFAULT
-            };
-            wasi_record(&mut c, "sock_accept", &[], errno);
-            Ok(errno)
-        },
-    )?;
+            Ok(answer(unless_fault(set_u64(c, ptr, 0)?, WASI_ENOTSUP)))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "sock_recv",
-        move |mut c: C<'_>,
-              _fd: u32,
-              _data: u32,
-              _len: u32,
-              _flags: u32,
-              ptr0: u32,
-              ptr1: u32|
-              -> R {
-            enter(&c, m, "sock_recv")?;
-            let errno = if !set_u32(&mut c, ptr0, 0)? || !write(&mut c, ptr1, &0u16.to_le_bytes())?
-            {
-                WASI_EFAULT
-            } else {
-                WASI_ENOTSUP
-            };
-            wasi_record(&mut c, "sock_recv", &[], errno);
-            Ok(errno)
-        },
-    )?;
+        Plain,
+        |c, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32, ptr1: u32| {
+            Ok(answer(unless_fault(
+                set_u32(c, ptr0, 0)? && write(c, ptr1, &0u16.to_le_bytes())?,
+                WASI_ENOTSUP,
+            )))
+        }
+    );
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "sock_send",
-        move |mut c: C<'_>, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32| -> R {
-            enter(&c, m, "sock_send")?;
-            let errno = if set_u32(&mut c, ptr0, 0)? {
-                WASI_ENOTSUP
-            } else {
-                WASI_EFAULT
-            };
-            wasi_record(&mut c, "sock_send", &[], errno);
-            Ok(errno)
-        },
-    )?;
+        Plain,
+        |c, _fd: u32, _data: u32, _len: u32, _flags: u32, ptr0: u32| {
+            Ok(answer(unless_fault(set_u32(c, ptr0, 0)?, WASI_ENOTSUP)))
+        }
+    );
 
-    l.func_wrap(
-        m,
-        "random_get",
-        move |mut c: C<'_>, ptr: u32, len: u32| -> R {
-            enter(&c, m, "random_get")?;
-            let errno = if len > RANDOM_GET_MAX {
-                WASI_EINVAL
-            } else if len == 0 {
-                WASI_SUCCESS
-            } else {
-                // Deterministic bytes (a test needs reproducible runs), from a xorshift generator.
-                let mut bytes = vec![0u8; len as usize];
-                let state = c.data_mut();
-                for byte in &mut bytes {
-                    state.random_state ^= state.random_state << 13;
-                    state.random_state ^= state.random_state >> 7;
-                    state.random_state ^= state.random_state << 17;
-                    *byte = state.random_state as u8;
-                }
-                if write(&mut c, ptr, &bytes)? {
-                    WASI_SUCCESS
-                } else {
-                    WASI_EFAULT
-                }
-            };
-            wasi_record(&mut c, "random_get", &[len.into()], errno);
-            Ok(errno)
-        },
-    )?;
+    host!(l, m, "random_get", Plain, |c, ptr: u32, len: u32| {
+        if len > RANDOM_GET_MAX {
+            return Ok(answer(WASI_EINVAL).nums(&[len]));
+        }
+        if len == 0 {
+            return Ok(answer(WASI_SUCCESS).nums(&[len]));
+        }
+        // Deterministic bytes (a test needs reproducible runs), from a xorshift generator.
+        let mut bytes = vec![0u8; len as usize];
+        let state = c.data_mut();
+        for byte in &mut bytes {
+            state.random_state ^= state.random_state << 13;
+            state.random_state ^= state.random_state >> 7;
+            state.random_state ^= state.random_state << 17;
+            *byte = state.random_state as u8;
+        }
+        Ok(answer(unless_fault(write(c, ptr, &bytes)?), WASI_SUCCESS).nums(&[len]))
+    });
 
-    l.func_wrap(
+    host!(
+        l,
         m,
         "poll_oneoff",
-        move |mut c: C<'_>, _in: u32, _out: u32, _n: u32, nevents_ptr: u32| -> R {
-            enter(&c, m, "poll_oneoff")?;
-            let errno = if set_u32(&mut c, nevents_ptr, 0)? {
-                WASI_SUCCESS
-            } else {
-                WASI_EFAULT
-            };
-            wasi_record(&mut c, "poll_oneoff", &[], errno);
-            Ok(errno)
-        },
-    )?;
+        Plain,
+        |c, _in: u32, _out: u32, _n: u32, nevents_ptr: u32| {
+            Ok(answer(
+                unless_fault(set_u32(c, nevents_ptr, 0)?),
+                WASI_SUCCESS,
+            ))
+        }
+    );
 
     l.func_wrap(
         m,
@@ -3080,7 +2340,7 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         move |mut c: C<'_>, code: u32| -> wasmtime::Result<()> {
             enter(&c, m, "proc_exit")?;
             // Envoy only logs (at trace level) and returns.
-            wasi_record(&mut c, "proc_exit", &[code.into()], 0);
+            run(&mut c, "proc_exit", Plain, |_| Ok(answer(0).nums(&[code])))?;
             Ok(())
         },
     )?;

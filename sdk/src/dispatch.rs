@@ -81,13 +81,27 @@ impl<T> Slots<T> {
     }
 }
 
+/// What the host told a gRPC handler, before anything is read: the handler (in `grpc.rs`)
+/// reads the message or metadata itself, so a filter that never opens a gRPC stream does not
+/// link the metadata decoding.
+#[derive(Clone, Copy)]
+pub(crate) enum GrpcSignal {
+    InitialMetadata { n_elements: usize },
+    Message { size: usize },
+    TrailingMetadata { n_elements: usize },
+    Close { status_code: u32 },
+}
+
 /// A gRPC call's or stream's event handler; it downcasts the context itself.
-pub(crate) type GrpcHandler = Box<dyn FnMut(&mut dyn Any, crate::grpc::Event)>;
+pub(crate) type GrpcHandler = Box<dyn FnMut(&mut dyn Any, GrpcSignal)>;
 
 pub(crate) struct Globals {
     pub(crate) callouts: Slots<Callout>,
     /// gRPC handlers by token, with the id of the context that made the call.
     pub(crate) grpc: Slots<(u32, GrpcHandler)>,
+    /// The token of the last cancelled gRPC stream, so a handler that cancels its own stream
+    /// is not put back after it returns.
+    pub(crate) cancelled_grpc_token: u32,
     pub(crate) current_context_id: u32,
 }
 
@@ -96,6 +110,7 @@ impl Globals {
         Globals {
             callouts: Slots::new(),
             grpc: Slots::new(),
+            cancelled_grpc_token: 0,
             current_context_id: 0,
         }
     }
@@ -152,7 +167,7 @@ fn enter(context_id: u32) {
     with_globals(|globals| globals.current_context_id = context_id);
 }
 
-fn read_buffer(buffer_type: u32, size: usize) -> Vec<u8> {
+pub(crate) fn read_buffer(buffer_type: u32, size: usize) -> Vec<u8> {
     if size == 0 {
         return Vec::new();
     }
@@ -160,6 +175,29 @@ fn read_buffer(buffer_type: u32, size: usize) -> Vec<u8> {
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// The plugin configuration's bytes. A host that cannot hand them over (an error status, not
+/// `NOT_FOUND`, which means there are none) rejects the configuration: taking it as empty would
+/// silently run the filter without its settings.
+fn read_config(size: usize) -> Result<Vec<u8>, String> {
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let buffer_type = crate::http::BufferType::PluginConfiguration.as_raw();
+    match abi::get_buffer_bytes(buffer_type, 0, size) {
+        Ok(bytes) => Ok(bytes.unwrap_or_default()),
+        // Built by hand: `error.to_string()` would cost this module about 2 KB of `core::fmt`.
+        Err(error) => {
+            let mut problem = String::from("proxy_get_buffer_bytes returned status ");
+            let raw = match error {
+                crate::Error::Host { status, .. } => status.as_raw(),
+                _ => 0,
+            };
+            crate::json::push_decimal(&mut problem, raw.into());
+            Err(problem)
+        }
+    }
 }
 
 /// Parses and validates a plugin configuration, or says what is wrong with it.
@@ -351,10 +389,9 @@ impl<R: RootContext> Filter<R> {
 
     /// `proxy_on_configure`.
     pub fn on_configure(&self, context_id: u32, size: usize) -> u32 {
-        logger::refresh_level();
-        let bytes = read_buffer(crate::http::BufferType::PluginConfiguration.as_raw(), size);
+        let _ = logger::refresh_level();
         self.on_root(context_id, false, |root| {
-            let config = match parse_config::<R::Config>(&bytes) {
+            let config = match read_config(size).and_then(|bytes| parse_config(&bytes)) {
                 Ok(config) => Rc::new(config),
                 Err(problem) => {
                     log_invalid_config(&problem);
@@ -372,7 +409,7 @@ impl<R: RootContext> Filter<R> {
 
     /// `proxy_on_tick`.
     pub fn on_tick(&self, context_id: u32) {
-        logger::refresh_level();
+        let _ = logger::refresh_level();
         self.on_root(context_id, (), |root| root.context.on_tick());
     }
 
@@ -505,50 +542,83 @@ impl<R: RootContext> Filter<R> {
         }
     }
 
-    /// Runs a gRPC handler with context `context_id`.
-    fn run_grpc_handler(
-        &self,
-        context_id: u32,
-        handler: &mut GrpcHandler,
-        event: crate::grpc::Event,
-    ) {
-        if self.is_stream(context_id) {
-            self.on_stream(context_id, (), |stream| {
-                handler(stream as &mut dyn Any, event)
-            });
-        } else {
-            self.on_root(context_id, (), |root| {
-                handler(&mut *root.context as &mut dyn Any, event)
-            });
-        }
-    }
-
-    /// `proxy_on_grpc_receive`: one message for the handler registered with `token`.
-    pub fn on_grpc_receive(&self, context_id: u32, token: u32, size: usize) {
+    /// Runs the handler registered with `token` with context `context_id`, then puts it back
+    /// unless this was the close or it cancelled its own stream.
+    fn on_grpc_signal(&self, context_id: u32, token: u32, signal: GrpcSignal) {
         let Some((owner, mut handler)) =
             with_globals(|globals| globals.grpc.remove(token)).flatten()
         else {
             return;
         };
-        let message = read_buffer(crate::http::BufferType::GrpcReceiveBuffer.as_raw(), size);
-        self.run_grpc_handler(
+        if self.is_stream(context_id) {
+            self.on_stream(context_id, (), |stream| {
+                handler(stream as &mut dyn Any, signal)
+            });
+        } else {
+            self.on_root(context_id, (), |root| {
+                handler(&mut *root.context as &mut dyn Any, signal)
+            });
+        }
+        if let GrpcSignal::Close { .. } = signal {
+            return;
+        }
+        with_globals(|globals| {
+            if globals.cancelled_grpc_token == token {
+                globals.cancelled_grpc_token = 0;
+            } else {
+                globals.grpc.insert(token, (owner, handler));
+            }
+        });
+    }
+
+    /// `proxy_on_grpc_receive_initial_metadata`: the stream's initial metadata.
+    pub fn on_grpc_receive_initial_metadata(&self, context_id: u32, token: u32, n_elements: usize) {
+        self.on_grpc_signal(
             context_id,
-            &mut handler,
-            crate::grpc::Event::Message(message),
+            token,
+            GrpcSignal::InitialMetadata { n_elements },
         );
-        with_globals(|globals| globals.grpc.insert(token, (owner, handler)));
+    }
+
+    /// `proxy_on_grpc_receive`: one message for the handler registered with `token`.
+    pub fn on_grpc_receive(&self, context_id: u32, token: u32, size: usize) {
+        self.on_grpc_signal(context_id, token, GrpcSignal::Message { size });
+    }
+
+    /// `proxy_on_grpc_receive_trailing_metadata`: the stream's trailing metadata.
+    pub fn on_grpc_receive_trailing_metadata(
+        &self,
+        context_id: u32,
+        token: u32,
+        n_elements: usize,
+    ) {
+        self.on_grpc_signal(
+            context_id,
+            token,
+            GrpcSignal::TrailingMetadata { n_elements },
+        );
     }
 
     /// `proxy_on_grpc_close`: the last event for the handler registered with `token`.
     pub fn on_grpc_close(&self, context_id: u32, token: u32, status_code: u32) {
-        let Some((_, mut handler)) = with_globals(|globals| globals.grpc.remove(token)).flatten()
-        else {
-            return;
-        };
-        self.run_grpc_handler(
-            context_id,
-            &mut handler,
-            crate::grpc::Event::Close { status_code },
-        );
+        self.on_grpc_signal(context_id, token, GrpcSignal::Close { status_code });
+    }
+
+    /// `proxy_on_foreign_function`: the host calls `function_id` on context `context_id`.
+    pub fn on_foreign_function(&self, context_id: u32, function_id: u32, arguments_size: usize) {
+        let arguments = read_buffer(crate::http::BufferType::CallData.as_raw(), arguments_size);
+        if self.is_stream(context_id) {
+            self.on_stream(context_id, (), |stream| {
+                stream.on_foreign_function(function_id, &arguments)
+            });
+        } else if self.is_connection(context_id) {
+            self.on_connection(context_id, (), |connection| {
+                connection.on_foreign_function(function_id, &arguments)
+            });
+        } else {
+            self.on_root(context_id, (), |root| {
+                root.context.on_foreign_function(function_id, &arguments)
+            });
+        }
     }
 }

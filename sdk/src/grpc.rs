@@ -18,20 +18,30 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::time::Duration;
 
-use crate::dispatch::{GrpcHandler, with_globals};
+use crate::dispatch::{GrpcHandler, GrpcSignal, read_buffer, with_globals};
+use crate::http::{BufferType, HeaderMap, MapType, Pairs};
 use crate::{Error, abi, pairs};
 
-/// What arrives on a gRPC stream or call.
+/// What arrives on a gRPC stream or call, in this order: initial metadata, messages, trailing
+/// metadata, close. Envoy delivers metadata only on streams ([`Stream::open`]); a unary
+/// [`call`] sees only the message and the close.
 ///
 /// ```
 /// use filterkit::grpc::Event;
 /// let event = Event::Close { status_code: 0 };
 /// assert_ne!(event, Event::Message(vec![]));
+/// let metadata = Event::InitialMetadata(vec![(b"x-trace".to_vec(), b"1".to_vec())]);
+/// assert!(matches!(metadata, Event::InitialMetadata(pairs) if pairs.len() == 1));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// The response's initial metadata (`proxy_on_grpc_receive_initial_metadata`), as bytes.
+    InitialMetadata(Pairs),
     /// One message (protobuf bytes, without gRPC framing).
     Message(Vec<u8>),
+    /// The response's trailing metadata (`proxy_on_grpc_receive_trailing_metadata`), as
+    /// bytes; the close follows.
+    TrailingMetadata(Pairs),
     /// The stream ended with this gRPC status (0 = OK); no more events follow.
     Close {
         /// gRPC status code.
@@ -63,6 +73,18 @@ impl Reply {
     pub fn is_ok(&self) -> bool {
         self.status_code == 0
     }
+}
+
+fn read_message(size: usize) -> Vec<u8> {
+    read_buffer(BufferType::GrpcReceiveBuffer.as_raw(), size)
+}
+
+/// A metadata map; one the host cannot give arrives as empty.
+fn read_metadata(map_type: MapType, n_elements: usize) -> Pairs {
+    if n_elements == 0 {
+        return Vec::new();
+    }
+    HeaderMap::new(map_type).pairs().unwrap_or_default()
 }
 
 fn register(token: u32, handler: GrpcHandler) {
@@ -107,9 +129,11 @@ pub fn call<C: Any>(
     let mut continuation = Some(continuation);
     register(
         token,
-        Box::new(move |context, event| match event {
-            Event::Message(bytes) => received = Some(bytes),
-            Event::Close { status_code } => {
+        Box::new(move |context, signal| match signal {
+            // Envoy sends no metadata for unary calls; ignore any.
+            GrpcSignal::InitialMetadata { .. } | GrpcSignal::TrailingMetadata { .. } => {}
+            GrpcSignal::Message { size } => received = Some(read_message(size)),
+            GrpcSignal::Close { status_code } => {
                 if let (Some(context), Some(continuation)) =
                     (context.downcast_mut::<C>(), continuation.take())
                 {
@@ -145,7 +169,9 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Opens a stream; `handler` receives every [`Event`] with the calling context `C`.
+    /// Opens a stream; `handler` receives every [`Event`] (initial metadata, messages,
+    /// trailing metadata, close) with the calling context `C`. Cancelling the stream from
+    /// inside the handler stops further events.
     ///
     /// ```
     /// let stream = filterkit::grpc::Stream::open("c", "s", "m", &[], |_: &mut (), _| {});
@@ -166,8 +192,18 @@ impl Stream {
         )?;
         register(
             token,
-            Box::new(move |context, event| {
+            Box::new(move |context, signal| {
                 if let Some(context) = context.downcast_mut::<C>() {
+                    let event = match signal {
+                        GrpcSignal::InitialMetadata { n_elements } => Event::InitialMetadata(
+                            read_metadata(MapType::GrpcReceiveInitialMetadata, n_elements),
+                        ),
+                        GrpcSignal::Message { size } => Event::Message(read_message(size)),
+                        GrpcSignal::TrailingMetadata { n_elements } => Event::TrailingMetadata(
+                            read_metadata(MapType::GrpcReceiveTrailingMetadata, n_elements),
+                        ),
+                        GrpcSignal::Close { status_code } => Event::Close { status_code },
+                    };
                     handler(context, event);
                 }
             }),
@@ -212,7 +248,12 @@ impl Stream {
     /// stream.cancel().unwrap();
     /// ```
     pub fn cancel(&self) -> Result<(), Error> {
-        with_globals(|globals| globals.grpc.remove(self.token));
+        with_globals(|globals| {
+            globals.grpc.remove(self.token);
+            // From inside its own handler the handler is out of the table; this keeps the
+            // dispatcher from putting it back.
+            globals.cancelled_grpc_token = self.token;
+        });
         abi::grpc_cancel(self.token)
     }
 }

@@ -490,7 +490,7 @@ impl<'de> Parser<'de> {
     fn close(&mut self, close: u8) -> Result<(), Error> {
         if self.peek()? == close {
             self.pos += 1;
-            self.depth -= 1;
+            self.depth = self.depth.saturating_sub(1);
             Ok(())
         } else {
             Err(Error::at(

@@ -381,6 +381,36 @@ pub trait RootContext: Default + 'static {
         let _ = queue_id;
     }
 
+    /// The host called this root's foreign function `function_id` with `arguments`
+    /// (`proxy_on_foreign_function`; the arguments are the host's buffer 8, `CallData`).
+    ///
+    /// proxy-wasm-rust-sdk has the same callback on every context. No built-in Envoy
+    /// extension calls it today (Envoy's own foreign functions are called *by* the guest,
+    /// [`host::call_foreign_function`]); it exists for hosts that push events this way.
+    ///
+    /// ```
+    /// # use std::rc::Rc;
+    /// # #[derive(serde::Deserialize)] struct C; impl filterkit::Config for C {}
+    /// # struct S; impl filterkit::HttpContext for S {}
+    /// #[derive(Default)]
+    /// struct Root;
+    /// impl filterkit::RootContext for Root {
+    ///     type Config = C;
+    ///     type Http = S;
+    ///     fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+    ///         log::info!("function {function_id} got {} bytes", arguments.len());
+    ///     }
+    ///     fn create_http_context(&mut self, _: u32, _: Rc<C>) -> S { S }
+    /// }
+    /// let vm = filterkit::testing::Vm::<Root>::new();
+    /// assert!(vm.configure("r", b"null"));
+    /// vm.foreign_function(vm.root("r"), 7, b"args");
+    /// assert_eq!(vm.logs(), ["info: function 7 got 4 bytes"]);
+    /// ```
+    fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+        let _ = (function_id, arguments);
+    }
+
     /// Called when the host wants to shut the root down; `false` means "later", and the root
     /// then calls [`host::done`] itself.
     ///
@@ -542,6 +572,21 @@ pub trait HttpContext: 'static {
     /// ```
     fn on_log(&mut self) {}
 
+    /// The host called foreign function `function_id` on this stream with `arguments`
+    /// (`proxy_on_foreign_function`); see [`RootContext::on_foreign_function`].
+    ///
+    /// ```
+    /// struct S;
+    /// impl filterkit::HttpContext for S {
+    ///     fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+    ///         log::info!("function {function_id}: {arguments:?}");
+    ///     }
+    /// }
+    /// ```
+    fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+        let _ = (function_id, arguments);
+    }
+
     /// The host is done with the stream; `false` means "later" (then call [`host::done`]).
     ///
     /// ```
@@ -670,9 +715,21 @@ macro_rules! export_filter {
                 FILTER.on_http_call_response(context_id, token, n_headers, body_size, n_trailers)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_grpc_receive_initial_metadata(_: u32, _: u32, _: usize) {}
+            pub extern "C" fn proxy_on_grpc_receive_initial_metadata(
+                context_id: u32,
+                token: u32,
+                n_elements: usize,
+            ) {
+                FILTER.on_grpc_receive_initial_metadata(context_id, token, n_elements)
+            }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(_: u32, _: u32, _: usize) {}
+            pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(
+                context_id: u32,
+                token: u32,
+                n_elements: usize,
+            ) {
+                FILTER.on_grpc_receive_trailing_metadata(context_id, token, n_elements)
+            }
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_grpc_receive(context_id: u32, token: u32, size: usize) {
                 FILTER.on_grpc_receive(context_id, token, size)
@@ -710,7 +767,13 @@ macro_rules! export_filter {
                 FILTER.on_upstream_connection_close(context_id, peer)
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_foreign_function(_: u32, _: u32, _: usize) {}
+            pub extern "C" fn proxy_on_foreign_function(
+                context_id: u32,
+                function_id: u32,
+                arguments_size: usize,
+            ) {
+                FILTER.on_foreign_function(context_id, function_id, arguments_size)
+            }
         };
     };
 }

@@ -5,9 +5,13 @@ use alloc::vec::Vec;
 
 /// Encodes `pairs` in the ABI's map format.
 pub(crate) fn serialize<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let mut size = 4;
+    // Only a capacity hint: saturate rather than overflow.
+    let mut size: usize = 4;
     for (key, value) in pairs {
-        size += 8 + key.as_ref().len() + value.as_ref().len() + 2;
+        size = size
+            .saturating_add(10)
+            .saturating_add(key.as_ref().len())
+            .saturating_add(value.as_ref().len());
     }
     let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
@@ -26,7 +30,7 @@ pub(crate) fn serialize<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
     let word = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([word[0], word[1], word[2], word[3]]) as usize)
+    Some(u32::from_le_bytes(<[u8; 4]>::try_from(word).ok()?) as usize)
 }
 
 /// Decodes the ABI's map format; `None` if the bytes are malformed. No bytes is an empty map.

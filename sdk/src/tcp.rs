@@ -137,6 +137,21 @@ pub trait TcpContext: 'static {
     /// ```
     fn on_log(&mut self) {}
 
+    /// The host called foreign function `function_id` on this connection with `arguments`;
+    /// see [`crate::RootContext::on_foreign_function`].
+    ///
+    /// ```
+    /// struct S;
+    /// impl filterkit::tcp::TcpContext for S {
+    ///     fn on_foreign_function(&mut self, function_id: u32, _arguments: &[u8]) {
+    ///         log::info!("function {function_id}");
+    ///     }
+    /// }
+    /// ```
+    fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+        let _ = (function_id, arguments);
+    }
+
     /// The host is done with the connection; `false` means "later" (then call
     /// [`crate::host::done`]).
     ///

@@ -91,6 +91,21 @@ impl HttpContext for NoFilter {}
 /// Creating one resets this thread's fake host and dispatcher. The host's log level starts at
 /// info, like Envoy's.
 ///
+/// What it models of Envoy: root contexts created on first use with `plugin_root_id` set, one
+/// `on_configure` per [`Vm::configure`] (false keeps the previous configuration), the first of
+/// repeated header values, `BAD_ARGUMENT` for maps the callback cannot see, and a local reply
+/// forcing its callback's result to Stop: after [`http::LocalReply::send`] the callback's
+/// [`Action`] is [`Action::Pause`] whatever the filter returned.
+///
+/// What it does not model — `filterkit-host-sim` (`filter-sim`) running the built `.wasm` is
+/// the oracle for these: Envoy's throwaway `on_configure` instance that vets a configuration
+/// before the real one gets it; the local reply then passing through the response callbacks
+/// (the same filter's included); `proxy_continue_stream` / `proxy_close_stream` being deferred
+/// until the callback returns, and Pause holding back later callbacks; body buffering and
+/// Envoy's buffer limits; timeouts, ticks and callout failures on a clock; several workers.
+///
+/// [`http::LocalReply::send`]: crate::http::LocalReply::send
+///
 /// ```
 /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 /// vm.set_log_level(0);
@@ -109,6 +124,19 @@ fn action(raw: u32) -> Action {
         Action::Continue
     } else {
         Action::Pause
+    }
+}
+
+/// Runs one HTTP stream callback as Envoy does: a local reply sent during the callback forces
+/// its result to Stop ([`Action::Pause`]) whatever the filter returned, and the reply is
+/// there (in [`Vm::local_responses`]) once the callback has returned.
+fn stream_callback(callback: impl FnOnce() -> u32) -> Action {
+    let replies_before = with_host(|host| host.local_responses.len());
+    let raw = callback();
+    if with_host(|host| host.local_responses.len()) > replies_before {
+        Action::Pause
+    } else {
+        action(raw)
     }
 }
 
@@ -258,7 +286,7 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn request_headers(&self, context_id: u32, headers: &[(&str, &str)]) -> Action {
         self.set_headers(MapType::RequestHeaders, headers);
-        action(self.filter.on_request_headers(context_id, headers.len(), 0))
+        stream_callback(|| self.filter.on_request_headers(context_id, headers.len(), 0))
     }
 
     /// Delivers a request body (everything buffered so far) to stream `context_id`.
@@ -271,10 +299,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn request_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
         self.set_buffer(BufferType::HttpRequestBody, body);
-        action(
+        stream_callback(|| {
             self.filter
-                .on_request_body(context_id, body.len(), end_of_stream.into()),
-        )
+                .on_request_body(context_id, body.len(), end_of_stream.into())
+        })
     }
 
     /// Delivers request trailers to stream `context_id`.
@@ -287,7 +315,7 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn request_trailers(&self, context_id: u32, trailers: &[(&str, &str)]) -> Action {
         self.set_headers(MapType::RequestTrailers, trailers);
-        action(self.filter.on_request_trailers(context_id, trailers.len()))
+        stream_callback(|| self.filter.on_request_trailers(context_id, trailers.len()))
     }
 
     /// Delivers response headers to stream `context_id` (not end of stream).
@@ -300,10 +328,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn response_headers(&self, context_id: u32, headers: &[(&str, &str)]) -> Action {
         self.set_headers(MapType::ResponseHeaders, headers);
-        action(
+        stream_callback(|| {
             self.filter
-                .on_response_headers(context_id, headers.len(), 0),
-        )
+                .on_response_headers(context_id, headers.len(), 0)
+        })
     }
 
     /// Delivers a response body (everything buffered so far) to stream `context_id`.
@@ -316,10 +344,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn response_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
         self.set_buffer(BufferType::HttpResponseBody, body);
-        action(
+        stream_callback(|| {
             self.filter
-                .on_response_body(context_id, body.len(), end_of_stream.into()),
-        )
+                .on_response_body(context_id, body.len(), end_of_stream.into())
+        })
     }
 
     /// Delivers response trailers to stream `context_id`.
@@ -332,7 +360,7 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn response_trailers(&self, context_id: u32, trailers: &[(&str, &str)]) -> Action {
         self.set_headers(MapType::ResponseTrailers, trailers);
-        action(self.filter.on_response_trailers(context_id, trailers.len()))
+        stream_callback(|| self.filter.on_response_trailers(context_id, trailers.len()))
     }
 
     /// Delivers a new connection and downstream data (everything received so far) to
@@ -408,6 +436,54 @@ impl<R: RootContext> Vm<R> {
         self.set_buffer(BufferType::HttpCallResponseBody, body);
         self.filter
             .on_http_call_response(context_id, token, headers.len(), body.len(), 0);
+    }
+
+    /// Delivers a gRPC stream's initial metadata for `token` to context `context_id`
+    /// (`on_grpc_receive_initial_metadata`).
+    ///
+    /// ```
+    /// use filterkit::grpc::{Event, Stream};
+    /// use filterkit::testing::{NoFilter, Vm};
+    /// let vm = Vm::<NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// // Opened outside any callback, so owned by no context: name the root explicitly.
+    /// let stream = Stream::open("c", "pkg.Chat", "Talk", &[], |_: &mut NoFilter, event: Event| {
+    ///     log::info!("{event:?}");
+    /// }).unwrap();
+    /// vm.grpc_initial_metadata(vm.root("r"), stream.token(), &[("x", "1")]);
+    /// assert_eq!(vm.logs(), ["info: InitialMetadata([([120], [49])])"]);
+    /// ```
+    pub fn grpc_initial_metadata(&self, context_id: u32, token: u32, metadata: &[(&str, &str)]) {
+        self.set_headers(MapType::GrpcReceiveInitialMetadata, metadata);
+        self.filter
+            .on_grpc_receive_initial_metadata(context_id, token, metadata.len());
+    }
+
+    /// Delivers a gRPC stream's trailing metadata for `token` to context `context_id`
+    /// (`on_grpc_receive_trailing_metadata`); [`Vm::grpc_close`] normally follows.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// vm.grpc_trailing_metadata(1, 7, &[("grpc-message", "ignored: no such token")]);
+    /// ```
+    pub fn grpc_trailing_metadata(&self, context_id: u32, token: u32, metadata: &[(&str, &str)]) {
+        self.set_headers(MapType::GrpcReceiveTrailingMetadata, metadata);
+        self.filter
+            .on_grpc_receive_trailing_metadata(context_id, token, metadata.len());
+    }
+
+    /// Calls foreign function `function_id` on context `context_id` with `arguments`
+    /// (`on_foreign_function`; the arguments go in buffer 8, `CallData`).
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.configure("r", b""));
+    /// vm.foreign_function(vm.root("r"), 1, b"{}");
+    /// ```
+    pub fn foreign_function(&self, context_id: u32, function_id: u32, arguments: &[u8]) {
+        self.set_buffer(BufferType::CallData, arguments);
+        self.filter
+            .on_foreign_function(context_id, function_id, arguments.len());
     }
 
     /// Delivers one gRPC message for `token` to context `context_id` (`on_grpc_receive`).

@@ -448,6 +448,11 @@ impl Envoy {
         self.admin
     }
 
+    /// Envoy's process id, for reading its memory and CPU time under /proc (`cargo xtask bench`).
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
     /// From spawning Envoy to knowing its listener's port.
     pub fn ready_after(&self) -> Duration {
         self.ready_after

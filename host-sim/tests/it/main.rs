@@ -2,6 +2,7 @@
 
 mod add_header;
 mod cli;
+mod filters;
 mod guest;
 mod host_functions;
 mod lifecycle;

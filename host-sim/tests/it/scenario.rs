@@ -1,15 +1,31 @@
 //! Scenario files: data in, trace out (what `filter-sim run` prints).
 
-use expect_test::expect;
+use std::path::{Path, PathBuf};
+
+use expect_test::{Expect, expect};
 use filterkit_host_sim::{Module, scenario};
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// Runs a scenario against tests/data/add-two-headers.wat; `expect` gets its output, or
+/// `error: ...`.
+fn check(scenario_text: &str, expect: Expect) {
+    let module = Module::load(data_dir().join("add-two-headers.wat")).unwrap();
+    let output = scenario::parse(scenario_text).and_then(|parsed| scenario::run(&module, &parsed));
+    expect.assert_eq(&match output {
+        Ok(text) => text,
+        Err(error) => format!("error: {error}"),
+    });
+}
 
 #[test]
 fn runs_a_scenario_file_to_a_trace() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let module = Module::load(dir.join("add-two-headers.wat")).unwrap();
-    let text = std::fs::read_to_string(dir.join("add-two-headers.scenario.json")).unwrap();
-    let output = scenario::run(&module, &scenario::parse(&text).unwrap()).unwrap();
-    expect![[r#"
+    let text = std::fs::read_to_string(data_dir().join("add-two-headers.scenario.json")).unwrap();
+    check(
+        &text,
+        expect![[r#"
         == start
         proxy_on_context_create(ctx=1, 0)
           => ()
@@ -48,7 +64,8 @@ fn runs_a_scenario_file_to_a_trace() {
         -> Continue
         == step 4: advance 1000ms
         -> Continue
-    "#]].assert_eq(&output);
+    "#]],
+    );
 }
 
 #[test]
@@ -59,8 +76,6 @@ fn rejects_unknown_scenario_fields() {
 
 #[test]
 fn scenario_chooses_workers_and_failure_policy() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let module = Module::load(dir.join("add-two-headers.wat")).unwrap();
     let text = r#"{
       "plugins": [{ "root_id": "my_root_id" }],
       "workers": 2, "failure_policy": "fail_reload", "reload_backoff_ms": 500,
@@ -71,8 +86,9 @@ fn scenario_chooses_workers_and_failure_policy() {
         { "request_headers": { "stream": "b", "headers": [[":path", "/"]], "end_of_stream": true } }
       ]
     }"#;
-    let output = scenario::run(&module, &scenario::parse(text).unwrap());
-    expect![[r#"
+    check(
+        text,
+        expect![[r#"
         == start
         proxy_on_context_create(ctx=1, 0)
           => ()
@@ -106,9 +122,6 @@ fn scenario_chooses_workers_and_failure_policy() {
         proxy_on_request_headers(ctx=4, 1, 1)
           => 0
         -> Continue
-    "#]]
-    .assert_eq(&match output {
-        Ok(text) => text,
-        Err(error) => format!("error: {error}"),
-    });
+    "#]],
+    );
 }

@@ -51,14 +51,38 @@ fn module() -> Module {
 /// clock by 250 ms.
 type Step<'a> = Option<(usize, &'a [(&'a str, &'a str)])>;
 
-fn check(workers: usize, steps: &[Step<'_>], expect: Expect) {
+/// Runs `steps` on two workers; `expect` gets what they returned, the tick counter, which
+/// workers failed, then the trace after both VMs started (checked here, as every test starts
+/// the same way).
+fn check(steps: &[Step<'_>], expect: Expect) {
     let module = module();
     let mut sim = Sim::builder(&module)
         .plugin("root", "")
-        .workers(workers)
+        .workers(2)
         .build()
         .unwrap();
-    let start = sim.render_trace();
+    expect![[r#"
+        proxy_on_context_create(ctx=1, 0)
+          => ()
+        proxy_on_vm_start(ctx=1, 0)
+          => 1
+        proxy_on_configure(ctx=1, 0)
+          proxy_set_tick_period_milliseconds(100) -> OK
+          proxy_define_metric(0, 4, "ticks") -> OK
+          proxy_register_shared_queue(1, "q") -> OK
+          => 1
+        # worker 1
+        proxy_on_context_create(ctx=2, 0)
+          => ()
+        proxy_on_vm_start(ctx=2, 0)
+          => 1
+        proxy_on_configure(ctx=2, 0)
+          proxy_set_tick_period_milliseconds(100) -> OK
+          proxy_define_metric(0, 4, "ticks") -> OK
+          proxy_register_shared_queue(1, "q") -> OK
+          => 1
+    "#]]
+    .assert_eq(&sim.render_trace());
     sim.clear_trace();
     let mut out = Vec::new();
     for step in steps {
@@ -90,39 +114,14 @@ fn check(workers: usize, steps: &[Step<'_>], expect: Expect) {
             })
             .collect::<Vec<_>>()
     ));
-    expect.assert_eq(&format!(
-        "{start}--\n{}\n--\n{}",
-        out.join("\n"),
-        sim.render_trace()
-    ));
+    expect.assert_eq(&format!("{}\n--\n{}", out.join("\n"), sim.render_trace()));
 }
 
 #[test]
 fn ticks_fire_on_every_workers_root_context() {
     check(
-        2,
         &[None],
         expect![[r#"
-            proxy_on_context_create(ctx=1, 0)
-              => ()
-            proxy_on_vm_start(ctx=1, 0)
-              => 1
-            proxy_on_configure(ctx=1, 0)
-              proxy_set_tick_period_milliseconds(100) -> OK
-              proxy_define_metric(0, 4, "ticks") -> OK
-              proxy_register_shared_queue(1, "q") -> OK
-              => 1
-            # worker 1
-            proxy_on_context_create(ctx=2, 0)
-              => ()
-            proxy_on_vm_start(ctx=2, 0)
-              => 1
-            proxy_on_configure(ctx=2, 0)
-              proxy_set_tick_period_milliseconds(100) -> OK
-              proxy_define_metric(0, 4, "ticks") -> OK
-              proxy_register_shared_queue(1, "q") -> OK
-              => 1
-            --
             advance 250ms: Continue
             ticks counter: Some(4); worker failed: [false, false]
             --
@@ -150,32 +149,11 @@ fn shared_data_and_queues_are_shared_by_the_workers() {
     // Worker 1 registered `q` last, so items enqueued on worker 0 wake worker 1's root
     // context (Envoy's SharedQueue keeps the last registration).
     check(
-        2,
         &[
             Some((0, &[(":path", "/"), ("x-set", "1")])),
             Some((1, &[(":path", "/")])),
         ],
         expect![[r#"
-            proxy_on_context_create(ctx=1, 0)
-              => ()
-            proxy_on_vm_start(ctx=1, 0)
-              => 1
-            proxy_on_configure(ctx=1, 0)
-              proxy_set_tick_period_milliseconds(100) -> OK
-              proxy_define_metric(0, 4, "ticks") -> OK
-              proxy_register_shared_queue(1, "q") -> OK
-              => 1
-            # worker 1
-            proxy_on_context_create(ctx=2, 0)
-              => ()
-            proxy_on_vm_start(ctx=2, 0)
-              => 1
-            proxy_on_configure(ctx=2, 0)
-              proxy_set_tick_period_milliseconds(100) -> OK
-              proxy_define_metric(0, 4, "ticks") -> OK
-              proxy_register_shared_queue(1, "q") -> OK
-              => 1
-            --
             worker 0 stream 3: Continue
             worker 1 stream 4: Continue
             ticks counter: Some(0); worker failed: [false, false]
@@ -209,7 +187,6 @@ fn shared_data_and_queues_are_shared_by_the_workers() {
 #[test]
 fn a_trap_fails_only_its_workers_vm() {
     check(
-        2,
         &[
             Some((1, &[(":path", "/"), ("x-trap", "1")])),
             Some((1, &[(":path", "/")])),
@@ -217,26 +194,6 @@ fn a_trap_fails_only_its_workers_vm() {
             None,
         ],
         expect![[r#"
-            proxy_on_context_create(ctx=1, 0)
-              => ()
-            proxy_on_vm_start(ctx=1, 0)
-              => 1
-            proxy_on_configure(ctx=1, 0)
-              proxy_set_tick_period_milliseconds(100) -> OK
-              proxy_define_metric(0, 4, "ticks") -> OK
-              proxy_register_shared_queue(1, "q") -> OK
-              => 1
-            # worker 1
-            proxy_on_context_create(ctx=2, 0)
-              => ()
-            proxy_on_vm_start(ctx=2, 0)
-              => 1
-            proxy_on_configure(ctx=2, 0)
-              proxy_set_tick_period_milliseconds(100) -> OK
-              proxy_define_metric(0, 4, "ticks") -> OK
-              proxy_register_shared_queue(1, "q") -> OK
-              => 1
-            --
             worker 1 stream 3: Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed
             worker 1 stream 4: LocalReply(503)
             worker 0 stream 5: Continue

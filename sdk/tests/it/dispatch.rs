@@ -44,18 +44,30 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&mut self, context_id: u32, config: Rc<Config>) -> Stream {
-        Stream { context_id, config }
+        Stream {
+            context_id,
+            config,
+            grpc: None,
+        }
     }
 
     fn on_tick(&mut self) {
         self.ticks += 1;
         log::info!("tick {}", self.ticks);
     }
+
+    fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+        log::info!(
+            "root foreign function {function_id} {} bytes",
+            arguments.len()
+        );
+    }
 }
 
 struct Stream {
     context_id: u32,
     config: Rc<Config>,
+    grpc: Option<grpc::Stream>,
 }
 
 impl HttpContext for Stream {
@@ -106,6 +118,30 @@ impl HttpContext for Stream {
                 let _ = http::LocalReply::new(403).body(b"denied\n").send();
                 Action::Pause
             }
+            Some("/deny-but-continue") => {
+                // Envoy stops the stream anyway; the fake host must say so too.
+                let _ = http::LocalReply::new(429).send();
+                Action::Continue
+            }
+            Some("/grpc-stream") => {
+                let opened = grpc::Stream::open(
+                    "chat",
+                    "pkg.Chat",
+                    "Talk",
+                    &[],
+                    |this: &mut Stream, event: grpc::Event| {
+                        log::info!("stream {} grpc event {:?}", this.context_id, event);
+                        if event == grpc::Event::Message(b"bye".to_vec())
+                            && let Some(stream) = this.grpc
+                        {
+                            let _ = stream.cancel();
+                        }
+                    },
+                );
+                log::info!("stream {} grpc opened={}", self.context_id, opened.is_ok());
+                self.grpc = opened.ok();
+                Action::Continue
+            }
             _ => Action::Continue,
         }
     }
@@ -117,6 +153,14 @@ impl HttpContext for Stream {
 
     fn on_log(&mut self) {
         log::info!("stream {} log", self.context_id);
+    }
+
+    fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+        log::info!(
+            "stream {} foreign function {function_id} {:?}",
+            self.context_id,
+            String::from_utf8_lossy(arguments)
+        );
     }
 }
 
@@ -360,4 +404,108 @@ fn tcp_connections_get_their_own_context() {
             close downstream
         "#]],
     );
+}
+
+#[test]
+fn grpc_stream_handler_gets_metadata_messages_and_close() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/grpc-stream")]);
+    vm.grpc_initial_metadata(stream, 1, &[("x-id", "7")]);
+    vm.grpc_message(stream, 1, b"hello");
+    vm.grpc_trailing_metadata(stream, 1, &[("grpc-status", "0")]);
+    vm.grpc_close(stream, 1, 0);
+    // Closed: nothing more reaches the handler.
+    vm.grpc_message(stream, 1, b"late");
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 grpc opened=true
+            info: stream 2 grpc event InitialMetadata([([120, 45, 105, 100], [55])])
+            info: stream 2 grpc event Message([104, 101, 108, 108, 111])
+            info: stream 2 grpc event TrailingMetadata([([103, 114, 112, 99, 45, 115, 116, 97, 116, 117, 115], [48])])
+            info: stream 2 grpc event Close { status_code: 0 }
+        "#]],
+    );
+}
+
+#[test]
+fn grpc_handler_that_cancels_its_stream_gets_nothing_more() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/grpc-stream")]);
+    vm.grpc_message(stream, 1, b"bye");
+    vm.grpc_trailing_metadata(stream, 1, &[]);
+    vm.grpc_close(stream, 1, 1);
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 grpc opened=true
+            info: stream 2 grpc event Message([98, 121, 101])
+        "#]],
+    );
+}
+
+#[test]
+fn unary_grpc_call_ignores_metadata() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/grpc")]);
+    vm.grpc_initial_metadata(stream, 1, &[("x", "1")]);
+    vm.grpc_message(stream, 1, b"r");
+    vm.grpc_trailing_metadata(stream, 1, &[("y", "2")]);
+    vm.grpc_close(stream, 1, 0);
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 grpc sent=true
+            info: stream 2 grpc Reply { status_code: 0, message: Some([114]) }
+        "#]],
+    );
+}
+
+#[test]
+fn foreign_functions_reach_the_context_they_name() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.foreign_function(vm.root("r"), 3, b"abc");
+    vm.foreign_function(stream, 4, b"\xffx");
+    vm.foreign_function(99, 5, b"unknown context: ignored");
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: root foreign function 3 3 bytes
+            info: stream 2 foreign function 4 "�x"
+        "#]],
+    );
+}
+
+#[test]
+fn local_reply_forces_the_callback_to_stop() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let denied = vm.create_stream();
+    let allowed = vm.create_stream();
+    assert_eq!(
+        vm.request_headers(denied, &[(":path", "/deny-but-continue")]),
+        Action::Pause
+    );
+    assert_eq!(
+        vm.request_headers(allowed, &[(":path", "/")]),
+        Action::Continue
+    );
+    let replies: Vec<u32> = vm
+        .local_responses()
+        .iter()
+        .map(|reply| reply.status_code)
+        .collect();
+    assert_eq!(replies, [429]);
 }

@@ -2,6 +2,9 @@
 //! a module: one scenario per test, compared as a trace.
 
 mod dispatch;
+mod doc_examples;
+mod hostile;
+mod logging;
 
 use expect_test::Expect;
 

@@ -1,0 +1,455 @@
+//! What a filter costs an Envoy sidecar: resident memory and CPU time per request.
+//!
+//! Each case gets its own Envoy, started as `cargo xtask run` starts it (one worker, dynamic
+//! base id, a route that answers by itself), with the Wasm filter or none. A warm-up over
+//! keep-alive connections lets V8 compile and the pools fill; then VmRSS is read from
+//! /proc/<pid>/status, and a fixed number of requests is sent while Envoy's CPU time (utime +
+//! stime of every thread, /proc/<pid>/stat) is read before and after. Every response is checked
+//! (status 200 and the headers the filter adds): failures are counted and shown, because a
+//! bench that measures errors measures nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ureq::Agent;
+
+use crate::envoy::{self, Envoy, Plugin};
+use crate::util;
+
+/// One Envoy configuration to measure.
+pub struct Case {
+    /// What the table calls it.
+    pub label: String,
+    pub role: Role,
+    /// The module Envoy loads, or `None` for Envoy without a Wasm filter.
+    pub wasm: Option<PathBuf>,
+    /// Headers every response must carry (name, value).
+    pub expected_headers: &'static [(&'static str, &'static str)],
+}
+
+/// What a case is compared with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Envoy without a Wasm filter: the baseline for every filter.
+    NoFilter,
+    /// A module whose callbacks do nothing: what any Wasm filter costs, whatever its code.
+    Trivial,
+    /// A real filter.
+    Filter,
+}
+
+/// How much traffic each case gets.
+#[derive(Clone, Copy)]
+pub struct Load {
+    /// Requests sent before memory is read and the CPU clock starts.
+    pub warmup: u64,
+    /// Requests over which CPU time and throughput are measured.
+    pub requests: u64,
+    /// Keep-alive connections, one client thread each.
+    pub connections: u64,
+}
+
+/// What one case measured.
+pub struct Measured {
+    pub label: String,
+    pub role: Role,
+    /// Size of the module in bytes, `None` without a filter.
+    pub wasm_size: Option<u64>,
+    pub rss_after_warmup_kib: u64,
+    pub rss_at_end_kib: u64,
+    /// Envoy's CPU time (every thread) over the measured requests.
+    pub cpu: Duration,
+    /// Wall-clock time of the measured requests.
+    pub elapsed: Duration,
+    /// Measured requests (the warm-up excluded).
+    pub requests: u64,
+    /// Failed responses, warm-up included.
+    pub failures: Failures,
+    /// Envoy's own counters, read from its admin API at the end.
+    pub connections_opened: Option<u64>,
+    pub responses_2xx: Option<u64>,
+    /// Where the bootstrap and Envoy's log are.
+    pub work_dir: PathBuf,
+}
+
+impl Measured {
+    pub fn cpu_us_per_request(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests as f64
+    }
+
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Failed requests: how many, and the first problem as an example.
+#[derive(Default)]
+pub struct Failures {
+    pub count: u64,
+    pub first: Option<String>,
+}
+
+impl Failures {
+    fn record(&mut self, problem: String) {
+        self.count += 1;
+        self.first.get_or_insert(problem);
+    }
+
+    fn merge(mut self, other: Failures) -> Failures {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+        self
+    }
+}
+
+/// Starts Envoy for `case`, drives `load` through it and stops it (also on error).
+///
+/// `plugin` is the root_id and configuration the module gets.
+pub fn measure(
+    envoy_binary: &Path,
+    case: &Case,
+    plugin: (&str, &str),
+    load: Load,
+    work_dir: &Path,
+    ticks_per_second: u64,
+) -> Result<Measured> {
+    let (root_id, configuration) = plugin;
+    let wasm_size = match &case.wasm {
+        Some(wasm) => Some(
+            std::fs::metadata(wasm)
+                .with_context(|| format!("reading {}", wasm.display()))?
+                .len(),
+        ),
+        None => None,
+    };
+    let wasm = case
+        .wasm
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .context("resolving the module's path")?;
+    let plugins: Vec<Plugin<'_>> = wasm
+        .as_deref()
+        .map(|wasm| Plugin {
+            name: "bench",
+            root_id,
+            vm_id: "bench",
+            wasm,
+            configuration,
+        })
+        .into_iter()
+        .collect();
+
+    eprintln!("envoy: {}", case.label);
+    let envoy = Envoy::start(envoy_binary, &envoy::bootstrap(&plugins), work_dir)
+        .with_context(|| format!("starting envoy for {}", case.label))?;
+    let pid = envoy.pid();
+    let client = Client::new(
+        envoy.listener_url(),
+        load.connections,
+        case.expected_headers,
+    );
+
+    let mut failures = client.send(load.warmup)?;
+    let rss_after_warmup_kib = rss_kib(pid)?;
+    let cpu_before = cpu_time(pid, ticks_per_second)?;
+    let started = Instant::now();
+    failures = failures.merge(client.send(load.requests)?);
+    let elapsed = started.elapsed();
+    let cpu = cpu_time(pid, ticks_per_second)?.saturating_sub(cpu_before);
+    let rss_at_end_kib = rss_kib(pid)?;
+    // Read after the CPU clock stops: the admin API runs on Envoy's main thread.
+    let counters = admin_counters(&envoy);
+    let measured = Measured {
+        label: case.label.clone(),
+        role: case.role,
+        wasm_size,
+        rss_after_warmup_kib,
+        rss_at_end_kib,
+        cpu,
+        elapsed,
+        requests: load.requests,
+        failures,
+        connections_opened: counters.as_ref().and_then(|counters| counters.connections),
+        responses_2xx: counters
+            .as_ref()
+            .and_then(|counters| counters.responses_2xx),
+        work_dir: work_dir.to_path_buf(),
+    };
+    eprintln!(
+        "envoy: {}: {:.1} MiB, {:.1} µs/request, {:.0} requests/s, {} failures",
+        case.label,
+        measured.rss_after_warmup_kib as f64 / 1024.0,
+        measured.cpu_us_per_request(),
+        measured.requests_per_second(),
+        measured.failures.count
+    );
+    // Dropping `envoy` kills and reaps it.
+    drop(envoy);
+    Ok(measured)
+}
+
+/// Failures on one connection after which its remaining requests are not sent.
+const GIVE_UP_AFTER_FAILURES: u64 = 20;
+
+/// Keep-alive connections to one listener, one agent (and client thread) each, kept from the
+/// warm-up to the end so that Envoy sees exactly `connections` connections.
+struct Client<'a> {
+    url: String,
+    agents: Vec<Agent>,
+    expected_headers: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> Client<'a> {
+    fn new(url: String, connections: u64, expected_headers: &'a [(&'a str, &'a str)]) -> Self {
+        let agents = (0..connections.max(1))
+            .map(|_| {
+                // One pooled connection per agent.
+                let config = Agent::config_builder()
+                    .http_status_as_error(false)
+                    .proxy(None)
+                    .max_idle_connections(1)
+                    .max_idle_connections_per_host(1)
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build();
+                Agent::new_with_config(config)
+            })
+            .collect();
+        Client {
+            url,
+            agents,
+            expected_headers,
+        }
+    }
+
+    /// Sends `total` GETs spread over the connections at once and checks every response.
+    fn send(&self, total: u64) -> Result<Failures> {
+        let connections = self.agents.len() as u64;
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = self
+                .agents
+                .iter()
+                .zip(0..)
+                .map(|(agent, connection_idx)| {
+                    let share =
+                        total / connections + u64::from(connection_idx < total % connections);
+                    scope.spawn(move || {
+                        let mut failures = Failures::default();
+                        for sent in 0..share {
+                            if let Err(problem) =
+                                get_and_check(agent, &self.url, self.expected_headers)
+                            {
+                                failures.record(problem);
+                            }
+                            // A hung or broken Envoy must not keep the bench waiting on
+                            // timeouts for every remaining request: they count as failed.
+                            if failures.count >= GIVE_UP_AFTER_FAILURES {
+                                failures.count += share - sent - 1;
+                                break;
+                            }
+                        }
+                        failures
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .try_fold(Failures::default(), |sum, thread| {
+                    let failures = thread
+                        .join()
+                        .map_err(|_| anyhow!("a load thread panicked"))?;
+                    Ok(sum.merge(failures))
+                })
+        })
+    }
+}
+
+fn get_and_check(
+    agent: &Agent,
+    url: &str,
+    expected_headers: &[(&str, &str)],
+) -> std::result::Result<(), String> {
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|error| format!("GET {url}: {error}"))?;
+    // Reading the body to its end returns the connection to the pool.
+    response
+        .body_mut()
+        .read_to_vec()
+        .map_err(|error| format!("reading the body of GET {url}: {error}"))?;
+    if response.status() != 200 {
+        return Err(format!("status {}", response.status().as_u16()));
+    }
+    for (name, value) in expected_headers {
+        match response.headers().get(*name) {
+            Some(found) if found.as_bytes() == value.as_bytes() => {}
+            Some(found) => {
+                return Err(format!(
+                    "header {name}: {}, expected {value:?}",
+                    String::from_utf8_lossy(found.as_bytes())
+                ));
+            }
+            None => return Err(format!("no {name} header")),
+        }
+    }
+    Ok(())
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_vm_rss_kib(&status).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_whitespace();
+    let kib = words.next()?.parse().ok()?;
+    (words.next()? == "kB").then_some(kib)
+}
+
+/// User plus system CPU time of every thread of a process.
+fn cpu_time(pid: u32, ticks_per_second: u64) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_cpu_ticks(&stat).with_context(|| format!("unexpected format of {path}"))?;
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second as f64,
+    ))
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/<pid>/stat line. The command name (field 2) may
+/// hold spaces and parentheses, so fields are counted after its last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The kernel's clock ticks per second, the unit of /proc/<pid>/stat's CPU times.
+pub fn ticks_per_second() -> Result<u64> {
+    let output = util::run_capture(std::process::Command::new("getconf").arg("CLK_TCK"))
+        .context("asking `getconf CLK_TCK` for the unit of /proc/<pid>/stat")?;
+    let ticks: u64 = output
+        .trim()
+        .parse()
+        .with_context(|| format!("`getconf CLK_TCK` printed {:?}", output.trim()))?;
+    if ticks == 0 {
+        bail!("`getconf CLK_TCK` printed 0");
+    }
+    Ok(ticks)
+}
+
+struct Counters {
+    connections: Option<u64>,
+    responses_2xx: Option<u64>,
+}
+
+/// The listener's connection and 2xx counters, from Envoy's admin API; `None` if it does not
+/// answer (the numbers are a cross-check, not a measurement).
+fn admin_counters(envoy: &Envoy) -> Option<Counters> {
+    let url = format!(
+        "http://{}/stats?filter=^http\\.filterkit\\.downstream_",
+        envoy.admin_address()
+    );
+    let response = envoy::get(&url).ok()?;
+    if response.status != 200 {
+        return None;
+    }
+    Some(Counters {
+        connections: stat_value(&response.body, "http.filterkit.downstream_cx_total"),
+        responses_2xx: stat_value(&response.body, "http.filterkit.downstream_rq_2xx"),
+    })
+}
+
+/// The value of `name` in the admin API's `name: value` stats text.
+fn stat_value(stats: &str, name: &str) -> Option<u64> {
+    stats.lines().find_map(|line| {
+        let (key, value) = line.split_once(": ")?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+
+    /// Renders what each /proc and admin parser reads from `text`.
+    fn check(text: &str, expect: Expect) {
+        let actual = format!(
+            "VmRSS KiB: {:?}\nutime+stime ticks: {:?}\ncx_total: {:?}\n",
+            super::parse_vm_rss_kib(text),
+            super::parse_cpu_ticks(text),
+            super::stat_value(text, "http.filterkit.downstream_cx_total"),
+        );
+        expect.assert_eq(&actual);
+    }
+
+    #[test]
+    fn reads_vm_rss_from_proc_status() {
+        check(
+            "Name:\tenvoy\nVmPeak:\t  200000 kB\nVmRSS:\t   87552 kB\nRssAnon:\t 1 kB\n",
+            expect![[r#"
+                VmRSS KiB: Some(87552)
+                utime+stime ticks: None
+                cx_total: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn rejects_vm_rss_without_unit() {
+        check(
+            "VmRSS:\t87552\n",
+            expect![[r#"
+                VmRSS KiB: None
+                utime+stime ticks: None
+                cx_total: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn reads_cpu_ticks_after_a_name_with_spaces_and_parentheses() {
+        check(
+            "4242 (envoy (main) x) S 1 4242 4242 0 -1 4194560 5000 0 0 0 123 45 0 0 20 0 9 0 100",
+            expect![[r#"
+                VmRSS KiB: None
+                utime+stime ticks: Some(168)
+                cx_total: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_proc_stat() {
+        check(
+            "4242 (envoy) S 1 4242",
+            expect![[r#"
+                VmRSS KiB: None
+                utime+stime ticks: None
+                cx_total: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn reads_exactly_the_named_admin_counter() {
+        check(
+            "http.filterkit.downstream_cx_total_x: 9\nhttp.filterkit.downstream_cx_total: 8\n\
+             http.filterkit.downstream_rq_2xx: 52000\n",
+            expect![[r#"
+                VmRSS KiB: None
+                utime+stime ticks: None
+                cx_total: Some(8)
+            "#]],
+        );
+    }
+}
