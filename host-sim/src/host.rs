@@ -2,6 +2,9 @@
 //! import, with the statuses Envoy returns (proxy-wasm-cpp-host `src/exports.cc` and Envoy's
 //! `source/extensions/common/wasm/context.cc`).
 //!
+//! Each host function is registered by `host!`: its body returns an [`Answer`] (the status and
+//! what the trace records with it), and [`run`] records that answer once.
+//!
 //! Every guest pointer and length is treated as hostile: reads and writes go through
 //! [`read_guest`] and [`write_guest`], which use checked arithmetic against the current memory
 //! size, and sizes are capped.
@@ -553,9 +556,12 @@ struct Answer {
     status: u32,
     n_nums: u8,
     nums: [u64; 4],
+    /// `bytes[..n_strs]` are the byte-string arguments, then comes the result if `has_result`
+    /// (no call records three arguments and a result); this keeps an answer small enough to
+    /// return by value.
     n_strs: u8,
-    strs: [Vec<u8>; 3],
-    result: Option<Vec<u8>>,
+    has_result: bool,
+    bytes: [Vec<u8>; 3],
     /// Whether the trace records the call at all (`proxy_log` records a log line instead).
     recorded: bool,
 }
@@ -567,8 +573,8 @@ fn answer(status: u32) -> Answer {
         n_nums: 0,
         nums: [0; 4],
         n_strs: 0,
-        strs: Default::default(),
-        result: None,
+        has_result: false,
+        bytes: Default::default(),
         recorded: true,
     }
 }
@@ -585,26 +591,30 @@ impl Answer {
 
     /// The byte-string arguments recorded (the trace keeps the first three).
     fn strs<const N: usize>(mut self, strs: [Vec<u8>; N]) -> Answer {
+        debug_assert!(!self.has_result, "arguments come before the result");
         self.n_strs = N.min(3) as u8;
-        for (slot, value) in self.strs.iter_mut().zip(strs) {
+        for (slot, value) in self.bytes.iter_mut().zip(strs) {
             *slot = value;
         }
         self
     }
 
-    /// The bytes handed to the guest, recorded after the status.
+    /// The bytes handed to the guest, recorded after the status (after [`Answer::strs`]).
     fn result(mut self, bytes: Vec<u8>) -> Answer {
-        self.result = Some(bytes);
+        self.bytes[usize::from(self.n_strs)] = bytes;
+        self.has_result = true;
         self
     }
 
+    /// Records nothing (the call's effect shows in the trace otherwise).
     fn unrecorded(mut self) -> Answer {
         self.recorded = false;
         self
     }
 }
 
-/// How a host call's body ends early: with an answer, or by trapping the guest.
+/// How a host call's body ends early: with an answer, or by trapping the guest. Both convert
+/// with `?`: `read(c, ptr, size)?.ok_or_else(|| answer(IMA).nums(&[ptr, size]))?`.
 enum Stop {
     Answer(Answer),
     Trap(wasmtime::Error),
@@ -645,17 +655,18 @@ fn run<'a>(
     };
     let state = c.data_mut();
     if answer.recorded && state.trace.enabled() {
-        let [one, two, three] = &answer.strs;
-        let strs: [&[u8]; 3] = [one, two, three];
+        let [one, two, three] = &answer.bytes;
+        let bytes: [&[u8]; 3] = [one, two, three];
+        let n_strs = usize::from(answer.n_strs);
         let ctx = state.context();
         state.trace.host(HostRecord {
             name,
             first,
             ctx,
             nums: &answer.nums[..usize::from(answer.n_nums)],
-            strs: &strs[..usize::from(answer.n_strs)],
+            strs: &bytes[..n_strs],
             status: answer.status,
-            result: answer.result.as_deref(),
+            result: answer.has_result.then(|| bytes[n_strs]),
         });
     }
     Ok(answer.status)
@@ -880,10 +891,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 #[allow(
     clippy::too_many_lines,
     reason = "one registration per host function, in one place"
-)]
-#[allow(
-    clippy::result_large_err,
-    reason = "a body's early exit carries the same `Answer` as its success; boxing it would allocate"
 )]
 fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     const E: &str = "env";
@@ -1999,10 +2006,6 @@ fn continue_stream(state: &mut HostState, stream_type: u32) -> u32 {
     clippy::too_many_lines,
     reason = "one registration per WASI function, in one place"
 )]
-#[allow(
-    clippy::result_large_err,
-    reason = "a body's early exit carries the same `Answer` as its success; boxing it would allocate"
-)]
 fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> {
     use FirstArg::Plain;
 
@@ -2015,16 +2018,19 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         if written { errno } else { WASI_EFAULT }
     }
 
+    /// Logs what the guest writes to stdout (info) or stderr (error), then writes how many
+    /// bytes it took; answers the errno.
     fn writev(
         c: &mut C<'_>,
         fd: u32,
         iovs: u32,
         iovs_len: u32,
-    ) -> wasmtime::Result<Result<u32, u32>> {
+        nwritten_ptr: u32,
+    ) -> wasmtime::Result<u32> {
         let level = match fd {
             1 => 2,
             2 => 4,
-            _ => return Ok(Err(WASI_EBADF)),
+            _ => return Ok(WASI_EBADF),
         };
         let memory = memory(c)?;
         let data = memory.data(&*c);
@@ -2034,19 +2040,19 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
                 .checked_mul(8)
                 .and_then(|offset| iovs.checked_add(offset))
             else {
-                return Ok(Err(WASI_EFAULT));
+                return Ok(WASI_EFAULT);
             };
             let Some(iovec) = read_guest(data, at, 8) else {
-                return Ok(Err(WASI_EFAULT));
+                return Ok(WASI_EFAULT);
             };
             let buf = u32::from_le_bytes(iovec[0..4].try_into().expect("4 bytes"));
             let buf_len = u32::from_le_bytes(iovec[4..8].try_into().expect("4 bytes"));
             if buf_len != 0 {
                 let Some(bytes) = read_guest(data, buf, buf_len) else {
-                    return Ok(Err(WASI_EFAULT));
+                    return Ok(WASI_EFAULT);
                 };
                 if text.len() + bytes.len() > 16 * 1024 * 1024 {
-                    return Ok(Err(WASI_EFAULT));
+                    return Ok(WASI_EFAULT);
                 }
                 text.extend_from_slice(bytes);
             }
@@ -2059,20 +2065,20 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
             let ctx = c.data().context();
             c.data_mut().push_log(ctx, level, &text);
         }
-        Ok(Ok(written))
+        Ok(unless_fault(
+            set_u32(c, nwritten_ptr, written)?,
+            WASI_SUCCESS,
+        ))
     }
 
+    // fd_pwrite is answered as fd_write: stdout and stderr have no offset.
     host!(
         l,
         m,
         "fd_write",
         Plain,
         |c, fd: u32, iovs: u32, iovs_len: u32, nwritten_ptr: u32| {
-            let errno = match writev(c, fd, iovs, iovs_len)? {
-                Err(errno) => errno,
-                Ok(written) => wasi_wrote(set_u32(c, nwritten_ptr, written)?),
-            };
-            Ok(answer(errno).nums(&[fd]))
+            Ok(answer(writev(c, fd, iovs, iovs_len, nwritten_ptr)?).nums(&[fd]))
         }
     );
     host!(
@@ -2081,14 +2087,7 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         "fd_pwrite",
         Plain,
         |c, fd: u32, iovs: u32, iovs_len: u32, _offset: u64, nwritten_ptr: u32| {
-            if !stdio(fd) {
-                return Ok(answer(WASI_EBADF).nums(&[fd]));
-            }
-            let errno = match writev(c, fd, iovs, iovs_len)? {
-                Err(errno) => errno,
-                Ok(written) => wasi_wrote(set_u32(c, nwritten_ptr, written)?),
-            };
-            Ok(answer(errno).nums(&[fd]))
+            Ok(answer(writev(c, fd, iovs, iovs_len, nwritten_ptr)?).nums(&[fd]))
         }
     );
 
@@ -2173,7 +2172,7 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
                 .map(|(key, value)| key.len() + value.len() + 2)
                 .sum();
             let written = set_u32(c, count_ptr, count)? && set_u32(c, size_ptr, size as u32)?;
-            Ok(answer(unless_fault(written), WASI_SUCCESS))
+            Ok(answer(unless_fault(written, WASI_SUCCESS)))
         }
     );
 
@@ -2207,7 +2206,7 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         Plain,
         |c, argc_ptr: u32, size_ptr: u32| {
             let written = set_u32(c, argc_ptr, 0)? && set_u32(c, size_ptr, 0)?;
-            Ok(answer(unless_fault(written), WASI_SUCCESS))
+            Ok(answer(unless_fault(written, WASI_SUCCESS)))
         }
     );
 
@@ -2219,8 +2218,11 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         |c, clock: u32, _precision: u64, ptr: u32| {
             let state = c.data();
             let errno = match clock {
-                0 => wasi_wrote(set_u64(c, ptr, state.epoch_ns + state.now_ns)?),
-                1 => wasi_wrote(set_u64(c, ptr, state.now_ns)?),
+                0 => unless_fault(
+                    set_u64(c, ptr, state.epoch_ns + state.now_ns)?,
+                    WASI_SUCCESS,
+                ),
+                1 => unless_fault(set_u64(c, ptr, state.now_ns)?, WASI_SUCCESS),
                 _ => WASI_ENOTSUP,
             };
             Ok(answer(errno).nums(&[clock]))
@@ -2231,7 +2233,7 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         let errno = if clock > 1 {
             WASI_ENOTSUP
         } else {
-            wasi_wrote(set_u64(c, ptr, 1)?)
+            unless_fault(set_u64(c, ptr, 1)?, WASI_SUCCESS)
         };
         Ok(answer(errno).nums(&[clock]))
     });
@@ -2251,7 +2253,7 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
 
     host!(l, m, "fd_tell", Plain, |c, fd: u32, ptr: u32| {
         let errno = if stdio(fd) {
-            wasi_wrote(set_u64(c, ptr, 0)?)
+            unless_fault(set_u64(c, ptr, 0)?, WASI_SUCCESS)
         } else {
             WASI_EBADF
         };
@@ -2318,7 +2320,7 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
             state.random_state ^= state.random_state << 17;
             *byte = state.random_state as u8;
         }
-        Ok(answer(unless_fault(write(c, ptr, &bytes)?), WASI_SUCCESS).nums(&[len]))
+        Ok(answer(unless_fault(write(c, ptr, &bytes)?, WASI_SUCCESS)).nums(&[len]))
     });
 
     host!(
@@ -2327,10 +2329,10 @@ fn add_wasi(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::Result<()> 
         "poll_oneoff",
         Plain,
         |c, _in: u32, _out: u32, _n: u32, nevents_ptr: u32| {
-            Ok(answer(
-                unless_fault(set_u32(c, nevents_ptr, 0)?),
+            Ok(answer(unless_fault(
+                set_u32(c, nevents_ptr, 0)?,
                 WASI_SUCCESS,
-            ))
+            )))
         }
     );
 

@@ -301,16 +301,19 @@ fn run_step(
     default_root: &str,
     streams: &mut HashMap<String, u32>,
 ) -> Result<(String, Outcome), Error> {
+    // A stream step: its label (`<what> <stream>`) and what the stream answered.
     let mut on_stream = |sim: &mut Sim,
+                         what: &str,
                          name: &str,
                          root: Option<&str>,
                          act: &mut dyn FnMut(&mut crate::Stream<'_>) -> Outcome|
-     -> Result<Outcome, Error> {
+     -> Result<(String, Outcome), Error> {
         let id = stream_id(sim, streams, name, root.unwrap_or(default_root))?;
-        Ok(match sim.stream_by_id(id) {
+        let outcome = match sim.stream_by_id(id) {
             Some(mut stream) => act(&mut stream),
             None => Outcome::NotDelivered,
-        })
+        };
+        Ok((format!("{what} {name}"), outcome))
     };
     Ok(match step {
         Step::RequestHeaders {
@@ -318,65 +321,53 @@ fn run_step(
             root_id,
             headers,
             end_of_stream,
-        } => (
-            format!("request_headers {stream}"),
-            on_stream(sim, stream, root_id.as_deref(), &mut |s| {
-                s.send_request_headers(&pairs(headers), *end_of_stream)
-            })?,
-        ),
+        } => on_stream(
+            sim,
+            "request_headers",
+            stream,
+            root_id.as_deref(),
+            &mut |s| s.send_request_headers(&pairs(headers), *end_of_stream),
+        )?,
         Step::RequestBody {
             stream,
             body,
             end_of_stream,
-        } => (
-            format!("request_body {stream}"),
-            on_stream(sim, stream, None, &mut |s| {
-                s.send_request_body(body.as_bytes(), *end_of_stream)
-            })?,
-        ),
-        Step::RequestTrailers { stream, trailers } => (
-            format!("request_trailers {stream}"),
-            on_stream(sim, stream, None, &mut |s| {
+        } => on_stream(sim, "request_body", stream, None, &mut |s| {
+            s.send_request_body(body.as_bytes(), *end_of_stream)
+        })?,
+        Step::RequestTrailers { stream, trailers } => {
+            on_stream(sim, "request_trailers", stream, None, &mut |s| {
                 s.send_request_trailers(&pairs(trailers))
-            })?,
-        ),
+            })?
+        }
         Step::ResponseHeaders {
             stream,
             headers,
             end_of_stream,
-        } => (
-            format!("response_headers {stream}"),
-            on_stream(sim, stream, None, &mut |s| {
-                s.send_response_headers(&pairs(headers), *end_of_stream)
-            })?,
-        ),
+        } => on_stream(sim, "response_headers", stream, None, &mut |s| {
+            s.send_response_headers(&pairs(headers), *end_of_stream)
+        })?,
         Step::ResponseBody {
             stream,
             body,
             end_of_stream,
-        } => (
-            format!("response_body {stream}"),
-            on_stream(sim, stream, None, &mut |s| {
-                s.send_response_body(body.as_bytes(), *end_of_stream)
-            })?,
-        ),
-        Step::ResponseTrailers { stream, trailers } => (
-            format!("response_trailers {stream}"),
-            on_stream(sim, stream, None, &mut |s| {
+        } => on_stream(sim, "response_body", stream, None, &mut |s| {
+            s.send_response_body(body.as_bytes(), *end_of_stream)
+        })?,
+        Step::ResponseTrailers { stream, trailers } => {
+            on_stream(sim, "response_trailers", stream, None, &mut |s| {
                 s.send_response_trailers(&pairs(trailers))
-            })?,
-        ),
+            })?
+        }
         Step::Complete { stream } => {
             let mut summary = String::new();
-            let outcome = on_stream(sim, stream, None, &mut |s| {
+            let (label, outcome) = on_stream(sim, "complete", stream, None, &mut |s| {
                 let outcome = s.complete();
                 summary = render_stream(s);
                 outcome
             })?;
             (
-                format!("complete {stream}\n{summary}")
-                    .trim_end()
-                    .to_string(),
+                format!("{label}\n{summary}").trim_end().to_string(),
                 outcome,
             )
         }

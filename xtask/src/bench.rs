@@ -239,7 +239,7 @@ fn measure_envoy(cases: &[Case], load: Load, rounds: u32) -> Result<Vec<Vec<Meas
     for round in 1..=rounds {
         for (case_idx, case) in cases.iter().enumerate() {
             let work_dir = work_root.join(format!("case-{case_idx}-round-{round}"));
-            eprintln!("envoy: round {round} of {rounds}");
+            eprintln!("envoy, round {round} of {rounds}: {}", case.label);
             measured[case_idx].push(envoy_cost::measure(
                 &envoy_binary,
                 case,

@@ -1,7 +1,7 @@
 //! Envoy's lifecycle: VM start, canary, plugins, streams, pauses, local replies, time.
 
 use expect_test::{Expect, expect};
-use filterkit_host_sim::{Outcome, Sim};
+use filterkit_host_sim::{Outcome, Sim, SimBuilder};
 
 use crate::guest::{Guest, data};
 
@@ -16,14 +16,23 @@ fn add_header_guest() -> Guest {
     }
 }
 
+/// `guest` loaded as plugin `root` with an empty configuration.
+fn root_plugin(guest: &Guest) -> SimBuilder {
+    Sim::builder(&guest.module()).plugin("root", "")
+}
+
+/// What the test collected, one line each, then the trace.
+fn with_trace(out: &[String], sim: &Sim) -> String {
+    format!("{}\n{}", out.join("\n"), sim.render_trace())
+}
+
 fn check_trace(sim: &Sim, expect: Expect) {
     expect.assert_eq(&sim.render_trace());
 }
 
 #[test]
 fn adds_a_response_header_and_traces_the_stream() {
-    let module = add_header_guest().module();
-    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    let mut sim = root_plugin(&add_header_guest()).build().unwrap();
     sim.clear_trace();
     let mut stream = sim.stream("root").unwrap();
     assert_eq!(
@@ -87,8 +96,7 @@ fn pause_from_headers_holds_body_until_continue() {
         request_body: Some("i32.const 0".into()),
         ..Guest::default()
     };
-    let module = guest.module();
-    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     sim.clear_trace();
     let mut stream = sim.stream("root").unwrap();
     let mut out = Vec::new();
@@ -134,7 +142,7 @@ fn pause_from_headers_holds_body_until_continue() {
         proxy_on_done(ctx=2)
           => 1
     "#]]
-    .assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+    .assert_eq(&with_trace(&out, &sim));
 }
 
 #[test]
@@ -143,8 +151,7 @@ fn body_buffering_reports_cumulative_sizes() {
         request_body: Some("local.get $eos i32.eqz".into()),
         ..Guest::default()
     };
-    let module = guest.module();
-    let mut sim = Sim::builder(&module).plugin("root", "").build().unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     sim.clear_trace();
     let mut stream = sim.stream("root").unwrap();
     let mut out = Vec::new();
@@ -175,7 +182,7 @@ fn body_buffering_reports_cumulative_sizes() {
         proxy_on_request_body(ctx=2, 8, 1)
           => 0
     "#]]
-    .assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+    .assert_eq(&with_trace(&out, &sim));
 }
 
 #[test]
@@ -184,12 +191,7 @@ fn buffered_body_over_the_limit_gets_envoys_413() {
         request_body: Some("i32.const 1".into()),
         ..Guest::default()
     };
-    let module = guest.module();
-    let mut sim = Sim::builder(&module)
-        .plugin("root", "")
-        .buffer_limit(4)
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).buffer_limit(4).build().unwrap();
     let mut stream = sim.stream("root").unwrap();
     stream.send_request_headers(&[(":path", "/")], false);
     assert_eq!(
@@ -212,12 +214,7 @@ fn http_callout_is_answered_or_times_out_on_the_virtual_clock() {
         http_call_response: Some("(drop (call $proxy_get_status (i32.const 16) (i32.const 20) (i32.const 24)))".into()),
         ..Guest::default()
     };
-    let module = guest.module();
-    let mut sim = Sim::builder(&module)
-        .plugin("root", "")
-        .cluster("auth")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).cluster("auth").build().unwrap();
     sim.clear_trace();
     let mut out = Vec::new();
     {
@@ -270,7 +267,7 @@ fn http_callout_is_answered_or_times_out_on_the_virtual_clock() {
           proxy_get_status(0) -> OK ""
           => ()
     "#]]
-    .assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+    .assert_eq(&with_trace(&out, &sim));
 }
 
 #[test]
@@ -279,12 +276,7 @@ fn runaway_guest_runs_out_of_fuel_and_fails_the_vm() {
         request_headers: Some("(loop br 0) i32.const 0".into()),
         ..Guest::default()
     };
-    let module = guest.module();
-    let mut sim = Sim::builder(&module)
-        .plugin("root", "")
-        .fuel(100_000)
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).fuel(100_000).build().unwrap();
     let first = sim
         .stream("root")
         .unwrap()
@@ -388,10 +380,7 @@ fn local_reply_from_the_response_path_is_sent_directly() {
         ),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     expect![[r#"
         request: Continue
         response: LocalReply(500)
@@ -423,10 +412,7 @@ fn body_callback_can_rewrite_the_buffer_and_add_trailers() {
         ),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     sim.clear_trace();
     let mut stream = sim.stream("root").unwrap();
     stream.send_request_headers(&[(":path", "/")], false);
@@ -463,10 +449,7 @@ fn set_header_map_pairs_replaces_the_whole_map() {
         ),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     expect![[r#"
         request: Continue
         response: Continue
@@ -492,11 +475,7 @@ fn failed_callout_reports_reset_through_get_status() {
         http_call_response: Some("(drop (call $proxy_get_status (i32.const 16) (i32.const 20) (i32.const 24)))".into()),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .cluster("auth")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).cluster("auth").build().unwrap();
     sim.clear_trace();
     let tick = render(&sim.advance(std::time::Duration::from_millis(1500)));
     let tokens: Vec<u32> = sim
@@ -528,10 +507,7 @@ fn shared_queue_items_wake_the_registering_root_context() {
         queue_ready: Some("(drop (call $proxy_dequeue_shared_queue (local.get $token) (i32.const 16) (i32.const 20)))".into()),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     sim.clear_trace();
     let outcome = sim.enqueue("queue", b"item").unwrap();
     expect![[r#"
@@ -552,11 +528,7 @@ fn grpc_call_is_recorded_and_answered() {
         grpc_close: Some("(drop (call $proxy_get_status (i32.const 16) (i32.const 20) (i32.const 24)))".into()),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .cluster("grpc")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).cluster("grpc").build().unwrap();
     sim.clear_trace();
     let calls: Vec<String> = sim
         .grpc_callouts()
@@ -587,10 +559,7 @@ fn start_only_allows_envoys_start_time_imports() {
         fields: "(func (export \"_initialize\") (drop (call $proxy_set_tick_period_milliseconds (i32.const 1))))".into(),
         ..Guest::default()
     };
-    let error = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .build()
-        .unwrap_err();
+    let error = root_plugin(&guest).build().unwrap_err();
     expect!["failed to start Wasm VM: restricted_callback"].assert_eq(&error.to_string());
 }
 
@@ -711,7 +680,7 @@ fn check_response_path(
         String::from_utf8_lossy(stream.downstream_body()),
         stream.was_reset()
     ));
-    expect.assert_eq(&format!("{}\n{}", out.join("\n"), sim.render_trace()));
+    expect.assert_eq(&with_trace(&out, &sim));
 }
 
 #[test]
@@ -799,10 +768,7 @@ fn local_reply_from_the_filters_own_reply_callbacks_replaces_it_once() {
         response_headers: Some(format!("{} i32.const 0", local_reply_call(500))),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     expect![[r#"
         request: LocalReply(500)
         response: NotDelivered
@@ -840,12 +806,7 @@ fn check_failure_policy(
         ),
         ..Guest::default()
     };
-    let module = guest.module();
-    let mut sim = Sim::builder(&module)
-        .plugin("root", "")
-        .failure_policy(policy)
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).failure_policy(policy).build().unwrap();
     let mut out = Vec::new();
     for (ms, trap) in steps {
         sim.advance(std::time::Duration::from_millis(*ms));
@@ -973,9 +934,7 @@ fn fail_reload_keeps_the_failed_vm_when_the_fresh_one_is_rejected() {
         request_headers: Some("unreachable".into()),
         ..Guest::default()
     };
-    let module = guest.module();
-    let mut sim = Sim::builder(&module)
-        .plugin("root", "")
+    let mut sim = root_plugin(&guest)
         .failure_policy(filterkit_host_sim::FailurePolicy::FailReload)
         .reload_backoff(std::time::Duration::from_millis(100))
         .canary(false)
@@ -1021,10 +980,7 @@ fn close_stream_resets_the_stream_after_the_callback() {
         request_headers: Some("(drop (call $proxy_close_stream (i32.const 0))) i32.const 0".into()),
         ..Guest::default()
     };
-    let mut sim = Sim::builder(&guest.module())
-        .plugin("root", "")
-        .build()
-        .unwrap();
+    let mut sim = root_plugin(&guest).build().unwrap();
     expect![[r#"
         request: Reset
         response: NotDelivered

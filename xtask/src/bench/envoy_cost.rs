@@ -143,7 +143,6 @@ pub fn measure(
         .into_iter()
         .collect();
 
-    eprintln!("envoy: {}", case.label);
     let envoy = Envoy::start(envoy_binary, &envoy::bootstrap(&plugins), work_dir)
         .with_context(|| format!("starting envoy for {}", case.label))?;
     let pid = envoy.pid();
