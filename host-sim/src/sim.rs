@@ -1705,6 +1705,11 @@ impl Sim {
             return Outcome::NotDelivered;
         };
         let ctx = callout.context_id;
+        self.receive_grpc_message(ctx, token, message)
+    }
+
+    /// `proxy_on_grpc_receive` with `message` readable as the gRPC receive buffer.
+    fn receive_grpc_message(&mut self, ctx: u32, token: u32, message: &[u8]) -> Outcome {
         self.store.data_mut().grpc_receive_buffer = Some(message.to_vec());
         let result = match self.exports.on_grpc_receive.clone() {
             Some(func) => self.call(
@@ -1806,21 +1811,7 @@ impl Sim {
                 return self.trapped();
             }
         }
-        self.store.data_mut().grpc_receive_buffer = Some(message.to_vec());
-        let result = match self.exports.on_grpc_receive.clone() {
-            Some(func) => self.call(
-                "proxy_on_grpc_receive",
-                ctx,
-                func,
-                (ctx, token, message.len() as u32),
-            ),
-            None => Ok(()),
-        };
-        self.store.data_mut().grpc_receive_buffer = None;
-        if result.is_err() {
-            return self.trapped();
-        }
-        self.top_level_outcome()
+        self.receive_grpc_message(ctx, token, message)
     }
 
     /// Calls `proxy_on_foreign_function(root, function_id, size)` with this call data

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::manifests::{self, DeployArgs};
 use crate::oci::{self, RegistryArgs};
-use crate::{build, util};
+use crate::{build, sim, util};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,6 +31,9 @@ pub struct Args {
     /// Ship cargo's output as is, without trying `wasm-opt -Oz`.
     #[arg(long)]
     pub no_wasm_opt: bool,
+    /// Skip configuring the plugin in host-sim (`filter-sim check`) before packaging.
+    #[arg(long)]
+    pub no_check: bool,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -63,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let timer = util::Timer::start();
-    eprintln!("[1/4] build {}", args.filter);
+    eprintln!("[1/5] build {}", args.filter);
     let built = build::build(std::slice::from_ref(&args.filter), !args.no_wasm_opt)?;
     let built = built.into_iter().next().expect("one filter was built");
     eprintln!(
@@ -73,7 +76,21 @@ pub fn run(args: Args) -> Result<()> {
         built.sha256
     );
 
-    eprintln!("[2/4] package");
+    if args.no_check {
+        eprintln!("[2/5] configuration check skipped (--no-check)");
+    } else {
+        eprintln!(
+            "[2/5] configure root_id {} in host-sim, as Envoy would",
+            args.deploy.root_id
+        );
+        sim::check_config(
+            &built.wasm,
+            &args.deploy.root_id,
+            args.deploy.parameters.as_deref(),
+        )?;
+    }
+
+    eprintln!("[3/5] package");
     let root_ids = vec![args.deploy.root_id.clone()];
     let packaged = oci::package_filter(
         &args.filter,
@@ -88,14 +105,14 @@ pub fn run(args: Args) -> Result<()> {
         Some(registry) => manifests::registry_image(registry, &tag)?,
         None => packaged.image.clone(),
     };
-    eprintln!("[3/4] manifests for {image}");
+    eprintln!("[4/5] manifests for {image}");
     let deployment =
         manifests::Deployment::new(&args.filter, &args.deploy, image.clone(), &layout)?;
     let written = deployment.write()?;
 
     let pushed = match &args.registry {
         Some(_) => {
-            eprintln!("[4/4] push {image}");
+            eprintln!("[5/5] push {image}");
             let pushed = oci::push_layout(&layout, &image, &args.registry_options)?;
             eprintln!(
                 "      uploaded {} blob(s), {} already there",
@@ -104,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
             true
         }
         None => {
-            eprintln!("[4/4] push skipped (no --registry)");
+            eprintln!("[5/5] push skipped (no --registry)");
             false
         }
     };

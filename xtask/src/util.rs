@@ -134,7 +134,8 @@ pub fn run_capture(command: &mut Command) -> Result<String> {
     String::from_utf8(output.stdout).with_context(|| format!("`{shown}` printed non-UTF-8"))
 }
 
-fn show(command: &Command) -> String {
+/// The command line as a shell would show it, for progress and error messages.
+pub fn show(command: &Command) -> String {
     let mut shown = command.get_program().to_string_lossy().into_owned();
     for arg in command.get_args() {
         shown.push(' ');

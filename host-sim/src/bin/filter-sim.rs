@@ -1,4 +1,5 @@
-//! `filter-sim`: run a scenario against a Proxy-Wasm module, or measure host-sim's speed.
+//! `filter-sim`: run a scenario against a Proxy-Wasm module, check a plugin configuration as
+//! Envoy would before accepting it, or measure host-sim's speed.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,19 @@ enum Command {
         module: PathBuf,
         /// The scenario file.
         scenario: PathBuf,
+    },
+    /// Loads the module and configures one plugin as Envoy does before accepting a config
+    /// (import check, VM start, `on_configure` canary); exits 1 with the filter's own log
+    /// lines when Envoy would reject it.
+    Check {
+        /// The module (.wasm or .wat).
+        module: PathBuf,
+        /// Plugin configuration (e.g. the ASMFilterDeployment's `parameters`).
+        #[arg(long, default_value = "")]
+        config: String,
+        /// The plugin's root_id.
+        #[arg(long, default_value = "my_root_id")]
+        root_id: String,
     },
     /// Measures load time, time to a ready instance, and add-header-style streams per second.
     Bench {
@@ -73,6 +87,11 @@ fn run() -> anyhow::Result<ExitCode> {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check {
+            module,
+            config,
+            root_id,
+        } => check(&module, &config, &root_id),
         Command::Bench {
             module,
             config,
@@ -85,6 +104,25 @@ fn run() -> anyhow::Result<ExitCode> {
                 other => other.map(|()| ExitCode::SUCCESS),
             }
         }
+    }
+}
+
+fn check(path: &PathBuf, config: &str, root_id: &str) -> anyhow::Result<ExitCode> {
+    let module = Module::load(path).with_context(|| format!("loading {}", path.display()))?;
+    match Sim::builder(&module).plugin(root_id, config).build() {
+        Ok(_) => {
+            emit("accepted", format_args!("root_id={root_id}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(filterkit_host_sim::Error::ConfigRejected(rejection)) => {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "rejected: {}", rejection.reason)?;
+            for log in &rejection.logs {
+                writeln!(stdout, "  {} {}", log.level_name(), log.message)?;
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(other) => Err(other).with_context(|| format!("configuring {}", path.display())),
     }
 }
 

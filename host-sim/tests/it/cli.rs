@@ -1,4 +1,5 @@
-//! The `filter-sim` binary: a closed stdout (e.g. `| head`) ends it quietly, never a panic.
+//! The `filter-sim` binary: `check` answers as Envoy would, and a closed stdout (e.g. `| head`)
+//! ends it quietly, never a panic.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -43,5 +44,47 @@ fn bench_into_a_closed_pipe_exits_quietly() {
     check_closed_stdout(
         &["bench", "add-two-headers.wat", "--streams", "10"],
         expect!["success=true panicked=false"],
+    );
+}
+
+/// Runs `filter-sim check` on the add-header module with `config`; renders stdout and the
+/// exit status.
+fn check_config(config: &str, expect: Expect) {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/filters/add-header.wasm");
+    assert!(
+        module.exists(),
+        "target/filters/add-header.wasm not found: run `cargo xtask build`"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_filter-sim"))
+        .arg("check")
+        .arg(&module)
+        .args(["--root-id", "my_root_id", "--config", config])
+        .output()
+        .expect("running filter-sim");
+    expect.assert_eq(&format!(
+        "{}exit={}",
+        String::from_utf8_lossy(&output.stdout),
+        output.status.code().unwrap_or(-1)
+    ));
+}
+
+#[test]
+fn check_accepts_what_envoy_would_accept() {
+    check_config(
+        r#"{"name":"hello","value":"hello details"}"#,
+        expect![[r#"
+            accepted: root_id=my_root_id
+            exit=0"#]],
+    );
+}
+
+#[test]
+fn check_rejects_with_the_filters_own_log_lines() {
+    check_config(
+        r#"{"name":"bad name","value":"x"}"#,
+        expect![[r#"
+            rejected: proxy_on_configure returned false
+              error invalid plugin configuration for root_id=my_root_id: header name "bad name" is not a valid HTTP token
+            exit=1"#]],
     );
 }

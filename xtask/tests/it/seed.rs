@@ -173,3 +173,44 @@ fn media_types(manifest: &serde_json::Value) -> String {
     }
     lines.iter().map(|line| format!("{line}\n")).collect()
 }
+
+/// A configuration the filter rejects would make Envoy refuse the plugin and fail closed:
+/// publish stops before pushing anything, with the filter's own reason.
+#[test]
+fn publish_refuses_parameters_the_filter_rejects() -> Result<()> {
+    let registry = Registry::start()?;
+    let reference = format!("{}/asm/refused:v0.1", registry.address);
+    let stderr = {
+        let _filters = lock_filters();
+        crate::support::xtask_fails(&[
+            "publish",
+            "add-header",
+            "--registry",
+            &reference,
+            "--name",
+            "refused-parameters",
+            "--parameters",
+            r#"{"name":"bad name","value":"x"}"#,
+        ])?
+    };
+    let reason: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error") || line.starts_with("  error"))
+        .collect();
+    expect![[r#"
+        error: Envoy would refuse this plugin configuration (fix --parameters, or pass --no-check to publish anyway):
+          error invalid plugin configuration for root_id=my_root_id: header name "bad name" is not a valid HTTP token"#]]
+    .assert_eq(&reason.join("\n"));
+    assert!(
+        !util::target_dir()
+            .join("deploy/refused-parameters")
+            .exists(),
+        "no manifests for a refused configuration"
+    );
+    let tags = get(&format!(
+        "http://{}/v2/asm/refused/tags/list",
+        registry.address
+    ))?;
+    assert_eq!(tags.status, 404, "nothing pushed: {}", tags.body);
+    Ok(())
+}
