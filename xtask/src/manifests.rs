@@ -161,13 +161,15 @@ pub struct Deployment {
     pub wasm_digest: String,
 }
 
-/// The three files written.
+/// The files written.
 #[derive(Serialize, Debug)]
 pub struct Written {
     pub dir: PathBuf,
     pub asmfilterdeployment: PathBuf,
     pub envoyfilter: PathBuf,
     pub wasmplugin: PathBuf,
+    /// The pod-template annotations ASM's controller adds to the workload.
+    pub workload_patch: PathBuf,
 }
 
 impl Written {
@@ -178,6 +180,7 @@ impl Written {
         );
         println!("envoyfilter\t{}", self.envoyfilter.display());
         println!("wasmplugin\t{}", self.wasmplugin.display());
+        println!("workload_patch\t{}", self.workload_patch.display());
     }
 }
 
@@ -344,25 +347,49 @@ impl Deployment {
         serde_yaml_ng::to_string(&resource).context("serializing the WasmPlugin")
     }
 
-    /// Renders all three (so a bad option fails before anything is written) and writes them
+    /// The patch ASM's controller applies to the workload so its sidecar mounts the node's
+    /// module directory (the seed's `sidecar.istio.io/userVolume` annotations); for
+    /// `kubectl patch deployment <name> --patch-file workload-patch.yaml`.
+    pub fn workload_patch(&self) -> Result<String> {
+        let volume = serde_json::json!([{
+            "name": "wasmfilters-dir",
+            "hostPath": { "path": WASM_FILTERS_DIR },
+        }]);
+        let mount = serde_json::json!([{
+            "mountPath": WASM_FILTERS_DIR,
+            "name": "wasmfilters-dir",
+        }]);
+        let patch = serde_json::json!({
+            "spec": { "template": { "metadata": { "annotations": {
+                "sidecar.istio.io/userVolume": volume.to_string(),
+                "sidecar.istio.io/userVolumeMount": mount.to_string(),
+            } } } }
+        });
+        serde_yaml_ng::to_string(&patch).context("serializing the workload patch")
+    }
+
+    /// Renders every file (so a bad option fails before anything is written) and writes them
     /// under target/deploy/<name>/.
     pub fn write(&self) -> Result<Written> {
         let rendered = [
             self.asm_filter_deployment()?,
             self.envoy_filter()?,
             self.wasm_plugin()?,
+            self.workload_patch()?,
         ];
         let dir = deploy_dir(&self.name);
         let written = Written {
             asmfilterdeployment: dir.join("asmfilterdeployment.yaml"),
             envoyfilter: dir.join("envoyfilter.yaml"),
             wasmplugin: dir.join("wasmplugin.yaml"),
+            workload_patch: dir.join("workload-patch.yaml"),
             dir,
         };
         for (path, yaml) in [
             &written.asmfilterdeployment,
             &written.envoyfilter,
             &written.wasmplugin,
+            &written.workload_patch,
         ]
         .into_iter()
         .zip(&rendered)
@@ -683,10 +710,11 @@ mod tests {
             result.unwrap_or_else(|error| format!("error: {error:#}\n"))
         };
         let actual = format!(
-            "{}---\n{}---\n{}",
+            "{}---\n{}---\n{}---\n{}",
             render(deployment.asm_filter_deployment()),
             render(deployment.envoy_filter()),
-            render(deployment.wasm_plugin())
+            render(deployment.wasm_plugin()),
+            render(deployment.workload_patch())
         );
         expect.assert_eq(&actual);
     }
@@ -773,6 +801,13 @@ mod tests {
                     value: hello details
                   match:
                   - mode: SERVER
+                ---
+                spec:
+                  template:
+                    metadata:
+                      annotations:
+                        sidecar.istio.io/userVolume: '[{"hostPath":{"path":"/var/local/lib/wasm-filters"},"name":"wasmfilters-dir"}]'
+                        sidecar.istio.io/userVolumeMount: '[{"mountPath":"/var/local/lib/wasm-filters","name":"wasmfilters-dir"}]'
             "#]],
         );
     }
