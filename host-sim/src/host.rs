@@ -632,6 +632,39 @@ impl From<wasmtime::Error> for Stop {
     }
 }
 
+/// Reads two byte strings from guest memory; when either is out of bounds, the
+/// INVALID_MEMORY_ACCESS answer records both pointers and sizes.
+fn read_pair(
+    c: &C<'_>,
+    (first_ptr, first_size): (u32, u32),
+    (second_ptr, second_size): (u32, u32),
+) -> Result<(Vec<u8>, Vec<u8>), Stop> {
+    match (
+        read(c, first_ptr, first_size)?,
+        read(c, second_ptr, second_size)?,
+    ) {
+        (Some(first), Some(second)) => Ok((first, second)),
+        _ => Err(answer(IMA)
+            .nums(&[first_ptr, first_size, second_ptr, second_size])
+            .into()),
+    }
+}
+
+/// The buffer a code names as the current context sees it ([`buffer_ref`]): its type, bytes
+/// and whether they are mutable; or the answer recording `nums`, BAD_ARGUMENT for an unknown
+/// code, NOT_FOUND for a buffer that does not exist now.
+fn buffer_from_code<'a>(
+    state: &'a HostState,
+    buffer: u32,
+    nums: &[u32],
+) -> Result<(BufferType, &'a [u8], bool), Answer> {
+    let buffer_type =
+        BufferType::from_code(buffer).ok_or_else(|| answer(BAD_ARGUMENT).nums(nums))?;
+    let (bytes, mutable) = buffer_ref(state, state.context(), buffer_type)
+        .ok_or_else(|| answer(NOT_FOUND).nums(nums))?;
+    Ok((buffer_type, bytes, mutable))
+}
+
 /// A header map type code, or the BAD_ARGUMENT answer recording it.
 fn map_from_code(map: u32) -> Result<MapType, Answer> {
     MapType::from_code(map).ok_or_else(|| answer(BAD_ARGUMENT).nums(&[map]))
@@ -699,31 +732,43 @@ fn map_mut(state: &mut HostState, ctx: u32, map: MapType) -> Option<&mut HeaderM
         MapType::RequestHeaders if stream.avail & avail::REQUEST_HEADERS != 0 => {
             Some(&mut stream.request_headers)
         }
-        MapType::RequestTrailers => {
-            if stream.avail & avail::REQUEST_TRAILERS != 0 {
-                stream.request_trailers.as_mut()
-            } else if stream.avail & avail::REQUEST_BODY != 0 && stream.end_of_stream {
-                // Envoy adds request trailers when asked from the last body callback.
-                stream.avail |= avail::REQUEST_TRAILERS;
-                Some(stream.request_trailers.get_or_insert_with(HeaderMap::new))
-            } else {
-                None
-            }
-        }
+        MapType::RequestTrailers => trailers_mut(
+            &mut stream.avail,
+            &mut stream.request_trailers,
+            avail::REQUEST_TRAILERS,
+            avail::REQUEST_BODY,
+            stream.end_of_stream,
+        ),
         MapType::ResponseHeaders if stream.avail & avail::RESPONSE_HEADERS != 0 => {
             Some(&mut stream.response_headers)
         }
-        MapType::ResponseTrailers => {
-            if stream.avail & avail::RESPONSE_TRAILERS != 0 {
-                stream.response_trailers.as_mut()
-            } else if stream.avail & avail::RESPONSE_BODY != 0 && stream.end_of_stream {
-                stream.avail |= avail::RESPONSE_TRAILERS;
-                Some(stream.response_trailers.get_or_insert_with(HeaderMap::new))
-            } else {
-                None
-            }
-        }
+        MapType::ResponseTrailers => trailers_mut(
+            &mut stream.avail,
+            &mut stream.response_trailers,
+            avail::RESPONSE_TRAILERS,
+            avail::RESPONSE_BODY,
+            stream.end_of_stream,
+        ),
         _ => None,
+    }
+}
+
+/// One direction's trailers for writing: available in the trailers callback, and Envoy adds
+/// them when asked from the last body callback.
+fn trailers_mut<'a>(
+    available: &mut u8,
+    trailers: &'a mut Option<HeaderMap>,
+    trailers_bit: u8,
+    body_bit: u8,
+    end_of_stream: bool,
+) -> Option<&'a mut HeaderMap> {
+    if *available & trailers_bit != 0 {
+        trailers.as_mut()
+    } else if *available & body_bit != 0 && end_of_stream {
+        *available |= trailers_bit;
+        Some(trailers.get_or_insert_with(HeaderMap::new))
+    } else {
+        None
     }
 }
 
@@ -774,7 +819,6 @@ fn map_ref(state: &HostState, ctx: u32, map: MapType) -> Option<&HeaderMap> {
 
 /// A buffer as `Context::getBuffer` finds it: `None` = NOT_FOUND; `Some((bytes, mutable))`.
 fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8], bool)> {
-    let root = state.root_of(ctx);
     match buffer {
         BufferType::HttpRequestBody => Some(match state.streams.get(&ctx) {
             Some(stream) if stream.avail & avail::REQUEST_BODY != 0 => (&stream.request_body, true),
@@ -787,13 +831,10 @@ fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8],
             _ => (&[][..], false),
         }),
         BufferType::DownstreamData | BufferType::UpstreamData => Some((&[][..], false)),
-        BufferType::HttpCallResponseBody => {
-            let _ = root;
-            state
-                .http_call_response
-                .as_ref()
-                .map(|response| (response.body.as_slice(), false))
-        }
+        BufferType::HttpCallResponseBody => state
+            .http_call_response
+            .as_ref()
+            .map(|response| (response.body.as_slice(), false)),
         BufferType::GrpcReceiveBuffer => {
             Some((state.grpc_receive_buffer.as_deref().unwrap_or(&[]), false))
         }
@@ -944,11 +985,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_set_property",
         Plain,
         |c, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32| {
-            let (Some(key), Some(value)) =
-                (read(c, key_ptr, key_size)?, read(c, value_ptr, value_size)?)
-            else {
-                return Ok(answer(IMA).nums(&[key_ptr, key_size, value_ptr, value_size]));
-            };
+            let (key, value) = read_pair(c, (key_ptr, key_size), (value_ptr, value_size))?;
             let ctx = c.data().context();
             let status = match c.data_mut().streams.get_mut(&ctx) {
                 Some(stream) => {
@@ -1195,11 +1232,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_set_shared_data",
         Plain,
         |c, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32, cas: u32| {
-            let (Some(key), Some(value)) =
-                (read(c, key_ptr, key_size)?, read(c, value_ptr, value_size)?)
-            else {
-                return Ok(answer(IMA).nums(&[key_ptr, key_size, value_ptr, value_size]));
-            };
+            let (key, value) = read_pair(c, (key_ptr, key_size), (value_ptr, value_size))?;
             let state = c.data_mut();
             let status = match state.shared_data.get(&key).map(|(_, current)| *current) {
                 Some(current) if cas != 0 && cas != current => CAS_MISMATCH,
@@ -1254,11 +1287,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_resolve_shared_queue",
         Plain,
         |c, vm_ptr: u32, vm_size: u32, name_ptr: u32, name_size: u32, token_ptr: u32| {
-            let (Some(vm_id), Some(name)) =
-                (read(c, vm_ptr, vm_size)?, read(c, name_ptr, name_size)?)
-            else {
-                return Ok(answer(IMA).nums(&[vm_ptr, vm_size, name_ptr, name_size]));
-            };
+            let (vm_id, name) = read_pair(c, (vm_ptr, vm_size), (name_ptr, name_size))?;
             let state = c.data();
             let vm_text = if vm_id.is_empty() {
                 state.vm_id.clone()
@@ -1481,13 +1510,8 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_get_buffer_status",
         Buffer,
         |c, buffer: u32, length_ptr: u32, flags_ptr: u32| {
-            let buffer_type = BufferType::from_code(buffer)
-                .ok_or_else(|| answer(BAD_ARGUMENT).nums(&[buffer]))?;
-            let state = c.data();
-            let ctx = state.context();
-            let length = buffer_ref(state, ctx, buffer_type)
-                .map(|(bytes, _)| bytes.len() as u32)
-                .ok_or_else(|| answer(NOT_FOUND).nums(&[buffer]))?;
+            let (_, bytes, _) = buffer_from_code(c.data(), buffer, &[buffer])?;
+            let length = bytes.len() as u32;
             let written = set_u32(c, length_ptr, length)? && set_u32(c, flags_ptr, 0)?;
             Ok(answer(wrote(written)).nums(&[buffer, length]))
         }
@@ -1500,18 +1524,11 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Buffer,
         |c, buffer: u32, start: u32, length: u32, ptr_ptr: u32, size_ptr: u32| {
             let nums = [buffer, start, length];
-            let buffer_type =
-                BufferType::from_code(buffer).ok_or_else(|| answer(BAD_ARGUMENT).nums(&nums))?;
-            let state = c.data();
-            let ctx = state.context();
-            let bytes = buffer_ref(state, ctx, buffer_type)
-                .map(|(bytes, _)| {
-                    // Envoy clamps the range to the buffer instead of failing.
-                    let begin = (start as usize).min(bytes.len());
-                    let end = begin.saturating_add(length as usize).min(bytes.len());
-                    bytes[begin..end].to_vec()
-                })
-                .ok_or_else(|| answer(NOT_FOUND).nums(&nums))?;
+            let (_, bytes, _) = buffer_from_code(c.data(), buffer, &nums)?;
+            // Envoy clamps the range to the buffer instead of failing.
+            let begin = (start as usize).min(bytes.len());
+            let end = begin.saturating_add(length as usize).min(bytes.len());
+            let bytes = bytes[begin..end].to_vec();
             let status = wrote(copy_out(c, &bytes, ptr_ptr, size_ptr)?);
             Ok(answer(status).nums(&nums).result(bytes))
         }
@@ -1524,12 +1541,8 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Buffer,
         |c, buffer: u32, start: u32, length: u32, ptr: u32, size: u32| {
             let nums = [buffer, start, length];
-            let buffer_type =
-                BufferType::from_code(buffer).ok_or_else(|| answer(BAD_ARGUMENT).nums(&nums))?;
-            let state = c.data();
-            let ctx = state.context();
-            let (_, mutable) =
-                buffer_ref(state, ctx, buffer_type).ok_or_else(|| answer(NOT_FOUND).nums(&nums))?;
+            let (buffer_type, _, mutable) = buffer_from_code(c.data(), buffer, &nums)?;
+            let ctx = c.data().context();
             let data = read(c, ptr, size)?
                 .ok_or_else(|| answer(IMA).nums(&[buffer, start, length, ptr]))?;
             let status = if !mutable {
