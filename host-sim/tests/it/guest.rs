@@ -101,6 +101,9 @@ pub struct Guest {
     pub grpc_close: Option<String>,
     /// Body of `proxy_on_request_trailers` (params $ctx $n).
     pub request_trailers: Option<String>,
+    /// Leaves out the `call_<import>` exports, for guests whose callbacks call the imports
+    /// directly: without them a guest compiles about four times faster.
+    pub without_forwarders: bool,
 }
 
 impl Guest {
@@ -138,7 +141,11 @@ impl Guest {
 {fields}
 )"#,
             imports = imports(AbiVersion::V0_2_1),
-            forwarders = forwarders(AbiVersion::V0_2_1),
+            forwarders = if self.without_forwarders {
+                String::new()
+            } else {
+                forwarders(AbiVersion::V0_2_1)
+            },
             vm_start = or(&self.vm_start, "i32.const 1"),
             configure = or(&self.configure, "i32.const 1"),
             request_headers = or(&self.request_headers, "i32.const 0"),

@@ -9,4 +9,5 @@ mod lifecycle;
 mod loading;
 mod memory_safety;
 mod scenario;
+mod trace_faults;
 mod workers;

@@ -20,6 +20,7 @@ mod envoy;
 
 mod bootstrap;
 mod envoy_filters;
+mod interop;
 mod registry;
 mod seed;
 mod support;
