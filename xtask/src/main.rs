@@ -10,6 +10,7 @@ mod bench;
 mod build;
 mod envoy;
 mod manifests;
+mod new;
 mod oci;
 mod publish;
 mod setup;
@@ -47,6 +48,8 @@ enum Command {
     Publish(publish::Args),
     /// Run a filter in a real Envoy on 127.0.0.1.
     Run(envoy::RunArgs),
+    /// Scaffold a new filter under filters/.
+    New(new::Args),
     /// Run a filter scenario through host-sim's filter-sim.
     Sim(sim::Args),
     /// Measure sizes, host-sim speed and Envoy costs; writes results under target/bench/.
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Manifests(args) => manifests::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Run(args) => envoy::run(args),
+        Command::New(args) => new::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
