@@ -8,8 +8,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-/// The workspace root (the parent of xtask/).
+/// The workspace root: the parent of xtask/, or `FILTERKIT_PROJECT_ROOT` when set, so a test
+/// can build another checkout with this xtask (the reproducibility test does).
 pub fn project_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("FILTERKIT_PROJECT_ROOT") {
+        return PathBuf::from(root);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")

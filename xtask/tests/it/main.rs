@@ -22,6 +22,7 @@ mod bootstrap;
 mod envoy_filters;
 mod interop;
 mod registry;
+mod reproducible;
 mod seed;
 mod support;
 mod workspace;
