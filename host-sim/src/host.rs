@@ -599,7 +599,8 @@ impl Answer {
         self
     }
 
-    /// The bytes handed to the guest, recorded after the status (after [`Answer::strs`]).
+    /// The bytes the call returns, recorded after the status (after [`Answer::strs`]); recorded
+    /// also when writing them into guest memory failed, so the trace shows what was lost.
     fn result(mut self, bytes: Vec<u8>) -> Answer {
         self.bytes[usize::from(self.n_strs)] = bytes;
         self.has_result = true;
