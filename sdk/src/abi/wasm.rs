@@ -243,6 +243,23 @@ unsafe fn take_host_bytes(data: *mut u8, size: usize) -> Vec<u8> {
     unsafe { Vec::from_raw_parts(data, size, size) }
 }
 
+/// Calls a host function that hands bytes back through a `(data, size)` pair of out-pointers,
+/// and takes ownership of them, whatever the status.
+///
+/// # Safety
+///
+/// `call` must pass the two pointers it is given to a host import that follows the module's
+/// buffer contract: when it returns, `*data` is null or an allocation of `*size` bytes made
+/// through `proxy_on_memory_allocate`, owned by nobody else.
+unsafe fn host_bytes(call: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> Result<Vec<u8>, u32> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let raw = call(&mut data, &mut size);
+    // SAFETY: by this function's contract the host left `data` null or allocated it for us.
+    let bytes = unsafe { take_host_bytes(data, size) };
+    result(raw, bytes)
+}
+
 pub(super) fn log(level: u32, message: &[u8]) -> u32 {
     // SAFETY: the pointer and length come from a live slice the host only reads during the call.
     unsafe { proxy_log(level, message.as_ptr(), message.len()) }
@@ -272,13 +289,10 @@ pub(super) fn get_buffer_bytes(
     start: usize,
     max_size: usize,
 ) -> Result<Vec<u8>, u32> {
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: both out-pointers point to live locals; see `take_host_bytes` for the result.
-    let raw = unsafe { proxy_get_buffer_bytes(buffer_type, start, max_size, &mut data, &mut size) };
-    // SAFETY: on any status the host either left `data` null or allocated it for us (contract).
-    let bytes = unsafe { take_host_bytes(data, size) };
-    result(raw, bytes)
+    // SAFETY: the host import follows the buffer contract.
+    unsafe {
+        host_bytes(|data, size| proxy_get_buffer_bytes(buffer_type, start, max_size, data, size))
+    }
 }
 
 pub(super) fn set_buffer_bytes(buffer_type: u32, start: usize, size: usize, data: &[u8]) -> u32 {
@@ -295,13 +309,8 @@ pub(super) fn get_buffer_status(buffer_type: u32) -> Result<(usize, u32), u32> {
 }
 
 pub(super) fn get_header_map_pairs(map_type: u32) -> Result<Vec<u8>, u32> {
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: both out-pointers point to live locals.
-    let raw = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
-    // SAFETY: the host left `data` null or allocated it for us (module contract).
-    let bytes = unsafe { take_host_bytes(data, size) };
-    result(raw, bytes)
+    // SAFETY: the host import follows the buffer contract.
+    unsafe { host_bytes(|data, size| proxy_get_header_map_pairs(map_type, data, size)) }
 }
 
 pub(super) fn set_header_map_pairs(map_type: u32, serialized: &[u8]) -> u32 {
@@ -310,15 +319,13 @@ pub(super) fn set_header_map_pairs(map_type: u32, serialized: &[u8]) -> u32 {
 }
 
 pub(super) fn get_header_map_value(map_type: u32, key: &[u8]) -> Result<Vec<u8>, u32> {
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: `key` is a live slice; both out-pointers point to live locals.
-    let raw = unsafe {
-        proxy_get_header_map_value(map_type, key.as_ptr(), key.len(), &mut data, &mut size)
-    };
-    // SAFETY: the host left `data` null or allocated it for us (module contract).
-    let bytes = unsafe { take_host_bytes(data, size) };
-    result(raw, bytes)
+    // SAFETY: `key` is a live slice the host only reads during the call; the host import
+    // follows the buffer contract.
+    unsafe {
+        host_bytes(|data, size| {
+            proxy_get_header_map_value(map_type, key.as_ptr(), key.len(), data, size)
+        })
+    }
 }
 
 pub(super) fn replace_header_map_value(map_type: u32, key: &[u8], value: &[u8]) -> u32 {
@@ -360,13 +367,9 @@ pub(super) fn get_header_map_size(map_type: u32) -> Result<usize, u32> {
 }
 
 pub(super) fn get_property(path: &[u8]) -> Result<Vec<u8>, u32> {
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: `path` is a live slice; both out-pointers point to live locals.
-    let raw = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
-    // SAFETY: the host left `data` null or allocated it for us (module contract).
-    let bytes = unsafe { take_host_bytes(data, size) };
-    result(raw, bytes)
+    // SAFETY: `path` is a live slice the host only reads during the call; the host import
+    // follows the buffer contract.
+    unsafe { host_bytes(|data, size| proxy_get_property(path.as_ptr(), path.len(), data, size)) }
 }
 
 pub(super) fn set_property(path: &[u8], value: &[u8]) -> u32 {
@@ -375,15 +378,15 @@ pub(super) fn set_property(path: &[u8], value: &[u8]) -> u32 {
 }
 
 pub(super) fn get_shared_data(key: &[u8]) -> Result<(Vec<u8>, u32), u32> {
-    let mut data = null_mut();
-    let mut size = 0;
     let mut cas = 0;
-    // SAFETY: `key` is a live slice; the three out-pointers point to live locals.
-    let raw =
-        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
-    // SAFETY: the host left `data` null or allocated it for us (module contract).
-    let bytes = unsafe { take_host_bytes(data, size) };
-    result(raw, (bytes, cas))
+    // SAFETY: `key` is a live slice the host only reads during the call, `cas` a live local;
+    // the host import follows the buffer contract.
+    let bytes = unsafe {
+        host_bytes(|data, size| {
+            proxy_get_shared_data(key.as_ptr(), key.len(), data, size, &mut cas)
+        })
+    }?;
+    Ok((bytes, cas))
 }
 
 pub(super) fn set_shared_data(key: &[u8], value: &[u8], cas: u32) -> u32 {
@@ -414,13 +417,8 @@ pub(super) fn resolve_shared_queue(vm_id: &[u8], name: &[u8]) -> Result<u32, u32
 }
 
 pub(super) fn dequeue_shared_queue(queue_id: u32) -> Result<Vec<u8>, u32> {
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: both out-pointers point to live locals.
-    let raw = unsafe { proxy_dequeue_shared_queue(queue_id, &mut data, &mut size) };
-    // SAFETY: the host left `data` null or allocated it for us (module contract).
-    let bytes = unsafe { take_host_bytes(data, size) };
-    result(raw, bytes)
+    // SAFETY: the host import follows the buffer contract.
+    unsafe { host_bytes(|data, size| proxy_dequeue_shared_queue(queue_id, data, size)) }
 }
 
 pub(super) fn enqueue_shared_queue(queue_id: u32, value: &[u8]) -> u32 {
@@ -556,13 +554,9 @@ pub(super) fn grpc_close(token: u32) -> u32 {
 
 pub(super) fn get_status() -> Result<(u32, Vec<u8>), u32> {
     let mut code = 0;
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: the three out-pointers point to live locals.
-    let raw = unsafe { proxy_get_status(&mut code, &mut data, &mut size) };
-    // SAFETY: the host left `data` null or allocated it for us (module contract).
-    let message = unsafe { take_host_bytes(data, size) };
-    result(raw, (code, message))
+    // SAFETY: `code` is a live local; the host import follows the buffer contract.
+    let message = unsafe { host_bytes(|data, size| proxy_get_status(&mut code, data, size)) }?;
+    Ok((code, message))
 }
 
 pub(super) fn set_effective_context(context_id: u32) -> u32 {
@@ -571,22 +565,20 @@ pub(super) fn set_effective_context(context_id: u32) -> u32 {
 }
 
 pub(super) fn call_foreign_function(name: &[u8], arguments: &[u8]) -> Result<Vec<u8>, u32> {
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: both slices are live and only read during the call; the out-pointers are live locals.
-    let raw = unsafe {
-        proxy_call_foreign_function(
-            name.as_ptr(),
-            name.len(),
-            arguments.as_ptr(),
-            arguments.len(),
-            &mut data,
-            &mut size,
-        )
-    };
-    // SAFETY: the host left `data` null or allocated it for us (module contract).
-    let bytes = unsafe { take_host_bytes(data, size) };
-    result(raw, bytes)
+    // SAFETY: both slices are live and only read by the host during the call; the host import
+    // follows the buffer contract.
+    unsafe {
+        host_bytes(|data, size| {
+            proxy_call_foreign_function(
+                name.as_ptr(),
+                name.len(),
+                arguments.as_ptr(),
+                arguments.len(),
+                data,
+                size,
+            )
+        })
+    }
 }
 
 pub(super) fn define_metric(metric_type: u32, name: &[u8]) -> Result<u32, u32> {
