@@ -184,6 +184,33 @@ impl Written {
     }
 }
 
+impl DeployArgs {
+    /// Checks the options (before any slow step) and returns the resources' name and the
+    /// workload labels, with their defaults for `filter` filled in.
+    pub fn check(&self, filter: &str) -> Result<(String, Vec<(String, String)>)> {
+        let name = self.name.clone().unwrap_or_else(|| filter.to_string());
+        ensure!(
+            is_dns_label(&name) || is_dns_subdomain(&name),
+            "--name {name:?} is not a valid Kubernetes name (lowercase letters, digits, '-', '.')"
+        );
+        ensure!(
+            is_dns_label(&self.namespace),
+            "--namespace {:?} is not a valid Kubernetes namespace",
+            self.namespace
+        );
+        ensure!(!self.root_id.is_empty(), "--root-id must not be empty");
+        if let Some(parameters) = &self.parameters {
+            serde_json::from_str::<serde_json::Value>(parameters)
+                .with_context(|| format!("--parameters is not JSON: {parameters}"))?;
+        }
+        let labels = match &self.labels {
+            Some(labels) => parse_labels(labels)?,
+            None => vec![("app".to_string(), filter.to_string())],
+        };
+        Ok((name, labels))
+    }
+}
+
 impl Deployment {
     /// Checks the options and takes the digests from a layout.
     pub fn new(
@@ -192,25 +219,7 @@ impl Deployment {
         image: String,
         layout: &oci::Layout,
     ) -> Result<Deployment> {
-        let name = args.name.clone().unwrap_or_else(|| filter.to_string());
-        ensure!(
-            is_dns_label(&name) || is_dns_subdomain(&name),
-            "--name {name:?} is not a valid Kubernetes name (lowercase letters, digits, '-', '.')"
-        );
-        ensure!(
-            is_dns_label(&args.namespace),
-            "--namespace {:?} is not a valid Kubernetes namespace",
-            args.namespace
-        );
-        ensure!(!args.root_id.is_empty(), "--root-id must not be empty");
-        if let Some(parameters) = &args.parameters {
-            serde_json::from_str::<serde_json::Value>(parameters)
-                .with_context(|| format!("--parameters is not JSON: {parameters}"))?;
-        }
-        let labels = match &args.labels {
-            Some(labels) => parse_labels(labels)?,
-            None => vec![("app".to_string(), filter.to_string())],
-        };
+        let (name, labels) = args.check(filter)?;
         Ok(Deployment {
             name,
             namespace: args.namespace.clone(),

@@ -60,10 +60,7 @@ pub fn run(args: Args) -> Result<()> {
         oci::DEFAULT_TAG,
     )?;
     // Check the deployment options before the slow build.
-    if let Some(parameters) = &args.deploy.parameters {
-        serde_json::from_str::<serde_json::Value>(parameters)
-            .with_context(|| format!("--parameters is not JSON: {parameters}"))?;
-    }
+    args.deploy.check(&args.filter)?;
 
     let timer = util::Timer::start();
     eprintln!("[1/5] build {}", args.filter);
