@@ -1,0 +1,849 @@
+//! The stream path: events through one filter as Envoy's filter manager delivers them,
+//! pauses, held events, buffering and the buffer limit, local replies, and the `Stream` handle.
+
+use super::*;
+
+impl Sim {
+    pub(super) fn stream_mut(&mut self, ctx: u32) -> &mut StreamData {
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&ctx)
+            .expect("stream exists while its handle lives")
+    }
+
+    pub(super) fn ensure_created(&mut self, ctx: u32) -> Result<(), String> {
+        let stream = self.stream_mut(ctx);
+        if stream.created {
+            return Ok(());
+        }
+        stream.created = true;
+        let root = stream.root;
+        if self.store.data().failed {
+            return Ok(());
+        }
+        if let Some(func) = self.exports.on_context_create.clone() {
+            self.call("proxy_on_context_create", ctx, func, (ctx, root))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the stream's VM has failed: this VM after a trap, or an earlier VM that a
+    /// reload replaced.
+    pub(super) fn vm_failed_for(&self, ctx: u32) -> bool {
+        let state = self.store.data();
+        state.failed
+            || state
+                .streams
+                .get(&ctx)
+                .is_some_and(|stream| stream.generation != self.generation)
+    }
+
+    /// Envoy's FAIL_CLOSED: 503 `wasm_fail_stream`, sent without calling the VM.
+    pub(super) fn fail_stream(&mut self, ctx: u32) -> Outcome {
+        if self.failure_policy == FailurePolicy::FailOpen {
+            return Outcome::Continue;
+        }
+        let stream = self.stream_mut(ctx);
+        if stream.ended {
+            return Outcome::NotDelivered;
+        }
+        stream.ended = true;
+        let reply = LocalReply {
+            status_code: 503,
+            details: "wasm_fail_stream".into(),
+            body: Vec::new(),
+            headers: Vec::new(),
+            grpc_status: Some(14),
+        };
+        stream.response_headers = local_reply_headers(&reply);
+        stream.local_reply = Some(reply);
+        self.store.data_mut().trace.note(
+            "local reply by envoy",
+            ctx,
+            &[503],
+            &[b"wasm_fail_stream"],
+        );
+        Outcome::LocalReply { status_code: 503 }
+    }
+
+    pub(super) fn outcome_after(&mut self, ctx: u32, result: Result<Outcome, String>) -> Outcome {
+        let outcome = match result {
+            Err(_) => {
+                let trapped = self.trapped();
+                let _ = self.fail_stream(ctx);
+                return trapped;
+            }
+            Ok(outcome) => outcome,
+        };
+        self.after_top_level();
+        let Some(stream) = self.store.data().streams.get(&ctx) else {
+            return outcome;
+        };
+        if let (Some(reply), true) = (&stream.local_reply, stream.ended) {
+            return Outcome::LocalReply {
+                status_code: reply.status_code,
+            };
+        }
+        if stream.reset.is_some() {
+            return Outcome::Reset;
+        }
+        outcome
+    }
+
+    pub(super) fn headers_pause(&self, ctx: u32, result: u32) -> Option<Pause> {
+        let state = self.store.data();
+        let allow = state
+            .streams
+            .get(&ctx)
+            .map(|stream| state.plugins[stream.plugin].allow_on_headers_stop_iteration)
+            .unwrap_or(false);
+        if state.stop_next_iteration || result > headers_status::STOP_ALL_ITERATION_AND_WATERMARK {
+            return Some(Pause::StopAllIterationAndWatermark);
+        }
+        match result {
+            headers_status::CONTINUE | headers_status::CONTINUE_AND_END_STREAM => None,
+            headers_status::STOP_ITERATION if allow => Some(Pause::StopIteration),
+            headers_status::STOP_ITERATION => Some(Pause::StopAllIterationAndWatermark),
+            headers_status::STOP_ALL_ITERATION_AND_BUFFER => Some(Pause::StopAllIterationAndBuffer),
+            _ => Some(Pause::StopAllIterationAndWatermark),
+        }
+    }
+
+    pub(super) fn data_pause(&self, result: u32) -> Option<Pause> {
+        if self.store.data().stop_next_iteration || result > data_status::STOP_ITERATION_NO_BUFFER {
+            return Some(Pause::StopIterationNoBuffer);
+        }
+        match result {
+            data_status::CONTINUE => None,
+            data_status::STOP_ITERATION_AND_BUFFER => Some(Pause::StopIterationAndBuffer),
+            data_status::STOP_ITERATION_AND_WATERMARK => Some(Pause::StopIterationAndWatermark),
+            _ => Some(Pause::StopIterationNoBuffer),
+        }
+    }
+
+    pub(super) fn trailers_pause(&self, result: u32) -> Option<Pause> {
+        if self.store.data().stop_next_iteration || result != 0 {
+            Some(Pause::TrailersStopIteration)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn deliver_headers(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        headers: HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<Outcome, String> {
+        self.ensure_created(ctx)?;
+        let n = headers.len() as u32;
+        let stream = self.stream_mut(ctx);
+        stream.end_of_stream = end_of_stream;
+        if response {
+            stream.response_headers = headers;
+            stream.avail |= avail::RESPONSE_HEADERS;
+            stream.response_started = true;
+        } else {
+            stream.request_headers = headers;
+            stream.avail |= avail::REQUEST_HEADERS;
+        }
+        let eos = u32::from(end_of_stream);
+        let result = if response {
+            match (
+                self.exports.on_response_headers.clone(),
+                self.exports.on_response_headers_01.clone(),
+            ) {
+                (Some(func), _) => {
+                    self.call("proxy_on_response_headers", ctx, func, (ctx, n, eos))?
+                }
+                (None, Some(func)) => {
+                    self.call("proxy_on_response_headers", ctx, func, (ctx, n))?
+                }
+                (None, None) => 0,
+            }
+        } else {
+            match (
+                self.exports.on_request_headers.clone(),
+                self.exports.on_request_headers_01.clone(),
+            ) {
+                (Some(func), _) => {
+                    self.call("proxy_on_request_headers", ctx, func, (ctx, n, eos))?
+                }
+                (None, Some(func)) => self.call("proxy_on_request_headers", ctx, func, (ctx, n))?,
+                (None, None) => 0,
+            }
+        };
+        let pause = self.headers_pause(ctx, result);
+        let stream = self.stream_mut(ctx);
+        let bit = if response {
+            avail::RESPONSE_HEADERS
+        } else {
+            avail::REQUEST_HEADERS
+        };
+        match pause {
+            None => {
+                stream.avail &= !bit;
+                if response {
+                    stream.response_headers_sent = true;
+                }
+                Ok(Outcome::Continue)
+            }
+            Some(Pause::StopIteration) => Ok(Outcome::Paused(Pause::StopIteration)),
+            Some(pause) => {
+                if response {
+                    stream.response_paused = true;
+                } else {
+                    stream.request_paused = true;
+                }
+                Ok(Outcome::Paused(pause))
+            }
+        }
+    }
+
+    pub(super) fn deliver_body(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        chunk: Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Outcome, String> {
+        let limit = self.buffer_limit;
+        let stream = self.stream_mut(ctx);
+        let (body, buffering) = if response {
+            (&mut stream.response_body, stream.response_buffering)
+        } else {
+            (&mut stream.request_body, stream.request_buffering)
+        };
+        if buffering {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                // Envoy answers itself when a buffered body outgrows its limit.
+                let (code, details): (u32, &[u8]) = if response {
+                    (500, b"response_payload_too_large")
+                } else {
+                    (413, b"request_payload_too_large")
+                };
+                let reply = LocalReply {
+                    status_code: code,
+                    details: String::from_utf8_lossy(details).into_owned(),
+                    body: if response {
+                        b"Internal Server Error".to_vec()
+                    } else {
+                        b"Payload Too Large".to_vec()
+                    },
+                    headers: Vec::new(),
+                    grpc_status: None,
+                };
+                self.store.data_mut().trace.note(
+                    "local reply by envoy",
+                    ctx,
+                    &[u64::from(code)],
+                    &[details],
+                );
+                if response {
+                    let stream = self.stream_mut(ctx);
+                    stream.response_headers = local_reply_headers(&reply);
+                    stream.downstream_body = reply.body.clone();
+                    stream.local_reply = Some(reply);
+                    stream.ended = true;
+                } else {
+                    self.send_local_reply(ctx, reply);
+                }
+                return Ok(Outcome::LocalReply { status_code: code });
+            }
+        } else {
+            *body = chunk;
+        }
+        let size = body.len() as u32;
+        stream.end_of_stream = end_of_stream;
+        stream.avail |= if response {
+            avail::RESPONSE_BODY
+        } else {
+            avail::REQUEST_BODY
+        };
+        let eos = u32::from(end_of_stream);
+        let func = if response {
+            self.exports.on_response_body.clone()
+        } else {
+            self.exports.on_request_body.clone()
+        };
+        let name = if response {
+            "proxy_on_response_body"
+        } else {
+            "proxy_on_request_body"
+        };
+        let result = match func {
+            Some(func) => self.call(name, ctx, func, (ctx, size, eos))?,
+            None => 0,
+        };
+        let pause = self.data_pause(result);
+        let stream = self.stream_mut(ctx);
+        let (body, held, out, buffering, bit) = if response {
+            (
+                &mut stream.response_body,
+                &mut stream.response_held,
+                &mut stream.downstream_body,
+                &mut stream.response_buffering,
+                avail::RESPONSE_BODY,
+            )
+        } else {
+            (
+                &mut stream.request_body,
+                &mut stream.request_held,
+                &mut stream.upstream_body,
+                &mut stream.request_buffering,
+                avail::REQUEST_BODY,
+            )
+        };
+        *buffering = false;
+        match pause {
+            None => {
+                out.append(held);
+                out.append(body);
+                stream.avail &= !bit;
+                // Continuing the body also lets headers held by StopIteration go.
+                if response {
+                    stream.response_headers_sent = true;
+                }
+                Ok(Outcome::Continue)
+            }
+            Some(Pause::StopIterationAndBuffer) => {
+                *buffering = true;
+                Ok(Outcome::Paused(Pause::StopIterationAndBuffer))
+            }
+            Some(Pause::StopIterationAndWatermark) => {
+                held.append(body);
+                Ok(Outcome::Paused(Pause::StopIterationAndWatermark))
+            }
+            Some(pause) => {
+                body.clear();
+                Ok(Outcome::Paused(pause))
+            }
+        }
+    }
+
+    pub(super) fn deliver_trailers(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        trailers: HeaderMap,
+    ) -> Result<Outcome, String> {
+        let n = trailers.len() as u32;
+        let stream = self.stream_mut(ctx);
+        if response {
+            stream.response_trailers = Some(trailers);
+            stream.avail |= avail::RESPONSE_TRAILERS;
+        } else {
+            stream.request_trailers = Some(trailers);
+            stream.avail |= avail::REQUEST_TRAILERS;
+        }
+        let func = if response {
+            self.exports.on_response_trailers.clone()
+        } else {
+            self.exports.on_request_trailers.clone()
+        };
+        let name = if response {
+            "proxy_on_response_trailers"
+        } else {
+            "proxy_on_request_trailers"
+        };
+        let result = match func {
+            Some(func) => self.call(name, ctx, func, (ctx, n))?,
+            None => 0,
+        };
+        let pause = self.trailers_pause(result);
+        let stream = self.stream_mut(ctx);
+        match pause {
+            None => {
+                if response {
+                    stream.response_headers_sent = true;
+                    stream.avail &= !avail::RESPONSE_TRAILERS;
+                    let body = std::mem::take(&mut stream.response_body);
+                    stream.downstream_body.append(&mut stream.response_held);
+                    stream.downstream_body.extend(body);
+                    stream.response_buffering = false;
+                } else {
+                    stream.avail &= !avail::REQUEST_TRAILERS;
+                    let body = std::mem::take(&mut stream.request_body);
+                    stream.upstream_body.append(&mut stream.request_held);
+                    stream.upstream_body.extend(body);
+                    stream.request_buffering = false;
+                }
+                Ok(Outcome::Continue)
+            }
+            Some(pause) => {
+                if response {
+                    stream.response_paused = true;
+                } else {
+                    stream.request_paused = true;
+                }
+                Ok(Outcome::Paused(pause))
+            }
+        }
+    }
+
+    /// Sends an event for a stream through the filter, as Envoy's filter manager does.
+    pub(super) fn send(&mut self, ctx: u32, response: bool, event: Event) -> Outcome {
+        if self
+            .store
+            .data()
+            .streams
+            .get(&ctx)
+            .is_none_or(|stream| stream.ended)
+        {
+            return Outcome::NotDelivered;
+        }
+        if self.vm_failed_for(ctx) {
+            return self.fail_stream(ctx);
+        }
+        let paused = {
+            let stream = self.stream_mut(ctx);
+            if response {
+                stream.response_paused
+            } else {
+                stream.request_paused
+            }
+        };
+        if paused && !matches!(event, Event::Headers(..)) {
+            let stream = self.stream_mut(ctx);
+            let queue = if response {
+                &mut stream.response_queue
+            } else {
+                &mut stream.request_queue
+            };
+            queue.push(match event {
+                Event::Body(body, eos) => Queued::Body(body, eos),
+                Event::Trailers(trailers) => Queued::Trailers(trailers),
+                Event::Headers(..) => unreachable!("headers are never queued"),
+            });
+            return Outcome::Paused(Pause::Held);
+        }
+        let result = match event {
+            Event::Headers(headers, eos) => self.deliver_headers(ctx, response, headers, eos),
+            Event::Body(body, eos) => self.deliver_body(ctx, response, body, eos),
+            Event::Trailers(trailers) => self.deliver_trailers(ctx, response, trailers),
+        };
+        self.outcome_after(ctx, result)
+    }
+
+    /// `proxy_continue_stream` after the callback: Envoy forgets the request maps (for
+    /// either direction, as its `Context::continueStream` does), then resumes iteration and
+    /// delivers what it held.
+    pub(super) fn resume(&mut self, ctx: u32, stream_type: u32) {
+        let response = stream_type == 1;
+        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
+        stream.avail &= !(avail::REQUEST_HEADERS | avail::REQUEST_BODY | avail::REQUEST_TRAILERS);
+        if stream.ended {
+            return;
+        }
+        let was_paused = if response {
+            stream.response_paused
+        } else {
+            stream.request_paused
+        };
+        if response {
+            stream.response_paused = false;
+            stream.response_headers_sent = true;
+            stream.avail &= !avail::RESPONSE_HEADERS;
+            let body = std::mem::take(&mut stream.response_body);
+            stream.downstream_body.append(&mut stream.response_held);
+            stream.downstream_body.extend(body);
+            stream.response_buffering = false;
+        } else {
+            stream.request_paused = false;
+            let body = std::mem::take(&mut stream.request_body);
+            stream.upstream_body.append(&mut stream.request_held);
+            stream.upstream_body.extend(body);
+            stream.request_buffering = false;
+        }
+        self.store.data_mut().trace.note(
+            if response {
+                "response continued"
+            } else {
+                "request continued"
+            },
+            ctx,
+            &[],
+            &[],
+        );
+        if !was_paused {
+            return;
+        }
+        // Deliver held events: consecutive body chunks coalesce, as Envoy's buffer does.
+        loop {
+            let stream = self.stream_mut(ctx);
+            let queue = if response {
+                &mut stream.response_queue
+            } else {
+                &mut stream.request_queue
+            };
+            if queue.is_empty() {
+                break;
+            }
+            let event = match queue.remove(0) {
+                Queued::Body(mut body, mut eos) => {
+                    while let Some(Queued::Body(more, more_eos)) = queue.first() {
+                        body.extend_from_slice(more);
+                        eos = *more_eos;
+                        queue.remove(0);
+                    }
+                    Event::Body(body, eos)
+                }
+                Queued::Trailers(trailers) => Event::Trailers(trailers),
+            };
+            let result = match event {
+                Event::Body(body, eos) => self.deliver_body(ctx, response, body, eos),
+                Event::Trailers(trailers) => self.deliver_trailers(ctx, response, trailers),
+                Event::Headers(..) => unreachable!("headers are never queued"),
+            };
+            match result {
+                Err(_) => {
+                    let _ = self.fail_stream(ctx);
+                    break;
+                }
+                Ok(Outcome::Continue) => {}
+                Ok(_) => break,
+            }
+        }
+    }
+
+    /// Envoy's `DownstreamFilterManager::sendLocalReply`, run after the callback that asked
+    /// for it: before any response it goes through the filter chain (the filter's own response
+    /// callbacks see it); once the response started but its headers have not left (the filter
+    /// stopped them, or this is the response-headers callback itself) it replaces the response
+    /// and goes directly to the codec, bypassing the filters; after the headers left, all Envoy
+    /// can do is reset the stream.
+    pub(super) fn send_local_reply(&mut self, ctx: u32, reply: LocalReply) {
+        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
+        if stream.ended {
+            self.store.data_mut().trace.note(
+                "local reply ignored",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[],
+            );
+            return;
+        }
+        if stream.response_headers_sent {
+            stream.reset = Some("local_reply_after_response_headers_sent");
+            stream.ended = true;
+            self.store.data_mut().trace.note(
+                "stream reset: local reply after response headers were sent",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[reply.details.as_bytes()],
+            );
+            return;
+        }
+        let headers = local_reply_headers(&reply);
+        let body = reply.body.clone();
+        let through_filter = !stream.response_started;
+        stream.local_reply = Some(reply.clone());
+        stream.request_paused = false;
+        stream.request_queue.clear();
+        self.store.data_mut().trace.note(
+            if through_filter {
+                "local reply"
+            } else {
+                "local reply directly to the codec"
+            },
+            ctx,
+            &[u64::from(reply.status_code)],
+            &[reply.details.as_bytes()],
+        );
+        if !through_filter || self.store.data().failed {
+            let stream = self.stream_mut(ctx);
+            stream.response_headers = headers;
+            stream.response_trailers = None;
+            stream.downstream_body = body;
+            stream.response_body.clear();
+            stream.response_held.clear();
+            stream.response_queue.clear();
+            stream.response_headers_sent = true;
+            stream.ended = true;
+            return;
+        }
+        let end_of_stream = body.is_empty();
+        let result = self.deliver_headers(ctx, true, headers, end_of_stream);
+        // A local reply the filter asks for while its response callbacks see this one runs
+        // when that callback returns (Envoy's deferred action), as a direct reply.
+        if self.nested_local_reply(ctx) {
+            return;
+        }
+        if result.is_ok() && !end_of_stream {
+            let paused = self.stream_mut(ctx).response_paused;
+            if paused {
+                self.stream_mut(ctx)
+                    .response_queue
+                    .push(Queued::Body(body, true));
+            } else {
+                let _ = self.deliver_body(ctx, true, body, true);
+                self.nested_local_reply(ctx);
+            }
+        }
+        let stream = self.stream_mut(ctx);
+        stream.ended = true;
+    }
+
+    /// Runs a local reply the filter requested during a callback of a local reply at once;
+    /// true if there was one.
+    pub(super) fn nested_local_reply(&mut self, ctx: u32) -> bool {
+        let state = self.store.data_mut();
+        let Some(idx) = state.after.iter().position(
+            |action| matches!(action, After::LocalReply { context_id, .. } if *context_id == ctx),
+        ) else {
+            return false;
+        };
+        let After::LocalReply { reply, .. } = state.after.remove(idx) else {
+            unreachable!("the position matched a local reply")
+        };
+        self.send_local_reply(ctx, reply);
+        true
+    }
+}
+
+pub(super) enum Event {
+    Headers(HeaderMap, bool),
+    Body(Vec<u8>, bool),
+    Trailers(HeaderMap),
+}
+
+/// The headers Envoy's `sendLocalReply` builds.
+pub(super) fn local_reply_headers(reply: &LocalReply) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.add(b":status", reply.status_code.to_string().as_bytes());
+    if !reply.body.is_empty() {
+        headers.add(b"content-length", reply.body.len().to_string().as_bytes());
+        headers.add(b"content-type", b"text/plain");
+    }
+    for (key, value) in &reply.headers {
+        headers.add(key.as_bytes(), value.as_bytes());
+    }
+    headers
+}
+
+/// An HTTP stream through one plugin's filter.
+pub struct Stream<'a> {
+    pub(super) sim: &'a mut Sim,
+    pub(super) id: u32,
+    /// The worker whose VM runs the stream.
+    pub(super) worker: usize,
+    pub(super) finished: Option<StreamData>,
+}
+
+impl std::fmt::Debug for Stream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream<'_> {
+    /// The stream's context id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The worker whose VM runs the stream.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// The simulation, e.g. to answer a callout while the stream is paused.
+    pub fn sim(&mut self) -> &mut Sim {
+        self.sim
+    }
+
+    pub(super) fn data(&self) -> &StreamData {
+        match &self.finished {
+            Some(data) => data,
+            None => self
+                .sim
+                .state_of(self.worker)
+                .streams
+                .get(&self.id)
+                .expect("stream exists while its handle lives"),
+        }
+    }
+
+    pub(super) fn send(&mut self, response: bool, event: Event) -> Outcome {
+        if self.finished.is_some() {
+            return Outcome::NotDelivered;
+        }
+        self.sim.switch_to(self.worker);
+        self.sim.send(self.id, response, event)
+    }
+
+    /// Request headers from downstream.
+    pub fn send_request_headers(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Outcome {
+        self.send(
+            false,
+            Event::Headers(
+                HeaderMap::from_pairs(headers.iter().copied()),
+                end_of_stream,
+            ),
+        )
+    }
+
+    /// A request body chunk.
+    pub fn send_request_body(&mut self, body: &[u8], end_of_stream: bool) -> Outcome {
+        self.send(false, Event::Body(body.to_vec(), end_of_stream))
+    }
+
+    /// Request trailers.
+    pub fn send_request_trailers(&mut self, trailers: &[(&str, &str)]) -> Outcome {
+        self.send(
+            false,
+            Event::Trailers(HeaderMap::from_pairs(trailers.iter().copied())),
+        )
+    }
+
+    /// Response headers from upstream.
+    pub fn send_response_headers(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Outcome {
+        self.send(
+            true,
+            Event::Headers(
+                HeaderMap::from_pairs(headers.iter().copied()),
+                end_of_stream,
+            ),
+        )
+    }
+
+    /// A response body chunk.
+    pub fn send_response_body(&mut self, body: &[u8], end_of_stream: bool) -> Outcome {
+        self.send(true, Event::Body(body.to_vec(), end_of_stream))
+    }
+
+    /// Response trailers.
+    pub fn send_response_trailers(&mut self, trailers: &[(&str, &str)]) -> Outcome {
+        self.send(
+            true,
+            Event::Trailers(HeaderMap::from_pairs(trailers.iter().copied())),
+        )
+    }
+
+    /// Ends the stream as Envoy does: `proxy_on_log` (access-log phase), then
+    /// `proxy_on_done` and `proxy_on_delete`. The stream's data stays inspectable.
+    pub fn complete(&mut self) -> Outcome {
+        if self.finished.is_some() {
+            return Outcome::NotDelivered;
+        }
+        let ctx = self.id;
+        let sim = &mut *self.sim;
+        sim.switch_to(self.worker);
+        let mut outcome = Outcome::Continue;
+        if !sim.vm_failed_for(ctx) {
+            let result = (|| -> Result<(), String> {
+                sim.ensure_created(ctx)?;
+                if sim.store.data().failed {
+                    return Ok(());
+                }
+                sim.stream_mut(ctx).access_log_phase = true;
+                if let Some(func) = sim.exports.on_log.clone() {
+                    sim.call("proxy_on_log", ctx, func, ctx)?;
+                }
+                sim.stream_mut(ctx).access_log_phase = false;
+                if let Some(func) = sim.exports.on_done.clone() {
+                    sim.call("proxy_on_done", ctx, func, ctx)?;
+                }
+                if let Some(func) = sim.exports.on_delete.clone() {
+                    sim.call("proxy_on_delete", ctx, func, ctx)?;
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                outcome = sim.trapped();
+            } else {
+                sim.after_top_level();
+            }
+        }
+        let data = sim.store.data_mut().streams.remove(&ctx);
+        self.finished = data;
+        outcome
+    }
+
+    /// The request headers as the filter left them (what goes upstream).
+    pub fn request_headers(&self) -> &HeaderMap {
+        &self.data().request_headers
+    }
+
+    /// The request trailers, if any.
+    pub fn request_trailers(&self) -> Option<&HeaderMap> {
+        self.data().request_trailers.as_ref()
+    }
+
+    /// The response headers as the filter left them (what goes downstream), including a
+    /// local reply's.
+    pub fn response_headers(&self) -> &HeaderMap {
+        &self.data().response_headers
+    }
+
+    /// The response trailers, if any.
+    pub fn response_trailers(&self) -> Option<&HeaderMap> {
+        self.data().response_trailers.as_ref()
+    }
+
+    /// The request body that passed the filter (upstream).
+    pub fn upstream_body(&self) -> &[u8] {
+        &self.data().upstream_body
+    }
+
+    /// The response body that passed the filter (downstream).
+    pub fn downstream_body(&self) -> &[u8] {
+        &self.data().downstream_body
+    }
+
+    /// The body buffered in the filter right now (request side).
+    pub fn buffered_request_body(&self) -> &[u8] {
+        &self.data().request_body
+    }
+
+    /// The local reply sent on this stream, if any.
+    pub fn local_reply(&self) -> Option<&LocalReply> {
+        self.data().local_reply.as_ref()
+    }
+
+    /// Whether the filter reset the stream.
+    pub fn was_reset(&self) -> bool {
+        self.data().reset.is_some()
+    }
+
+    /// Sets a property only this stream sees.
+    pub fn set_property(&mut self, path: &[&str], value: impl Into<PropertyValue>) {
+        if self.finished.is_none() {
+            let key = path
+                .iter()
+                .map(|segment| segment.as_bytes().to_vec())
+                .collect();
+            let value = value.into();
+            self.sim.switch_to(self.worker);
+            if let Some(stream) = self.sim.store.data_mut().streams.get_mut(&self.id) {
+                stream.properties.insert(key, value);
+            }
+        }
+    }
+
+    /// The value the filter stored with `proxy_set_property`.
+    pub fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        self.data()
+            .filter_state
+            .iter()
+            .find(|(name, _)| name.as_slice() == key.as_bytes())
+            .map(|(_, value)| value.as_slice())
+    }
+}
