@@ -206,6 +206,26 @@ pub(crate) struct StreamData {
     pub(crate) response_started: bool,
     /// The filter let the response headers through (Envoy's `non_100_response_headers_encoded_`).
     pub(crate) response_headers_sent: bool,
+    /// The filter let the request headers through.
+    pub(crate) request_headers_sent: bool,
+    /// The last request / response event reached the filter (end of stream or trailers).
+    pub(crate) request_in_ended: bool,
+    pub(crate) response_in_ended: bool,
+    /// The stream is one filter of a chain: what passes is recorded for the next filter,
+    /// and local replies are left to the chain (`sim::chain`).
+    pub(crate) chained: bool,
+    /// What passed the filter since the chain last looked: request, response.
+    pub(crate) passed: [Vec<Passed>; 2],
+    /// A local reply the filter (or Envoy for it) asked for, for the chain to route.
+    pub(crate) chain_reply: Option<LocalReply>,
+}
+
+/// An event that passed a filter, in order, for the next filter of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Passed {
+    Headers(HeaderMap, bool),
+    Body(Vec<u8>, bool),
+    Trailers(HeaderMap),
 }
 
 /// An event Envoy holds for a paused filter.

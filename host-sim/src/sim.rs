@@ -11,15 +11,17 @@ use crate::abi::{AbiVersion, data_status, headers_status};
 use crate::headers::HeaderMap;
 use crate::host::{
     After, ForeignFunction, GrpcCallout, HostState, HostTrap, HttpCallout, HttpResponseData,
-    LocalReply, LogEntry, MetricValue, PluginState, Queued, Restriction, StreamData, avail,
+    LocalReply, LogEntry, MetricValue, Passed, PluginState, Queued, Restriction, StreamData, avail,
 };
 use crate::module::Module;
 use crate::property::PropertyValue;
 use crate::trace::Trace;
 use crate::{Error, Status};
 
+mod chain;
 mod stream;
 
+pub use chain::{Chain, Side};
 pub use stream::Stream;
 
 /// Why Envoy rejected a plugin configuration, with the filter's own log lines.
@@ -1304,6 +1306,21 @@ impl Sim {
 
     /// The earliest tick (of a VM that has not failed) or callout timeout over all workers:
     /// (time, whether a timeout, worker, plugin index or callout token).
+    /// When the next tick or callout timeout is due on any worker (virtual ns).
+    pub(crate) fn next_timer_at(&self) -> Option<u64> {
+        self.next_timer().map(|(at, ..)| at)
+    }
+
+    /// Every metric value by name (counters, gauges and histograms), across workers.
+    pub fn metrics(&self) -> Vec<(String, MetricValue)> {
+        self.store
+            .data()
+            .metric_values
+            .iter()
+            .map(|(name, value)| (name.clone(), *value))
+            .collect()
+    }
+
     fn next_timer(&self) -> Option<(u64, bool, usize, u32)> {
         (0..self.parked.len())
             .flat_map(|worker| {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use filterkit_host_sim::{Module, Outcome, Sim, scenario};
+use filterkit_host_sim::{Module, Outcome, Sim, exchange, scenario};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,15 @@ enum Command {
         /// The module (.wasm or .wat).
         module: PathBuf,
         /// The scenario file.
+        scenario: PathBuf,
+    },
+    /// Runs a client-level scenario (host-sim/tests/differential/README.md) through a model
+    /// of Envoy's HTTP connection manager and the plugins' filter chain, and prints what the
+    /// client saw as the observation JSON.
+    Exchange {
+        /// The module (.wasm or .wat).
+        module: PathBuf,
+        /// The client-level scenario file.
         scenario: PathBuf,
     },
     /// Loads the module and configures one plugin as Envoy does before accepting a config
@@ -84,6 +93,22 @@ fn run() -> anyhow::Result<ExitCode> {
                 scenario::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
             let output = scenario::run(&module, &parsed)?;
             // A closed pipe (e.g. `| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exchange {
+            module,
+            scenario: path,
+        } => {
+            let module =
+                Module::load(&module).with_context(|| format!("loading {}", module.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let parsed =
+                exchange::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let observation = exchange::run(&module, &parsed)?;
+            let mut output = serde_json::to_string_pretty(&observation)?;
+            output.push('\n');
             let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
             Ok(ExitCode::SUCCESS)
         }

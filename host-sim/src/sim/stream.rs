@@ -39,11 +39,10 @@ impl Sim {
                 .is_some_and(|stream| stream.generation != self.generation)
     }
 
-    /// Envoy's FAIL_CLOSED: 503 `wasm_fail_stream`, sent without calling the VM.
+    /// Envoy's `failStream`: 503 `wasm_fail_stream`, sent without calling the VM again. The
+    /// stream whose callback trapped gets it under every policy (seen in Envoy 1.40 under
+    /// FAIL_OPEN too); later events of other streams get it under FAIL_CLOSED and FAIL_RELOAD.
     pub(super) fn fail_stream(&mut self, ctx: u32) -> Outcome {
-        if self.failure_policy == FailurePolicy::FailOpen {
-            return Outcome::Continue;
-        }
         let stream = self.stream_mut(ctx);
         if stream.ended {
             return Outcome::NotDelivered;
@@ -56,7 +55,11 @@ impl Sim {
             headers: Vec::new(),
             grpc_status: Some(14),
         };
-        stream.response_headers = local_reply_headers(&reply);
+        if stream.chained {
+            stream.chain_reply = Some(reply.clone());
+        } else {
+            stream.response_headers = local_reply_headers(&reply);
+        }
         stream.local_reply = Some(reply);
         self.store.data_mut().trace.note(
             "local reply by envoy",
@@ -185,9 +188,7 @@ impl Sim {
         match pause {
             None => {
                 stream.avail &= !bit;
-                if response {
-                    stream.response_headers_sent = true;
-                }
+                stream.release_headers(response, end_of_stream);
                 Ok(Outcome::Continue)
             }
             Some(Pause::StopIteration) => Ok(Outcome::Paused(Pause::StopIteration)),
@@ -242,7 +243,7 @@ impl Sim {
                     &[u64::from(code)],
                     &[details],
                 );
-                if response {
+                if response && !self.stream_mut(ctx).chained {
                     let stream = self.stream_mut(ctx);
                     stream.response_headers = local_reply_headers(&reply);
                     stream.downstream_body = reply.body.clone();
@@ -300,13 +301,13 @@ impl Sim {
         *buffering = false;
         match pause {
             None => {
-                out.append(held);
-                out.append(body);
+                let mut released = std::mem::take(held);
+                released.append(body);
+                out.extend_from_slice(&released);
                 stream.avail &= !bit;
                 // Continuing the body also lets headers held by StopIteration go.
-                if response {
-                    stream.response_headers_sent = true;
-                }
+                stream.release_headers(response, false);
+                stream.record(response, Passed::Body(released, end_of_stream));
                 Ok(Outcome::Continue)
             }
             Some(Pause::StopIterationAndBuffer) => {
@@ -357,20 +358,22 @@ impl Sim {
         let stream = self.stream_mut(ctx);
         match pause {
             None => {
-                if response {
-                    stream.response_headers_sent = true;
-                    stream.avail &= !avail::RESPONSE_TRAILERS;
-                    let body = std::mem::take(&mut stream.response_body);
-                    stream.downstream_body.append(&mut stream.response_held);
-                    stream.downstream_body.extend(body);
-                    stream.response_buffering = false;
+                stream.avail &= !if response {
+                    avail::RESPONSE_TRAILERS
                 } else {
-                    stream.avail &= !avail::REQUEST_TRAILERS;
-                    let body = std::mem::take(&mut stream.request_body);
-                    stream.upstream_body.append(&mut stream.request_held);
-                    stream.upstream_body.extend(body);
-                    stream.request_buffering = false;
+                    avail::REQUEST_TRAILERS
+                };
+                stream.release_headers(response, false);
+                let released = stream.release_body(response);
+                if !released.is_empty() {
+                    stream.record(response, Passed::Body(released, false));
                 }
+                let trailers = if response {
+                    stream.response_trailers.clone()
+                } else {
+                    stream.request_trailers.clone()
+                };
+                stream.record(response, Passed::Trailers(trailers.unwrap_or_default()));
                 Ok(Outcome::Continue)
             }
             Some(pause) => {
@@ -395,7 +398,22 @@ impl Sim {
         {
             return Outcome::NotDelivered;
         }
+        {
+            let stream = self.stream_mut(ctx);
+            let ended = match &event {
+                Event::Headers(_, eos) | Event::Body(_, eos) => *eos,
+                Event::Trailers(_) => true,
+            };
+            if response {
+                stream.response_in_ended |= ended;
+            } else {
+                stream.request_in_ended |= ended;
+            }
+        }
         if self.vm_failed_for(ctx) {
+            if self.failure_policy == FailurePolicy::FailOpen {
+                return self.pass_failed_open(ctx, response, event);
+            }
             return self.fail_stream(ctx);
         }
         let paused = {
@@ -428,6 +446,41 @@ impl Sim {
         self.outcome_after(ctx, result)
     }
 
+    /// FAIL_OPEN after the VM failed: the event passes without the filter (cpp-host
+    /// `CHECK_FAIL_HTTP` returns the open status), and what passed is what the stream shows.
+    fn pass_failed_open(&mut self, ctx: u32, response: bool, event: Event) -> Outcome {
+        let stream = self.stream_mut(ctx);
+        match event {
+            Event::Headers(headers, eos) => {
+                if response {
+                    stream.response_headers = headers;
+                    stream.response_started = true;
+                } else {
+                    stream.request_headers = headers;
+                }
+                stream.release_headers(response, eos);
+            }
+            Event::Body(body, eos) => {
+                let out = if response {
+                    &mut stream.downstream_body
+                } else {
+                    &mut stream.upstream_body
+                };
+                out.extend_from_slice(&body);
+                stream.record(response, Passed::Body(body, eos));
+            }
+            Event::Trailers(trailers) => {
+                if response {
+                    stream.response_trailers = Some(trailers.clone());
+                } else {
+                    stream.request_trailers = Some(trailers.clone());
+                }
+                stream.record(response, Passed::Trailers(trailers));
+            }
+        }
+        Outcome::Continue
+    }
+
     /// `proxy_continue_stream` after the callback: Envoy forgets the request maps (for
     /// either direction, as its `Context::continueStream` does), then resumes iteration and
     /// delivers what it held.
@@ -436,6 +489,7 @@ impl Sim {
         let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
             return;
         };
+        let trailers_avail_before = stream.avail;
         stream.avail &= !(avail::REQUEST_HEADERS | avail::REQUEST_BODY | avail::REQUEST_TRAILERS);
         if stream.ended {
             return;
@@ -445,20 +499,40 @@ impl Sim {
         } else {
             stream.request_paused
         };
+        // What Envoy's `commonContinue` passes on: the headers (ending the stream when nothing
+        // else came or is held), the buffered body, and trailers the filter stopped at.
+        let (queue_empty, in_ended, trailers_stopped) = if response {
+            (
+                stream.response_queue.is_empty(),
+                stream.response_in_ended,
+                stream.avail & avail::RESPONSE_TRAILERS != 0,
+            )
+        } else {
+            (
+                stream.request_queue.is_empty(),
+                stream.request_in_ended,
+                trailers_avail_before & avail::REQUEST_TRAILERS != 0,
+            )
+        };
         if response {
             stream.response_paused = false;
-            stream.response_headers_sent = true;
             stream.avail &= !avail::RESPONSE_HEADERS;
-            let body = std::mem::take(&mut stream.response_body);
-            stream.downstream_body.append(&mut stream.response_held);
-            stream.downstream_body.extend(body);
-            stream.response_buffering = false;
         } else {
             stream.request_paused = false;
-            let body = std::mem::take(&mut stream.request_body);
-            stream.upstream_body.append(&mut stream.request_held);
-            stream.upstream_body.extend(body);
-            stream.request_buffering = false;
+        }
+        let released = stream.release_body(response);
+        let nothing_else = queue_empty && !trailers_stopped;
+        stream.release_headers(response, in_ended && nothing_else && released.is_empty());
+        if !released.is_empty() {
+            stream.record(response, Passed::Body(released, in_ended && nothing_else));
+        }
+        if trailers_stopped {
+            let trailers = if response {
+                stream.response_trailers.clone()
+            } else {
+                stream.request_trailers.clone()
+            };
+            stream.record(response, Passed::Trailers(trailers.unwrap_or_default()));
         }
         self.store.data_mut().trace.note(
             if response {
@@ -541,6 +615,20 @@ impl Sim {
             );
             return;
         }
+        if stream.chained {
+            // The chain routes it (`sim::chain`): through every filter's response callbacks
+            // or directly to the codec.
+            stream.chain_reply = Some(reply.clone());
+            stream.request_paused = false;
+            stream.request_queue.clear();
+            self.store.data_mut().trace.note(
+                "local reply",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[reply.details.as_bytes()],
+            );
+            return;
+        }
         let headers = local_reply_headers(&reply);
         let body = reply.body.clone();
         let through_filter = !stream.response_started;
@@ -614,16 +702,18 @@ pub(super) enum Event {
     Trailers(HeaderMap),
 }
 
-/// The headers Envoy's `sendLocalReply` builds.
-pub(super) fn local_reply_headers(reply: &LocalReply) -> HeaderMap {
+/// The headers Envoy's `sendLocalReply` builds (seen in Envoy 1.40): the filter's own
+/// first, then `content-length`, then `content-type: text/plain` only when the filter gave
+/// no content-type and the body is not empty.
+pub(crate) fn local_reply_headers(reply: &LocalReply) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.add(b":status", reply.status_code.to_string().as_bytes());
-    if !reply.body.is_empty() {
-        headers.add(b"content-length", reply.body.len().to_string().as_bytes());
-        headers.add(b"content-type", b"text/plain");
-    }
     for (key, value) in &reply.headers {
         headers.add(key.as_bytes(), value.as_bytes());
+    }
+    headers.add(b"content-length", reply.body.len().to_string().as_bytes());
+    if !reply.body.is_empty() && headers.get(b"content-type").is_none() {
+        headers.add(b"content-type", b"text/plain");
     }
     headers
 }
@@ -845,5 +935,59 @@ impl Stream<'_> {
             .iter()
             .find(|(name, _)| name.as_slice() == key.as_bytes())
             .map(|(_, value)| value.as_slice())
+    }
+}
+
+impl StreamData {
+    /// Records what passed the filter, for the next filter of a chain.
+    pub(super) fn record(&mut self, response: bool, item: Passed) {
+        if self.chained {
+            self.passed[usize::from(response)].push(item);
+        }
+    }
+
+    /// The filter lets its headers through (once).
+    pub(super) fn release_headers(&mut self, response: bool, end_of_stream: bool) {
+        let sent = if response {
+            &mut self.response_headers_sent
+        } else {
+            &mut self.request_headers_sent
+        };
+        if *sent {
+            return;
+        }
+        *sent = true;
+        if self.chained {
+            let headers = if response {
+                self.response_headers.clone()
+            } else {
+                self.request_headers.clone()
+            };
+            self.record(response, Passed::Headers(headers, end_of_stream));
+        }
+    }
+
+    /// The filter lets the body it held or buffered through; returns it.
+    pub(super) fn release_body(&mut self, response: bool) -> Vec<u8> {
+        let (body, held, out, buffering) = if response {
+            (
+                &mut self.response_body,
+                &mut self.response_held,
+                &mut self.downstream_body,
+                &mut self.response_buffering,
+            )
+        } else {
+            (
+                &mut self.request_body,
+                &mut self.request_held,
+                &mut self.upstream_body,
+                &mut self.request_buffering,
+            )
+        };
+        let mut released = std::mem::take(held);
+        released.append(body);
+        out.extend_from_slice(&released);
+        *buffering = false;
+        released
     }
 }

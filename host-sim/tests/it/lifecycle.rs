@@ -863,18 +863,19 @@ fn fail_closed_answers_503_after_a_trap() {
 }
 
 #[test]
-fn fail_open_passes_streams_after_a_trap() {
+fn fail_open_answers_the_trapping_stream_503_and_passes_later_streams() {
     check_failure_policy(
         filterkit_host_sim::FailurePolicy::FailOpen,
         &[(0, false), (0, true), (0, false), (5_000, false)],
         expect![[r#"
             t=0ms stream 2: Continue
-            t=0ms stream 3 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed
+            t=0ms stream 3 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed details=wasm_fail_stream
             t=0ms stream 4: Continue
             t=5000ms stream 5: Continue
             proxy_on_configure(ctx=1, 0)
               log info "configured"
               => trap "wasm trap: wasm `unreachable` instruction executed"
+            # local reply by envoy ctx=3 503 "wasm_fail_stream"
         "#]],
     );
 }
