@@ -459,8 +459,9 @@ fn observe(
     });
     let seen = chain.client();
     let reset = chain.was_reset();
+    // A reset after the response head reached the client still shows the head.
     let (status, headers) = match (&seen.headers, reset) {
-        (Some(headers), false) => {
+        (Some(headers), _) => {
             let end = seen.ended && seen.body.is_empty() && seen.trailers.is_none();
             let wire = hcm::client_headers(
                 headers,

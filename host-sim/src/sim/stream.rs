@@ -48,6 +48,18 @@ impl Sim {
             return Outcome::NotDelivered;
         }
         stream.ended = true;
+        if stream.response_headers_sent && !stream.chained {
+            // Seen in Envoy 1.40: the response headers already left, so the 503 becomes a
+            // reset of the stream.
+            stream.reset = Some("wasm_fail_stream");
+            self.store.data_mut().trace.note(
+                "stream reset: failure after response headers were sent",
+                ctx,
+                &[503],
+                &[b"wasm_fail_stream"],
+            );
+            return Outcome::Reset;
+        }
         let reply = LocalReply {
             status_code: 503,
             details: "wasm_fail_stream".into(),
@@ -58,7 +70,7 @@ impl Sim {
         if stream.chained {
             stream.chain_reply = Some(reply.clone());
         } else {
-            stream.response_headers = local_reply_headers(&reply);
+            stream.response_headers = envoy_local_reply(&reply, &stream.request_headers).0;
         }
         stream.local_reply = Some(reply);
         self.store.data_mut().trace.note(
@@ -243,15 +255,9 @@ impl Sim {
                     &[u64::from(code)],
                     &[details],
                 );
-                if response && !self.stream_mut(ctx).chained {
-                    let stream = self.stream_mut(ctx);
-                    stream.response_headers = local_reply_headers(&reply);
-                    stream.downstream_body = reply.body.clone();
-                    stream.local_reply = Some(reply);
-                    stream.ended = true;
-                } else {
-                    self.send_local_reply(ctx, reply);
-                }
+                // The response side: directly to the codec, or a reset once the response
+                // headers left (`send_local_reply` decides).
+                self.send_local_reply(ctx, reply);
                 return Ok(Outcome::LocalReply { status_code: code });
             }
         } else {
@@ -629,8 +635,7 @@ impl Sim {
             );
             return;
         }
-        let headers = local_reply_headers(&reply);
-        let body = reply.body.clone();
+        let (headers, body) = envoy_local_reply(&reply, &stream.request_headers);
         let through_filter = !stream.response_started;
         stream.local_reply = Some(reply.clone());
         stream.request_paused = false;
@@ -702,20 +707,10 @@ pub(super) enum Event {
     Trailers(HeaderMap),
 }
 
-/// The headers Envoy's `sendLocalReply` builds (seen in Envoy 1.40): the filter's own
-/// first, then `content-length`, then `content-type: text/plain` only when the filter gave
-/// no content-type and the body is not empty.
-pub(crate) fn local_reply_headers(reply: &LocalReply) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.add(b":status", reply.status_code.to_string().as_bytes());
-    for (key, value) in &reply.headers {
-        headers.add(key.as_bytes(), value.as_bytes());
-    }
-    headers.add(b"content-length", reply.body.len().to_string().as_bytes());
-    if !reply.body.is_empty() && headers.get(b"content-type").is_none() {
-        headers.add(b"content-type", b"text/plain");
-    }
-    headers
+/// The headers and body of Envoy's local reply for this request (gRPC, HEAD: [`hcm::local_reply`]).
+fn envoy_local_reply(reply: &LocalReply, request: &HeaderMap) -> (HeaderMap, Vec<u8>) {
+    let head = request.get(b":method") == Some(b"HEAD");
+    crate::hcm::local_reply(reply, crate::hcm::is_grpc(request), head)
 }
 
 /// An HTTP stream through one plugin's filter.
