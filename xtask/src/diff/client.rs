@@ -178,6 +178,9 @@ fn build_http2_request(request: &Request) -> Result<http::Request<()>> {
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
+    if !request.body.is_empty() && request.trailers.is_empty() {
+        builder = builder.header("content-length", request.body.len());
+    }
     builder.body(()).context("building an HTTP/2 request")
 }
 

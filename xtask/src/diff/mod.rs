@@ -64,15 +64,21 @@ pub fn diff(args: Args) -> Result<()> {
         .context("filter-sim exchange printed something that is not JSON")?;
 
     let envoy = serde_json::to_value(observe_envoy(module, scenario_path)?)?;
-    match observation::compare(&envoy, &host_sim, &scenario.volatile_headers) {
-        None => {
-            eprintln!("host-sim and Envoy agree on {shown_scenario}");
-            Ok(())
-        }
-        Some(diff) => {
-            print!("{diff}");
-            bail!("host-sim and Envoy differ on {shown_scenario} (diff above)")
-        }
+    judge(&envoy, &host_sim, &scenario, &shown_scenario)?;
+    eprintln!("host-sim and Envoy agree on {shown_scenario}");
+    Ok(())
+}
+
+/// Fails with the unified diff (`--- envoy`, `+++ host-sim`) when the observations differ.
+fn judge(
+    envoy: &serde_json::Value,
+    host_sim: &serde_json::Value,
+    scenario: &Scenario,
+    shown_scenario: &str,
+) -> Result<()> {
+    match observation::compare(envoy, host_sim, &scenario.volatile_headers) {
+        None => Ok(()),
+        Some(diff) => bail!("host-sim and Envoy differ on {shown_scenario}:\n{diff}"),
     }
 }
 
@@ -141,8 +147,7 @@ fn resolve_module(
         .join(name);
     if source.is_dir() {
         bail!(
-            "the test guest {name} is not built ({} not found): host-sim's tests build it \
-             (`cargo test -p filterkit-host-sim --test it`)",
+            "{} not found: run `cargo xtask build --guests {name}`",
             built.display()
         );
     }
@@ -155,9 +160,12 @@ fn resolve_module(
 
 /// The `.wasm` Envoy loads: a `.wat` is converted into `work_dir` first; paths are absolute.
 fn wasm_for_envoy(module: &Path, work_dir: &Path) -> Result<PathBuf> {
-    let module = std::path::absolute(module)
-        .with_context(|| format!("resolving {}", module.display()))?;
-    if module.extension().is_some_and(|extension| extension == "wat") {
+    let module =
+        std::path::absolute(module).with_context(|| format!("resolving {}", module.display()))?;
+    if module
+        .extension()
+        .is_some_and(|extension| extension == "wat")
+    {
         let bytes =
             wat::parse_file(&module).with_context(|| format!("parsing {}", module.display()))?;
         let wasm = work_dir.join("module.wasm");
@@ -165,4 +173,52 @@ fn wasm_for_envoy(module: &Path, work_dir: &Path) -> Result<PathBuf> {
         return Ok(wasm);
     }
     Ok(module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_differing_header_fails_the_run_with_the_diff() {
+        let scenario =
+            Scenario::parse(r#"{"plugins": [], "volatile_headers": ["x-trace"]}"#).unwrap();
+        let observation = |value: &str, trace: &str| {
+            json!({"configuration": "accepted", "metrics": {}, "responses": [{
+                "name": "r1", "status": 200, "body": "", "trailers": [], "reset": false,
+                "headers": [["x-up", value], ["x-trace", trace], ["date", trace]],
+                "upstream_request": null,
+            }]})
+        };
+        judge(
+            &observation("1", "a"),
+            &observation("1", "b"),
+            &scenario,
+            "s.json",
+        )
+        .unwrap();
+        let error = judge(
+            &observation("1", "a"),
+            &observation("2", "a"),
+            &scenario,
+            "s.json",
+        )
+        .unwrap_err();
+        expect_test::expect![[r#"
+            host-sim and Envoy differ on s.json:
+            --- envoy
+            +++ host-sim
+            @@ -5,7 +5,7 @@
+                 {
+                   "body": "",
+                   "headers": [
+            -        ["x-up", "1"]
+            +        ["x-up", "2"]
+                   ],
+                   "name": "r1",
+                   "reset": false,
+        "#]]
+        .assert_eq(&format!("{error:#}"));
+    }
 }

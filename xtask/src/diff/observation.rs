@@ -128,9 +128,13 @@ impl Observation {
     /// upstream request.
     pub fn remove_volatile(&mut self, extra: &[String]) {
         for response in &mut self.responses {
-            response.headers.retain(|(name, _)| !is_volatile(name, extra));
+            response
+                .headers
+                .retain(|(name, _)| !is_volatile(name, extra));
             if let Some(upstream) = &mut response.upstream_request {
-                upstream.headers.retain(|(name, _)| !is_volatile(name, extra));
+                upstream
+                    .headers
+                    .retain(|(name, _)| !is_volatile(name, extra));
             }
         }
     }
@@ -140,7 +144,11 @@ impl Observation {
 pub fn remove_volatile(observation: &mut Value, extra: &[String]) {
     let strip = |headers: &mut Value| {
         if let Some(list) = headers.as_array_mut() {
-            list.retain(|pair| !pair[0].as_str().is_some_and(|name| is_volatile(name, extra)));
+            list.retain(|pair| {
+                !pair[0]
+                    .as_str()
+                    .is_some_and(|name| is_volatile(name, extra))
+            });
         }
     };
     let Some(responses) = observation["responses"].as_array_mut() else {
@@ -159,8 +167,10 @@ pub fn stable_text(value: &Value) -> String {
     fn sorted(value: &Value) -> Value {
         match value {
             Value::Object(map) => {
-                let ordered: BTreeMap<&String, Value> =
-                    map.iter().map(|(key, value)| (key, sorted(value))).collect();
+                let ordered: BTreeMap<&String, Value> = map
+                    .iter()
+                    .map(|(key, value)| (key, sorted(value)))
+                    .collect();
                 Value::Object(
                     ordered
                         .into_iter()
@@ -269,15 +279,15 @@ mod tests {
         expect![[r#"
             --- envoy
             +++ host-sim
-            @@ -10,7 +10,7 @@
-                     ],
-                     [
-                       "x-up",
-            -          "1"
-            +          "2"
-                     ],
-                     [
-                       "x-trace",
+            @@ -5,7 +5,7 @@
+                 {
+                   "body": "hello\n",
+                   "headers": [
+            -        ["x-up", "1"],
+            +        ["x-up", "2"],
+                     ["x-trace", "abc"]
+                   ],
+                   "name": "r1",
         "#]]
         .assert_eq(&diff);
     }

@@ -280,8 +280,14 @@ mod tests {
             .and_then(|rest| rest.split("```").next())
             .expect("the README shows a scenario first");
         let scenario = Scenario::parse(example).unwrap();
-        assert_eq!(scenario.plugins[0].configuration_text(), r#"{"any":"json"}"#);
-        assert_eq!(scenario.requests[0].upstream.as_ref().unwrap().status, Some(201));
+        assert_eq!(
+            scenario.plugins[0].configuration_text(),
+            r#"{"any":"json"}"#
+        );
+        assert_eq!(
+            scenario.requests[0].upstream.as_ref().unwrap().status,
+            Some(201)
+        );
         assert!(matches!(scenario.clusters["authz"], Cluster::Grpc(_)));
         let Cluster::Http(slow) = &scenario.clusters["slow"] else {
             panic!("slow is an http cluster");

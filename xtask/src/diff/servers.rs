@@ -141,7 +141,10 @@ fn bind() -> Result<std::net::TcpListener> {
 }
 
 fn port(listener: &std::net::TcpListener) -> Result<u16> {
-    Ok(listener.local_addr().context("reading a bound address")?.port())
+    Ok(listener
+        .local_addr()
+        .context("reading a bound address")?
+        .port())
 }
 
 async fn accept_loop(listener: std::net::TcpListener, service: Service) {
@@ -204,13 +207,14 @@ async fn write_response(stream: &mut TcpStream, response: &UpstreamResponse) -> 
         if chunked {
             headers.push(("transfer-encoding".to_owned(), "chunked".to_owned()));
         } else {
-            headers.push((
-                "content-length".to_owned(),
-                response.body.len().to_string(),
-            ));
+            headers.push(("content-length".to_owned(), response.body.len().to_string()));
         }
     }
-    let body = if bodiless { &b""[..] } else { response.body.as_bytes() };
+    let body = if bodiless {
+        &b""[..]
+    } else {
+        response.body.as_bytes()
+    };
     wire::write_message(
         stream,
         &status_line,
@@ -290,4 +294,59 @@ async fn answer_grpc(
     }
     send.send_trailers(trailers)
         .context("sending gRPC trailers")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gRPC call to the runner's own gRPC server with a bare `h2` client: initial metadata,
+    /// one framed message, then status and trailing metadata as trailers.
+    #[test]
+    fn grpc_cluster_answers_with_framing_and_metadata() {
+        let response = GrpcResponse {
+            message: "ok".to_owned(),
+            grpc_message: "fine".to_owned(),
+            initial_metadata: vec![("x-initial".to_owned(), "1".to_owned())],
+            trailing_metadata: vec![("x-trailing".to_owned(), "2".to_owned())],
+            ..GrpcResponse::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let seen = runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                serve_grpc(stream, Arc::new(response), Bytes::from_static(b"ok")).await
+            });
+            let stream = TcpStream::connect(address).await.unwrap();
+            let (mut client, connection) = h2::client::handshake(stream).await.unwrap();
+            tokio::spawn(connection);
+            let request = http::Request::post("http://authz/pkg.Service/Call")
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap();
+            let (response, mut send) = client.send_request(request, false).unwrap();
+            send.send_data(Bytes::from_static(b"\0\0\0\0\0"), true)
+                .unwrap();
+            let response = response.await.unwrap();
+            let head = format!("{} {:?}", response.status(), response.headers());
+            let mut body = response.into_body();
+            let mut data = Vec::new();
+            while let Some(chunk) = body.data().await {
+                data.extend_from_slice(&chunk.unwrap());
+            }
+            let trailers = body.trailers().await.unwrap().unwrap();
+            format!("{head}\n{data:?}\n{trailers:?}")
+        });
+        assert_eq!(
+            seen,
+            "200 OK {\"content-type\": \"application/grpc\", \"x-initial\": \"1\"}\n\
+             [0, 0, 0, 0, 2, 111, 107]\n\
+             {\"grpc-status\": \"0\", \"grpc-message\": \"fine\", \"x-trailing\": \"2\"}"
+        );
+    }
 }
