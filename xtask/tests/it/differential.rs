@@ -51,9 +51,10 @@ fn host_sim_agrees_with_envoy_on_every_scenario() -> Result<()> {
         if output.status.success() {
             eprintln!("{shown}: host-sim and Envoy agree");
         } else {
-            // The diff, or why the scenario could not run, is in the error at the end.
+            // The diff, or why the scenario could not run (filter-sim's own error first), is
+            // in the errors at the end; what comes before is progress.
             let reason = stderr
-                .rfind("error: ")
+                .find("error: ")
                 .map_or(stderr.as_ref(), |start| &stderr[start..]);
             differing.push(format!("{shown}\n{}", reason.trim_end()));
         }
