@@ -364,6 +364,16 @@ impl Envoy {
     /// and waits until the listener's port is known. An Envoy that exits first gives an
     /// [`Exited`] error (reach it with `downcast_ref`).
     pub fn start(binary: &Path, bootstrap: &Value, work_dir: &Path) -> Result<Envoy> {
+        Envoy::start_with_workers(binary, bootstrap, work_dir, 1)
+    }
+
+    /// [`Envoy::start`] with `workers` worker threads (`--concurrency`).
+    pub fn start_with_workers(
+        binary: &Path,
+        bootstrap: &Value,
+        work_dir: &Path,
+        workers: u32,
+    ) -> Result<Envoy> {
         let started = Instant::now();
         std::fs::create_dir_all(work_dir)
             .with_context(|| format!("creating {}", work_dir.display()))?;
@@ -390,7 +400,8 @@ impl Envoy {
             .arg(&admin_path)
             .arg("-c")
             .arg(&config_path)
-            .args(["--log-level", "info", "--concurrency", "1"])
+            .args(["--log-level", "info", "--concurrency"])
+            .arg(workers.to_string())
             .stdin(Stdio::null())
             .stdout(log_for_stdout)
             .stderr(log)
@@ -441,6 +452,11 @@ impl Envoy {
     /// `http://127.0.0.1:<port>`: the listener with the filter.
     pub fn listener_url(&self) -> String {
         format!("http://{}", self.listener)
+    }
+
+    /// The listener's address.
+    pub fn listener(&self) -> SocketAddr {
+        self.listener
     }
 
     /// The admin API's address.

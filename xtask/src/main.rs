@@ -8,6 +8,7 @@
 
 mod bench;
 mod build;
+mod diff;
 mod envoy;
 mod manifests;
 mod new;
@@ -50,7 +51,7 @@ enum Command {
     Run(envoy::RunArgs),
     /// Scaffold a new filter under filters/.
     New(new::Args),
-    /// Run a filter scenario through host-sim's filter-sim.
+    /// Run a scenario through host-sim's filter-sim, or against a real Envoy (`envoy`, `diff`).
     Sim(sim::Args),
     /// Measure sizes, host-sim speed and Envoy costs; writes results under target/bench/.
     Bench(bench::Args),

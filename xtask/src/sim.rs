@@ -1,26 +1,42 @@
-//! `cargo xtask sim <ARGS>...`: host-sim's `filter-sim` through cargo, so xtask never links
-//! a Wasm runtime.
+//! `cargo xtask sim <VERB>`: host-sim's `filter-sim` through cargo, so xtask never links a
+//! Wasm runtime, and the differential runner (`envoy`, `diff`) in [`crate::diff`].
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util;
+use crate::{diff, util};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Arguments for filter-sim (see `cargo xtask sim -- --help`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    #[command(subcommand)]
+    command: SimCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum SimCommand {
+    /// Print what a real Envoy does with a differential scenario (its observation JSON).
+    Envoy(diff::Args),
+    /// Run a differential scenario through host-sim and Envoy and compare; fails on a diff.
+    Diff(diff::Args),
+    /// Any other verb goes to filter-sim as is (`run`, `check`, `exchange`, `--help`).
+    #[command(external_subcommand)]
+    FilterSim(Vec<String>),
 }
 
 pub fn run(args: Args) -> Result<()> {
-    util::run(filter_sim().args(&args.args)).context("running filter-sim")
+    match args.command {
+        SimCommand::Envoy(args) => diff::envoy(args),
+        SimCommand::Diff(args) => diff::diff(args),
+        SimCommand::FilterSim(args) => {
+            util::run(filter_sim().args(&args)).context("running filter-sim")
+        }
+    }
 }
 
 /// `cargo run` of host-sim's `filter-sim`, ready for its arguments.
-fn filter_sim() -> Command {
+pub fn filter_sim() -> Command {
     let mut command = util::cargo();
     command.current_dir(util::project_root()).args([
         "run",
