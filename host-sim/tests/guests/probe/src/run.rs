@@ -100,6 +100,7 @@ fn show_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> String {
 fn show_property(bytes: &[u8], format: &str) -> String {
     let eight = || -> Option<[u8; 8]> { bytes.try_into().ok() };
     let shown = match format {
+        "status" => Some(String::new()),
         "string" => Some(String::from_utf8_lossy(bytes).into_owned()),
         "hex" => Some(format!("hex:{}", hex(bytes))),
         "int" => eight().map(|word| i64::from_le_bytes(word).to_string()),

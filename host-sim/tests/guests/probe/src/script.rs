@@ -176,7 +176,7 @@ pub enum Action {
     GetProperty {
         path: Vec<String>,
         /// How to show the bytes: `auto` (text, else hex), `string`, `hex`, `int`, `uint`,
-        /// `double`, `bool`, `pairs`.
+        /// `double`, `bool`, `pairs`, or `status` (nothing: for values that vary by run).
         #[serde(default = "default_as")]
         r#as: String,
     },
