@@ -1,6 +1,8 @@
 //! `cargo xtask build [FILTER...]`: compile filters to wasm32-wasip1, optimize, validate.
 //!
-//! The shipped file is `target/filters/<name>.wasm`. Validation answers "will Envoy load this?"
+//! The shipped file is `target/filters/<name>.wasm`. `--guests` builds the test guests under
+//! `host-sim/tests/guests/` instead, to `target/guests/<name>.wasm`: the same target, profile
+//! and reproducibility flags, no wasm-opt (nothing ships them), the same load check. Validation answers "will Envoy load this?"
 //! without running it: the module must validate, export an ABI version marker and an allocator,
 //! and import only functions that Envoy (proxy-wasm-cpp-host's `WasmBase::registerCallbacks`)
 //! registers for that ABI version.
@@ -22,6 +24,10 @@ pub struct Args {
     /// Print one JSON object on stdout instead of one line per filter.
     #[arg(long)]
     pub json: bool,
+    /// Build the test guests (directories under host-sim/tests/guests/) instead of filters;
+    /// the names given are guests then.
+    #[arg(long)]
+    pub guests: bool,
 }
 
 /// A filter that was built, optimized and validated.
@@ -42,9 +48,14 @@ pub struct Built {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let built = build(&args.filters, !args.no_wasm_opt)?;
+    let built = if args.guests {
+        build_guests(&args.filters)?
+    } else {
+        build(&args.filters, !args.no_wasm_opt)?
+    };
     if args.json {
-        let json = serde_json::json!({ "filters": built });
+        let key = if args.guests { "guests" } else { "filters" };
+        let json = serde_json::json!({ key: built });
         println!("{json}");
     } else {
         for filter in &built {
@@ -121,6 +132,71 @@ pub fn build(filters: &[String], use_wasm_opt: bool) -> Result<Vec<Built>> {
         .iter()
         .map(|name| ship(name, wasm_opt.as_deref()))
         .collect()
+}
+
+/// Builds and validates test guests (all of them when `guests` is empty) into
+/// `target/guests/<name>.wasm`. A guest is the crate `guest-<name>`; it is not a filter, so
+/// it is not optimized, size-budgeted or packaged, but Envoy must still load it.
+pub fn build_guests(guests: &[String]) -> Result<Vec<Built>> {
+    let all = util::guest_names()?;
+    let names: Vec<String> = if guests.is_empty() {
+        all.clone()
+    } else {
+        guests.to_vec()
+    };
+    for name in &names {
+        if !all.contains(name) {
+            bail!(
+                "unknown test guest {name:?}: the guests are {} (directories under host-sim/tests/guests/)",
+                all.join(", ")
+            );
+        }
+    }
+    let timer = util::Timer::start();
+    eprintln!(
+        "building test guests {} for {} ({} profile)",
+        names.join(", "),
+        util::WASM_TARGET,
+        util::WASM_PROFILE
+    );
+    let mut built = Vec::new();
+    for name in &names {
+        let package = format!("guest-{name}");
+        let mut cargo = util::cargo_wasm();
+        cargo.current_dir(util::project_root()).args([
+            "build",
+            "--target",
+            util::WASM_TARGET,
+            "--profile",
+            util::WASM_PROFILE,
+            "-p",
+            &package,
+        ]);
+        util::run(&mut cargo).with_context(|| {
+            format!("building {package} for wasm32-wasip1: fix the compile errors above")
+        })?;
+        let compiled = cargo_output(&package, util::WASM_PROFILE);
+        let bytes = std::fs::read(&compiled)
+            .with_context(|| format!("reading {}: is {package} a cdylib?", compiled.display()))?;
+        let shipped = util::guest_wasm(name);
+        let module = validate(&bytes).with_context(|| {
+            format!(
+                "host-sim/tests/guests/{name} would not load in Envoy, so {} was not written",
+                util::relative(&shipped)
+            )
+        })?;
+        util::write_atomic(&shipped, &bytes)?;
+        built.push(Built {
+            name: name.clone(),
+            wasm: shipped,
+            size: bytes.len() as u64,
+            sha256: util::sha256_digest(&bytes),
+            abi_version: module.abi.oci_name().to_string(),
+            wasm_opt: false,
+        });
+    }
+    eprintln!("building test guests took {}", timer.elapsed());
+    Ok(built)
 }
 
 /// The cargo output of a filter crate.

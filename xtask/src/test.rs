@@ -1,7 +1,7 @@
 //! `cargo xtask test`: everything CI checks, in order, stopping at the first failure.
 //!
 //! setup, rustfmt, clippy (native, then wasm32 per package with the build's RUSTFLAGS so nothing
-//! is rebuilt twice), the build of every filter, then every test (unit, host-sim, end-to-end;
+//! is rebuilt twice), the build of every filter and test guest, then every test (unit, host-sim, end-to-end;
 //! `--no-fail-fast`, so one run reports every failing test binary).
 
 use std::process::Command;
@@ -39,6 +39,11 @@ pub fn run(_args: Args) -> Result<()> {
         let filters: Vec<String> = util::filter_names()?
             .iter()
             .map(|filter| format!("filter-{filter}"))
+            .chain(
+                util::guest_names()?
+                    .iter()
+                    .map(|guest| format!("guest-{guest}")),
+            )
             .collect();
         for package in WASM_PACKAGES
             .iter()
@@ -62,6 +67,17 @@ pub fn run(_args: Args) -> Result<()> {
     })?;
     step("build filters", || {
         for built in build::build(&[], true)? {
+            eprintln!(
+                "{}\t{} bytes\t{}",
+                built.wasm.display(),
+                built.size,
+                built.sha256
+            );
+        }
+        Ok(())
+    })?;
+    step("build test guests", || {
+        for built in build::build_guests(&[])? {
             eprintln!(
                 "{}\t{} bytes\t{}",
                 built.wasm.display(),

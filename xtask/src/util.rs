@@ -64,9 +64,13 @@ pub fn filter_wasm(name: &str) -> PathBuf {
 
 /// Every filter crate: the directories under `filters/` with a Cargo.toml, sorted.
 pub fn filter_names() -> Result<Vec<String>> {
-    let dir = project_root().join("filters");
+    crate_dirs(&project_root().join("filters"))
+}
+
+/// The names of the directories under `dir` that hold a Cargo.toml, sorted.
+fn crate_dirs(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
         if entry.path().join("Cargo.toml").is_file() {
             names.push(entry.file_name().to_string_lossy().into_owned());
@@ -74,6 +78,17 @@ pub fn filter_names() -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// A built test guest: `target/guests/<name>.wasm`.
+pub fn guest_wasm(name: &str) -> PathBuf {
+    target_dir().join("guests").join(format!("{name}.wasm"))
+}
+
+/// Every Rust test guest (crate `guest-<name>`): the directories under `host-sim/tests/guests/`
+/// with a Cargo.toml, sorted. Test guests are not filters: nothing ships them.
+pub fn guest_names() -> Result<Vec<String>> {
+    crate_dirs(&project_root().join("host-sim").join("tests").join("guests"))
 }
 
 /// The cargo that runs xtask (cargo sets `CARGO`), else `cargo` from PATH.

@@ -176,6 +176,31 @@ fn filters_depend_on_filterkit_not_proxy_wasm() -> Result<()> {
     Ok(())
 }
 
+/// Test guests (`host-sim/tests/guests/<name>`, crate `guest-<name>`) declare the ABI
+/// themselves, like host-sim: a scenario must observe the host, not an SDK's reading of the
+/// spec. They are not filters (no size budget, never shipped).
+#[test]
+fn test_guests_depend_on_neither_sdk() -> Result<()> {
+    let all = normal_dependencies()?;
+    let mut shown = String::new();
+    for guest in util::guest_names()? {
+        let dependencies = all.get(&format!("guest-{guest}")).with_context(|| {
+            format!("host-sim/tests/guests/{guest} is not the workspace crate guest-{guest}")
+        })?;
+        let is_filter = util::filter_names()?.contains(&guest);
+        shown.push_str(&format!(
+            "{guest}: filterkit={} proxy-wasm={} filter={is_filter}\n",
+            dependencies.contains("filterkit"),
+            dependencies.contains("proxy-wasm"),
+        ));
+    }
+    expect![[r#"
+        probe: filterkit=false proxy-wasm=false filter=false
+    "#]]
+    .assert_eq(&shown);
+    Ok(())
+}
+
 #[test]
 fn every_filter_has_a_size_budget() -> Result<()> {
     let budgeted: Vec<&str> = SIZE_BUDGETS.iter().map(|(name, _)| *name).collect();

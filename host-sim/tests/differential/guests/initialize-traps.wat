@@ -1,0 +1,8 @@
+;; A 0.2.1 guest whose WASI reactor initializer `_initialize` traps: the VM never starts.
+(module
+  (memory (export "memory") 1)
+  (func (export "_initialize") unreachable)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1)))
