@@ -228,14 +228,26 @@ pub fn parse(text: &str) -> Result<Exchange, Error> {
 
 /// Runs the scenario's requests through a simulated Envoy and returns what a client saw.
 pub fn run(module: &Module, scenario: &Exchange) -> Result<Observation, Error> {
-    let mut sim = match builder(module, scenario).build() {
+    run_traced(module, scenario, false).map(|(observation, _)| observation)
+}
+
+/// [`run`], with the trace of every call (empty unless `trace`).
+pub fn run_traced(
+    module: &Module,
+    scenario: &Exchange,
+    trace: bool,
+) -> Result<(Observation, String), Error> {
+    let built = builder(module, scenario).trace(trace).build();
+    let mut sim = match built {
         Ok(sim) => sim,
-        Err(Error::ConfigRejected(_)) => {
-            return Ok(Observation {
+        // Envoy refuses to start: a configure or VM start that failed or trapped.
+        Err(Error::ConfigRejected(_) | Error::StartFailed(_)) => {
+            let observation = Observation {
                 configuration: "rejected",
                 responses: Vec::new(),
                 metrics: BTreeMap::new(),
-            });
+            };
+            return Ok((observation, String::new()));
         }
         Err(error) => return Err(error),
     };
@@ -262,18 +274,18 @@ pub fn run(module: &Module, scenario: &Exchange) -> Result<Observation, Error> {
         .filter(|(_, value)| value.kind != 2)
         .map(|(name, value)| (name, value.value))
         .collect();
-    Ok(Observation {
+    let observation = Observation {
         configuration: "accepted",
         responses,
         metrics,
-    })
+    };
+    Ok((observation, sim.render_trace()))
 }
 
 fn builder(module: &Module, scenario: &Exchange) -> crate::SimBuilder {
     let mut builder = Sim::builder(module)
         .vm_id(&scenario.vm_id)
-        .vm_configuration(scenario.vm_configuration.as_bytes())
-        .trace(false);
+        .vm_configuration(scenario.vm_configuration.as_bytes());
     for plugin in &scenario.plugins {
         let configuration = match &plugin.configuration {
             None => Vec::new(),
@@ -364,12 +376,8 @@ fn exchange(
         hcm::request_headers(&client),
         body.is_empty() && trailers.is_empty(),
     );
-    if !body.is_empty() {
-        chain.send_request_body(body, trailers.is_empty());
-    }
-    if !trailers.is_empty() {
-        chain.send_request_trailers(pairs_map(trailers));
-    }
+    send_body_and_trailers(&mut chain, false, body, trailers, !request.http2);
+
     let mut upstream_due: Option<u64> = None;
     let mut answered = false;
     loop {
@@ -425,11 +433,40 @@ fn respond_upstream(chain: &mut crate::Chain<'_>, answer: &Answer, head: bool) {
     let body = if bodiless || head { "" } else { body.as_str() };
     let trailers = if bodiless { Vec::new() } else { trailers };
     chain.send_response_headers(headers, body.is_empty() && trailers.is_empty());
+    send_body_and_trailers(chain, true, body.as_bytes(), &trailers, true);
+}
+
+/// The body and trailers after the headers. Envoy's HTTP/1.1 codec delivers a body read in
+/// one piece, then an empty chunk that ends the stream when the message completes (seen in
+/// Envoy 1.40: the last body callback gets size 0 and end_of_stream); HTTP/2 ends the stream
+/// with the data frame.
+fn send_body_and_trailers(
+    chain: &mut crate::Chain<'_>,
+    response: bool,
+    body: &[u8],
+    trailers: &[(String, String)],
+    http1: bool,
+) {
+    let send = |chain: &mut crate::Chain<'_>, chunk: &[u8], eos: bool| {
+        if response {
+            chain.send_response_body(chunk, eos);
+        } else {
+            chain.send_request_body(chunk, eos);
+        }
+    };
     if !body.is_empty() {
-        chain.send_response_body(body.as_bytes(), trailers.is_empty());
+        let split = http1 && trailers.is_empty();
+        send(chain, body, trailers.is_empty() && !split);
+        if split {
+            send(chain, b"", true);
+        }
     }
     if !trailers.is_empty() {
-        chain.send_response_trailers(pairs_map(&trailers));
+        if response {
+            chain.send_response_trailers(pairs_map(trailers));
+        } else {
+            chain.send_request_trailers(pairs_map(trailers));
+        }
     }
 }
 
@@ -439,8 +476,10 @@ fn observe(
     client: &ClientRequest,
     head: bool,
 ) -> Response {
+    // The upstream server reports a request it received whole.
     let upstream = chain.upstream();
-    let upstream_request = upstream.headers.as_ref().map(|headers| {
+    let received = upstream.headers.as_ref().filter(|_| upstream.ended);
+    let upstream_request = received.map(|headers| {
         let get = |key: &[u8]| String::from_utf8_lossy(headers.get(key).unwrap_or_default()).into();
         let chunked = headers.get(b"content-length").is_none()
             && (!upstream.body.is_empty() || upstream.trailers.is_some());
@@ -458,7 +497,22 @@ fn observe(
         }
     });
     let seen = chain.client();
-    let reset = chain.was_reset();
+    let mut reset = chain.was_reset();
+    let mut body = seen.body.clone();
+    if let (Protocol::Http1, Some(length)) = (
+        client.protocol,
+        seen.headers
+            .as_ref()
+            .and_then(|headers| headers.get_str("content-length"))
+            .and_then(|length| length.parse::<usize>().ok()),
+    ) {
+        // An HTTP/1.1 client reads `content-length` bytes: what follows is not seen, and a
+        // reset after them is not seen either.
+        if body.len() >= length {
+            body.truncate(length);
+            reset = false;
+        }
+    }
     // A reset after the response head reached the client still shows the head.
     let (status, headers) = match (&seen.headers, reset) {
         (Some(headers), _) => {
@@ -468,6 +522,7 @@ fn observe(
                 end,
                 client.protocol,
                 head,
+                chain.responded_early(),
                 "Thu, 01 Jan 1970 00:00:00 GMT",
             );
             let status = headers
@@ -487,7 +542,7 @@ fn observe(
         status,
         headers,
         body: if status.is_some() {
-            text(&seen.body)
+            text(&body)
         } else {
             String::new()
         },
@@ -674,8 +729,8 @@ impl Clock<'_> {
         };
         let timed_out = call.timeout_ms > 0 && u64::from(call.timeout_ms) <= cluster.delay_ms;
         if timed_out {
-            // Envoy's async gRPC client: DEADLINE_EXCEEDED.
-            sim.close_grpc(token, &[], 4, "");
+            // Seen in Envoy 1.40: UNAVAILABLE, with the router's details in braces.
+            sim.close_grpc(token, &[], 14, "upstream request timeout{response_timeout}");
             return;
         }
         let message = match &cluster.message_base64 {
@@ -702,7 +757,9 @@ impl Clock<'_> {
             // cpp-host `onGrpcReceiveWrapper`: a unary success is one receive, no close.
             sim.respond_grpc_call(token, &message);
         } else {
-            sim.close_grpc(token, &[], cluster.grpc_status, &cluster.grpc_message);
+            // Seen in Envoy 1.40: the message carries the response code details in braces.
+            let message = format!("{}{{via_upstream}}", cluster.grpc_message);
+            sim.close_grpc(token, &[], cluster.grpc_status, &message);
         }
     }
 }

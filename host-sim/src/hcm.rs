@@ -171,7 +171,9 @@ pub fn local_reply(reply: &LocalReply, grpc: bool, head: bool) -> (HeaderMap, Ve
 }
 
 /// What reaches the client for response headers that left the first filter: the HCM adds
-/// `date` and `server: envoy`; then the HTTP/1.1 codec frames a response without
+/// `date` and `server: envoy`, and `connection: close` over HTTP/1.1 when the request had not
+/// ended yet (`close`: Envoy's drain on `!remoteDecodeComplete`); then the HTTP/1.1 codec
+/// frames a response without
 /// `content-length`: `content-length: 0` when it ends with the headers (except for HEAD,
 /// which gets `transfer-encoding: chunked`, as seen in Envoy 1.40), chunked otherwise.
 pub fn client_headers(
@@ -179,11 +181,15 @@ pub fn client_headers(
     end_stream: bool,
     protocol: Protocol,
     head: bool,
+    close: bool,
     date: &str,
 ) -> HeaderMap {
     let mut headers = passed.clone();
     headers.set(b"date", date.as_bytes());
     headers.set(b"server", b"envoy");
+    if close && protocol == Protocol::Http1 {
+        headers.set(b"connection", b"close");
+    }
     if protocol == Protocol::Http1
         && headers.get(b"content-length").is_none()
         && headers.get(b"transfer-encoding").is_none()

@@ -39,6 +39,9 @@ enum Command {
         module: PathBuf,
         /// The client-level scenario file.
         scenario: PathBuf,
+        /// Also print the trace of every call Envoy would make, on stderr.
+        #[arg(long)]
+        trace: bool,
     },
     /// Loads the module and configures one plugin as Envoy does before accepting a config
     /// (import check, VM start, `on_configure` canary); exits 1 with the filter's own log
@@ -99,6 +102,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Exchange {
             module,
             scenario: path,
+            trace,
         } => {
             let module =
                 Module::load(&module).with_context(|| format!("loading {}", module.display()))?;
@@ -106,7 +110,10 @@ fn run() -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", path.display()))?;
             let parsed =
                 exchange::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
-            let observation = exchange::run(&module, &parsed)?;
+            let (observation, calls) = exchange::run_traced(&module, &parsed, trace)?;
+            if trace {
+                eprint!("{calls}");
+            }
             let mut output = serde_json::to_string_pretty(&observation)?;
             output.push('\n');
             let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());

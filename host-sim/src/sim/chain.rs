@@ -71,6 +71,12 @@ struct ChainState {
     client: Side,
     reset: bool,
     local_reply: Option<LocalReply>,
+    /// The client's request had ended (Envoy's `remoteDecodeComplete`).
+    request_in_ended: bool,
+    /// The response headers reached the client before the request ended.
+    early_response: bool,
+    /// A local reply's body, sent once its headers went through every filter.
+    reply_body: Option<Vec<u8>>,
 }
 
 /// An HTTP stream through several plugins' filters in chain order (see the module header).
@@ -164,6 +170,12 @@ impl Chain<'_> {
         self.state.local_reply.as_ref()
     }
 
+    /// Whether the response headers reached the client before the client's request ended
+    /// (Envoy then closes an HTTP/1.1 connection: `connection: close`).
+    pub fn responded_early(&self) -> bool {
+        self.state.early_response
+    }
+
     /// Whether the request side is over for the chain (answered locally or reset).
     pub fn request_stopped(&self) -> bool {
         self.state.request_stopped || self.state.done
@@ -212,11 +224,18 @@ impl Chain<'_> {
     }
 
     fn request_into(&mut self, index: usize, item: Passed) -> Outcome {
+        // Seen in Envoy 1.40 (`connection: close` on HTTP/1.1): a request that ends with its
+        // headers counts as ended before the filters see them; one that ends with a body
+        // chunk or trailers only after the filters handled them.
+        let ends_later = matches!(item, Passed::Body(_, true) | Passed::Trailers(_));
+        self.state.request_in_ended |= matches!(item, Passed::Headers(_, true));
         if self.state.done || self.state.request_stopped || self.completed {
+            self.state.request_in_ended |= ends_later;
             return Outcome::NotDelivered;
         }
         let outcome = self.deliver_request(index, item);
         self.pump();
+        self.state.request_in_ended |= ends_later;
         self.summarize(outcome)
     }
 
@@ -272,10 +291,17 @@ impl Chain<'_> {
                 self.sim.send(self.ids[index], true, event_of(item))
             }
             None => {
-                self.state.client.take(item);
+                self.to_client(item);
                 Outcome::Continue
             }
         }
+    }
+
+    fn to_client(&mut self, item: Passed) {
+        if matches!(item, Passed::Headers(..)) {
+            self.state.early_response = !self.state.request_in_ended;
+        }
+        self.state.client.take(item);
     }
 
     /// Moves what each filter let through to the next one, and routes local replies and
@@ -335,6 +361,10 @@ impl Chain<'_> {
             }
             return true;
         }
+        if let Some(body) = self.state.reply_body.take() {
+            self.deliver_response(n, Passed::Body(body, true));
+            return true;
+        }
         false
     }
 
@@ -362,21 +392,22 @@ impl Chain<'_> {
         self.state.local_reply = Some(reply);
         if self.state.response_started {
             // Directly to the codec, without the filters.
-            self.state.client = Side {
-                headers: Some(headers),
-                ended: true,
-                body,
-                trailers: None,
-            };
+            self.state.client = Side::default();
+            let end = body.is_empty();
+            self.to_client(Passed::Headers(headers, end));
+            if !end {
+                self.to_client(Passed::Body(body, true));
+            }
             self.state.done = true;
             return;
         }
         self.state.response_started = true;
         let n = self.ids.len();
         let end = body.is_empty();
+        // The headers go through every filter before the body does.
         self.deliver_response(n, Passed::Headers(headers, end));
         if !end {
-            self.deliver_response(n, Passed::Body(body, true));
+            self.state.reply_body = Some(body);
         }
     }
 

@@ -232,33 +232,7 @@ impl Sim {
         if buffering {
             body.extend_from_slice(&chunk);
             if body.len() > limit {
-                // Envoy answers itself when a buffered body outgrows its limit.
-                let (code, details): (u32, &[u8]) = if response {
-                    (500, b"response_payload_too_large")
-                } else {
-                    (413, b"request_payload_too_large")
-                };
-                let reply = LocalReply {
-                    status_code: code,
-                    details: String::from_utf8_lossy(details).into_owned(),
-                    body: if response {
-                        b"Internal Server Error".to_vec()
-                    } else {
-                        b"Payload Too Large".to_vec()
-                    },
-                    headers: Vec::new(),
-                    grpc_status: None,
-                };
-                self.store.data_mut().trace.note(
-                    "local reply by envoy",
-                    ctx,
-                    &[u64::from(code)],
-                    &[details],
-                );
-                // The response side: directly to the codec, or a reset once the response
-                // headers left (`send_local_reply` decides).
-                self.send_local_reply(ctx, reply);
-                return Ok(Outcome::LocalReply { status_code: code });
+                return Ok(self.payload_too_large(ctx, response));
             }
         } else {
             *body = chunk;
@@ -318,6 +292,10 @@ impl Sim {
             }
             Some(Pause::StopIterationAndBuffer) => {
                 *buffering = true;
+                // The filter manager buffers the chunk and checks the limit at once.
+                if body.len() > limit {
+                    return Ok(self.payload_too_large(ctx, response));
+                }
                 Ok(Outcome::Paused(Pause::StopIterationAndBuffer))
             }
             Some(Pause::StopIterationAndWatermark) => {
@@ -329,6 +307,35 @@ impl Sim {
                 Ok(Outcome::Paused(pause))
             }
         }
+    }
+
+    /// Envoy answers itself when a buffered body outgrows the buffer limit: 413 for a
+    /// request; for a response 500 directly to the codec, or a reset once its headers left.
+    fn payload_too_large(&mut self, ctx: u32, response: bool) -> Outcome {
+        let (code, details): (u32, &[u8]) = if response {
+            (500, b"response_payload_too_large")
+        } else {
+            (413, b"request_payload_too_large")
+        };
+        let reply = LocalReply {
+            status_code: code,
+            details: String::from_utf8_lossy(details).into_owned(),
+            body: if response {
+                b"Internal Server Error".to_vec()
+            } else {
+                b"Payload Too Large".to_vec()
+            },
+            headers: Vec::new(),
+            grpc_status: None,
+        };
+        self.store.data_mut().trace.note(
+            "local reply by envoy",
+            ctx,
+            &[u64::from(code)],
+            &[details],
+        );
+        self.send_local_reply(ctx, reply);
+        Outcome::LocalReply { status_code: code }
     }
 
     pub(super) fn deliver_trailers(
