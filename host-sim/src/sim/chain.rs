@@ -291,13 +291,13 @@ impl Chain<'_> {
                 self.sim.send(self.ids[index], true, event_of(item))
             }
             None => {
-                self.to_client(item);
+                self.deliver_to_client(item);
                 Outcome::Continue
             }
         }
     }
 
-    fn to_client(&mut self, item: Passed) {
+    fn deliver_to_client(&mut self, item: Passed) {
         if matches!(item, Passed::Headers(..)) {
             self.state.early_response = !self.state.request_in_ended;
         }
@@ -394,9 +394,9 @@ impl Chain<'_> {
             // Directly to the codec, without the filters.
             self.state.client = Side::default();
             let end = body.is_empty();
-            self.to_client(Passed::Headers(headers, end));
+            self.deliver_to_client(Passed::Headers(headers, end));
             if !end {
-                self.to_client(Passed::Body(body, true));
+                self.deliver_to_client(Passed::Body(body, true));
             }
             self.state.done = true;
             return;
