@@ -218,6 +218,9 @@ pub(crate) struct StreamData {
     pub(crate) passed: [Vec<Passed>; 2],
     /// A local reply the filter (or Envoy for it) asked for, for the chain to route.
     pub(crate) chain_reply: Option<LocalReply>,
+    /// The filter continued; what Envoy held for it (request, response) is delivered once
+    /// the headers it let through went down the chain.
+    pub(crate) held_pending: [bool; 2],
 }
 
 /// An event that passed a filter, in order, for the next filter of a chain.

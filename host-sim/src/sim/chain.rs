@@ -361,6 +361,21 @@ impl Chain<'_> {
             }
             return true;
         }
+        for index in 0..n {
+            for direction in [0, 1] {
+                let pending = self
+                    .data_mut(index)
+                    .map(|data| std::mem::take(&mut data.held_pending[direction]))
+                    .unwrap_or(false);
+                if pending {
+                    let ctx = self.ids[index];
+                    self.sim.switch_to(self.worker);
+                    self.sim.deliver_held(ctx, direction == 1);
+                    self.sim.after_top_level();
+                    return true;
+                }
+            }
+        }
         if let Some(body) = self.state.reply_body.take() {
             self.deliver_response(n, Passed::Body(body, true));
             return true;

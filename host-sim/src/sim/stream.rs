@@ -560,7 +560,20 @@ impl Sim {
         if !was_paused {
             return;
         }
-        // Deliver held events: consecutive body chunks coalesce, as Envoy's buffer does.
+        if let Some(stream) = self.store.data_mut().streams.get_mut(&ctx)
+            && stream.chained
+        {
+            // Envoy's `commonContinue`: the headers go through the later filters first, then
+            // the held data comes back to this filter (the chain calls `deliver_held`).
+            stream.held_pending[usize::from(response)] = true;
+            return;
+        }
+        self.deliver_held(ctx, response);
+    }
+
+    /// Delivers the events Envoy held while the filter was paused: consecutive body chunks
+    /// coalesce, as Envoy's buffer does.
+    pub(super) fn deliver_held(&mut self, ctx: u32, response: bool) {
         loop {
             let stream = self.stream_mut(ctx);
             let queue = if response {
