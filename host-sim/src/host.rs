@@ -1393,7 +1393,13 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 None if in_log && abi_010 => Ok(Vec::new()),
                 None if in_log => Err(NOT_FOUND),
                 None => Err(BAD_ARGUMENT),
-                Some(headers) => match headers.get(&key) {
+                // Envoy's request header map answers the legacy `host` with `:authority`
+                // (seen in Envoy 1.40).
+                Some(headers) => match headers.get(&key).or_else(|| {
+                    (map == 0 && key.eq_ignore_ascii_case(b"host"))
+                        .then(|| headers.get(b":authority"))
+                        .flatten()
+                }) {
                     Some(value) => Ok(value.to_vec()),
                     None if abi_010 => Ok(Vec::new()),
                     None => Err(NOT_FOUND),

@@ -19,10 +19,11 @@ use crate::trace::Trace;
 use crate::{Error, Status};
 
 mod chain;
+mod handle;
 mod stream;
 
 pub use chain::{Chain, Side};
-pub use stream::Stream;
+pub use handle::Stream;
 
 /// Why Envoy rejected a plugin configuration, with the filter's own log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
