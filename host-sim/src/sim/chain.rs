@@ -170,8 +170,9 @@ impl Chain<'_> {
         self.state.local_reply.as_ref()
     }
 
-    /// Whether the response headers reached the client before the client's request ended
-    /// (Envoy then closes an HTTP/1.1 connection: `connection: close`).
+    /// Whether the response headers reached the client before the client's request ended,
+    /// or while the upstream had only part of it (Envoy then closes an HTTP/1.1 connection:
+    /// `connection: close`).
     pub fn responded_early(&self) -> bool {
         self.state.early_response
     }
@@ -224,18 +225,16 @@ impl Chain<'_> {
     }
 
     fn request_into(&mut self, index: usize, item: Passed) -> Outcome {
-        // Seen in Envoy 1.40 (`connection: close` on HTTP/1.1): a request that ends with its
-        // headers counts as ended before the filters see them; one that ends with a body
-        // chunk or trailers only after the filters handled them.
-        let ends_later = matches!(item, Passed::Body(_, true) | Passed::Trailers(_));
-        self.state.request_in_ended |= matches!(item, Passed::Headers(_, true));
+        // Envoy's `maybeEndDecode` runs before the filters see the last event.
+        self.state.request_in_ended |= matches!(
+            item,
+            Passed::Headers(_, true) | Passed::Body(_, true) | Passed::Trailers(_)
+        );
         if self.state.done || self.state.request_stopped || self.completed {
-            self.state.request_in_ended |= ends_later;
             return Outcome::NotDelivered;
         }
         let outcome = self.deliver_request(index, item);
         self.pump();
-        self.state.request_in_ended |= ends_later;
         self.summarize(outcome)
     }
 
@@ -299,7 +298,11 @@ impl Chain<'_> {
 
     fn deliver_to_client(&mut self, item: Passed) {
         if matches!(item, Passed::Headers(..)) {
-            self.state.early_response = !self.state.request_in_ended;
+            // Seen in Envoy 1.40 (`connection: close` over HTTP/1.1): the client's request
+            // had not ended, or the upstream had part of it.
+            let upstream = &self.state.upstream;
+            let partial_upstream = upstream.headers.is_some() && !upstream.ended;
+            self.state.early_response = !self.state.request_in_ended || partial_upstream;
         }
         self.state.client.take(item);
     }
