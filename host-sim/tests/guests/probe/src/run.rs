@@ -259,13 +259,16 @@ fn run(call: &Call, action: &Action) -> Option<String> {
                     (":authority".into(), cluster.clone()),
                 ]
             });
-            let (status, _token) = abi::http_call(
+            let (status, token) = abi::http_call(
                 cluster,
                 &pairs_of(&headers),
                 body.as_bytes(),
                 &pairs_of(trailers),
                 *timeout_ms,
             );
+            if status == 0 {
+                with_vm(|vm| vm.http_calls.insert(token, context_id));
+            }
             status_only(status)
         }
         Action::GrpcCall {
@@ -285,7 +288,12 @@ fn run(call: &Call, action: &Action) -> Option<String> {
                 message: message.as_bytes(),
                 timeout_milliseconds: *timeout_ms,
             });
-            with_vm(|vm| vm.contexts.entry(context_id).or_default().last_grpc_token = token);
+            if status == 0 {
+                with_vm(|vm| {
+                    vm.contexts.entry(context_id).or_default().last_grpc_token = token;
+                    vm.grpc_calls.insert(token, context_id);
+                });
+            }
             status_only(status)
         }
         Action::GrpcCancel {} => {
@@ -395,6 +403,16 @@ fn run(call: &Call, action: &Action) -> Option<String> {
         }
         Action::Done {} => status_only(abi::done()),
         Action::Note { value } => Some(value.clone()),
+        Action::CallbackContext {} => Some(
+            if call.host_context_id == call.context_id {
+                "own"
+            } else if with_vm(|vm| vm.scripts.contains_key(&call.host_context_id)) {
+                "root"
+            } else {
+                "other"
+            }
+            .to_string(),
+        ),
         Action::Args {} => Some(
             call.arguments
                 .iter()
@@ -413,6 +431,24 @@ fn run(call: &Call, action: &Action) -> Option<String> {
             trace,
         } => {
             emit(context_id, map_type(map), prefix, *root, *trace);
+            None
+        }
+        Action::LogRecords {} => {
+            let records = with_vm(|vm| {
+                let context = vm.contexts.entry(context_id).or_default();
+                let shown: Vec<String> = context
+                    .records
+                    .iter()
+                    .map(|(label, value)| format!("{label}={value}"))
+                    .collect();
+                format!(
+                    "probe: context {context_id} (root {}) in {}: {}",
+                    context.root_id,
+                    call.callback,
+                    shown.join(" ")
+                )
+            });
+            abi::log(2, &records);
             None
         }
         Action::Trap {} => trap(),

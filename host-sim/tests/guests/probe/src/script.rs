@@ -247,6 +247,9 @@ pub enum Action {
     },
     /// Records the callback's arguments, comma-separated.
     Args {},
+    /// Records which context id the host called a callout callback with: `own` (the caller's),
+    /// `root` (its root context's), or `other`.
+    CallbackContext {},
     /// Appends to the VM-wide trace, which `emit` with `trace: true` shows.
     Trace {
         value: String,
@@ -264,6 +267,8 @@ pub enum Action {
         #[serde(default)]
         trace: bool,
     },
+    /// Logs this context's id and recorded results at info level (for writing scenarios).
+    LogRecords {},
     /// Executes `unreachable`: the VM traps.
     Trap {},
 }
