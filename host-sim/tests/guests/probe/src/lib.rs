@@ -382,7 +382,6 @@ pub extern "C" fn proxy_on_http_call_response(
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_grpc_receive_initial_metadata(context_id: u32, token: u32, n: usize) {
-    let _ = token;
     let call = call(
         context_id,
         "on_grpc_receive_initial_metadata",
@@ -390,7 +389,7 @@ pub extern "C" fn proxy_on_grpc_receive_initial_metadata(context_id: u32, token:
         None,
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, true, false);
 }
 
 #[unsafe(no_mangle)]
@@ -407,7 +406,6 @@ pub extern "C" fn proxy_on_grpc_receive(context_id: u32, token: u32, message_siz
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(context_id: u32, token: u32, n: usize) {
-    let _ = token;
     let call = call(
         context_id,
         "on_grpc_receive_trailing_metadata",
@@ -415,12 +413,11 @@ pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(context_id: u32, token
         None,
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, true, false);
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_grpc_close(context_id: u32, token: u32, status_code: u32) {
-    let _ = token;
     let call = call(
         context_id,
         "on_grpc_close",
@@ -428,5 +425,5 @@ pub extern "C" fn proxy_on_grpc_close(context_id: u32, token: u32, status_code: 
         None,
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, true, true);
 }
