@@ -9,6 +9,9 @@ use anyhow::{Context, Result, bail};
 use crate::{diff, util};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Any other command is filter-sim's (run, check, exchange): `cargo xtask sim run --help`."
+)]
 pub struct Args {
     #[command(subcommand)]
     command: SimCommand,

@@ -27,29 +27,27 @@ pub struct Answer {
     pub reset: bool,
 }
 
-/// Sends `request` to `address` on a new connection; gives up after [`RESPONSE_TIMEOUT`].
+/// Sends `request` to `address` on a new connection. After [`RESPONSE_TIMEOUT`] the client
+/// gives up and keeps what arrived (no head: status `None`), not marked reset.
 pub async fn send(address: SocketAddr, request: &Request) -> Answer {
+    let mut answer = Answer::default();
     let exchange = async {
-        let stream = match TcpStream::connect(address).await {
-            Ok(stream) => stream,
-            Err(_) => return reset(),
+        // Every early return is a broken connection or stream: what arrived stays in `answer`.
+        let Ok(stream) = TcpStream::connect(address).await else {
+            answer.reset = true;
+            return;
         };
-        if request.http2 {
-            send_http2(stream, request).await
+        let complete = if request.http2 {
+            exchange_http2(stream, request, &mut answer).await
         } else {
-            send_http1(stream, request).await
+            exchange_http1(stream, request, &mut answer).await
+        };
+        if complete.is_err() {
+            answer.reset = true;
         }
     };
-    tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
-        .await
-        .unwrap_or_default()
-}
-
-fn reset() -> Answer {
-    Answer {
-        reset: true,
-        ..Answer::default()
-    }
+    let _ = tokio::time::timeout(RESPONSE_TIMEOUT, exchange).await;
+    answer
 }
 
 fn lowercase(headers: Pairs) -> Pairs {
@@ -60,8 +58,12 @@ fn lowercase(headers: Pairs) -> Pairs {
 }
 
 /// `host` first, the scenario's headers as written, then `content-length` for a body, or
-/// chunked encoding when there are trailers.
-async fn send_http1(mut stream: TcpStream, request: &Request) -> Answer {
+/// chunked encoding when there are trailers. `Err` when the connection broke first.
+async fn exchange_http1(
+    mut stream: TcpStream,
+    request: &Request,
+    answer: &mut Answer,
+) -> Result<()> {
     let mut headers = vec![("host".to_owned(), request.authority.clone())];
     headers.extend(request.headers.iter().cloned());
     let chunked = !request.trailers.is_empty();
@@ -71,7 +73,8 @@ async fn send_http1(mut stream: TcpStream, request: &Request) -> Answer {
         headers.push(("content-length".to_owned(), request.body.len().to_string()));
     }
     let start_line = format!("{} {} HTTP/1.1", request.method, request.path);
-    let written = wire::write_message(
+    // A write that failed may still have a response waiting (a local reply before the body).
+    let _ = wire::write_message(
         &mut stream,
         &start_line,
         &headers,
@@ -81,56 +84,32 @@ async fn send_http1(mut stream: TcpStream, request: &Request) -> Answer {
     )
     .await;
     let mut reader = Reader::new(stream);
-    // A write that failed may still have a response waiting (a local reply before the body).
-    let head = match reader.response_head().await {
-        Ok(Some(head)) => head,
-        _ => return reset(),
-    };
-    let mut answer = Answer {
-        status: Some(head.status),
-        headers: lowercase(head.headers.clone()),
-        ..Answer::default()
-    };
+    let head = reader
+        .response_head()
+        .await?
+        .context("the connection closed before a response")?;
+    answer.status = Some(head.status);
+    answer.headers = lowercase(head.headers.clone());
     let framing = if request.method == "HEAD" || matches!(head.status, 204 | 304) {
-        Ok(Framing::Empty)
+        Framing::Empty
     } else {
-        wire::framing(&head.headers, true)
+        wire::framing(&head.headers, true)?
     };
-    match framing {
-        Ok(framing) => match reader.body(framing).await {
-            Ok((body, trailers)) => {
-                answer.body = body;
-                answer.trailers = lowercase(trailers);
-            }
-            Err(_) => answer.reset = true,
-        },
-        Err(_) => answer.reset = true,
-    }
-    if written.is_err() && answer.status.is_none() {
-        answer.reset = true;
-    }
-    answer
+    let (body, trailers) = reader.body(framing).await?;
+    answer.body = body;
+    answer.trailers = lowercase(trailers);
+    Ok(())
 }
 
-async fn send_http2(stream: TcpStream, request: &Request) -> Answer {
-    match try_http2(stream, request).await {
-        Ok(answer) => answer,
-        Err(partial) => partial,
-    }
-}
-
-/// The HTTP/2 exchange; `Err` carries what arrived before the stream broke, marked reset.
-async fn try_http2(stream: TcpStream, request: &Request) -> Result<Answer, Answer> {
-    let (mut client, connection) = h2::client::handshake(stream).await.map_err(|_| reset())?;
+/// The HTTP/2 exchange (prior knowledge). `Err` when the connection or stream broke first.
+async fn exchange_http2(stream: TcpStream, request: &Request, answer: &mut Answer) -> Result<()> {
+    let (mut client, connection) = h2::client::handshake(stream).await?;
     tokio::spawn(async move {
         // The connection ends with an error when Envoy resets it: the stream reports that.
         let _ = connection.await;
     });
-    let built = build_http2_request(request).map_err(|_| reset())?;
     let end_of_stream = request.body.is_empty() && request.trailers.is_empty();
-    let (response, mut send) = client
-        .send_request(built, end_of_stream)
-        .map_err(|_| reset())?;
+    let (response, mut send) = client.send_request(build_http2_request(request)?, end_of_stream)?;
     if !request.body.is_empty() {
         // A failure here (a local reply before the body) shows in the response below.
         let _ = send.send_data(
@@ -139,36 +118,21 @@ async fn try_http2(stream: TcpStream, request: &Request) -> Result<Answer, Answe
         );
     }
     if !request.trailers.is_empty() {
-        let trailers = header_map(&request.trailers).map_err(|_| reset())?;
-        let _ = send.send_trailers(trailers);
+        let _ = send.send_trailers(header_map(&request.trailers)?);
     }
-    let response = response.await.map_err(|_| reset())?;
-    let mut answer = Answer {
-        status: Some(response.status().as_u16()),
-        headers: pairs(response.headers()),
-        ..Answer::default()
-    };
+    let response = response.await?;
+    answer.status = Some(response.status().as_u16());
+    answer.headers = pairs(response.headers());
     let mut body = response.into_body();
     while let Some(chunk) = body.data().await {
-        match chunk {
-            Ok(chunk) => {
-                let _ = body.flow_control().release_capacity(chunk.len());
-                answer.body.extend_from_slice(&chunk);
-            }
-            Err(_) => {
-                answer.reset = true;
-                return Err(answer);
-            }
-        }
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        answer.body.extend_from_slice(&chunk);
     }
-    match body.trailers().await {
-        Ok(trailers) => answer.trailers = trailers.as_ref().map(pairs).unwrap_or_default(),
-        Err(_) => {
-            answer.reset = true;
-            return Err(answer);
-        }
+    if let Some(trailers) = body.trailers().await? {
+        answer.trailers = pairs(&trailers);
     }
-    Ok(answer)
+    Ok(())
 }
 
 fn build_http2_request(request: &Request) -> Result<http::Request<()>> {

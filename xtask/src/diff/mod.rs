@@ -94,10 +94,17 @@ fn observe_envoy(module: Option<&str>, scenario_path: &Path) -> Result<observati
     let stem = scenario_path
         .file_stem()
         .map_or("scenario".into(), |stem| stem.to_string_lossy());
-    let work_dir = util::target_dir().join("differential").join(&*stem);
+    // One directory per run, so the same scenario can run twice at once (tests do); it is
+    // kept when the run fails, for Envoy's log.
+    let work_dir = util::target_dir()
+        .join("differential")
+        .join(format!("{stem}.{}", std::process::id()));
     let wasm = wasm_for_envoy(&module, &work_dir)?;
-    runner::observe(&scenario, &wasm, &work_dir.join("envoy"))
-        .with_context(|| format!("running {} in Envoy", util::relative(scenario_path)))
+    let observation = runner::observe(&scenario, &wasm, &work_dir.join("envoy"))
+        .with_context(|| format!("running {} in Envoy", util::relative(scenario_path)))?;
+    std::fs::remove_dir_all(&work_dir)
+        .with_context(|| format!("removing {}", work_dir.display()))?;
+    Ok(observation)
 }
 
 /// The module file for a scenario: the command line's `module` else the scenario's, as the

@@ -88,21 +88,23 @@ impl Plugin {
 
 /// What happens when a plugin fails (a VM that traps, or fails to start).
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
     #[default]
-    FailClosed,
-    FailOpen,
-    FailReload,
+    #[serde(rename = "fail_closed")]
+    Closed,
+    #[serde(rename = "fail_open")]
+    Open,
+    #[serde(rename = "fail_reload")]
+    Reload,
 }
 
 impl FailurePolicy {
     /// The enum value in Envoy's `PluginConfig.failure_policy`.
     pub fn envoy_name(self) -> &'static str {
         match self {
-            FailurePolicy::FailClosed => "FAIL_CLOSED",
-            FailurePolicy::FailOpen => "FAIL_OPEN",
-            FailurePolicy::FailReload => "FAIL_RELOAD",
+            FailurePolicy::Closed => "FAIL_CLOSED",
+            FailurePolicy::Open => "FAIL_OPEN",
+            FailurePolicy::Reload => "FAIL_RELOAD",
         }
     }
 }

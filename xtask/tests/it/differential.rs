@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use expect_test::{Expect, expect};
 
 use crate::support;
 use crate::util;
@@ -51,9 +52,10 @@ fn host_sim_agrees_with_envoy_on_every_scenario() -> Result<()> {
         if output.status.success() {
             eprintln!("{shown}: host-sim and Envoy agree");
         } else {
-            // The diff, or why the scenario could not run, is in the error at the end.
+            // The diff, or why the scenario could not run (filter-sim's own error first), is
+            // in the errors at the end; what comes before is progress.
             let reason = stderr
-                .rfind("error: ")
+                .find("error: ")
                 .map_or(stderr.as_ref(), |start| &stderr[start..]);
             differing.push(format!("{shown}\n{}", reason.trim_end()));
         }
@@ -67,4 +69,98 @@ fn host_sim_agrees_with_envoy_on_every_scenario() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `cargo xtask sim envoy <scenario>`: Envoy's observation, pinned, so a change in what Envoy
+/// adds (headers, their order) shows here even while host-sim disagrees.
+fn check_envoy(scenario: &str, expect: Expect) -> Result<()> {
+    let _filters = support::lock_filters();
+    let path = format!("host-sim/tests/differential/{scenario}");
+    expect.assert_eq(&support::xtask(&["sim", "envoy", &path])?);
+    Ok(())
+}
+
+#[test]
+fn envoy_observes_add_header_on_both_protocols() -> Result<()> {
+    check_envoy(
+        "add-header-get.json",
+        expect![[r#"
+        {
+          "configuration": "accepted",
+          "responses": [
+            {
+              "name": "get",
+              "status": 200,
+              "headers": [
+                ["x-up", "1"],
+                ["content-type", "text/plain"],
+                ["content-length", "6"],
+                ["resp-header-demo", "added by our filter"],
+                ["hello", "hello details"],
+                ["server", "envoy"]
+              ],
+              "body": "hello\n",
+              "trailers": [],
+              "reset": false,
+              "upstream_request": {
+                "method": "GET",
+                "path": "/details?id=1",
+                "authority": "example.com",
+                "headers": [
+                  ["x-a", "1"],
+                  ["x-mixed-case", "2"],
+                  ["x-a", "3"],
+                  ["x-forwarded-proto", "http"],
+                  ["x-envoy-expected-rq-timeout-ms", "15000"]
+                ],
+                "body": "",
+                "trailers": []
+              }
+            },
+            {
+              "name": "get-h2",
+              "status": 404,
+              "headers": [
+                ["x-up", "1"],
+                ["content-type", "text/plain"],
+                ["content-length", "0"],
+                ["resp-header-demo", "added by our filter"],
+                ["hello", "hello details"],
+                ["server", "envoy"]
+              ],
+              "body": "",
+              "trailers": [],
+              "reset": false,
+              "upstream_request": {
+                "method": "GET",
+                "path": "/",
+                "authority": "example.com",
+                "headers": [
+                  ["x-a", "1"],
+                  ["x-forwarded-proto", "http"],
+                  ["x-envoy-expected-rq-timeout-ms", "15000"]
+                ],
+                "body": "",
+                "trailers": []
+              }
+            }
+          ],
+          "metrics": {}
+        }
+    "#]],
+    )
+}
+
+#[test]
+fn envoy_observes_a_rejected_configuration() -> Result<()> {
+    check_envoy(
+        "add-header-rejected.json",
+        expect![[r#"
+        {
+          "configuration": "rejected",
+          "responses": [],
+          "metrics": {}
+        }
+    "#]],
+    )
 }
