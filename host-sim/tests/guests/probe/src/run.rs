@@ -76,17 +76,20 @@ fn metric_type(name: &str) -> u32 {
     }
 }
 
-/// Bytes as text when they are printable ASCII (safe in a header), else `hex:<…>`.
+/// Bytes as header-safe text: printable ASCII as is, `\\`, `\n`, `\r`, `\t`, else `\xNN`.
 pub fn show(bytes: &[u8]) -> String {
-    if bytes.iter().all(|byte| (0x20..0x7f).contains(byte)) {
-        String::from_utf8_lossy(bytes).into_owned()
-    } else {
-        let mut text = String::from("hex:");
-        for byte in bytes {
-            text.push_str(&format!("{byte:02x}"));
+    let mut text = String::new();
+    for byte in bytes {
+        match byte {
+            b'\\' => text.push_str("\\\\"),
+            b'\n' => text.push_str("\\n"),
+            b'\r' => text.push_str("\\r"),
+            b'\t' => text.push_str("\\t"),
+            0x20..0x7f => text.push(char::from(*byte)),
+            _ => text.push_str(&format!("\\x{byte:02x}")),
         }
-        text
     }
+    text
 }
 
 fn show_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> String {
