@@ -151,6 +151,26 @@ fn metric_id(name: &str) -> u32 {
     with_vm(|vm| vm.metrics.get(name).copied()).unwrap_or(u32::MAX)
 }
 
+/// The latest value recorded under `label` in this context (empty when none), else `literal`.
+fn recorded_or(context_id: u32, label: &Option<String>, literal: &str) -> String {
+    let Some(label) = label else {
+        return literal.to_string();
+    };
+    with_vm(|vm| {
+        vm.contexts
+            .get(&context_id)
+            .and_then(|context| {
+                context
+                    .records
+                    .iter()
+                    .rev()
+                    .find(|(recorded, _)| recorded == label)
+                    .map(|(_, value)| value.clone())
+            })
+            .unwrap_or_default()
+    })
+}
+
 pub fn step(call: &Call, step: &Step) {
     let context_id = call.context_id;
     let result = run(call, &step.action);
@@ -325,7 +345,13 @@ fn run(call: &Call, action: &Action) -> Option<String> {
             with_vm(|vm| vm.contexts.entry(context_id).or_default().last_cas = cas);
             Some(with_status(status, &show(&value)))
         }
-        Action::SetSharedData { key, value, cas } => {
+        Action::SetSharedData {
+            key,
+            value,
+            from,
+            cas,
+        } => {
+            let value = recorded_or(context_id, from, value);
             let cas = match cas {
                 Value::String(last) if last == "last" => {
                     with_vm(|vm| vm.contexts.entry(context_id).or_default().last_cas)
@@ -349,7 +375,8 @@ fn run(call: &Call, action: &Action) -> Option<String> {
             }
             status_only(status)
         }
-        Action::Enqueue { name, data } => {
+        Action::Enqueue { name, data, from } => {
+            let data = recorded_or(context_id, from, data);
             let id = match queue_id(name) {
                 Some(id) => id,
                 None => {

@@ -189,7 +189,10 @@ pub enum Action {
     },
     SetSharedData {
         key: String,
+        #[serde(default)]
         value: String,
+        /// Instead of `value`: the latest result recorded under this label in this context.
+        from: Option<String>,
         /// A number, or `"last"`: the cas of this context's last get_shared_data.
         #[serde(default)]
         cas: Value,
@@ -204,7 +207,10 @@ pub enum Action {
     },
     Enqueue {
         name: String,
+        #[serde(default)]
         data: String,
+        /// Instead of `data`: the latest result recorded under this label in this context.
+        from: Option<String>,
     },
     Dequeue {
         name: String,
