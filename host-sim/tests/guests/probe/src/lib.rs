@@ -55,6 +55,10 @@ struct Vm {
     queues: BTreeMap<String, u32>,
     metrics: BTreeMap<String, u32>,
     trace: Vec<String>,
+    /// The context that made each HTTP call, by token: Envoy calls back the root context.
+    http_calls: BTreeMap<u32, u32>,
+    /// The context that made each gRPC call, by token.
+    grpc_calls: BTreeMap<u32, u32>,
 }
 
 thread_local! {
@@ -68,6 +72,9 @@ fn with_vm<T>(body: impl FnOnce(&mut Vm) -> T) -> T {
 /// The callback being run.
 pub(crate) struct Call {
     pub context_id: u32,
+    /// The context id the host passed, when the probe runs the callback in another context
+    /// (a callout's response runs in the context that made the call).
+    pub host_context_id: u32,
     pub callback: &'static str,
     pub arguments: Vec<u64>,
     /// The size argument (body, message, configuration), the default for get_buffer.
@@ -158,6 +165,7 @@ fn call(
 ) -> Call {
     Call {
         context_id,
+        host_context_id: context_id,
         callback,
         arguments: arguments.to_vec(),
         size,
@@ -331,6 +339,29 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
     with_vm(|vm| vm.contexts.remove(&context_id));
 }
 
+/// Runs a callout callback in the context that made the call. Envoy (cpp-host) makes every
+/// callout on behalf of the root context and calls it back with the root context's id, so, as
+/// the SDKs do, the probe finds the caller by token and makes it the effective context.
+fn callout_callback(mut call: Call, token: u32, grpc: bool, last: bool) {
+    let origin = with_vm(|vm| {
+        let calls = if grpc {
+            &mut vm.grpc_calls
+        } else {
+            &mut vm.http_calls
+        };
+        if last {
+            calls.remove(&token)
+        } else {
+            calls.get(&token).copied()
+        }
+    });
+    if let Some(origin) = origin.filter(|origin| *origin != call.context_id) {
+        abi::set_effective_context(origin);
+        call.context_id = origin;
+    }
+    dispatch(&call, Value::Null);
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_http_call_response(
     context_id: u32,
@@ -339,7 +370,6 @@ pub extern "C" fn proxy_on_http_call_response(
     body_size: usize,
     n_trailers: usize,
 ) {
-    let _ = token;
     let call = call(
         context_id,
         "on_http_call_response",
@@ -347,12 +377,11 @@ pub extern "C" fn proxy_on_http_call_response(
         Some(body_size),
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, false, true);
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_grpc_receive_initial_metadata(context_id: u32, token: u32, n: usize) {
-    let _ = token;
     let call = call(
         context_id,
         "on_grpc_receive_initial_metadata",
@@ -360,12 +389,11 @@ pub extern "C" fn proxy_on_grpc_receive_initial_metadata(context_id: u32, token:
         None,
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, true, false);
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_grpc_receive(context_id: u32, token: u32, message_size: usize) {
-    let _ = token;
     let call = call(
         context_id,
         "on_grpc_receive",
@@ -373,12 +401,11 @@ pub extern "C" fn proxy_on_grpc_receive(context_id: u32, token: u32, message_siz
         Some(message_size),
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, true, false);
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(context_id: u32, token: u32, n: usize) {
-    let _ = token;
     let call = call(
         context_id,
         "on_grpc_receive_trailing_metadata",
@@ -386,12 +413,11 @@ pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(context_id: u32, token
         None,
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, true, false);
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_grpc_close(context_id: u32, token: u32, status_code: u32) {
-    let _ = token;
     let call = call(
         context_id,
         "on_grpc_close",
@@ -399,5 +425,5 @@ pub extern "C" fn proxy_on_grpc_close(context_id: u32, token: u32, status_code: 
         None,
         None,
     );
-    dispatch(&call, Value::Null);
+    callout_callback(call, token, true, true);
 }

@@ -76,17 +76,20 @@ fn metric_type(name: &str) -> u32 {
     }
 }
 
-/// Bytes as text when they are printable ASCII (safe in a header), else `hex:<…>`.
+/// Bytes as header-safe text: printable ASCII as is, `\\`, `\n`, `\r`, `\t`, else `\xNN`.
 pub fn show(bytes: &[u8]) -> String {
-    if bytes.iter().all(|byte| (0x20..0x7f).contains(byte)) {
-        String::from_utf8_lossy(bytes).into_owned()
-    } else {
-        let mut text = String::from("hex:");
-        for byte in bytes {
-            text.push_str(&format!("{byte:02x}"));
+    let mut text = String::new();
+    for byte in bytes {
+        match byte {
+            b'\\' => text.push_str("\\\\"),
+            b'\n' => text.push_str("\\n"),
+            b'\r' => text.push_str("\\r"),
+            b'\t' => text.push_str("\\t"),
+            0x20..0x7f => text.push(char::from(*byte)),
+            _ => text.push_str(&format!("\\x{byte:02x}")),
         }
-        text
     }
+    text
 }
 
 fn show_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> String {
@@ -146,6 +149,26 @@ fn queue_id(name: &str) -> Option<u32> {
 
 fn metric_id(name: &str) -> u32 {
     with_vm(|vm| vm.metrics.get(name).copied()).unwrap_or(u32::MAX)
+}
+
+/// The latest value recorded under `label` in this context (empty when none), else `literal`.
+fn recorded_or(context_id: u32, label: &Option<String>, literal: &str) -> String {
+    let Some(label) = label else {
+        return literal.to_string();
+    };
+    with_vm(|vm| {
+        vm.contexts
+            .get(&context_id)
+            .and_then(|context| {
+                context
+                    .records
+                    .iter()
+                    .rev()
+                    .find(|(recorded, _)| recorded == label)
+                    .map(|(_, value)| value.clone())
+            })
+            .unwrap_or_default()
+    })
 }
 
 pub fn step(call: &Call, step: &Step) {
@@ -259,13 +282,16 @@ fn run(call: &Call, action: &Action) -> Option<String> {
                     (":authority".into(), cluster.clone()),
                 ]
             });
-            let (status, _token) = abi::http_call(
+            let (status, token) = abi::http_call(
                 cluster,
                 &pairs_of(&headers),
                 body.as_bytes(),
                 &pairs_of(trailers),
                 *timeout_ms,
             );
+            if status == 0 {
+                with_vm(|vm| vm.http_calls.insert(token, context_id));
+            }
             status_only(status)
         }
         Action::GrpcCall {
@@ -285,7 +311,12 @@ fn run(call: &Call, action: &Action) -> Option<String> {
                 message: message.as_bytes(),
                 timeout_milliseconds: *timeout_ms,
             });
-            with_vm(|vm| vm.contexts.entry(context_id).or_default().last_grpc_token = token);
+            if status == 0 {
+                with_vm(|vm| {
+                    vm.contexts.entry(context_id).or_default().last_grpc_token = token;
+                    vm.grpc_calls.insert(token, context_id);
+                });
+            }
             status_only(status)
         }
         Action::GrpcCancel {} => {
@@ -314,7 +345,13 @@ fn run(call: &Call, action: &Action) -> Option<String> {
             with_vm(|vm| vm.contexts.entry(context_id).or_default().last_cas = cas);
             Some(with_status(status, &show(&value)))
         }
-        Action::SetSharedData { key, value, cas } => {
+        Action::SetSharedData {
+            key,
+            value,
+            from,
+            cas,
+        } => {
+            let value = recorded_or(context_id, from, value);
             let cas = match cas {
                 Value::String(last) if last == "last" => {
                     with_vm(|vm| vm.contexts.entry(context_id).or_default().last_cas)
@@ -338,7 +375,8 @@ fn run(call: &Call, action: &Action) -> Option<String> {
             }
             status_only(status)
         }
-        Action::Enqueue { name, data } => {
+        Action::Enqueue { name, data, from } => {
+            let data = recorded_or(context_id, from, data);
             let id = match queue_id(name) {
                 Some(id) => id,
                 None => {
@@ -395,6 +433,16 @@ fn run(call: &Call, action: &Action) -> Option<String> {
         }
         Action::Done {} => status_only(abi::done()),
         Action::Note { value } => Some(value.clone()),
+        Action::CallbackContext {} => Some(
+            if call.host_context_id == call.context_id {
+                "own"
+            } else if with_vm(|vm| vm.scripts.contains_key(&call.host_context_id)) {
+                "root"
+            } else {
+                "other"
+            }
+            .to_string(),
+        ),
         Action::Args {} => Some(
             call.arguments
                 .iter()
@@ -413,6 +461,24 @@ fn run(call: &Call, action: &Action) -> Option<String> {
             trace,
         } => {
             emit(context_id, map_type(map), prefix, *root, *trace);
+            None
+        }
+        Action::LogRecords {} => {
+            let records = with_vm(|vm| {
+                let context = vm.contexts.entry(context_id).or_default();
+                let shown: Vec<String> = context
+                    .records
+                    .iter()
+                    .map(|(label, value)| format!("{label}={value}"))
+                    .collect();
+                format!(
+                    "probe: context {context_id} (root {}) in {}: {}",
+                    context.root_id,
+                    call.callback,
+                    shown.join(" ")
+                )
+            });
+            abi::log(2, &records);
             None
         }
         Action::Trap {} => trap(),

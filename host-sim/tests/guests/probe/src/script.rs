@@ -189,7 +189,10 @@ pub enum Action {
     },
     SetSharedData {
         key: String,
+        #[serde(default)]
         value: String,
+        /// Instead of `value`: the latest result recorded under this label in this context.
+        from: Option<String>,
         /// A number, or `"last"`: the cas of this context's last get_shared_data.
         #[serde(default)]
         cas: Value,
@@ -204,7 +207,10 @@ pub enum Action {
     },
     Enqueue {
         name: String,
+        #[serde(default)]
         data: String,
+        /// Instead of `data`: the latest result recorded under this label in this context.
+        from: Option<String>,
     },
     Dequeue {
         name: String,
@@ -247,6 +253,9 @@ pub enum Action {
     },
     /// Records the callback's arguments, comma-separated.
     Args {},
+    /// Records which context id the host called a callout callback with: `own` (the caller's),
+    /// `root` (its root context's), or `other`.
+    CallbackContext {},
     /// Appends to the VM-wide trace, which `emit` with `trace: true` shows.
     Trace {
         value: String,
@@ -264,6 +273,8 @@ pub enum Action {
         #[serde(default)]
         trace: bool,
     },
+    /// Logs this context's id and recorded results at info level (for writing scenarios).
+    LogRecords {},
     /// Executes `unreachable`: the VM traps.
     Trap {},
 }
