@@ -528,15 +528,24 @@ fn observe(
             let status = headers
                 .get_str(":status")
                 .and_then(|status| status.parse().ok());
-            let pairs = wire
+            let pairs: Pairs = wire
                 .to_vec()
                 .into_iter()
                 .filter(|(key, _)| key != ":status")
                 .collect();
-            (status, pairs)
+            match client.protocol {
+                Protocol::Http1 => {
+                    http1_wire(pairs).map_or((None, Vec::new()), |pairs| (status, pairs))
+                }
+                Protocol::Http2 => (status, pairs),
+            }
         }
         _ => (None, Vec::new()),
     };
+    if status.is_none() && seen.headers.is_some() {
+        // The response head could not be read: the client sees a broken stream.
+        reset = true;
+    }
     Response {
         name: request.name.clone(),
         status,
@@ -557,6 +566,29 @@ fn observe(
         reset,
         upstream_request,
     }
+}
+
+/// Response headers as an HTTP/1.1 client reads them from what Envoy's codec writes (seen
+/// in Envoy 1.40): a value with CRLF in it is written as is, so what follows the CRLF reads as
+/// a header line of its own; a name that is not an HTTP token breaks the response head
+/// (`None`: the client sees a reset).
+fn http1_wire(pairs: Pairs) -> Option<Pairs> {
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        let mut lines = value.split("\r\n");
+        out.push((name, lines.next().unwrap_or_default().to_string()));
+        for line in lines {
+            let (name, value) = line.split_once(':')?;
+            out.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let token = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    out.iter().all(|(name, _)| token(name)).then_some(out)
 }
 
 /// Text, or `base64:` for bytes that are not UTF-8.

@@ -238,6 +238,11 @@ impl Sim {
             *body = chunk;
         }
         let size = body.len() as u32;
+        let had_trailers = if response {
+            stream.response_trailers.is_some()
+        } else {
+            stream.request_trailers.is_some()
+        };
         stream.end_of_stream = end_of_stream;
         stream.avail |= if response {
             avail::RESPONSE_BODY
@@ -287,7 +292,21 @@ impl Sim {
                 stream.avail &= !bit;
                 // Continuing the body also lets headers held by StopIteration go.
                 stream.release_headers(response, false);
-                stream.record(response, Passed::Body(released, end_of_stream));
+                // Trailers the filter added in this last body callback follow the body
+                // (Envoy `addDecodedTrailers`, seen in Envoy 1.40 reaching the upstream).
+                let added = if response {
+                    stream.response_trailers.clone()
+                } else {
+                    stream.request_trailers.clone()
+                }
+                .filter(|_| end_of_stream && !had_trailers);
+                match added {
+                    Some(trailers) => {
+                        stream.record(response, Passed::Body(released, false));
+                        stream.record(response, Passed::Trailers(trailers));
+                    }
+                    None => stream.record(response, Passed::Body(released, end_of_stream)),
+                }
                 Ok(Outcome::Continue)
             }
             Some(Pause::StopIterationAndBuffer) => {
