@@ -237,7 +237,10 @@ pub fn run_traced(
     scenario: &Exchange,
     trace: bool,
 ) -> Result<(Observation, String), Error> {
-    let built = builder(module, scenario).trace(trace).build();
+    let built = builder(module, scenario)
+        .trace(trace)
+        .whole_process(true)
+        .build();
     let mut sim = match built {
         Ok(sim) => sim,
         // Envoy refuses to start: a configure or VM start that failed or trapped.
@@ -350,7 +353,8 @@ fn exchange(
     let answer = request.upstream.over(&scenario.upstream);
     let start = now_ns(sim);
     let deadline = start + RESPONSE_TIMEOUT.as_nanos() as u64;
-    sim.use_worker(0)?;
+    // Worker 1 is the first worker thread (0 is the main thread).
+    sim.use_worker(1)?;
     let mut chain = sim.chain(root_ids)?;
     let client = ClientRequest {
         method: request.method.clone().unwrap_or_else(|| "GET".into()),

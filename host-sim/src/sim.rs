@@ -166,6 +166,7 @@ pub struct SimBuilder {
     reload_backoff: Duration,
     workers: usize,
     canary: bool,
+    whole_process: bool,
 }
 
 /// A worker VM that is not the one [`Sim`]'s calls act on right now.
@@ -346,6 +347,16 @@ impl SimBuilder {
         self
     }
 
+    /// Models Envoy's whole process (what `filter-sim exchange` compares with Envoy): each
+    /// plugin's configuration canary runs in a VM of its own every time (no cache) and the
+    /// main thread has a VM too (worker 0, before the worker threads, which are 1..=n); what
+    /// they do to shared data, queues and metrics counts, as in Envoy (seen in Envoy 1.40:
+    /// `on_configure` runs 2 + workers times for one plugin).
+    pub fn whole_process(mut self, enabled: bool) -> SimBuilder {
+        self.whole_process = enabled;
+        self
+    }
+
     fn canary_key(&self, plugin: &PluginConfig) -> [u8; 32] {
         let mut hasher = Sha256::new();
         for part in [
@@ -364,6 +375,9 @@ impl SimBuilder {
     /// Starts the VM, runs the canary for each plugin, then starts and configures each
     /// plugin's root context, in order.
     pub fn build(self) -> Result<Sim, Error> {
+        if self.whole_process {
+            return self.build_whole_process();
+        }
         if self.canary {
             for plugin in &self.plugins {
                 let key = self.canary_key(plugin);
@@ -487,8 +501,36 @@ impl SimBuilder {
         Ok((store, instance, exports))
     }
 
+    fn build_whole_process(self) -> Result<Sim, Error> {
+        let mut before: Option<Sim> = None;
+        if self.canary {
+            for plugin in &self.plugins {
+                before = Some(self.start_after(std::slice::from_ref(plugin), before)?);
+            }
+        }
+        let mut sim = self.start_after(&self.plugins, before)?;
+        for worker in 1..=self.workers {
+            sim.add_worker(worker)?;
+        }
+        sim.switch_to(1);
+        Ok(sim)
+    }
+
+    /// [`SimBuilder::start`] in a VM that takes over what an earlier VM shared.
+    fn start_after(&self, plugins: &[PluginConfig], before: Option<Sim>) -> Result<Sim, Error> {
+        let mut state = self.host_state(0);
+        if let Some(mut before) = before {
+            move_shared(before.store.data_mut(), &mut state);
+        }
+        self.start_with(plugins, state)
+    }
+
     fn start(&self, plugins: &[PluginConfig]) -> Result<Sim, Error> {
-        let (store, instance, exports) = self.instantiate(self.host_state(0))?;
+        self.start_with(plugins, self.host_state(0))
+    }
+
+    fn start_with(&self, plugins: &[PluginConfig], state: HostState) -> Result<Sim, Error> {
+        let (store, instance, exports) = self.instantiate(state)?;
         let mut sim = Sim {
             store,
             instance,
@@ -533,6 +575,7 @@ impl Sim {
             reload_backoff: Duration::from_secs(1),
             workers: 1,
             canary: true,
+            whole_process: false,
         }
     }
 
