@@ -88,3 +88,175 @@ fn check_rejects_with_the_filters_own_log_lines() {
             exit=1"#]],
     );
 }
+
+/// Runs `filter-sim exchange` (paths relative to tests/); renders the exit status and stdout.
+fn exchange(module: &str, scenario: &str, expect: Expect) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let output = Command::new(env!("CARGO_BIN_EXE_filter-sim"))
+        .args(["exchange", module, scenario])
+        .current_dir(&dir)
+        .output()
+        .expect("running filter-sim");
+    expect.assert_eq(&format!(
+        "success={}\n{}",
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout)
+    ));
+}
+
+#[test]
+fn exchange_prints_what_the_client_saw() {
+    exchange(
+        "data/add-two-headers.wat",
+        "data/add-two-headers.exchange.json",
+        expect![[r#"
+            success=true
+            {
+              "configuration": "accepted",
+              "responses": [
+                {
+                  "name": "get",
+                  "status": 200,
+                  "headers": [
+                    [
+                      "x-up",
+                      "1"
+                    ],
+                    [
+                      "content-length",
+                      "6"
+                    ],
+                    [
+                      "x-envoy-upstream-service-time",
+                      "0"
+                    ],
+                    [
+                      "resp-header-demo",
+                      "added by our filter"
+                    ],
+                    [
+                      "x-wat",
+                      "yes"
+                    ],
+                    [
+                      "date",
+                      "Thu, 01 Jan 1970 00:00:00 GMT"
+                    ],
+                    [
+                      "server",
+                      "envoy"
+                    ]
+                  ],
+                  "body": "hello\n",
+                  "trailers": [],
+                  "reset": false,
+                  "upstream_request": {
+                    "method": "GET",
+                    "path": "/",
+                    "authority": "example.com",
+                    "headers": [
+                      [
+                        "x-a",
+                        "1"
+                      ],
+                      [
+                        "x-forwarded-proto",
+                        "http"
+                      ],
+                      [
+                        "x-request-id",
+                        "00000000-0000-4000-8000-000000000000"
+                      ],
+                      [
+                        "x-envoy-expected-rq-timeout-ms",
+                        "15000"
+                      ]
+                    ],
+                    "body": "",
+                    "trailers": []
+                  }
+                },
+                {
+                  "name": "post-h2",
+                  "status": 201,
+                  "headers": [
+                    [
+                      "x-up",
+                      "1"
+                    ],
+                    [
+                      "content-length",
+                      "6"
+                    ],
+                    [
+                      "x-envoy-upstream-service-time",
+                      "0"
+                    ],
+                    [
+                      "resp-header-demo",
+                      "added by our filter"
+                    ],
+                    [
+                      "x-wat",
+                      "yes"
+                    ],
+                    [
+                      "date",
+                      "Thu, 01 Jan 1970 00:00:00 GMT"
+                    ],
+                    [
+                      "server",
+                      "envoy"
+                    ]
+                  ],
+                  "body": "hello\n",
+                  "trailers": [],
+                  "reset": false,
+                  "upstream_request": {
+                    "method": "POST",
+                    "path": "/",
+                    "authority": "example.com",
+                    "headers": [
+                      [
+                        "content-length",
+                        "3"
+                      ],
+                      [
+                        "x-forwarded-proto",
+                        "http"
+                      ],
+                      [
+                        "x-request-id",
+                        "00000000-0000-4000-8000-000000000001"
+                      ],
+                      [
+                        "x-envoy-expected-rq-timeout-ms",
+                        "15000"
+                      ]
+                    ],
+                    "body": "abc",
+                    "trailers": []
+                  }
+                }
+              ],
+              "metrics": {}
+            }
+        "#]],
+    );
+}
+
+#[test]
+fn exchange_of_a_rejected_configuration_exits_0() {
+    exchange(
+        "differential/guests/vm-start-returns-false.wat",
+        "data/add-two-headers.exchange.json",
+        expect![[r#"
+            success=true
+            {
+              "configuration": "rejected",
+              "responses": [],
+              "metrics": {}
+            }
+        "#]],
+    );
+}
