@@ -389,7 +389,7 @@ fn exchange(
             break;
         }
         let now = now_ns(chain.sim());
-        if upstream_due.is_none() && chain.upstream().ended && !chain.request_stopped() {
+        if upstream_due.is_none() && whole(chain.upstream()) && !chain.request_stopped() {
             upstream_due = Some(now + ms_ns(answer.delay_ms.unwrap_or(0)));
         }
         if !answered && upstream_due.is_some_and(|due| due <= now) {
@@ -418,6 +418,17 @@ fn exchange(
     let response = observe(&chain, request, &client, head);
     chain.complete();
     Ok(response)
+}
+
+/// Whether the upstream server has the whole request: the stream ended, with as many body
+/// bytes as its `content-length` says (a server waits for the rest).
+fn whole(upstream: &crate::Side) -> bool {
+    let length = upstream
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get_str("content-length"))
+        .and_then(|length| length.parse::<usize>().ok());
+    upstream.ended && length.is_none_or(|length| upstream.body.len() >= length)
 }
 
 /// The upstream's answer, as the last filter receives it.
@@ -482,7 +493,7 @@ fn observe(
 ) -> Response {
     // The upstream server reports a request it received whole.
     let upstream = chain.upstream();
-    let received = upstream.headers.as_ref().filter(|_| upstream.ended);
+    let received = upstream.headers.as_ref().filter(|_| whole(upstream));
     let upstream_request = received.map(|headers| {
         let get = |key: &[u8]| String::from_utf8_lossy(headers.get(key).unwrap_or_default()).into();
         let chunked = headers.get(b"content-length").is_none()

@@ -38,6 +38,10 @@ pub struct Side {
 
 impl Side {
     fn take(&mut self, item: Passed) {
+        if self.ended {
+            // Nothing follows the end of a stream on the wire.
+            return;
+        }
         match item {
             Passed::Headers(headers, eos) => {
                 self.headers = Some(headers);

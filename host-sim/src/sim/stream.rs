@@ -190,6 +190,7 @@ impl Sim {
                 (None, None) => 0,
             }
         };
+        self.continue_in_own_callback(ctx, response, end_of_stream);
         let pause = self.headers_pause(ctx, result);
         let stream = self.stream_mut(ctx);
         let bit = if response {
@@ -264,6 +265,7 @@ impl Sim {
             Some(func) => self.call(name, ctx, func, (ctx, size, eos))?,
             None => 0,
         };
+        self.continue_in_own_callback(ctx, response, false);
         let pause = self.data_pause(result);
         let stream = self.stream_mut(ctx);
         let (body, held, out, buffering, bit) = if response {
@@ -326,6 +328,60 @@ impl Sim {
                 Ok(Outcome::Paused(pause))
             }
         }
+    }
+
+    /// A `proxy_continue_stream` a chained filter asked for in its own headers or body
+    /// callback, in the same direction: Envoy runs it when the VM call returns, before it
+    /// handles the callback's answer (cpp-host `DeferAfterCallActions`), so the held headers
+    /// go on at once, ending the stream when the request had ended and nothing is buffered
+    /// (the chunk in the callback is not buffered yet). Seen in Envoy 1.40: with
+    /// `allow_on_headers_stop_iteration`, a continue from the last body callback sends the
+    /// headers with end_stream and the body never reaches the upstream.
+    fn continue_in_own_callback(&mut self, ctx: u32, response: bool, headers_eos: bool) {
+        let stream_type = u32::from(response);
+        let state = self.store.data_mut();
+        if !state.streams.get(&ctx).is_some_and(|stream| stream.chained) {
+            return;
+        }
+        let Some(index) = state.after.iter().position(|action| {
+            matches!(action, After::Continue { context_id, stream_type: t }
+                if *context_id == ctx && *t == stream_type)
+        }) else {
+            return;
+        };
+        state.after.remove(index);
+        let stream = self.stream_mut(ctx);
+        let (in_ended, queue_empty, held_empty, buffering) = if response {
+            (
+                stream.response_in_ended,
+                stream.response_queue.is_empty(),
+                stream.response_held.is_empty(),
+                stream.response_buffering,
+            )
+        } else {
+            (
+                stream.request_in_ended,
+                stream.request_queue.is_empty(),
+                stream.request_held.is_empty(),
+                stream.request_buffering,
+            )
+        };
+        let eos = headers_eos || (in_ended && queue_empty && held_empty && !buffering);
+        stream.release_headers(response, eos);
+        if !response {
+            stream.avail &=
+                !(avail::REQUEST_HEADERS | avail::REQUEST_BODY | avail::REQUEST_TRAILERS);
+        }
+        self.store.data_mut().trace.note(
+            if response {
+                "response continued"
+            } else {
+                "request continued"
+            },
+            ctx,
+            &[],
+            &[],
+        );
     }
 
     /// Envoy answers itself when a buffered body outgrows the buffer limit: 413 for a
