@@ -92,6 +92,26 @@ impl HeaderMap {
         self.add(key, value);
     }
 
+    /// Envoy's inline-header `set…`: the first value keeps its place and takes this value,
+    /// later ones go; a missing header is added at the end.
+    pub fn set(&mut self, key: &[u8], value: &[u8]) {
+        match self
+            .entries
+            .iter()
+            .position(|(name, _)| name.eq_ignore_ascii_case(key))
+        {
+            Some(first) => {
+                self.entries[first].1 = value.to_vec();
+                let mut index = 0;
+                self.entries.retain(|(name, _)| {
+                    index += 1;
+                    index - 1 <= first || !name.eq_ignore_ascii_case(key)
+                });
+            }
+            None => self.add(key, value),
+        }
+    }
+
     /// Removes everything.
     pub fn clear(&mut self) {
         self.entries.clear();

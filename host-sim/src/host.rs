@@ -206,6 +206,29 @@ pub(crate) struct StreamData {
     pub(crate) response_started: bool,
     /// The filter let the response headers through (Envoy's `non_100_response_headers_encoded_`).
     pub(crate) response_headers_sent: bool,
+    /// The filter let the request headers through.
+    pub(crate) request_headers_sent: bool,
+    /// The last request / response event reached the filter (end of stream or trailers).
+    pub(crate) request_in_ended: bool,
+    pub(crate) response_in_ended: bool,
+    /// The stream is one filter of a chain: what passes is recorded for the next filter,
+    /// and local replies are left to the chain (`sim::chain`).
+    pub(crate) chained: bool,
+    /// What passed the filter since the chain last looked: request, response.
+    pub(crate) passed: [Vec<Passed>; 2],
+    /// A local reply the filter (or Envoy for it) asked for, for the chain to route.
+    pub(crate) chain_reply: Option<LocalReply>,
+    /// The filter continued; what Envoy held for it (request, response) is delivered once
+    /// the headers it let through went down the chain.
+    pub(crate) held_pending: [bool; 2],
+}
+
+/// An event that passed a filter, in order, for the next filter of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Passed {
+    Headers(HeaderMap, bool),
+    Body(Vec<u8>, bool),
+    Trailers(HeaderMap),
 }
 
 /// An event Envoy holds for a paused filter.
@@ -1370,7 +1393,13 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 None if in_log && abi_010 => Ok(Vec::new()),
                 None if in_log => Err(NOT_FOUND),
                 None => Err(BAD_ARGUMENT),
-                Some(headers) => match headers.get(&key) {
+                // Envoy's request header map answers the legacy `host` with `:authority`
+                // (seen in Envoy 1.40).
+                Some(headers) => match headers.get(&key).or_else(|| {
+                    (map == 0 && key.eq_ignore_ascii_case(b"host"))
+                        .then(|| headers.get(b":authority"))
+                        .flatten()
+                }) {
                     Some(value) => Ok(value.to_vec()),
                     None if abi_010 => Ok(Vec::new()),
                     None => Err(NOT_FOUND),

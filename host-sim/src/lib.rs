@@ -33,6 +33,8 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod exchange;
+pub mod hcm;
 mod headers;
 mod host;
 mod module;
@@ -46,7 +48,9 @@ pub use headers::{HeaderMap, parse_pairs, serialize_pairs};
 pub use host::{ForeignFunction, GrpcCallout, HttpCallout, LocalReply, LogEntry, MetricValue};
 pub use module::{Module, cache_directory};
 pub use property::PropertyValue;
-pub use sim::{FailurePolicy, Outcome, Pause, PluginConfig, Rejection, Sim, SimBuilder, Stream};
+pub use sim::{
+    Chain, FailurePolicy, Outcome, Pause, PluginConfig, Rejection, Side, Sim, SimBuilder, Stream,
+};
 pub use trace::Trace;
 
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use filterkit_host_sim::{Module, Outcome, Sim, scenario};
+use filterkit_host_sim::{Module, Outcome, Sim, exchange, scenario};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,18 @@ enum Command {
         module: PathBuf,
         /// The scenario file.
         scenario: PathBuf,
+    },
+    /// Runs a client-level scenario (host-sim/tests/differential/README.md) through a model
+    /// of Envoy's HTTP connection manager and the plugins' filter chain, and prints what the
+    /// client saw as the observation JSON.
+    Exchange {
+        /// The module (.wasm or .wat).
+        module: PathBuf,
+        /// The client-level scenario file.
+        scenario: PathBuf,
+        /// Also print the trace of every call Envoy would make, on stderr.
+        #[arg(long)]
+        trace: bool,
     },
     /// Loads the module and configures one plugin as Envoy does before accepting a config
     /// (import check, VM start, `on_configure` canary); exits 1 with the filter's own log
@@ -84,6 +96,26 @@ fn run() -> anyhow::Result<ExitCode> {
                 scenario::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
             let output = scenario::run(&module, &parsed)?;
             // A closed pipe (e.g. `| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exchange {
+            module,
+            scenario: path,
+            trace,
+        } => {
+            let module =
+                Module::load(&module).with_context(|| format!("loading {}", module.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let parsed =
+                exchange::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let (observation, calls) = exchange::run_traced(&module, &parsed, trace)?;
+            if trace {
+                eprint!("{calls}");
+            }
+            let mut output = serde_json::to_string_pretty(&observation)?;
+            output.push('\n');
             let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
             Ok(ExitCode::SUCCESS)
         }

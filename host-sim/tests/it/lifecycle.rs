@@ -863,20 +863,63 @@ fn fail_closed_answers_503_after_a_trap() {
 }
 
 #[test]
-fn fail_open_passes_streams_after_a_trap() {
+fn fail_open_answers_the_trapping_stream_503_and_passes_later_streams() {
     check_failure_policy(
         filterkit_host_sim::FailurePolicy::FailOpen,
         &[(0, false), (0, true), (0, false), (5_000, false)],
         expect![[r#"
             t=0ms stream 2: Continue
-            t=0ms stream 3 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed
+            t=0ms stream 3 (x-trap): Trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed details=wasm_fail_stream
             t=0ms stream 4: Continue
             t=5000ms stream 5: Continue
             proxy_on_configure(ctx=1, 0)
               log info "configured"
               => trap "wasm trap: wasm `unreachable` instruction executed"
+            # local reply by envoy ctx=3 503 "wasm_fail_stream"
         "#]],
     );
+}
+
+#[test]
+fn fail_open_streams_show_what_passed_and_a_failure_after_the_response_headers_resets() {
+    // Under FAIL_OPEN a stream after the trap passes without the filter and shows what
+    // passed; a stream that was already past its response headers when its own callback
+    // trapped is reset (seen in Envoy 1.40: the 503 cannot be sent any more).
+    let guest = Guest {
+        response_body: Some("unreachable".into()),
+        ..Guest::default()
+    };
+    let mut sim = root_plugin(&guest)
+        .failure_policy(filterkit_host_sim::FailurePolicy::FailOpen)
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    let mut first = sim.stream("root").unwrap();
+    first.send_request_headers(&[(":path", "/")], true);
+    first.send_response_headers(&[(":status", "200")], false);
+    let outcome = first.send_response_body(b"hello", true);
+    out.push(format!(
+        "trapping stream: {} reset={} local_reply={:?}",
+        render(&outcome),
+        first.was_reset(),
+        first.local_reply().map(|reply| reply.status_code)
+    ));
+    let mut second = sim.stream("root").unwrap();
+    second.send_request_headers(&[(":path", "/next")], false);
+    second.send_request_body(b"up", true);
+    second.send_response_headers(&[(":status", "201"), ("x-up", "1")], false);
+    let outcome = second.send_response_body(b"down", true);
+    out.push(format!(
+        "later stream: {} request={:?} upstream={:?} response={:?} downstream={:?}",
+        render(&outcome),
+        second.request_headers().to_vec(),
+        String::from_utf8_lossy(second.upstream_body()),
+        second.response_headers().to_vec(),
+        String::from_utf8_lossy(second.downstream_body()),
+    ));
+    expect![[r#"
+        trapping stream: Trapped in proxy_on_response_body: wasm trap: wasm `unreachable` instruction executed reset=true local_reply=None
+        later stream: Continue request=[(":path", "/next")] upstream="up" response=[(":status", "201"), ("x-up", "1")] downstream="down""#]].assert_eq(&out.join("\n"));
 }
 
 #[test]

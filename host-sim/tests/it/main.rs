@@ -2,8 +2,10 @@
 
 mod add_header;
 mod cli;
+mod differential;
 mod filters;
 mod guest;
+mod hcm;
 mod host_functions;
 mod lifecycle;
 mod loading;

@@ -1,0 +1,797 @@
+//! Client-level scenarios (`host-sim/tests/differential/README.md`): requests a client sends
+//! through Envoy's HTTP connection manager, the plugins' filter chain ([`crate::Chain`]), an
+//! upstream and callout clusters that answer as the scenario says, all on the virtual clock.
+//! [`run`] gives the observation JSON that `cargo xtask sim envoy` builds from a real Envoy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hcm::{self, ClientRequest, Protocol};
+use crate::scenario::{ScenarioFailurePolicy, ScenarioPlugin};
+use crate::{Error, FailurePolicy, HeaderMap, Module, PluginConfig, Sim};
+
+type Pairs = Vec<(String, String)>;
+
+/// A client-level scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exchange {
+    /// What the scenario checks.
+    #[serde(default)]
+    pub description: String,
+    /// The guest's name (the command line's module wins).
+    #[serde(default)]
+    pub module: Option<String>,
+    /// The plugins, in filter-chain order.
+    pub plugins: Vec<ScenarioPlugin>,
+    /// The VM id.
+    #[serde(default)]
+    pub vm_id: String,
+    /// The VM configuration.
+    #[serde(default)]
+    pub vm_configuration: String,
+    /// Worker threads (default 1).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// What Envoy does after a trap.
+    #[serde(default)]
+    pub failure_policy: Option<ScenarioFailurePolicy>,
+    /// FAIL_RELOAD's backoff base (default 1000 ms).
+    #[serde(default)]
+    pub reload_backoff_ms: Option<u64>,
+    /// The listener's buffer limit (default 1 MiB).
+    #[serde(default)]
+    pub buffer_limit_bytes: Option<usize>,
+    /// What the upstream answers every request.
+    #[serde(default)]
+    pub upstream: Answer,
+    /// Callout clusters by name.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, Cluster>,
+    /// The requests, one after another.
+    #[serde(default)]
+    pub requests: Vec<Request>,
+    /// Headers left out of the comparison (the runner's business).
+    #[serde(default)]
+    pub volatile_headers: Vec<String>,
+}
+
+/// An HTTP answer (the upstream, or an HTTP cluster); unset fields take the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    /// Status (default 200).
+    pub status: Option<u32>,
+    /// Headers, in order.
+    pub headers: Option<Pairs>,
+    /// Body text.
+    pub body: Option<String>,
+    /// Trailers.
+    pub trailers: Option<Pairs>,
+    /// Delay before the response headers.
+    pub delay_ms: Option<u64>,
+}
+
+impl Answer {
+    fn over(&self, base: &Answer) -> Answer {
+        Answer {
+            status: self.status.or(base.status),
+            headers: self.headers.clone().or_else(|| base.headers.clone()),
+            body: self.body.clone().or_else(|| base.body.clone()),
+            trailers: self.trailers.clone().or_else(|| base.trailers.clone()),
+            delay_ms: self.delay_ms.or(base.delay_ms),
+        }
+    }
+}
+
+/// A callout cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// `http` or `grpc`.
+    pub kind: ClusterKind,
+    /// HTTP status.
+    pub status: Option<u32>,
+    /// HTTP headers.
+    #[serde(default)]
+    pub headers: Pairs,
+    /// HTTP body.
+    #[serde(default)]
+    pub body: String,
+    /// HTTP trailers.
+    #[serde(default)]
+    pub trailers: Pairs,
+    /// Delay before the answer.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// gRPC response message (text).
+    #[serde(default)]
+    pub message: String,
+    /// gRPC response message (base64), wins over `message`.
+    #[serde(default)]
+    pub message_base64: Option<String>,
+    /// gRPC status (0 = success).
+    #[serde(default)]
+    pub grpc_status: u32,
+    /// gRPC status message.
+    #[serde(default)]
+    pub grpc_message: String,
+    /// gRPC initial metadata (streams).
+    #[serde(default)]
+    pub initial_metadata: Pairs,
+    /// gRPC trailing metadata (streams).
+    #[serde(default)]
+    pub trailing_metadata: Pairs,
+}
+
+/// A cluster's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterKind {
+    /// HTTP/1.1, for `proxy_http_call`.
+    Http,
+    /// gRPC, for `proxy_grpc_call` / `proxy_grpc_stream`.
+    Grpc,
+}
+
+/// A client request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Its name in the observation.
+    pub name: String,
+    /// Method (default GET).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path (default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Authority (default `example.com`).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Headers, in order.
+    #[serde(default)]
+    pub headers: Pairs,
+    /// Body text.
+    #[serde(default)]
+    pub body: String,
+    /// Trailers.
+    #[serde(default)]
+    pub trailers: Pairs,
+    /// HTTP/2 instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+    /// Virtual time to let pass first.
+    #[serde(default)]
+    pub wait_before_ms: u64,
+    /// Overrides of the upstream answer for this request.
+    #[serde(default)]
+    pub upstream: Answer,
+}
+
+/// What a client saw (the README's observation).
+#[derive(Debug, Serialize)]
+pub struct Observation {
+    /// `accepted` or `rejected`.
+    pub configuration: &'static str,
+    /// One per request.
+    pub responses: Vec<Response>,
+    /// Counters and gauges by name.
+    pub metrics: BTreeMap<String, u64>,
+}
+
+/// One response as the client saw it.
+#[derive(Debug, Serialize)]
+pub struct Response {
+    /// The request's name.
+    pub name: String,
+    /// Status, `null` when no response head arrived.
+    pub status: Option<u32>,
+    /// Headers in wire order, without `:status`.
+    pub headers: Pairs,
+    /// Body text (`base64:` when not UTF-8).
+    pub body: String,
+    /// Trailers.
+    pub trailers: Pairs,
+    /// Whether the stream was reset.
+    pub reset: bool,
+    /// What the upstream received.
+    pub upstream_request: Option<UpstreamRequest>,
+}
+
+/// What the upstream server received.
+#[derive(Debug, Serialize)]
+pub struct UpstreamRequest {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// `host`.
+    pub authority: String,
+    /// Headers in wire order, without `host`.
+    pub headers: Pairs,
+    /// Body text.
+    pub body: String,
+    /// Trailers.
+    pub trailers: Pairs,
+}
+
+/// How long a request may take before it counts as unanswered (the runner's timeout).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Parses a scenario.
+pub fn parse(text: &str) -> Result<Exchange, Error> {
+    serde_json::from_str(text).map_err(|error| Error::Scenario(error.to_string()))
+}
+
+/// Runs the scenario's requests through a simulated Envoy and returns what a client saw.
+pub fn run(module: &Module, scenario: &Exchange) -> Result<Observation, Error> {
+    run_traced(module, scenario, false).map(|(observation, _)| observation)
+}
+
+/// [`run`], with the trace of every call (empty unless `trace`).
+pub fn run_traced(
+    module: &Module,
+    scenario: &Exchange,
+    trace: bool,
+) -> Result<(Observation, String), Error> {
+    let built = builder(module, scenario).trace(trace).build();
+    let mut sim = match built {
+        Ok(sim) => sim,
+        // Envoy refuses to start: a configure or VM start that failed or trapped.
+        Err(Error::ConfigRejected(_) | Error::StartFailed(_)) => {
+            let observation = Observation {
+                configuration: "rejected",
+                responses: Vec::new(),
+                metrics: BTreeMap::new(),
+            };
+            return Ok((observation, String::new()));
+        }
+        Err(error) => return Err(error),
+    };
+    let root_ids: Vec<&str> = scenario
+        .plugins
+        .iter()
+        .map(|plugin| plugin.root_id.as_str())
+        .collect();
+    let mut clock = Clock {
+        clusters: &scenario.clusters,
+        due: HashMap::new(),
+    };
+    let mut responses = Vec::new();
+    for (index, request) in scenario.requests.iter().enumerate() {
+        let wait_until = now_ns(&sim) + ms_ns(request.wait_before_ms);
+        clock.run_until(&mut sim, wait_until);
+        responses.push(exchange(
+            &mut sim, &mut clock, &root_ids, scenario, request, index,
+        )?);
+    }
+    let metrics = sim
+        .metrics()
+        .into_iter()
+        .filter(|(_, value)| value.kind != 2)
+        .map(|(name, value)| (name, value.value))
+        .collect();
+    let observation = Observation {
+        configuration: "accepted",
+        responses,
+        metrics,
+    };
+    Ok((observation, sim.render_trace()))
+}
+
+fn builder(module: &Module, scenario: &Exchange) -> crate::SimBuilder {
+    let mut builder = Sim::builder(module)
+        .vm_id(&scenario.vm_id)
+        .vm_configuration(scenario.vm_configuration.as_bytes());
+    for plugin in &scenario.plugins {
+        let configuration = match &plugin.configuration {
+            None => Vec::new(),
+            Some(serde_json::Value::String(text)) => text.as_bytes().to_vec(),
+            Some(value) => value.to_string().into_bytes(),
+        };
+        builder = builder.plugin_config(PluginConfig {
+            root_id: plugin.root_id.clone(),
+            name: plugin.root_id.clone(),
+            configuration,
+            allow_on_headers_stop_iteration: plugin.allow_on_headers_stop_iteration,
+        });
+    }
+    for name in scenario.clusters.keys() {
+        builder = builder.cluster(name);
+    }
+    if let Some(workers) = scenario.workers {
+        builder = builder.workers(workers);
+    }
+    if let Some(policy) = scenario.failure_policy {
+        builder = builder.failure_policy(match policy {
+            ScenarioFailurePolicy::FailClosed => FailurePolicy::FailClosed,
+            ScenarioFailurePolicy::FailOpen => FailurePolicy::FailOpen,
+            ScenarioFailurePolicy::FailReload => FailurePolicy::FailReload,
+        });
+    }
+    if let Some(ms) = scenario.reload_backoff_ms {
+        builder = builder.reload_backoff(Duration::from_millis(ms));
+    }
+    if let Some(bytes) = scenario.buffer_limit_bytes {
+        builder = builder.buffer_limit(bytes);
+    }
+    builder
+}
+
+fn ms_ns(ms: u64) -> u64 {
+    ms.saturating_mul(1_000_000)
+}
+
+fn now_ns(sim: &Sim) -> u64 {
+    sim.now().as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+fn pairs_map(pairs: &[(String, String)]) -> HeaderMap {
+    HeaderMap::from_pairs(
+        pairs
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str())),
+    )
+}
+
+/// One request: through the chain, to the upstream after it fully passed, back through the
+/// chain, until the client has the whole response, a reset, or the response timeout.
+fn exchange(
+    sim: &mut Sim,
+    clock: &mut Clock<'_>,
+    root_ids: &[&str],
+    scenario: &Exchange,
+    request: &Request,
+    index: usize,
+) -> Result<Response, Error> {
+    let answer = request.upstream.over(&scenario.upstream);
+    let start = now_ns(sim);
+    let deadline = start + RESPONSE_TIMEOUT.as_nanos() as u64;
+    sim.use_worker(0)?;
+    let mut chain = sim.chain(root_ids)?;
+    let client = ClientRequest {
+        method: request.method.clone().unwrap_or_else(|| "GET".into()),
+        path: request.path.clone().unwrap_or_else(|| "/".into()),
+        authority: request
+            .authority
+            .clone()
+            .unwrap_or_else(|| "example.com".into()),
+        headers: request.headers.clone(),
+        body_len: (!request.body.is_empty() && request.trailers.is_empty())
+            .then_some(request.body.len()),
+        protocol: if request.http2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        },
+        request_id: format!("00000000-0000-4000-8000-{index:012}"),
+    };
+    let head = client.method == "HEAD";
+    let body = request.body.as_bytes();
+    let trailers = &request.trailers;
+    chain.send_request_headers(
+        hcm::request_headers(&client),
+        body.is_empty() && trailers.is_empty(),
+    );
+    send_body_and_trailers(&mut chain, false, body, trailers, !request.http2);
+
+    let mut upstream_due: Option<u64> = None;
+    let mut answered = false;
+    loop {
+        if chain.client().ended || chain.was_reset() {
+            break;
+        }
+        let now = now_ns(chain.sim());
+        if upstream_due.is_none() && chain.upstream().ended && !chain.request_stopped() {
+            upstream_due = Some(now + ms_ns(answer.delay_ms.unwrap_or(0)));
+        }
+        if !answered && upstream_due.is_some_and(|due| due <= now) {
+            answered = true;
+            respond_upstream(&mut chain, &answer, head);
+            continue;
+        }
+        let pending_upstream = upstream_due.filter(|_| !answered);
+        let next = clock
+            .next_due(chain.sim())
+            .into_iter()
+            .chain(pending_upstream)
+            .min();
+        match next {
+            Some(at) if at <= deadline => {
+                clock.run_until(chain.sim(), at);
+                chain.pump();
+            }
+            _ => {
+                clock.run_until(chain.sim(), deadline);
+                chain.pump();
+                break;
+            }
+        }
+    }
+    let response = observe(&chain, request, &client, head);
+    chain.complete();
+    Ok(response)
+}
+
+/// The upstream's answer, as the last filter receives it.
+fn respond_upstream(chain: &mut crate::Chain<'_>, answer: &Answer, head: bool) {
+    let status = answer.status.unwrap_or(200);
+    let body = answer.body.clone().unwrap_or_default();
+    let trailers = answer.trailers.clone().unwrap_or_default();
+    let bodiless = matches!(status, 100..=199 | 204 | 304);
+    let headers = answer.headers.clone().unwrap_or_default();
+    let framed = !bodiless && trailers.is_empty();
+    let headers = hcm::upstream_response_headers(
+        status,
+        &headers,
+        framed.then_some(body.len()),
+        answer.delay_ms.unwrap_or(0),
+    );
+    let body = if bodiless || head { "" } else { body.as_str() };
+    let trailers = if bodiless { Vec::new() } else { trailers };
+    chain.send_response_headers(headers, body.is_empty() && trailers.is_empty());
+    send_body_and_trailers(chain, true, body.as_bytes(), &trailers, true);
+}
+
+/// The body and trailers after the headers. Envoy's HTTP/1.1 codec delivers a body read in
+/// one piece, then an empty chunk that ends the stream when the message completes (seen in
+/// Envoy 1.40: the last body callback gets size 0 and end_of_stream); HTTP/2 ends the stream
+/// with the data frame.
+fn send_body_and_trailers(
+    chain: &mut crate::Chain<'_>,
+    response: bool,
+    body: &[u8],
+    trailers: &[(String, String)],
+    http1: bool,
+) {
+    let send = |chain: &mut crate::Chain<'_>, chunk: &[u8], eos: bool| {
+        if response {
+            chain.send_response_body(chunk, eos);
+        } else {
+            chain.send_request_body(chunk, eos);
+        }
+    };
+    if !body.is_empty() {
+        let split = http1 && trailers.is_empty();
+        send(chain, body, trailers.is_empty() && !split);
+        if split {
+            send(chain, b"", true);
+        }
+    }
+    if !trailers.is_empty() {
+        if response {
+            chain.send_response_trailers(pairs_map(trailers));
+        } else {
+            chain.send_request_trailers(pairs_map(trailers));
+        }
+    }
+}
+
+fn observe(
+    chain: &crate::Chain<'_>,
+    request: &Request,
+    client: &ClientRequest,
+    head: bool,
+) -> Response {
+    // The upstream server reports a request it received whole.
+    let upstream = chain.upstream();
+    let received = upstream.headers.as_ref().filter(|_| upstream.ended);
+    let upstream_request = received.map(|headers| {
+        let get = |key: &[u8]| String::from_utf8_lossy(headers.get(key).unwrap_or_default()).into();
+        let chunked = headers.get(b"content-length").is_none()
+            && (!upstream.body.is_empty() || upstream.trailers.is_some());
+        UpstreamRequest {
+            method: get(b":method"),
+            path: get(b":path"),
+            authority: get(b":authority"),
+            headers: hcm::upstream_headers(headers, chunked),
+            body: text(&upstream.body),
+            trailers: upstream
+                .trailers
+                .as_ref()
+                .map(HeaderMap::to_vec)
+                .unwrap_or_default(),
+        }
+    });
+    let seen = chain.client();
+    let mut reset = chain.was_reset();
+    let mut body = seen.body.clone();
+    if let (Protocol::Http1, Some(length)) = (
+        client.protocol,
+        seen.headers
+            .as_ref()
+            .and_then(|headers| headers.get_str("content-length"))
+            .and_then(|length| length.parse::<usize>().ok()),
+    ) {
+        // An HTTP/1.1 client reads `content-length` bytes: what follows is not seen, and a
+        // reset after them is not seen either.
+        if body.len() >= length {
+            body.truncate(length);
+            reset = false;
+        }
+    }
+    // A reset after the response head reached the client still shows the head.
+    let (status, headers) = match (&seen.headers, reset) {
+        (Some(headers), _) => {
+            let end = seen.ended && seen.body.is_empty() && seen.trailers.is_none();
+            let wire = hcm::client_headers(
+                headers,
+                end,
+                client.protocol,
+                head,
+                chain.responded_early(),
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+            );
+            let status = headers
+                .get_str(":status")
+                .and_then(|status| status.parse().ok());
+            let pairs: Pairs = wire
+                .to_vec()
+                .into_iter()
+                .filter(|(key, _)| key != ":status")
+                .collect();
+            match client.protocol {
+                Protocol::Http1 => {
+                    http1_wire(pairs).map_or((None, Vec::new()), |pairs| (status, pairs))
+                }
+                Protocol::Http2 => (status, pairs),
+            }
+        }
+        _ => (None, Vec::new()),
+    };
+    if status.is_none() && seen.headers.is_some() {
+        // The response head could not be read: the client sees a broken stream.
+        reset = true;
+    }
+    Response {
+        name: request.name.clone(),
+        status,
+        headers,
+        body: if status.is_some() {
+            text(&body)
+        } else {
+            String::new()
+        },
+        trailers: if status.is_some() {
+            seen.trailers
+                .as_ref()
+                .map(HeaderMap::to_vec)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+        reset,
+        upstream_request,
+    }
+}
+
+/// Response headers as an HTTP/1.1 client reads them from what Envoy's codec writes (seen
+/// in Envoy 1.40): a value with CRLF in it is written as is, so what follows the CRLF reads as
+/// a header line of its own; a name that is not an HTTP token breaks the response head
+/// (`None`: the client sees a reset).
+fn http1_wire(pairs: Pairs) -> Option<Pairs> {
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        let mut lines = value.split("\r\n");
+        out.push((name, lines.next().unwrap_or_default().to_string()));
+        for line in lines {
+            let (name, value) = line.split_once(':')?;
+            out.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let token = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    out.iter().all(|(name, _)| token(name)).then_some(out)
+}
+
+/// Text, or `base64:` for bytes that are not UTF-8.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => format!("base64:{}", base64_encode(bytes)),
+    }
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for byte in text.bytes() {
+        let Some(value) = BASE64.iter().position(|c| *c == byte) else {
+            continue;
+        };
+        acc = (acc << 6) | value as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The callouts' side of the virtual clock: when each callout the guest made gets its
+/// cluster's answer.
+struct Clock<'a> {
+    clusters: &'a BTreeMap<String, Cluster>,
+    /// (worker, token) → when it is answered.
+    due: HashMap<(usize, u32), u64>,
+}
+
+impl Clock<'_> {
+    /// Notes the callouts made since the last look (made now), on every worker.
+    fn discover(&mut self, sim: &mut Sim) {
+        let now = now_ns(sim);
+        let home = sim.active_worker();
+        for worker in 0..sim.workers() {
+            let _ = sim.use_worker(worker);
+            let http = sim
+                .http_callouts()
+                .into_iter()
+                .map(|call| (call.token, call.cluster, call.timeout_ms));
+            let grpc = sim
+                .grpc_callouts()
+                .into_iter()
+                .map(|call| (call.token, call.cluster, call.timeout_ms));
+            for (token, cluster, timeout_ms) in http.chain(grpc).collect::<Vec<_>>() {
+                let Some(config) = self.clusters.get(&cluster) else {
+                    continue;
+                };
+                self.due.entry((worker, token)).or_insert_with(|| {
+                    let timeout = u64::from(timeout_ms);
+                    if timeout == 0 || timeout > config.delay_ms {
+                        now + ms_ns(config.delay_ms)
+                    } else if token % 4 == 0 {
+                        // An HTTP call's own timeout fires first (the sim's 504).
+                        u64::MAX
+                    } else {
+                        // A gRPC call's deadline (answered as DEADLINE_EXCEEDED).
+                        now + ms_ns(timeout)
+                    }
+                });
+            }
+        }
+        let _ = sim.use_worker(home);
+    }
+
+    /// The next time something is due: a callout answer, a tick, a timeout.
+    fn next_due(&mut self, sim: &mut Sim) -> Option<u64> {
+        self.discover(sim);
+        let answers = self.due.values().copied().filter(|at| *at != u64::MAX);
+        answers.chain(sim.next_timer_at()).min()
+    }
+
+    /// Advances the virtual clock to `target`, event by event: ticks and timeouts (the sim's),
+    /// callout answers (ours), noting new callouts as they are made.
+    fn run_until(&mut self, sim: &mut Sim, target: u64) {
+        for _round in 0..1_000_000 {
+            let now = now_ns(sim);
+            let next = self.next_due(sim).filter(|at| *at <= target);
+            let Some(at) = next else {
+                if target > now {
+                    sim.advance(Duration::from_nanos(target - now));
+                    self.discover(sim);
+                }
+                return;
+            };
+            sim.advance(Duration::from_nanos(at.saturating_sub(now)));
+            self.answer_due(sim, now_ns(sim));
+            self.discover(sim);
+        }
+    }
+
+    /// Answers the callouts due by `now`; true if any was.
+    fn answer_due(&mut self, sim: &mut Sim, now: u64) -> bool {
+        let mut due: Vec<((usize, u32), u64)> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(key, at)| (*key, *at))
+            .collect();
+        due.sort_by_key(|(key, at)| (*at, *key));
+        let any = !due.is_empty();
+        for ((worker, token), _) in due {
+            self.due.insert((worker, token), u64::MAX);
+            let _ = sim.use_worker(worker);
+            self.answer(sim, token);
+        }
+        any
+    }
+
+    fn answer(&self, sim: &mut Sim, token: u32) {
+        if let Some(call) = sim.http_callouts().into_iter().find(|c| c.token == token) {
+            let Some(cluster) = self.clusters.get(&call.cluster) else {
+                return;
+            };
+            let status = cluster.status.unwrap_or(200);
+            let framed = cluster.trailers.is_empty();
+            let headers = hcm::upstream_response_headers(
+                status,
+                &cluster.headers,
+                framed.then_some(cluster.body.len()),
+                cluster.delay_ms,
+            );
+            let headers: Vec<(String, String)> = headers.to_vec();
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let trailers: Vec<(&str, &str)> = cluster
+                .trailers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            sim.respond_http_call(token, &headers, cluster.body.as_bytes(), &trailers);
+            return;
+        }
+        let Some(call) = sim.grpc_callouts().into_iter().find(|c| c.token == token) else {
+            return;
+        };
+        let Some(cluster) = self.clusters.get(&call.cluster) else {
+            return;
+        };
+        let timed_out = call.timeout_ms > 0 && u64::from(call.timeout_ms) <= cluster.delay_ms;
+        if timed_out {
+            // Seen in Envoy 1.40: UNAVAILABLE, with the router's details in braces.
+            sim.close_grpc(token, &[], 14, "upstream request timeout{response_timeout}");
+            return;
+        }
+        let message = match &cluster.message_base64 {
+            Some(encoded) => base64_decode(encoded),
+            None => cluster.message.as_bytes().to_vec(),
+        };
+        let pairs = |items: &Pairs| -> Vec<(String, String)> { items.clone() };
+        if call.is_stream {
+            let initial = pairs(&cluster.initial_metadata);
+            let initial: Vec<(&str, &str)> = initial
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            if cluster.grpc_status == 0 {
+                sim.grpc_stream_message(token, &initial, &message);
+            }
+            let trailing = pairs(&cluster.trailing_metadata);
+            let trailing: Vec<(&str, &str)> = trailing
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            sim.close_grpc(token, &trailing, cluster.grpc_status, &cluster.grpc_message);
+        } else if cluster.grpc_status == 0 {
+            // cpp-host `onGrpcReceiveWrapper`: a unary success is one receive, no close.
+            sim.respond_grpc_call(token, &message);
+        } else {
+            // Seen in Envoy 1.40: the message carries the response code details in braces.
+            let message = format!("{}{{via_upstream}}", cluster.grpc_message);
+            sim.close_grpc(token, &[], cluster.grpc_status, &message);
+        }
+    }
+}

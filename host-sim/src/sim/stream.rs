@@ -1,0 +1,807 @@
+//! The stream path: events through one filter as Envoy's filter manager delivers them,
+//! pauses, held events, buffering and the buffer limit, local replies, and the `Stream` handle.
+
+use super::*;
+
+impl Sim {
+    pub(super) fn stream_mut(&mut self, ctx: u32) -> &mut StreamData {
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&ctx)
+            .expect("stream exists while its handle lives")
+    }
+
+    pub(super) fn ensure_created(&mut self, ctx: u32) -> Result<(), String> {
+        let stream = self.stream_mut(ctx);
+        if stream.created {
+            return Ok(());
+        }
+        stream.created = true;
+        let root = stream.root;
+        if self.store.data().failed {
+            return Ok(());
+        }
+        if let Some(func) = self.exports.on_context_create.clone() {
+            self.call("proxy_on_context_create", ctx, func, (ctx, root))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the stream's VM has failed: this VM after a trap, or an earlier VM that a
+    /// reload replaced.
+    pub(super) fn vm_failed_for(&self, ctx: u32) -> bool {
+        let state = self.store.data();
+        state.failed
+            || state
+                .streams
+                .get(&ctx)
+                .is_some_and(|stream| stream.generation != self.generation)
+    }
+
+    /// Envoy's `failStream`: 503 `wasm_fail_stream`, sent without calling the VM again. The
+    /// stream whose callback trapped gets it under every policy (seen in Envoy 1.40 under
+    /// FAIL_OPEN too); later events of other streams get it under FAIL_CLOSED and FAIL_RELOAD.
+    pub(super) fn fail_stream(&mut self, ctx: u32) -> Outcome {
+        let stream = self.stream_mut(ctx);
+        if stream.ended {
+            return Outcome::NotDelivered;
+        }
+        stream.ended = true;
+        if stream.response_headers_sent && !stream.chained {
+            // Seen in Envoy 1.40: the response headers already left, so the 503 becomes a
+            // reset of the stream.
+            stream.reset = Some("wasm_fail_stream");
+            self.store.data_mut().trace.note(
+                "stream reset: failure after response headers were sent",
+                ctx,
+                &[503],
+                &[b"wasm_fail_stream"],
+            );
+            return Outcome::Reset;
+        }
+        let reply = LocalReply {
+            status_code: 503,
+            details: "wasm_fail_stream".into(),
+            body: Vec::new(),
+            headers: Vec::new(),
+            grpc_status: Some(14),
+        };
+        if stream.chained {
+            stream.chain_reply = Some(reply.clone());
+        } else {
+            stream.response_headers = envoy_local_reply(&reply, &stream.request_headers).0;
+        }
+        stream.local_reply = Some(reply);
+        self.store.data_mut().trace.note(
+            "local reply by envoy",
+            ctx,
+            &[503],
+            &[b"wasm_fail_stream"],
+        );
+        Outcome::LocalReply { status_code: 503 }
+    }
+
+    pub(super) fn outcome_after(&mut self, ctx: u32, result: Result<Outcome, String>) -> Outcome {
+        let outcome = match result {
+            Err(_) => {
+                let trapped = self.trapped();
+                let _ = self.fail_stream(ctx);
+                return trapped;
+            }
+            Ok(outcome) => outcome,
+        };
+        self.after_top_level();
+        let Some(stream) = self.store.data().streams.get(&ctx) else {
+            return outcome;
+        };
+        if let (Some(reply), true) = (&stream.local_reply, stream.ended) {
+            return Outcome::LocalReply {
+                status_code: reply.status_code,
+            };
+        }
+        if stream.reset.is_some() {
+            return Outcome::Reset;
+        }
+        outcome
+    }
+
+    pub(super) fn headers_pause(&self, ctx: u32, result: u32) -> Option<Pause> {
+        let state = self.store.data();
+        let allow = state
+            .streams
+            .get(&ctx)
+            .map(|stream| state.plugins[stream.plugin].allow_on_headers_stop_iteration)
+            .unwrap_or(false);
+        if state.stop_next_iteration || result > headers_status::STOP_ALL_ITERATION_AND_WATERMARK {
+            return Some(Pause::StopAllIterationAndWatermark);
+        }
+        match result {
+            headers_status::CONTINUE | headers_status::CONTINUE_AND_END_STREAM => None,
+            headers_status::STOP_ITERATION if allow => Some(Pause::StopIteration),
+            headers_status::STOP_ITERATION => Some(Pause::StopAllIterationAndWatermark),
+            headers_status::STOP_ALL_ITERATION_AND_BUFFER => Some(Pause::StopAllIterationAndBuffer),
+            _ => Some(Pause::StopAllIterationAndWatermark),
+        }
+    }
+
+    pub(super) fn data_pause(&self, result: u32) -> Option<Pause> {
+        if self.store.data().stop_next_iteration || result > data_status::STOP_ITERATION_NO_BUFFER {
+            return Some(Pause::StopIterationNoBuffer);
+        }
+        match result {
+            data_status::CONTINUE => None,
+            data_status::STOP_ITERATION_AND_BUFFER => Some(Pause::StopIterationAndBuffer),
+            data_status::STOP_ITERATION_AND_WATERMARK => Some(Pause::StopIterationAndWatermark),
+            _ => Some(Pause::StopIterationNoBuffer),
+        }
+    }
+
+    pub(super) fn trailers_pause(&self, result: u32) -> Option<Pause> {
+        if self.store.data().stop_next_iteration || result != 0 {
+            Some(Pause::TrailersStopIteration)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn deliver_headers(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        headers: HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<Outcome, String> {
+        self.ensure_created(ctx)?;
+        let n = headers.len() as u32;
+        let stream = self.stream_mut(ctx);
+        stream.end_of_stream = end_of_stream;
+        if response {
+            stream.response_headers = headers;
+            stream.avail |= avail::RESPONSE_HEADERS;
+            stream.response_started = true;
+        } else {
+            stream.request_headers = headers;
+            stream.avail |= avail::REQUEST_HEADERS;
+        }
+        let eos = u32::from(end_of_stream);
+        let result = if response {
+            match (
+                self.exports.on_response_headers.clone(),
+                self.exports.on_response_headers_01.clone(),
+            ) {
+                (Some(func), _) => {
+                    self.call("proxy_on_response_headers", ctx, func, (ctx, n, eos))?
+                }
+                (None, Some(func)) => {
+                    self.call("proxy_on_response_headers", ctx, func, (ctx, n))?
+                }
+                (None, None) => 0,
+            }
+        } else {
+            match (
+                self.exports.on_request_headers.clone(),
+                self.exports.on_request_headers_01.clone(),
+            ) {
+                (Some(func), _) => {
+                    self.call("proxy_on_request_headers", ctx, func, (ctx, n, eos))?
+                }
+                (None, Some(func)) => self.call("proxy_on_request_headers", ctx, func, (ctx, n))?,
+                (None, None) => 0,
+            }
+        };
+        let pause = self.headers_pause(ctx, result);
+        let stream = self.stream_mut(ctx);
+        let bit = if response {
+            avail::RESPONSE_HEADERS
+        } else {
+            avail::REQUEST_HEADERS
+        };
+        match pause {
+            None => {
+                stream.avail &= !bit;
+                stream.release_headers(response, end_of_stream);
+                Ok(Outcome::Continue)
+            }
+            Some(Pause::StopIteration) => Ok(Outcome::Paused(Pause::StopIteration)),
+            Some(pause) => {
+                if response {
+                    stream.response_paused = true;
+                } else {
+                    stream.request_paused = true;
+                }
+                Ok(Outcome::Paused(pause))
+            }
+        }
+    }
+
+    pub(super) fn deliver_body(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        chunk: Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Outcome, String> {
+        let limit = self.buffer_limit;
+        let stream = self.stream_mut(ctx);
+        let (body, buffering) = if response {
+            (&mut stream.response_body, stream.response_buffering)
+        } else {
+            (&mut stream.request_body, stream.request_buffering)
+        };
+        if buffering {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                return Ok(self.payload_too_large(ctx, response));
+            }
+        } else {
+            *body = chunk;
+        }
+        let size = body.len() as u32;
+        let had_trailers = if response {
+            stream.response_trailers.is_some()
+        } else {
+            stream.request_trailers.is_some()
+        };
+        stream.end_of_stream = end_of_stream;
+        stream.avail |= if response {
+            avail::RESPONSE_BODY
+        } else {
+            avail::REQUEST_BODY
+        };
+        let eos = u32::from(end_of_stream);
+        let func = if response {
+            self.exports.on_response_body.clone()
+        } else {
+            self.exports.on_request_body.clone()
+        };
+        let name = if response {
+            "proxy_on_response_body"
+        } else {
+            "proxy_on_request_body"
+        };
+        let result = match func {
+            Some(func) => self.call(name, ctx, func, (ctx, size, eos))?,
+            None => 0,
+        };
+        let pause = self.data_pause(result);
+        let stream = self.stream_mut(ctx);
+        let (body, held, out, buffering, bit) = if response {
+            (
+                &mut stream.response_body,
+                &mut stream.response_held,
+                &mut stream.downstream_body,
+                &mut stream.response_buffering,
+                avail::RESPONSE_BODY,
+            )
+        } else {
+            (
+                &mut stream.request_body,
+                &mut stream.request_held,
+                &mut stream.upstream_body,
+                &mut stream.request_buffering,
+                avail::REQUEST_BODY,
+            )
+        };
+        *buffering = false;
+        match pause {
+            None => {
+                let mut released = std::mem::take(held);
+                released.append(body);
+                out.extend_from_slice(&released);
+                stream.avail &= !bit;
+                // Continuing the body also lets headers held by StopIteration go.
+                stream.release_headers(response, false);
+                // Trailers the filter added in this last body callback follow the body
+                // (Envoy `addDecodedTrailers`, seen in Envoy 1.40 reaching the upstream).
+                let added = if response {
+                    stream.response_trailers.clone()
+                } else {
+                    stream.request_trailers.clone()
+                }
+                .filter(|_| end_of_stream && !had_trailers);
+                match added {
+                    Some(trailers) => {
+                        stream.record(response, Passed::Body(released, false));
+                        stream.record(response, Passed::Trailers(trailers));
+                    }
+                    None => stream.record(response, Passed::Body(released, end_of_stream)),
+                }
+                Ok(Outcome::Continue)
+            }
+            Some(Pause::StopIterationAndBuffer) => {
+                *buffering = true;
+                // The filter manager buffers the chunk and checks the limit at once.
+                if body.len() > limit {
+                    return Ok(self.payload_too_large(ctx, response));
+                }
+                Ok(Outcome::Paused(Pause::StopIterationAndBuffer))
+            }
+            Some(Pause::StopIterationAndWatermark) => {
+                held.append(body);
+                Ok(Outcome::Paused(Pause::StopIterationAndWatermark))
+            }
+            Some(pause) => {
+                body.clear();
+                Ok(Outcome::Paused(pause))
+            }
+        }
+    }
+
+    /// Envoy answers itself when a buffered body outgrows the buffer limit: 413 for a
+    /// request; for a response 500 directly to the codec, or a reset once its headers left.
+    fn payload_too_large(&mut self, ctx: u32, response: bool) -> Outcome {
+        let (code, details): (u32, &[u8]) = if response {
+            (500, b"response_payload_too_large")
+        } else {
+            (413, b"request_payload_too_large")
+        };
+        let reply = LocalReply {
+            status_code: code,
+            details: String::from_utf8_lossy(details).into_owned(),
+            body: if response {
+                b"Internal Server Error".to_vec()
+            } else {
+                b"Payload Too Large".to_vec()
+            },
+            headers: Vec::new(),
+            grpc_status: None,
+        };
+        self.store.data_mut().trace.note(
+            "local reply by envoy",
+            ctx,
+            &[u64::from(code)],
+            &[details],
+        );
+        self.send_local_reply(ctx, reply);
+        Outcome::LocalReply { status_code: code }
+    }
+
+    pub(super) fn deliver_trailers(
+        &mut self,
+        ctx: u32,
+        response: bool,
+        trailers: HeaderMap,
+    ) -> Result<Outcome, String> {
+        let n = trailers.len() as u32;
+        let stream = self.stream_mut(ctx);
+        if response {
+            stream.response_trailers = Some(trailers);
+            stream.avail |= avail::RESPONSE_TRAILERS;
+        } else {
+            stream.request_trailers = Some(trailers);
+            stream.avail |= avail::REQUEST_TRAILERS;
+        }
+        let func = if response {
+            self.exports.on_response_trailers.clone()
+        } else {
+            self.exports.on_request_trailers.clone()
+        };
+        let name = if response {
+            "proxy_on_response_trailers"
+        } else {
+            "proxy_on_request_trailers"
+        };
+        let result = match func {
+            Some(func) => self.call(name, ctx, func, (ctx, n))?,
+            None => 0,
+        };
+        let pause = self.trailers_pause(result);
+        let stream = self.stream_mut(ctx);
+        match pause {
+            None => {
+                stream.avail &= !if response {
+                    avail::RESPONSE_TRAILERS
+                } else {
+                    avail::REQUEST_TRAILERS
+                };
+                stream.release_headers(response, false);
+                let released = stream.release_body(response);
+                if !released.is_empty() {
+                    stream.record(response, Passed::Body(released, false));
+                }
+                let trailers = if response {
+                    stream.response_trailers.clone()
+                } else {
+                    stream.request_trailers.clone()
+                };
+                stream.record(response, Passed::Trailers(trailers.unwrap_or_default()));
+                Ok(Outcome::Continue)
+            }
+            Some(pause) => {
+                if response {
+                    stream.response_paused = true;
+                } else {
+                    stream.request_paused = true;
+                }
+                Ok(Outcome::Paused(pause))
+            }
+        }
+    }
+
+    /// Sends an event for a stream through the filter, as Envoy's filter manager does.
+    pub(super) fn send(&mut self, ctx: u32, response: bool, event: Event) -> Outcome {
+        if self
+            .store
+            .data()
+            .streams
+            .get(&ctx)
+            .is_none_or(|stream| stream.ended)
+        {
+            return Outcome::NotDelivered;
+        }
+        {
+            let stream = self.stream_mut(ctx);
+            let ended = match &event {
+                Event::Headers(_, eos) | Event::Body(_, eos) => *eos,
+                Event::Trailers(_) => true,
+            };
+            if response {
+                stream.response_in_ended |= ended;
+            } else {
+                stream.request_in_ended |= ended;
+            }
+        }
+        if self.vm_failed_for(ctx) {
+            if self.failure_policy == FailurePolicy::FailOpen {
+                return self.pass_failed_open(ctx, response, event);
+            }
+            return self.fail_stream(ctx);
+        }
+        let paused = {
+            let stream = self.stream_mut(ctx);
+            if response {
+                stream.response_paused
+            } else {
+                stream.request_paused
+            }
+        };
+        if paused && !matches!(event, Event::Headers(..)) {
+            let stream = self.stream_mut(ctx);
+            let queue = if response {
+                &mut stream.response_queue
+            } else {
+                &mut stream.request_queue
+            };
+            queue.push(match event {
+                Event::Body(body, eos) => Queued::Body(body, eos),
+                Event::Trailers(trailers) => Queued::Trailers(trailers),
+                Event::Headers(..) => unreachable!("headers are never queued"),
+            });
+            return Outcome::Paused(Pause::Held);
+        }
+        let result = match event {
+            Event::Headers(headers, eos) => self.deliver_headers(ctx, response, headers, eos),
+            Event::Body(body, eos) => self.deliver_body(ctx, response, body, eos),
+            Event::Trailers(trailers) => self.deliver_trailers(ctx, response, trailers),
+        };
+        self.outcome_after(ctx, result)
+    }
+
+    /// FAIL_OPEN after the VM failed: the event passes without the filter (cpp-host
+    /// `CHECK_FAIL_HTTP` returns the open status), and what passed is what the stream shows.
+    fn pass_failed_open(&mut self, ctx: u32, response: bool, event: Event) -> Outcome {
+        let stream = self.stream_mut(ctx);
+        match event {
+            Event::Headers(headers, eos) => {
+                if response {
+                    stream.response_headers = headers;
+                    stream.response_started = true;
+                } else {
+                    stream.request_headers = headers;
+                }
+                stream.release_headers(response, eos);
+            }
+            Event::Body(body, eos) => {
+                let out = if response {
+                    &mut stream.downstream_body
+                } else {
+                    &mut stream.upstream_body
+                };
+                out.extend_from_slice(&body);
+                stream.record(response, Passed::Body(body, eos));
+            }
+            Event::Trailers(trailers) => {
+                if response {
+                    stream.response_trailers = Some(trailers.clone());
+                } else {
+                    stream.request_trailers = Some(trailers.clone());
+                }
+                stream.record(response, Passed::Trailers(trailers));
+            }
+        }
+        Outcome::Continue
+    }
+
+    /// `proxy_continue_stream` after the callback: Envoy forgets the request maps (for
+    /// either direction, as its `Context::continueStream` does), then resumes iteration and
+    /// delivers what it held.
+    pub(super) fn resume(&mut self, ctx: u32, stream_type: u32) {
+        let response = stream_type == 1;
+        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
+        let trailers_avail_before = stream.avail;
+        stream.avail &= !(avail::REQUEST_HEADERS | avail::REQUEST_BODY | avail::REQUEST_TRAILERS);
+        if stream.ended {
+            return;
+        }
+        let was_paused = if response {
+            stream.response_paused
+        } else {
+            stream.request_paused
+        };
+        // What Envoy's `commonContinue` passes on: the headers (ending the stream when nothing
+        // else came or is held), the buffered body, and trailers the filter stopped at.
+        let (queue_empty, in_ended, trailers_stopped) = if response {
+            (
+                stream.response_queue.is_empty(),
+                stream.response_in_ended,
+                stream.avail & avail::RESPONSE_TRAILERS != 0,
+            )
+        } else {
+            (
+                stream.request_queue.is_empty(),
+                stream.request_in_ended,
+                trailers_avail_before & avail::REQUEST_TRAILERS != 0,
+            )
+        };
+        if response {
+            stream.response_paused = false;
+            stream.avail &= !avail::RESPONSE_HEADERS;
+        } else {
+            stream.request_paused = false;
+        }
+        let released = stream.release_body(response);
+        let nothing_else = queue_empty && !trailers_stopped;
+        stream.release_headers(response, in_ended && nothing_else && released.is_empty());
+        if !released.is_empty() {
+            stream.record(response, Passed::Body(released, in_ended && nothing_else));
+        }
+        if trailers_stopped {
+            let trailers = if response {
+                stream.response_trailers.clone()
+            } else {
+                stream.request_trailers.clone()
+            };
+            stream.record(response, Passed::Trailers(trailers.unwrap_or_default()));
+        }
+        self.store.data_mut().trace.note(
+            if response {
+                "response continued"
+            } else {
+                "request continued"
+            },
+            ctx,
+            &[],
+            &[],
+        );
+        if !was_paused {
+            return;
+        }
+        if let Some(stream) = self.store.data_mut().streams.get_mut(&ctx)
+            && stream.chained
+        {
+            // Envoy's `commonContinue`: the headers go through the later filters first, then
+            // the held data comes back to this filter (the chain calls `deliver_held`).
+            stream.held_pending[usize::from(response)] = true;
+            return;
+        }
+        self.deliver_held(ctx, response);
+    }
+
+    /// Delivers the events Envoy held while the filter was paused: consecutive body chunks
+    /// coalesce, as Envoy's buffer does.
+    pub(super) fn deliver_held(&mut self, ctx: u32, response: bool) {
+        loop {
+            let stream = self.stream_mut(ctx);
+            let queue = if response {
+                &mut stream.response_queue
+            } else {
+                &mut stream.request_queue
+            };
+            if queue.is_empty() {
+                break;
+            }
+            let event = match queue.remove(0) {
+                Queued::Body(mut body, mut eos) => {
+                    while let Some(Queued::Body(more, more_eos)) = queue.first() {
+                        body.extend_from_slice(more);
+                        eos = *more_eos;
+                        queue.remove(0);
+                    }
+                    Event::Body(body, eos)
+                }
+                Queued::Trailers(trailers) => Event::Trailers(trailers),
+            };
+            let result = match event {
+                Event::Body(body, eos) => self.deliver_body(ctx, response, body, eos),
+                Event::Trailers(trailers) => self.deliver_trailers(ctx, response, trailers),
+                Event::Headers(..) => unreachable!("headers are never queued"),
+            };
+            match result {
+                Err(_) => {
+                    let _ = self.fail_stream(ctx);
+                    break;
+                }
+                Ok(Outcome::Continue) => {}
+                Ok(_) => break,
+            }
+        }
+    }
+
+    /// Envoy's `DownstreamFilterManager::sendLocalReply`, run after the callback that asked
+    /// for it: before any response it goes through the filter chain (the filter's own response
+    /// callbacks see it); once the response started but its headers have not left (the filter
+    /// stopped them, or this is the response-headers callback itself) it replaces the response
+    /// and goes directly to the codec, bypassing the filters; after the headers left, all Envoy
+    /// can do is reset the stream.
+    pub(super) fn send_local_reply(&mut self, ctx: u32, reply: LocalReply) {
+        let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
+        if stream.ended {
+            self.store.data_mut().trace.note(
+                "local reply ignored",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[],
+            );
+            return;
+        }
+        if stream.response_headers_sent {
+            stream.reset = Some("local_reply_after_response_headers_sent");
+            stream.ended = true;
+            self.store.data_mut().trace.note(
+                "stream reset: local reply after response headers were sent",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[reply.details.as_bytes()],
+            );
+            return;
+        }
+        if stream.chained {
+            // The chain routes it (`sim::chain`): through every filter's response callbacks
+            // or directly to the codec.
+            stream.chain_reply = Some(reply.clone());
+            stream.request_paused = false;
+            stream.request_queue.clear();
+            self.store.data_mut().trace.note(
+                "local reply",
+                ctx,
+                &[u64::from(reply.status_code)],
+                &[reply.details.as_bytes()],
+            );
+            return;
+        }
+        let (headers, body) = envoy_local_reply(&reply, &stream.request_headers);
+        let through_filter = !stream.response_started;
+        stream.local_reply = Some(reply.clone());
+        stream.request_paused = false;
+        stream.request_queue.clear();
+        self.store.data_mut().trace.note(
+            if through_filter {
+                "local reply"
+            } else {
+                "local reply directly to the codec"
+            },
+            ctx,
+            &[u64::from(reply.status_code)],
+            &[reply.details.as_bytes()],
+        );
+        if !through_filter || self.store.data().failed {
+            let stream = self.stream_mut(ctx);
+            stream.response_headers = headers;
+            stream.response_trailers = None;
+            stream.downstream_body = body;
+            stream.response_body.clear();
+            stream.response_held.clear();
+            stream.response_queue.clear();
+            stream.response_headers_sent = true;
+            stream.ended = true;
+            return;
+        }
+        let end_of_stream = body.is_empty();
+        let result = self.deliver_headers(ctx, true, headers, end_of_stream);
+        // A local reply the filter asks for while its response callbacks see this one runs
+        // when that callback returns (Envoy's deferred action), as a direct reply.
+        if self.nested_local_reply(ctx) {
+            return;
+        }
+        if result.is_ok() && !end_of_stream {
+            let paused = self.stream_mut(ctx).response_paused;
+            if paused {
+                self.stream_mut(ctx)
+                    .response_queue
+                    .push(Queued::Body(body, true));
+            } else {
+                let _ = self.deliver_body(ctx, true, body, true);
+                self.nested_local_reply(ctx);
+            }
+        }
+        let stream = self.stream_mut(ctx);
+        stream.ended = true;
+    }
+
+    /// Runs a local reply the filter requested during a callback of a local reply at once;
+    /// true if there was one.
+    pub(super) fn nested_local_reply(&mut self, ctx: u32) -> bool {
+        let state = self.store.data_mut();
+        let Some(idx) = state.after.iter().position(
+            |action| matches!(action, After::LocalReply { context_id, .. } if *context_id == ctx),
+        ) else {
+            return false;
+        };
+        let After::LocalReply { reply, .. } = state.after.remove(idx) else {
+            unreachable!("the position matched a local reply")
+        };
+        self.send_local_reply(ctx, reply);
+        true
+    }
+}
+
+pub(super) enum Event {
+    Headers(HeaderMap, bool),
+    Body(Vec<u8>, bool),
+    Trailers(HeaderMap),
+}
+
+/// The headers and body of Envoy's local reply for this request (gRPC, HEAD: [`hcm::local_reply`]).
+fn envoy_local_reply(reply: &LocalReply, request: &HeaderMap) -> (HeaderMap, Vec<u8>) {
+    let head = request.get(b":method") == Some(b"HEAD");
+    crate::hcm::local_reply(reply, crate::hcm::is_grpc(request), head)
+}
+
+impl StreamData {
+    /// Records what passed the filter, for the next filter of a chain.
+    pub(super) fn record(&mut self, response: bool, item: Passed) {
+        if self.chained {
+            self.passed[usize::from(response)].push(item);
+        }
+    }
+
+    /// The filter lets its headers through (once).
+    pub(super) fn release_headers(&mut self, response: bool, end_of_stream: bool) {
+        let sent = if response {
+            &mut self.response_headers_sent
+        } else {
+            &mut self.request_headers_sent
+        };
+        if *sent {
+            return;
+        }
+        *sent = true;
+        if self.chained {
+            let headers = if response {
+                self.response_headers.clone()
+            } else {
+                self.request_headers.clone()
+            };
+            self.record(response, Passed::Headers(headers, end_of_stream));
+        }
+    }
+
+    /// The filter lets the body it held or buffered through; returns it.
+    pub(super) fn release_body(&mut self, response: bool) -> Vec<u8> {
+        let (body, held, out, buffering) = if response {
+            (
+                &mut self.response_body,
+                &mut self.response_held,
+                &mut self.downstream_body,
+                &mut self.response_buffering,
+            )
+        } else {
+            (
+                &mut self.request_body,
+                &mut self.request_held,
+                &mut self.upstream_body,
+                &mut self.request_buffering,
+            )
+        };
+        let mut released = std::mem::take(held);
+        released.append(body);
+        out.extend_from_slice(&released);
+        *buffering = false;
+        released
+    }
+}
