@@ -175,7 +175,7 @@ pub enum Action {
     GrpcClose {},
     GetProperty {
         path: Vec<String>,
-        /// How to show the bytes: `auto` (text, else hex), `string`, `hex`, `int`, `uint`,
+        /// How to show the bytes: `auto` (escaped text), `string`, `hex`, `int`, `uint`,
         /// `double`, `bool`, `pairs`, or `status` (nothing: for values that vary by run).
         #[serde(default = "default_as")]
         r#as: String,
