@@ -552,7 +552,7 @@ fn observe(
                 Protocol::Http1 => {
                     http1_wire(pairs).map_or((None, Vec::new()), |pairs| (status, pairs))
                 }
-                Protocol::Http2 => (status, pairs),
+                Protocol::Http2 => (status, grouped(pairs)),
             }
         }
         _ => (None, Vec::new()),
@@ -604,6 +604,19 @@ fn http1_wire(pairs: Pairs) -> Option<Pairs> {
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     };
     out.iter().all(|(name, _)| token(name)).then_some(out)
+}
+
+/// Response headers as the runner's HTTP/2 client reads them (`http::HeaderMap`): distinct
+/// names in order, a repeated name's values together at its first position.
+fn grouped(pairs: Pairs) -> Pairs {
+    let mut out: Pairs = Vec::new();
+    for (name, value) in pairs {
+        match out.iter().rposition(|(seen, _)| *seen == name) {
+            Some(last) => out.insert(last + 1, (name, value)),
+            None => out.push((name, value)),
+        }
+    }
+    out
 }
 
 /// Text, or `base64:` for bytes that are not UTF-8.
