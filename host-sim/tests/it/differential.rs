@@ -87,7 +87,7 @@ fn exchange_agrees_with_envoy_on_the_recorded_scenarios() {
     }
     let report = format!("agree: {agree}\ndiffer:\n{}\n", differ.join("\n"));
     expect![[r#"
-        agree: 98
+        agree: 99
         differ:
         attributes-on-log-into-shared-data
         attributes-request-body-phase
