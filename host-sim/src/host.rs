@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use wasmtime::{Caller, Linker, Memory, TypedFunc};
 
 use crate::abi::{self, BufferType, MapType, Status};
+use crate::attributes::{self, StreamView};
 use crate::headers::{HeaderMap, parse_pairs};
 use crate::property::PropertyValue;
 use crate::trace::{FirstArg, HostRecord, Trace};
@@ -206,6 +207,8 @@ pub(crate) struct StreamData {
     pub(crate) response_started: bool,
     /// The filter let the response headers through (Envoy's `non_100_response_headers_encoded_`).
     pub(crate) response_headers_sent: bool,
+    /// When the stream was created (virtual ns since the sim started): `request.time`.
+    pub(crate) started_ns: u64,
 }
 
 /// An event Envoy holds for a paused filter.
@@ -847,6 +850,41 @@ fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8],
     }
 }
 
+/// What Envoy's `StreamInfo` and the readable maps say about a stream right now (`None` for a
+/// root context, which has no stream info).
+fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>> {
+    let stream = state.streams.get(&ctx)?;
+    let (response_code, response_code_details) = match &stream.local_reply {
+        Some(reply) => (Some(reply.status_code), Some(reply.details.as_str())),
+        None if stream.response_started => (
+            stream
+                .response_headers
+                .get(b":status")
+                .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok()),
+            Some("via_upstream"),
+        ),
+        None => (None, None),
+    };
+    let epoch = state.epoch_ns as i64;
+    Some(StreamView {
+        request_headers: map_ref(state, ctx, MapType::RequestHeaders),
+        response_headers: map_ref(state, ctx, MapType::ResponseHeaders),
+        response_trailers: map_ref(state, ctx, MapType::ResponseTrailers),
+        response_code,
+        response_code_details,
+        bytes_received: (stream.upstream_body.len()
+            + stream.request_held.len()
+            + stream.request_body.len()) as u64,
+        bytes_sent: stream.downstream_body.len() as u64,
+        start_ns: epoch + stream.started_ns as i64,
+        now_ns: epoch + state.now_ns as i64,
+        complete: stream.access_log_phase,
+        connection_id: u64::from(ctx),
+        source_port: 40000 + (ctx % 20000) as u16,
+        destination_port: attributes::LISTENER_PORT,
+    })
+}
+
 fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, u32> {
     let segments: Vec<&[u8]> = if path.is_empty() {
         Vec::new()
@@ -907,6 +945,12 @@ fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, 
                 return Ok(value.encode());
             }
         }
+    }
+    let view = stream_view(state, ctx);
+    match attributes::lookup(&segments, view.as_ref()) {
+        Ok(Some(value)) => return Ok(value),
+        Ok(None) => {}
+        Err(status) => return Err(status as u32),
     }
     let state_value = stream.and_then(|stream| {
         stream
@@ -1559,15 +1603,14 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 } else {
                     &mut stream.response_body
                 };
-                // Envoy's `Buffer::copyFrom`: prepend, replace everything, or append.
-                if start == 0 && length == 0 {
-                    body.splice(0..0, data.iter().copied());
+                // Envoy's `Buffer::copyFrom`: start 0 drains `length` bytes (as many as
+                // there are) and prepends the data; a start at or past the end appends;
+                // any other start is refused.
+                if start == 0 {
+                    let drained = (length as usize).min(body.len());
+                    body.splice(0..drained, data.iter().copied());
                     OK
-                } else if start == 0 && length as usize >= body.len() {
-                    body.clear();
-                    body.extend_from_slice(&data);
-                    OK
-                } else if start != 0 && start as usize >= body.len() {
+                } else if start as usize >= body.len() {
                     body.extend_from_slice(&data);
                     OK
                 } else {

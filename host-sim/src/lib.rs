@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+mod attributes;
 mod headers;
 mod host;
 mod module;

@@ -1501,6 +1501,7 @@ impl Sim {
             .position(|plugin| plugin.root_id == root_id)
             .ok_or_else(|| Error::UnknownRootId(root_id.to_string()))?;
         let root = state.plugins[plugin].root_context_id;
+        let started_ns = state.now_ns;
         let id = self.next_context_id;
         self.next_context_id += 1;
         self.store.data_mut().streams.insert(
@@ -1509,6 +1510,7 @@ impl Sim {
                 generation,
                 plugin,
                 root,
+                started_ns,
                 ..StreamData::default()
             },
         );

@@ -1,6 +1,7 @@
 //! host-sim's integration tests: one binary, one module per feature.
 
 mod add_header;
+mod attributes;
 mod cli;
 mod filters;
 mod guest;
