@@ -571,6 +571,58 @@ mod tests {
         }
     }
 
+    /// The table as the README shows it.
+    #[test]
+    fn table() {
+        let rows: String = ATTRIBUTES
+            .iter()
+            .map(|attribute| {
+                let origin = if attribute.seen { "seen" } else { "source" };
+                format!("{} {:?} {origin}\n", attribute.path, attribute.kind)
+            })
+            .collect();
+        expect_test::expect![[r#"
+            request.path String seen
+            request.url_path String seen
+            request.host String seen
+            request.scheme String seen
+            request.method String seen
+            request.referer String seen
+            request.useragent String seen
+            request.id String seen
+            request.query String seen
+            request.headers Map seen
+            request.headers_bytes Int seen
+            request.time Timestamp seen
+            request.size Int seen
+            request.total_size Int seen
+            request.duration Duration seen
+            request.protocol String seen
+            response.code Int seen
+            response.code_details String seen
+            response.flags Int seen
+            response.grpc_status Int seen
+            response.headers Map seen
+            response.headers_bytes Int seen
+            response.trailers Map seen
+            response.size Int seen
+            response.total_size Int seen
+            source.address String seen
+            source.port Int seen
+            destination.address String seen
+            destination.port Int seen
+            connection.id Uint seen
+            connection.mtls Bool seen
+            connection.requested_server_name String seen
+            connection_id Uint seen
+            upstream.request_attempt_count Uint seen
+            xds.node Message seen
+            xds.filter_chain_name String seen
+            xds.listener_direction Int seen
+            metadata Message seen
+        "#]].assert_eq(&rows);
+    }
+
     #[test]
     fn values_have_the_table_types() {
         let request = HeaderMap::from_pairs([(":path", "/a?b"), ("content-length", "3")]);

@@ -71,8 +71,11 @@ pub struct LocalReply {
 pub struct HttpCallout {
     /// The token the guest got.
     pub token: u32,
-    /// The root context that will receive `proxy_on_http_call_response`.
+    /// The root context that will receive `proxy_on_http_call_response` (Envoy's `http_call`
+    /// runs on the caller's root context).
     pub context_id: u32,
+    /// The context that made the call: a stream, or the root context itself.
+    pub origin_context_id: u32,
     /// The cluster name.
     pub cluster: String,
     /// Request headers (lowercased).
@@ -92,8 +95,11 @@ pub struct HttpCallout {
 pub struct GrpcCallout {
     /// The token the guest got (calls: 4n+1, streams: 4n+2, as Envoy numbers them).
     pub token: u32,
-    /// The root context that will receive the gRPC callbacks.
+    /// The root context that will receive the gRPC callbacks (Envoy's `grpc_call` and
+    /// `grpc_stream` run on the caller's root context).
     pub context_id: u32,
+    /// The context that made the call: a stream, or the root context itself.
+    pub origin_context_id: u32,
     /// The cluster (the `grpc_service` argument).
     pub cluster: String,
     /// Service name.
@@ -296,6 +302,13 @@ pub(crate) struct HostState {
     pub(crate) stop_next_iteration: bool,
     pub(crate) failed: bool,
     pub(crate) random_state: u64,
+    /// Host functions whose every call answers this status without effect
+    /// ([`crate::SimBuilder::inject`]).
+    pub(crate) injected: HashMap<String, Status>,
+    /// Strict mode: the only host functions the guest may call ([`crate::SimBuilder::strict`]).
+    pub(crate) allowed: Option<Vec<String>>,
+    /// The memory cap (V8's in Envoy), enforced by wasmtime through [`HostState::limits`].
+    pub(crate) limits: wasmtime::StoreLimits,
 }
 
 /// The response handed to `proxy_on_http_call_response`.
@@ -365,6 +378,9 @@ impl HostState {
             stop_next_iteration: false,
             failed: false,
             random_state: 0x853c_49e6_748f_ea9b,
+            injected: HashMap::new(),
+            allowed: None,
+            limits: memory_limits(MAX_MEMORY_BYTES),
         }
     }
 
@@ -418,6 +434,18 @@ impl HostState {
         }
         self.cas
     }
+}
+
+/// Envoy's Wasm memory cap: proxy-wasm-cpp-host's `PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES`
+/// (1 GiB), which it gives V8 as `wasm_max_mem_pages`: `memory.grow` past it answers -1, and a
+/// module whose initial memory is larger does not instantiate.
+pub(crate) const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// wasmtime limits capping each linear memory at `bytes`.
+pub(crate) fn memory_limits(bytes: usize) -> wasmtime::StoreLimits {
+    wasmtime::StoreLimitsBuilder::new()
+        .memory_size(bytes)
+        .build()
 }
 
 type C<'a> = Caller<'a, HostState>;
@@ -543,11 +571,32 @@ fn enter(c: &C<'_>, module: &str, name: &str) -> wasmtime::Result<()> {
             "proxy_log" | "fd_write" | "clock_time_get" | "poll_oneoff"
         ),
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(wasmtime::Error::new(HostTrap("restricted_callback".into())))
+    if !allowed {
+        return Err(wasmtime::Error::new(HostTrap("restricted_callback".into())));
     }
+    match &c.data().allowed {
+        Some(list) if !list.iter().any(|allowed| allowed == name) => {
+            Err(wasmtime::Error::new(HostTrap(format!(
+                "strict mode: the guest called {module}.{name}, which is not in the allowed host functions"
+            ))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The status a test injected for this host function, recorded in the trace as
+/// `# injected <name> <STATUS>`; the call then has no effect and writes nothing.
+fn injected(c: &mut C<'_>, name: &str) -> Option<u32> {
+    let state = c.data_mut();
+    let status = *state.injected.get(name)?;
+    let ctx = state.context();
+    state.trace.note(
+        "injected",
+        ctx,
+        &[],
+        &[name.as_bytes(), status.name().as_bytes()],
+    );
+    Some(status as u32)
 }
 
 /// What a host call answers the guest and what the trace records with it (besides the
@@ -720,6 +769,9 @@ macro_rules! host {
             $name,
             move |mut caller: C<'_>, $($arg: $ty),*| -> R {
                 enter(&caller, $module, $name)?;
+                if let Some(status) = injected(&mut caller, $name) {
+                    return Ok(status);
+                }
                 run(&mut caller, $name, $first, |$c| $body)
             },
         )?
@@ -1667,13 +1719,15 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             }
             state.next_http_call += 4;
             let token = state.next_http_call;
-            let context_id = state.root_of(state.context());
+            let origin_context_id = state.context();
+            let context_id = state.root_of(origin_context_id);
             let deadline = (timeout > 0).then(|| state.now_ns + u64::from(timeout) * 1_000_000);
             state.http_callouts.insert(
                 token,
                 HttpCallout {
                     token,
                     context_id,
+                    origin_context_id,
                     cluster,
                     headers,
                     body,
@@ -2020,12 +2074,14 @@ fn grpc_start(
         state.next_grpc_call += 4;
         state.next_grpc_call
     };
-    let context_id = state.root_of(state.context());
+    let origin_context_id = state.context();
+    let context_id = state.root_of(origin_context_id);
     state.grpc_callouts.insert(
         token,
         GrpcCallout {
             token,
             context_id,
+            origin_context_id,
             cluster,
             service: String::from_utf8_lossy(name).into_owned(),
             method: String::from_utf8_lossy(method).into_owned(),

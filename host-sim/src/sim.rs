@@ -1,6 +1,7 @@
 //! A simulated Envoy worker VM: one wasmtime `Store`, several plugins (root contexts), HTTP
 //! streams, a virtual clock, and callouts the test answers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +153,9 @@ pub struct SimBuilder {
     environment: Vec<(String, String)>,
     foreign_functions: Vec<(String, Arc<ForeignFunction>)>,
     fuel: u64,
+    memory_limit: usize,
+    injected: HashMap<String, Status>,
+    allowed: Option<Vec<String>>,
     trace: bool,
     log_level: u32,
     buffer_limit: usize,
@@ -211,7 +215,16 @@ fn get<P: WasmParams, Rt: WasmResults>(
     instance.get_typed_func::<P, Rt>(&mut *store, name).ok()
 }
 
+/// The fuel a callback gets when the test set no limit (Envoy has no instruction budget).
+const NO_FUEL_LIMIT: u64 = u64::MAX;
+
 fn trap_message(error: &wasmtime::Error) -> String {
+    if let Some(wasmtime::Trap::OutOfFuel) = error.downcast_ref::<wasmtime::Trap>() {
+        return "wasm trap: all fuel consumed by WebAssembly: the callback ran past the \
+                test's fuel limit; Envoy has no instruction budget, so there it would never \
+                return and would hang its worker thread"
+            .to_string();
+    }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return trap.to_string();
     }
@@ -285,10 +298,36 @@ impl SimBuilder {
         self
     }
 
-    /// Fuel per callback (wasmtime fuel units, about one per instruction); a callback that
-    /// runs out traps. Default 100,000,000.
+    /// Opts into an instruction budget: fuel per callback (wasmtime fuel units, about one per
+    /// instruction); a callback that runs out traps, and the trap message says that in Envoy,
+    /// which has no instruction budget, it would hang its worker. Default: no limit, as Envoy.
     pub fn fuel(mut self, fuel: u64) -> SimBuilder {
         self.fuel = fuel;
+        self
+    }
+
+    /// The cap on the guest's linear memory, in bytes. Default 1 GiB, Envoy's (proxy-wasm-cpp-host
+    /// gives V8 `PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES`): `memory.grow` past it answers -1
+    /// and a module whose initial memory is larger fails to start.
+    pub fn memory_limit(mut self, bytes: usize) -> SimBuilder {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Fault injection: every call of the host function `name` (e.g. `proxy_http_call`)
+    /// answers `status` without effect and writes nothing; the trace records
+    /// `# injected <name> <STATUS>`. [`Sim::inject`] and [`Sim::clear_injection`] change it
+    /// while the simulation runs.
+    pub fn inject(mut self, name: &str, status: Status) -> SimBuilder {
+        self.injected.insert(name.to_string(), status);
+        self
+    }
+
+    /// Strict mode: the guest may call only these host functions (by import name, any
+    /// module); a call to another traps with a message naming it, which fails the VM as a
+    /// trap does in Envoy. Off by default.
+    pub fn strict(mut self, allowed: &[&str]) -> SimBuilder {
+        self.allowed = Some(allowed.iter().map(|name| name.to_string()).collect());
         self
     }
 
@@ -393,6 +432,9 @@ impl SimBuilder {
         state.clusters = self.clusters.clone();
         state.environment = self.environment.clone();
         state.log_level = self.log_level;
+        state.injected = self.injected.clone();
+        state.allowed = self.allowed.clone();
+        state.limits = crate::host::memory_limits(self.memory_limit);
         for (path, value) in &self.properties {
             state.properties.insert(path.clone(), value.clone());
         }
@@ -411,6 +453,7 @@ impl SimBuilder {
     ) -> Result<(Store<HostState>, Instance, Exports), Error> {
         let runtime = crate::module::runtime();
         let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|state| &mut state.limits);
         store
             .set_fuel(self.fuel)
             .map_err(|error| Error::StartFailed(error.to_string()))?;
@@ -518,7 +561,10 @@ impl Sim {
             properties: Vec::new(),
             environment: Vec::new(),
             foreign_functions: Vec::new(),
-            fuel: 100_000_000,
+            fuel: NO_FUEL_LIMIT,
+            memory_limit: crate::host::MAX_MEMORY_BYTES,
+            injected: HashMap::new(),
+            allowed: None,
             trace: true,
             log_level: 2,
             buffer_limit: 1024 * 1024,
@@ -1544,6 +1590,30 @@ impl Sim {
     /// Renders the trace as text.
     pub fn render_trace(&self) -> String {
         self.store.data().trace.render()
+    }
+
+    /// Fault injection from now on, on every worker: each call of the host function `name`
+    /// answers `status` without effect (see [`SimBuilder::inject`]).
+    pub fn inject(&mut self, name: &str, status: Status) {
+        self.config.injected.insert(name.to_string(), status);
+        self.each_state(|state| {
+            state.injected.insert(name.to_string(), status);
+        });
+    }
+
+    /// Ends the injection for `name`: its calls work again.
+    pub fn clear_injection(&mut self, name: &str) {
+        self.config.injected.remove(name);
+        self.each_state(|state| {
+            state.injected.remove(name);
+        });
+    }
+
+    fn each_state(&mut self, mut change: impl FnMut(&mut HostState)) {
+        change(self.store.data_mut());
+        for parked in self.parked.iter_mut().flatten() {
+            change(parked.store.data_mut());
+        }
     }
 
     /// Forgets the trace and the logs recorded so far.

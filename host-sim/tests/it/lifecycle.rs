@@ -286,7 +286,7 @@ fn runaway_guest_runs_out_of_fuel_and_fails_the_vm() {
         .unwrap()
         .send_request_headers(&[(":path", "/")], true);
     expect![[r#"
-        Trapped in proxy_on_request_headers: wasm trap: all fuel consumed by WebAssembly
+        Trapped in proxy_on_request_headers: wasm trap: all fuel consumed by WebAssembly: the callback ran past the test's fuel limit; Envoy has no instruction budget, so there it would never return and would hang its worker thread
         LocalReply(503)"#]]
     .assert_eq(&format!("{}\n{}", render(&first), render(&second)));
 }

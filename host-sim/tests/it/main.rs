@@ -10,5 +10,6 @@ mod lifecycle;
 mod loading;
 mod memory_safety;
 mod scenario;
+mod test_api;
 mod trace_faults;
 mod workers;
