@@ -620,7 +620,8 @@ mod tests {
             xds.filter_chain_name String seen
             xds.listener_direction Int seen
             metadata Message seen
-        "#]].assert_eq(&rows);
+        "#]]
+        .assert_eq(&rows);
     }
 
     #[test]

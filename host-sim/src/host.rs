@@ -287,6 +287,8 @@ pub(crate) struct HostState {
     pub(crate) clusters: Vec<String>,
     pub(crate) http_callouts: BTreeMap<u32, HttpCallout>,
     pub(crate) next_http_call: u32,
+    /// The last `envoy_resolve_dns` token (Envoy's `nextDnsToken`: 1, 2, ...).
+    pub(crate) next_dns_token: u32,
     pub(crate) grpc_callouts: BTreeMap<u32, GrpcCallout>,
     pub(crate) next_grpc_call: u32,
     pub(crate) next_grpc_stream: u32,
@@ -363,6 +365,7 @@ impl HostState {
             clusters: Vec::new(),
             http_callouts: BTreeMap::new(),
             next_http_call: 0,
+            next_dns_token: 0,
             grpc_callouts: BTreeMap::new(),
             next_grpc_call: 1,
             next_grpc_stream: 2,
@@ -1988,6 +1991,23 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         };
         Ok(answer(status).nums(&[id]))
     });
+
+    // Envoy's own extension (`wasm.cc` `resolve_dns`): the token is written before the
+    // resolution starts. host-sim resolves nothing, so no `envoy_on_resolve_dns` follows.
+    host!(
+        l,
+        E,
+        "envoy_resolve_dns",
+        Plain,
+        |c, address_ptr: u32, address_size: u32, token_ptr: u32| {
+            let address = read(c, address_ptr, address_size)?.ok_or_else(|| answer(IMA))?;
+            let state = c.data_mut();
+            state.next_dns_token = state.next_dns_token.wrapping_add(1).max(1);
+            let token = state.next_dns_token;
+            let status = wrote(set_u32(c, token_ptr, token)?);
+            Ok(answer(status).nums(&[token]).strs([address]))
+        }
+    );
 
     l.func_wrap(E, "pthread_equal", |c: C<'_>, left: u32, right: u32| -> R {
         enter(&c, E, "pthread_equal")?;
