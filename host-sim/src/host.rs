@@ -112,10 +112,17 @@ pub struct GrpcCallout {
     pub messages: Vec<Vec<u8>>,
     /// Whether this is a stream (`proxy_grpc_stream`).
     pub is_stream: bool,
-    /// Whether the guest closed its side (`proxy_grpc_close` on a stream, or end_of_stream).
+    /// Whether the guest closed the stream with `proxy_grpc_close` (Envoy's `local_closed_`;
+    /// `proxy_grpc_send` with end_of_stream only half-closes the gRPC stream and does not set
+    /// it, as in Envoy's `grpcSend`).
     pub local_closed: bool,
     /// Timeout in milliseconds (calls only).
     pub timeout_ms: u32,
+    /// Virtual time (ns since the sim started) when a call times out.
+    pub(crate) deadline: Option<u64>,
+    /// The remote side closed a stream the guest has not closed (Envoy's `remote_closed_`):
+    /// no more events; `proxy_grpc_close` then forgets it.
+    pub(crate) remote_closed: bool,
 }
 
 /// A metric the guest defined.
@@ -1818,9 +1825,6 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     None => NOT_FOUND,
                     Some(callout) => {
                         callout.messages.push(message.clone());
-                        if end_stream != 0 {
-                            callout.local_closed = true;
-                        }
                         OK
                     }
                 }
@@ -1836,7 +1840,8 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 1 | 2 => match state.grpc_callouts.get_mut(&token) {
                     None => NOT_FOUND,
                     Some(callout) => {
-                        if callout.is_stream && name == "proxy_grpc_close" {
+                        if callout.is_stream && name == "proxy_grpc_close" && !callout.remote_closed
+                        {
                             callout.local_closed = true;
                         } else {
                             state.grpc_callouts.remove(&token);
@@ -2096,6 +2101,7 @@ fn grpc_start(
     };
     let origin_context_id = state.context();
     let context_id = state.root_of(origin_context_id);
+    let now = state.now_ns;
     state.grpc_callouts.insert(
         token,
         GrpcCallout {
@@ -2110,6 +2116,8 @@ fn grpc_start(
             is_stream,
             local_closed: false,
             timeout_ms: timeout,
+            deadline: (!is_stream && timeout > 0).then(|| now + u64::from(timeout) * 1_000_000),
+            remote_closed: false,
         },
     );
     Ok(token)

@@ -215,6 +215,14 @@ fn get<P: WasmParams, Rt: WasmResults>(
     instance.get_typed_func::<P, Rt>(&mut *store, name).ok()
 }
 
+/// What fires on the virtual clock; at the same instant ticks come first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Tick,
+    HttpTimeout,
+    GrpcTimeout,
+}
+
 /// The fuel a callback gets when the test set no limit (Envoy has no instruction budget).
 const NO_FUEL_LIMIT: u64 = u64::MAX;
 
@@ -1699,7 +1707,13 @@ impl Sim {
 
     /// gRPC calls and streams in flight on the active worker's VM, by token.
     pub fn grpc_callouts(&self) -> Vec<GrpcCallout> {
-        self.store.data().grpc_callouts.values().cloned().collect()
+        self.store
+            .data()
+            .grpc_callouts
+            .values()
+            .filter(|callout| !callout.remote_closed)
+            .cloned()
+            .collect()
     }
 
     /// Answers an HTTP callout: `proxy_on_http_call_response` runs on the calling root context
@@ -1771,6 +1785,12 @@ impl Sim {
         self.top_level_outcome()
     }
 
+    /// A gRPC call or stream that can still get events (not closed by the remote side).
+    fn open_grpc_callout(&self, token: u32) -> Option<GrpcCallout> {
+        let callout = self.store.data().grpc_callouts.get(&token)?;
+        (!callout.remote_closed).then(|| callout.clone())
+    }
+
     /// Answers a gRPC call successfully: `proxy_on_grpc_receive` with the message.
     pub fn respond_grpc_call(&mut self, token: u32, message: &[u8]) -> Outcome {
         let Some(callout) = self.store.data_mut().grpc_callouts.remove(&token) else {
@@ -1808,7 +1828,7 @@ impl Sim {
         status: u32,
         message: &str,
     ) -> Outcome {
-        let Some(callout) = self.store.data().grpc_callouts.get(&token).cloned() else {
+        let Some(callout) = self.open_grpc_callout(token) else {
             return Outcome::NotDelivered;
         };
         if !trailing_metadata.is_empty() {
@@ -1832,6 +1852,8 @@ impl Sim {
         }
         if !callout.is_stream || callout.local_closed {
             self.store.data_mut().grpc_callouts.remove(&token);
+        } else if let Some(open) = self.store.data_mut().grpc_callouts.get_mut(&token) {
+            open.remote_closed = true;
         }
         let ctx = callout.context_id;
         let plugin = self.store.data().root_contexts.get(&ctx).copied();
@@ -1861,7 +1883,7 @@ impl Sim {
         initial_metadata: &[(&str, &str)],
         message: &[u8],
     ) -> Outcome {
-        let Some(callout) = self.store.data().grpc_callouts.get(&token).cloned() else {
+        let Some(callout) = self.open_grpc_callout(token) else {
             return Outcome::NotDelivered;
         };
         let ctx = callout.context_id;
@@ -1933,13 +1955,19 @@ impl Sim {
         let home = self.active;
         let mut outcome = Outcome::Continue;
         // Events in time order; at the same instant ticks before timeouts, then by worker.
-        while let Some((at, is_timeout, worker, id)) = self.next_timer() {
+        while let Some((at, timer, worker, id)) = self.next_timer() {
             if at > target {
                 break;
             }
             self.switch_to(worker);
             self.store.data_mut().now_ns = at;
-            let result = if is_timeout {
+            let result = if timer == Timer::GrpcTimeout {
+                // Envoy's router times the call out with a local reply that its gRPC client
+                // reads as DEADLINE_EXCEEDED (Envoy PR 44479, runtime guard
+                // `grpc_timeout_returns_deadline_exceeded`; UNAVAILABLE before it). From
+                // Envoy's source, not yet seen in Envoy.
+                self.close_grpc(id, &[], 4, "upstream request timeout")
+            } else if timer == Timer::HttpTimeout {
                 self.respond_http_call(
                     id,
                     &[
@@ -1974,8 +2002,8 @@ impl Sim {
     }
 
     /// The earliest tick (of a VM that has not failed) or callout timeout over all workers:
-    /// (time, whether a timeout, worker, plugin index or callout token).
-    fn next_timer(&self) -> Option<(u64, bool, usize, u32)> {
+    /// (time, which timer, worker, plugin index or callout token).
+    fn next_timer(&self) -> Option<(u64, Timer, usize, u32)> {
         (0..self.parked.len())
             .flat_map(|worker| {
                 let state = self.state_of(worker);
@@ -1985,12 +2013,21 @@ impl Sim {
                     .enumerate()
                     .filter(|_| !state.failed)
                     .filter_map(move |(idx, plugin)| {
-                        plugin.next_tick.map(|at| (at, false, worker, idx as u32))
+                        plugin
+                            .next_tick
+                            .map(|at| (at, Timer::Tick, worker, idx as u32))
                     });
                 let timeouts = state.http_callouts.values().filter_map(move |callout| {
-                    callout.deadline.map(|at| (at, true, worker, callout.token))
+                    callout
+                        .deadline
+                        .map(|at| (at, Timer::HttpTimeout, worker, callout.token))
                 });
-                ticks.chain(timeouts)
+                let grpc_timeouts = state.grpc_callouts.values().filter_map(move |callout| {
+                    callout
+                        .deadline
+                        .map(|at| (at, Timer::GrpcTimeout, worker, callout.token))
+                });
+                ticks.chain(timeouts).chain(grpc_timeouts)
             })
             .min()
     }

@@ -158,3 +158,78 @@ fn memory_is_capped_at_envoys_1_gib_or_the_tests_limit() {
         grow 3 pages from 2, limit Some(262144): ["refused"]"#]]
     .assert_eq(&lines.join("\n"));
 }
+
+#[test]
+fn grpc_call_times_out_on_the_virtual_clock() {
+    // Two calls with a 1000 ms timeout: one answered in time, one left to time out.
+    let call = "(drop (call $proxy_grpc_call (i32.const 220) (i32.const 4) (i32.const 300) (i32.const 3) (i32.const 320) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 340) (i32.const 7) (i32.const 1000) (i32.const 8)))";
+    let guest = Guest {
+        fields: data(220, "grpc")
+            + &data(300, "svc")
+            + &data(320, "Method")
+            + &data(340, "request"),
+        configure: Some(format!("{call} {call} i32.const 1")),
+        grpc_close: Some(
+            "(drop (call $proxy_get_status (i32.const 16) (i32.const 20) (i32.const 24)))".into(),
+        ),
+        ..Guest::default()
+    };
+    let mut sim = root_plugin(&guest).cluster("grpc").build().unwrap();
+    sim.clear_trace();
+    sim.respond_grpc_call(5, b"reply");
+    sim.advance(std::time::Duration::from_millis(999));
+    let before = sim.grpc_callouts().len();
+    sim.advance(std::time::Duration::from_millis(1));
+    let after = sim.grpc_callouts().len();
+    expect![[r#"
+        open before the deadline: 1, after: 0
+        proxy_on_grpc_receive(ctx=1, 5, 5)
+          => ()
+        proxy_on_grpc_close(ctx=1, 9, 4)
+          proxy_get_status(4) -> OK "upstream request timeout"
+          => ()
+    "#]]
+    .assert_eq(&format!(
+        "open before the deadline: {before}, after: {after}\n{}",
+        sim.render_trace()
+    ));
+}
+
+#[test]
+fn grpc_send_with_end_of_stream_half_closes_and_the_stream_still_receives() {
+    // Envoy's `grpcSend` passes end_of_stream to the gRPC stream and keeps it: the remote side
+    // can still answer and close, and the guest's own close afterwards finds it.
+    let guest = Guest {
+        fields: data(220, "grpc") + &data(300, "svc") + &data(320, "Method") + &data(340, "request"),
+        configure: Some(
+            "(drop (call $proxy_grpc_stream (i32.const 220) (i32.const 4) (i32.const 300) (i32.const 3) (i32.const 320) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 8)))
+             (drop (call $proxy_grpc_send (i32.load (i32.const 8)) (i32.const 340) (i32.const 7) (i32.const 1)))
+             i32.const 1"
+                .into(),
+        ),
+        grpc_close: Some("(drop (call $proxy_grpc_close (local.get $token)))".into()),
+        ..Guest::default()
+    };
+    let mut sim = root_plugin(&guest).cluster("grpc").build().unwrap();
+    let open: Vec<bool> = sim
+        .grpc_callouts()
+        .iter()
+        .map(|callout| callout.local_closed)
+        .collect();
+    sim.clear_trace();
+    let message = sim.grpc_stream_message(6, &[], b"update");
+    let closed = sim.close_grpc(6, &[], 0, "");
+    let again = sim.close_grpc(6, &[], 0, "");
+    expect![[r#"
+        local_closed after send(end_of_stream): [false]; Continue Continue NotDelivered
+        proxy_on_grpc_receive(ctx=1, 6, 6)
+          => ()
+        proxy_on_grpc_close(ctx=1, 6, 0)
+          proxy_grpc_close(6) -> OK
+          => ()
+    "#]]
+    .assert_eq(&format!(
+        "local_closed after send(end_of_stream): {open:?}; {message:?} {closed:?} {again:?}\n{}",
+        sim.render_trace()
+    ));
+}
