@@ -1962,11 +1962,10 @@ impl Sim {
             self.switch_to(worker);
             self.store.data_mut().now_ns = at;
             let result = if timer == Timer::GrpcTimeout {
-                // Envoy's router times the call out with a local reply that its gRPC client
-                // reads as DEADLINE_EXCEEDED (Envoy PR 44479, runtime guard
-                // `grpc_timeout_returns_deadline_exceeded`; UNAVAILABLE before it). From
-                // Envoy's source, not yet seen in Envoy.
-                self.close_grpc(id, &[], 4, "upstream request timeout")
+                // Envoy's async client router times the call out with a 504 local reply that
+                // its gRPC client reads as UNAVAILABLE with these details (seen in Envoy 1.40:
+                // `proxy_on_grpc_close(root, token, 14)`, `get_status` the message below).
+                self.close_grpc(id, &[], 14, "upstream request timeout{response_timeout}")
             } else if timer == Timer::HttpTimeout {
                 self.respond_http_call(
                     id,
