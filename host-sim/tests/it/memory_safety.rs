@@ -218,6 +218,11 @@ const SPECS: &[Spec] = &[
     ),
     proxy("call_proxy_get_current_time_nanoseconds", &[Out(8)], Always),
     proxy(
+        "call_envoy_resolve_dns",
+        &[In(1), Len, Out(4)],
+        Always,
+    ),
+    proxy(
         "call_proxy_define_metric",
         &[Value(0), In(2), Len, Out(4)],
         OnSuccess,
