@@ -459,6 +459,20 @@ pub(crate) static ATTRIBUTES: &[Attribute] = &[
         value: |_| Some(PropertyValue::Message(NODE_MESSAGE.to_vec())),
     },
     Attribute {
+        path: "xds.route_name",
+        kind: Kind::String,
+        when: "any stream callback (`cargo xtask run`'s bootstrap: an unnamed route, so empty)",
+        seen: true,
+        value: |_| Some("".into()),
+    },
+    Attribute {
+        path: "xds.virtual_host_name",
+        kind: Kind::String,
+        when: "any stream callback (`direct`, the virtual host of `cargo xtask run`'s bootstrap)",
+        seen: true,
+        value: |_| Some("direct".into()),
+    },
+    Attribute {
         path: "xds.filter_chain_name",
         kind: Kind::String,
         when: "any stream callback (empty: an unnamed filter chain)",
@@ -617,6 +631,8 @@ mod tests {
             connection_id Uint seen
             upstream.request_attempt_count Uint seen
             xds.node Message seen
+            xds.route_name String seen
+            xds.virtual_host_name String seen
             xds.filter_chain_name String seen
             xds.listener_direction Int seen
             metadata Message seen
