@@ -461,7 +461,7 @@ pub(crate) static ATTRIBUTES: &[Attribute] = &[
     Attribute {
         path: "xds.route_name",
         kind: Kind::String,
-        when: "any stream callback (`cargo xtask run`'s bootstrap: an unnamed route, so empty)",
+        when: "any stream callback (seen with a named route; `cargo xtask run`'s route is unnamed, so empty, from the source)",
         seen: true,
         value: |_| Some("".into()),
     },
