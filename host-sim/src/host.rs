@@ -294,7 +294,7 @@ pub(crate) struct HostState {
     pub(crate) clusters: Vec<String>,
     pub(crate) http_callouts: BTreeMap<u32, HttpCallout>,
     pub(crate) next_http_call: u32,
-    /// The last `envoy_resolve_dns` token (Envoy's `nextDnsToken`: 1, 2, ...).
+    /// The last `envoy_resolve_dns` token (Envoy's `nextDnsToken`: 2, 3, ... as seen).
     pub(crate) next_dns_token: u32,
     pub(crate) grpc_callouts: BTreeMap<u32, GrpcCallout>,
     pub(crate) next_grpc_call: u32,
@@ -372,7 +372,7 @@ impl HostState {
             clusters: Vec::new(),
             http_callouts: BTreeMap::new(),
             next_http_call: 0,
-            next_dns_token: 0,
+            next_dns_token: 1,
             grpc_callouts: BTreeMap::new(),
             next_grpc_call: 1,
             next_grpc_stream: 2,
@@ -1998,7 +1998,9 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     });
 
     // Envoy's own extension (`wasm.cc` `resolve_dns`): the token is written before the
-    // resolution starts. host-sim resolves nothing, so no `envoy_on_resolve_dns` follows.
+    // resolution starts; a VM's first token is 2 (seen in Envoy 1.40, which also resolved
+    // `localhost` inline, calling `envoy_on_resolve_dns` before the call returned). host-sim
+    // resolves nothing, so no `envoy_on_resolve_dns` follows.
     host!(
         l,
         E,

@@ -923,9 +923,9 @@ fn envoy_resolve_dns_is_imported_and_answers_a_token() {
             proxy_on_context_create(ctx=2, 1)
               => ()
             proxy_on_request_headers(ctx=2, 4, 0)
-              envoy_resolve_dns(1, "auth") -> OK
               envoy_resolve_dns(2, "auth") -> OK
-              envoy_resolve_dns(3, "auth") -> INVALID_MEMORY_ACCESS
+              envoy_resolve_dns(3, "auth") -> OK
+              envoy_resolve_dns(4, "auth") -> INVALID_MEMORY_ACCESS
               => 0
             -> Continue
         "#]],
