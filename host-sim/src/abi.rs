@@ -282,7 +282,8 @@ const fn env(name: &'static str, params: &'static [ValType], availability: Avail
     }
 }
 
-/// Every `env` import Envoy registers (proxy-wasm-cpp-host `exports.h`).
+/// Every `env` import Envoy registers (proxy-wasm-cpp-host `exports.h`, plus Envoy's own
+/// `envoy_resolve_dns`).
 pub const ENV_IMPORTS: &[Import] = &[
     env("proxy_log", &[I32, I32, I32], Availability::All),
     env("proxy_get_status", &[I32, I32, I32], Availability::All),
@@ -431,6 +432,8 @@ pub const ENV_IMPORTS: &[Import] = &[
     env("proxy_continue_stream", &[I32], Availability::Since020),
     env("proxy_close_stream", &[I32], Availability::Since020),
     env("proxy_get_log_level", &[I32], Availability::Only021),
+    // Envoy's own, registered by `Wasm::registerCallbacks` in Envoy's `wasm.cc`.
+    env("envoy_resolve_dns", &[I32, I32, I32], Availability::All),
     env("pthread_equal", &[I32, I32], Availability::All),
     Import {
         module: "env",

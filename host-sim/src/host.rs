@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use wasmtime::{Caller, Linker, Memory, TypedFunc};
 
 use crate::abi::{self, BufferType, MapType, Status};
+use crate::attributes::{self, StreamView};
 use crate::headers::{HeaderMap, parse_pairs};
 use crate::property::PropertyValue;
 use crate::trace::{FirstArg, HostRecord, Trace};
@@ -70,8 +71,11 @@ pub struct LocalReply {
 pub struct HttpCallout {
     /// The token the guest got.
     pub token: u32,
-    /// The root context that will receive `proxy_on_http_call_response`.
+    /// The root context that will receive `proxy_on_http_call_response` (Envoy's `http_call`
+    /// runs on the caller's root context).
     pub context_id: u32,
+    /// The context that made the call: a stream, or the root context itself.
+    pub origin_context_id: u32,
     /// The cluster name.
     pub cluster: String,
     /// Request headers (lowercased).
@@ -91,8 +95,11 @@ pub struct HttpCallout {
 pub struct GrpcCallout {
     /// The token the guest got (calls: 4n+1, streams: 4n+2, as Envoy numbers them).
     pub token: u32,
-    /// The root context that will receive the gRPC callbacks.
+    /// The root context that will receive the gRPC callbacks (Envoy's `grpc_call` and
+    /// `grpc_stream` run on the caller's root context).
     pub context_id: u32,
+    /// The context that made the call: a stream, or the root context itself.
+    pub origin_context_id: u32,
     /// The cluster (the `grpc_service` argument).
     pub cluster: String,
     /// Service name.
@@ -105,10 +112,17 @@ pub struct GrpcCallout {
     pub messages: Vec<Vec<u8>>,
     /// Whether this is a stream (`proxy_grpc_stream`).
     pub is_stream: bool,
-    /// Whether the guest closed its side (`proxy_grpc_close` on a stream, or end_of_stream).
+    /// Whether the guest closed the stream with `proxy_grpc_close` (Envoy's `local_closed_`;
+    /// `proxy_grpc_send` with end_of_stream only half-closes the gRPC stream and does not set
+    /// it, as in Envoy's `grpcSend`).
     pub local_closed: bool,
     /// Timeout in milliseconds (calls only).
     pub timeout_ms: u32,
+    /// Virtual time (ns since the sim started) when a call times out.
+    pub(crate) deadline: Option<u64>,
+    /// The remote side closed a stream the guest has not closed (Envoy's `remote_closed_`):
+    /// no more events; `proxy_grpc_close` then forgets it.
+    pub(crate) remote_closed: bool,
 }
 
 /// A metric the guest defined.
@@ -221,6 +235,8 @@ pub(crate) struct StreamData {
     /// The filter continued; what Envoy held for it (request, response) is delivered once
     /// the headers it let through went down the chain.
     pub(crate) held_pending: [bool; 2],
+    /// When the stream was created (virtual ns since the sim started): `request.time`.
+    pub(crate) started_ns: u64,
 }
 
 /// An event that passed a filter, in order, for the next filter of a chain.
@@ -301,6 +317,8 @@ pub(crate) struct HostState {
     pub(crate) clusters: Vec<String>,
     pub(crate) http_callouts: BTreeMap<u32, HttpCallout>,
     pub(crate) next_http_call: u32,
+    /// The last `envoy_resolve_dns` token (Envoy's `nextDnsToken`: 2, 3, ... as seen).
+    pub(crate) next_dns_token: u32,
     pub(crate) grpc_callouts: BTreeMap<u32, GrpcCallout>,
     pub(crate) next_grpc_call: u32,
     pub(crate) next_grpc_stream: u32,
@@ -316,6 +334,13 @@ pub(crate) struct HostState {
     pub(crate) stop_next_iteration: bool,
     pub(crate) failed: bool,
     pub(crate) random_state: u64,
+    /// Host functions whose every call answers this status without effect
+    /// ([`crate::SimBuilder::inject`]).
+    pub(crate) injected: HashMap<String, Status>,
+    /// Strict mode: the only host functions the guest may call ([`crate::SimBuilder::strict`]).
+    pub(crate) allowed: Option<Vec<String>>,
+    /// The memory cap (V8's in Envoy), enforced by wasmtime through [`HostState::limits`].
+    pub(crate) limits: wasmtime::StoreLimits,
 }
 
 /// The response handed to `proxy_on_http_call_response`.
@@ -370,6 +395,7 @@ impl HostState {
             clusters: Vec::new(),
             http_callouts: BTreeMap::new(),
             next_http_call: 0,
+            next_dns_token: 1,
             grpc_callouts: BTreeMap::new(),
             next_grpc_call: 1,
             next_grpc_stream: 2,
@@ -385,6 +411,9 @@ impl HostState {
             stop_next_iteration: false,
             failed: false,
             random_state: 0x853c_49e6_748f_ea9b,
+            injected: HashMap::new(),
+            allowed: None,
+            limits: memory_limits(MAX_MEMORY_BYTES),
         }
     }
 
@@ -438,6 +467,18 @@ impl HostState {
         }
         self.cas
     }
+}
+
+/// Envoy's Wasm memory cap: proxy-wasm-cpp-host's `PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES`
+/// (1 GiB), which it gives V8 as `wasm_max_mem_pages`: `memory.grow` past it answers -1, and a
+/// module whose initial memory is larger does not instantiate.
+pub(crate) const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// wasmtime limits capping each linear memory at `bytes`.
+pub(crate) fn memory_limits(bytes: usize) -> wasmtime::StoreLimits {
+    wasmtime::StoreLimitsBuilder::new()
+        .memory_size(bytes)
+        .build()
 }
 
 type C<'a> = Caller<'a, HostState>;
@@ -563,11 +604,32 @@ fn enter(c: &C<'_>, module: &str, name: &str) -> wasmtime::Result<()> {
             "proxy_log" | "fd_write" | "clock_time_get" | "poll_oneoff"
         ),
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(wasmtime::Error::new(HostTrap("restricted_callback".into())))
+    if !allowed {
+        return Err(wasmtime::Error::new(HostTrap("restricted_callback".into())));
     }
+    match &c.data().allowed {
+        Some(list) if !list.iter().any(|allowed| allowed == name) => {
+            Err(wasmtime::Error::new(HostTrap(format!(
+                "strict mode: the guest called {module}.{name}, which is not in the allowed host functions"
+            ))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The status a test injected for this host function, recorded in the trace as
+/// `# injected <name> <STATUS>`; the call then has no effect and writes nothing.
+fn injected(c: &mut C<'_>, name: &str) -> Option<u32> {
+    let state = c.data_mut();
+    let status = *state.injected.get(name)?;
+    let ctx = state.context();
+    state.trace.note(
+        "injected",
+        ctx,
+        &[],
+        &[name.as_bytes(), status.name().as_bytes()],
+    );
+    Some(status as u32)
 }
 
 /// What a host call answers the guest and what the trace records with it (besides the
@@ -740,6 +802,9 @@ macro_rules! host {
             $name,
             move |mut caller: C<'_>, $($arg: $ty),*| -> R {
                 enter(&caller, $module, $name)?;
+                if let Some(status) = injected(&mut caller, $name) {
+                    return Ok(status);
+                }
                 run(&mut caller, $name, $first, |$c| $body)
             },
         )?
@@ -870,6 +935,41 @@ fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8],
     }
 }
 
+/// What Envoy's `StreamInfo` and the readable maps say about a stream right now (`None` for a
+/// root context, which has no stream info).
+fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>> {
+    let stream = state.streams.get(&ctx)?;
+    let (response_code, response_code_details) = match &stream.local_reply {
+        Some(reply) => (Some(reply.status_code), Some(reply.details.as_str())),
+        None if stream.response_started => (
+            stream
+                .response_headers
+                .get(b":status")
+                .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok()),
+            Some("via_upstream"),
+        ),
+        None => (None, None),
+    };
+    let epoch = state.epoch_ns as i64;
+    Some(StreamView {
+        request_headers: map_ref(state, ctx, MapType::RequestHeaders),
+        response_headers: map_ref(state, ctx, MapType::ResponseHeaders),
+        response_trailers: map_ref(state, ctx, MapType::ResponseTrailers),
+        response_code,
+        response_code_details,
+        bytes_received: (stream.upstream_body.len()
+            + stream.request_held.len()
+            + stream.request_body.len()) as u64,
+        bytes_sent: stream.downstream_body.len() as u64,
+        start_ns: epoch + stream.started_ns as i64,
+        now_ns: epoch + state.now_ns as i64,
+        complete: stream.access_log_phase,
+        connection_id: u64::from(ctx),
+        source_port: 40000 + (ctx % 20000) as u16,
+        destination_port: attributes::LISTENER_PORT,
+    })
+}
+
 fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, u32> {
     let segments: Vec<&[u8]> = if path.is_empty() {
         Vec::new()
@@ -930,6 +1030,12 @@ fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, 
                 return Ok(value.encode());
             }
         }
+    }
+    let view = stream_view(state, ctx);
+    match attributes::lookup(&segments, view.as_ref()) {
+        Ok(Some(value)) => return Ok(value),
+        Ok(None) => {}
+        Err(status) => return Err(status as u32),
     }
     let state_value = stream.and_then(|stream| {
         stream
@@ -1588,15 +1694,14 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 } else {
                     &mut stream.response_body
                 };
-                // Envoy's `Buffer::copyFrom`: prepend, replace everything, or append.
-                if start == 0 && length == 0 {
-                    body.splice(0..0, data.iter().copied());
+                // Envoy's `Buffer::copyFrom`: start 0 drains `length` bytes (as many as
+                // there are) and prepends the data; a start at or past the end appends;
+                // any other start is refused.
+                if start == 0 {
+                    let drained = (length as usize).min(body.len());
+                    body.splice(0..drained, data.iter().copied());
                     OK
-                } else if start == 0 && length as usize >= body.len() {
-                    body.clear();
-                    body.extend_from_slice(&data);
-                    OK
-                } else if start != 0 && start as usize >= body.len() {
+                } else if start as usize >= body.len() {
                     body.extend_from_slice(&data);
                     OK
                 } else {
@@ -1653,13 +1758,15 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             }
             state.next_http_call += 4;
             let token = state.next_http_call;
-            let context_id = state.root_of(state.context());
+            let origin_context_id = state.context();
+            let context_id = state.root_of(origin_context_id);
             let deadline = (timeout > 0).then(|| state.now_ns + u64::from(timeout) * 1_000_000);
             state.http_callouts.insert(
                 token,
                 HttpCallout {
                     token,
                     context_id,
+                    origin_context_id,
                     cluster,
                     headers,
                     body,
@@ -1747,9 +1854,6 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     None => NOT_FOUND,
                     Some(callout) => {
                         callout.messages.push(message.clone());
-                        if end_stream != 0 {
-                            callout.local_closed = true;
-                        }
                         OK
                     }
                 }
@@ -1765,7 +1869,8 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 1 | 2 => match state.grpc_callouts.get_mut(&token) {
                     None => NOT_FOUND,
                     Some(callout) => {
-                        if callout.is_stream && name == "proxy_grpc_close" {
+                        if callout.is_stream && name == "proxy_grpc_close" && !callout.remote_closed
+                        {
                             callout.local_closed = true;
                         } else {
                             state.grpc_callouts.remove(&token);
@@ -1921,6 +2026,25 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Ok(answer(status).nums(&[id]))
     });
 
+    // Envoy's own extension (`wasm.cc` `resolve_dns`): the token is written before the
+    // resolution starts; a VM's first token is 2 (seen in Envoy 1.40, which also resolved
+    // `localhost` inline, calling `envoy_on_resolve_dns` before the call returned). host-sim
+    // resolves nothing, so no `envoy_on_resolve_dns` follows.
+    host!(
+        l,
+        E,
+        "envoy_resolve_dns",
+        Plain,
+        |c, address_ptr: u32, address_size: u32, token_ptr: u32| {
+            let address = read(c, address_ptr, address_size)?.ok_or_else(|| answer(IMA))?;
+            let state = c.data_mut();
+            state.next_dns_token = state.next_dns_token.wrapping_add(1).max(1);
+            let token = state.next_dns_token;
+            let status = wrote(set_u32(c, token_ptr, token)?);
+            Ok(answer(status).nums(&[token]).strs([address]))
+        }
+    );
+
     l.func_wrap(E, "pthread_equal", |c: C<'_>, left: u32, right: u32| -> R {
         enter(&c, E, "pthread_equal")?;
         Ok(u32::from(left == right))
@@ -2006,12 +2130,15 @@ fn grpc_start(
         state.next_grpc_call += 4;
         state.next_grpc_call
     };
-    let context_id = state.root_of(state.context());
+    let origin_context_id = state.context();
+    let context_id = state.root_of(origin_context_id);
+    let now = state.now_ns;
     state.grpc_callouts.insert(
         token,
         GrpcCallout {
             token,
             context_id,
+            origin_context_id,
             cluster,
             service: String::from_utf8_lossy(name).into_owned(),
             method: String::from_utf8_lossy(method).into_owned(),
@@ -2020,6 +2147,8 @@ fn grpc_start(
             is_stream,
             local_closed: false,
             timeout_ms: timeout,
+            deadline: (!is_stream && timeout > 0).then(|| now + u64::from(timeout) * 1_000_000),
+            remote_closed: false,
         },
     );
     Ok(token)

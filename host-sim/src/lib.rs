@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+mod attributes;
 pub mod exchange;
 pub mod hcm;
 mod headers;

@@ -1,6 +1,7 @@
 //! A simulated Envoy worker VM: one wasmtime `Store`, several plugins (root contexts), HTTP
 //! streams, a virtual clock, and callouts the test answers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +160,9 @@ pub struct SimBuilder {
     environment: Vec<(String, String)>,
     foreign_functions: Vec<(String, Arc<ForeignFunction>)>,
     fuel: u64,
+    memory_limit: usize,
+    injected: HashMap<String, Status>,
+    allowed: Option<Vec<String>>,
     trace: bool,
     log_level: u32,
     buffer_limit: usize,
@@ -219,7 +223,24 @@ fn get<P: WasmParams, Rt: WasmResults>(
     instance.get_typed_func::<P, Rt>(&mut *store, name).ok()
 }
 
+/// What fires on the virtual clock; at the same instant ticks come first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Tick,
+    HttpTimeout,
+    GrpcTimeout,
+}
+
+/// The fuel a callback gets when the test set no limit (Envoy has no instruction budget).
+const NO_FUEL_LIMIT: u64 = u64::MAX;
+
 fn trap_message(error: &wasmtime::Error) -> String {
+    if let Some(wasmtime::Trap::OutOfFuel) = error.downcast_ref::<wasmtime::Trap>() {
+        return "wasm trap: all fuel consumed by WebAssembly: the callback ran past the \
+                test's fuel limit; Envoy has no instruction budget, so there it would never \
+                return and would hang its worker thread"
+            .to_string();
+    }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return trap.to_string();
     }
@@ -293,10 +314,36 @@ impl SimBuilder {
         self
     }
 
-    /// Fuel per callback (wasmtime fuel units, about one per instruction); a callback that
-    /// runs out traps. Default 100,000,000.
+    /// Opts into an instruction budget: fuel per callback (wasmtime fuel units, about one per
+    /// instruction); a callback that runs out traps, and the trap message says that in Envoy,
+    /// which has no instruction budget, it would hang its worker. Default: no limit, as Envoy.
     pub fn fuel(mut self, fuel: u64) -> SimBuilder {
         self.fuel = fuel;
+        self
+    }
+
+    /// The cap on the guest's linear memory, in bytes. Default 1 GiB, Envoy's (proxy-wasm-cpp-host
+    /// gives V8 `PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES`): `memory.grow` past it answers -1
+    /// and a module whose initial memory is larger fails to start.
+    pub fn memory_limit(mut self, bytes: usize) -> SimBuilder {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Fault injection: every call of the host function `name` (e.g. `proxy_http_call`)
+    /// answers `status` without effect and writes nothing; the trace records
+    /// `# injected <name> <STATUS>`. [`Sim::inject`] and [`Sim::clear_injection`] change it
+    /// while the simulation runs.
+    pub fn inject(mut self, name: &str, status: Status) -> SimBuilder {
+        self.injected.insert(name.to_string(), status);
+        self
+    }
+
+    /// Strict mode: the guest may call only these host functions (by import name, any
+    /// module); a call to another traps with a message naming it, which fails the VM as a
+    /// trap does in Envoy. Off by default.
+    pub fn strict(mut self, allowed: &[&str]) -> SimBuilder {
+        self.allowed = Some(allowed.iter().map(|name| name.to_string()).collect());
         self
     }
 
@@ -414,6 +461,9 @@ impl SimBuilder {
         state.clusters = self.clusters.clone();
         state.environment = self.environment.clone();
         state.log_level = self.log_level;
+        state.injected = self.injected.clone();
+        state.allowed = self.allowed.clone();
+        state.limits = crate::host::memory_limits(self.memory_limit);
         for (path, value) in &self.properties {
             state.properties.insert(path.clone(), value.clone());
         }
@@ -432,6 +482,7 @@ impl SimBuilder {
     ) -> Result<(Store<HostState>, Instance, Exports), Error> {
         let runtime = crate::module::runtime();
         let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|state| &mut state.limits);
         store
             .set_fuel(self.fuel)
             .map_err(|error| Error::StartFailed(error.to_string()))?;
@@ -567,7 +618,10 @@ impl Sim {
             properties: Vec::new(),
             environment: Vec::new(),
             foreign_functions: Vec::new(),
-            fuel: 100_000_000,
+            fuel: NO_FUEL_LIMIT,
+            memory_limit: crate::host::MAX_MEMORY_BYTES,
+            injected: HashMap::new(),
+            allowed: None,
             trace: true,
             log_level: 2,
             buffer_limit: 1024 * 1024,
@@ -948,6 +1002,7 @@ impl Sim {
             .position(|plugin| plugin.root_id == root_id)
             .ok_or_else(|| Error::UnknownRootId(root_id.to_string()))?;
         let root = state.plugins[plugin].root_context_id;
+        let started_ns = state.now_ns;
         let id = self.next_context_id;
         self.next_context_id += 1;
         self.store.data_mut().streams.insert(
@@ -956,6 +1011,7 @@ impl Sim {
                 generation,
                 plugin,
                 root,
+                started_ns,
                 ..StreamData::default()
             },
         );
@@ -989,6 +1045,30 @@ impl Sim {
     /// Renders the trace as text.
     pub fn render_trace(&self) -> String {
         self.store.data().trace.render()
+    }
+
+    /// Fault injection from now on, on every worker: each call of the host function `name`
+    /// answers `status` without effect (see [`SimBuilder::inject`]).
+    pub fn inject(&mut self, name: &str, status: Status) {
+        self.config.injected.insert(name.to_string(), status);
+        self.each_state(|state| {
+            state.injected.insert(name.to_string(), status);
+        });
+    }
+
+    /// Ends the injection for `name`: its calls work again.
+    pub fn clear_injection(&mut self, name: &str) {
+        self.config.injected.remove(name);
+        self.each_state(|state| {
+            state.injected.remove(name);
+        });
+    }
+
+    fn each_state(&mut self, mut change: impl FnMut(&mut HostState)) {
+        change(self.store.data_mut());
+        for parked in self.parked.iter_mut().flatten() {
+            change(parked.store.data_mut());
+        }
     }
 
     /// Forgets the trace and the logs recorded so far.
@@ -1074,7 +1154,13 @@ impl Sim {
 
     /// gRPC calls and streams in flight on the active worker's VM, by token.
     pub fn grpc_callouts(&self) -> Vec<GrpcCallout> {
-        self.store.data().grpc_callouts.values().cloned().collect()
+        self.store
+            .data()
+            .grpc_callouts
+            .values()
+            .filter(|callout| !callout.remote_closed)
+            .cloned()
+            .collect()
     }
 
     /// Answers an HTTP callout: `proxy_on_http_call_response` runs on the calling root context
@@ -1146,6 +1232,12 @@ impl Sim {
         self.top_level_outcome()
     }
 
+    /// A gRPC call or stream that can still get events (not closed by the remote side).
+    fn open_grpc_callout(&self, token: u32) -> Option<GrpcCallout> {
+        let callout = self.store.data().grpc_callouts.get(&token)?;
+        (!callout.remote_closed).then(|| callout.clone())
+    }
+
     /// Answers a gRPC call successfully: `proxy_on_grpc_receive` with the message.
     pub fn respond_grpc_call(&mut self, token: u32, message: &[u8]) -> Outcome {
         let Some(callout) = self.store.data_mut().grpc_callouts.remove(&token) else {
@@ -1183,7 +1275,7 @@ impl Sim {
         status: u32,
         message: &str,
     ) -> Outcome {
-        let Some(callout) = self.store.data().grpc_callouts.get(&token).cloned() else {
+        let Some(callout) = self.open_grpc_callout(token) else {
             return Outcome::NotDelivered;
         };
         if !trailing_metadata.is_empty() {
@@ -1207,6 +1299,8 @@ impl Sim {
         }
         if !callout.is_stream || callout.local_closed {
             self.store.data_mut().grpc_callouts.remove(&token);
+        } else if let Some(open) = self.store.data_mut().grpc_callouts.get_mut(&token) {
+            open.remote_closed = true;
         }
         let ctx = callout.context_id;
         let plugin = self.store.data().root_contexts.get(&ctx).copied();
@@ -1236,7 +1330,7 @@ impl Sim {
         initial_metadata: &[(&str, &str)],
         message: &[u8],
     ) -> Outcome {
-        let Some(callout) = self.store.data().grpc_callouts.get(&token).cloned() else {
+        let Some(callout) = self.open_grpc_callout(token) else {
             return Outcome::NotDelivered;
         };
         let ctx = callout.context_id;
@@ -1308,13 +1402,18 @@ impl Sim {
         let home = self.active;
         let mut outcome = Outcome::Continue;
         // Events in time order; at the same instant ticks before timeouts, then by worker.
-        while let Some((at, is_timeout, worker, id)) = self.next_timer() {
+        while let Some((at, timer, worker, id)) = self.next_timer() {
             if at > target {
                 break;
             }
             self.switch_to(worker);
             self.store.data_mut().now_ns = at;
-            let result = if is_timeout {
+            let result = if timer == Timer::GrpcTimeout {
+                // Envoy's async client router times the call out with a 504 local reply that
+                // its gRPC client reads as UNAVAILABLE with these details (seen in Envoy 1.40:
+                // `proxy_on_grpc_close(root, token, 14)`, `get_status` the message below).
+                self.close_grpc(id, &[], 14, "upstream request timeout{response_timeout}")
+            } else if timer == Timer::HttpTimeout {
                 self.respond_http_call(
                     id,
                     &[
@@ -1348,8 +1447,6 @@ impl Sim {
         outcome
     }
 
-    /// The earliest tick (of a VM that has not failed) or callout timeout over all workers:
-    /// (time, whether a timeout, worker, plugin index or callout token).
     /// When the next tick or callout timeout is due on any worker (virtual ns).
     pub(crate) fn next_timer_at(&self) -> Option<u64> {
         self.next_timer().map(|(at, ..)| at)
@@ -1365,7 +1462,9 @@ impl Sim {
             .collect()
     }
 
-    fn next_timer(&self) -> Option<(u64, bool, usize, u32)> {
+    /// The earliest tick (of a VM that has not failed) or callout timeout over all workers:
+    /// (time, which timer, worker, plugin index or callout token).
+    fn next_timer(&self) -> Option<(u64, Timer, usize, u32)> {
         (0..self.parked.len())
             .flat_map(|worker| {
                 let state = self.state_of(worker);
@@ -1375,12 +1474,21 @@ impl Sim {
                     .enumerate()
                     .filter(|_| !state.failed)
                     .filter_map(move |(idx, plugin)| {
-                        plugin.next_tick.map(|at| (at, false, worker, idx as u32))
+                        plugin
+                            .next_tick
+                            .map(|at| (at, Timer::Tick, worker, idx as u32))
                     });
                 let timeouts = state.http_callouts.values().filter_map(move |callout| {
-                    callout.deadline.map(|at| (at, true, worker, callout.token))
+                    callout
+                        .deadline
+                        .map(|at| (at, Timer::HttpTimeout, worker, callout.token))
                 });
-                ticks.chain(timeouts)
+                let grpc_timeouts = state.grpc_callouts.values().filter_map(move |callout| {
+                    callout
+                        .deadline
+                        .map(|at| (at, Timer::GrpcTimeout, worker, callout.token))
+                });
+                ticks.chain(timeouts).chain(grpc_timeouts)
             })
             .min()
     }

@@ -293,8 +293,9 @@ impl Trace {
                         first_item = false;
                         quote(&mut out, self.text(*span));
                     }
-                    // WASI functions answer errnos, not Proxy-Wasm statuses.
-                    let status = if !name.starts_with("proxy_") {
+                    // WASI functions answer errnos, not Proxy-Wasm statuses (Envoy's own
+                    // `envoy_*` functions answer statuses).
+                    let status = if !name.starts_with("proxy_") && !name.starts_with("envoy_") {
                         format!("errno {}", entry.status)
                     } else {
                         Status::from_code(entry.status)

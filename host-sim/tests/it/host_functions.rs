@@ -908,3 +908,26 @@ fn root_context_statuses() {
         "#]],
     );
 }
+
+#[test]
+fn envoy_resolve_dns_is_imported_and_answers_a_token() {
+    // Envoy registers `env.envoy_resolve_dns` itself (`wasm.cc`); a module importing it loads.
+    // The token is written before the lookup starts; host-sim resolves nothing.
+    check(
+        &calls(&[
+            "$envoy_resolve_dns (i32.const 220) (i32.const 4) (i32.const 8)",
+            "$envoy_resolve_dns (i32.const 220) (i32.const 4) (i32.const 8)",
+            "$envoy_resolve_dns (i32.const 220) (i32.const 4) (i32.const -4)",
+        ]),
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              envoy_resolve_dns(2, "auth") -> OK
+              envoy_resolve_dns(3, "auth") -> OK
+              envoy_resolve_dns(4, "auth") -> INVALID_MEMORY_ACCESS
+              => 0
+            -> Continue
+        "#]],
+    );
+}

@@ -286,7 +286,7 @@ fn runaway_guest_runs_out_of_fuel_and_fails_the_vm() {
         .unwrap()
         .send_request_headers(&[(":path", "/")], true);
     expect![[r#"
-        Trapped in proxy_on_request_headers: wasm trap: all fuel consumed by WebAssembly
+        Trapped in proxy_on_request_headers: wasm trap: all fuel consumed by WebAssembly: the callback ran past the test's fuel limit; Envoy has no instruction budget, so there it would never return and would hang its worker thread
         LocalReply(503)"#]]
     .assert_eq(&format!("{}\n{}", render(&first), render(&second)));
 }
@@ -399,13 +399,15 @@ fn local_reply_from_the_response_path_is_sent_directly() {
 
 #[test]
 fn body_callback_can_rewrite_the_buffer_and_add_trailers() {
-    // Replaces the body with "new" and adds a request trailer at end of stream.
+    // Replaces the body with "new", replaces its first two bytes (Envoy's `Buffer::copyFrom`
+    // drains them and prepends), appends, and adds a request trailer at end of stream.
     let guest = Guest {
         fields: data(100, "new") + &data(120, "x-trailer"),
         request_body: Some(
             "(drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 0) (i32.const 100) (i32.const 100) (i32.const 3)))
+             (drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 0) (i32.const 2) (i32.const 100) (i32.const 3)))
              (drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 1) (i32.const 1) (i32.const 100) (i32.const 3)))
-             (drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 1)))
+             (drop (call $proxy_set_buffer_bytes (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 1)))
              (drop (call $proxy_add_header_map_value (i32.const 1) (i32.const 120) (i32.const 9) (i32.const 100) (i32.const 3)))
              i32.const 0"
                 .into(),
@@ -420,15 +422,16 @@ fn body_callback_can_rewrite_the_buffer_and_add_trailers() {
     let upstream = String::from_utf8_lossy(stream.upstream_body()).into_owned();
     let trailers = stream.request_trailers().map(|map| map.to_vec());
     expect![[r#"
-        upstream="newn" trailers=Some([("x-trailer", "new")])
+        upstream="newwn" trailers=Some([("x-trailer", "new")])
         proxy_on_context_create(ctx=2, 1)
           => ()
         proxy_on_request_headers(ctx=2, 1, 0)
           => 0
         proxy_on_request_body(ctx=2, 8, 1)
           proxy_set_buffer_bytes(request_body, 0, 100, "new") -> OK
+          proxy_set_buffer_bytes(request_body, 0, 2, "new") -> OK
           proxy_set_buffer_bytes(request_body, 1, 1, "new") -> BAD_ARGUMENT
-          proxy_set_buffer_bytes(request_body, 3, 0, "n") -> OK
+          proxy_set_buffer_bytes(request_body, 4, 0, "n") -> OK
           proxy_add_header_map_value(request_trailers, "x-trailer", "new") -> OK
           => 0
     "#]]

@@ -1,6 +1,7 @@
 //! host-sim's integration tests: one binary, one module per feature.
 
 mod add_header;
+mod attributes;
 mod chain;
 mod cli;
 mod differential;
@@ -12,5 +13,6 @@ mod lifecycle;
 mod loading;
 mod memory_safety;
 mod scenario;
+mod test_api;
 mod trace_faults;
 mod workers;

@@ -217,6 +217,7 @@ const SPECS: &[Spec] = &[
         Never,
     ),
     proxy("call_proxy_get_current_time_nanoseconds", &[Out(8)], Always),
+    proxy("call_envoy_resolve_dns", &[In(1), Len, Out(4)], Always),
     proxy(
         "call_proxy_define_metric",
         &[Value(0), In(2), Len, Out(4)],
