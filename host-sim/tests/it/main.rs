@@ -9,5 +9,6 @@ mod lifecycle;
 mod loading;
 mod memory_safety;
 mod scenario;
+mod tcp;
 mod trace_faults;
 mod workers;
