@@ -648,3 +648,75 @@ fn a_trap_closes_the_connection_even_under_fail_open() {
         "#]],
     );
 }
+
+#[test]
+fn scenario_steps_drive_a_connection() {
+    let text = r#"{
+        "plugins": [{"root_id": "tcp"}],
+        "steps": [
+            {"downstream_data": {"connection": "c", "data": "hello"}},
+            {"upstream_data": {"connection": "c", "data": "hi", "end_of_stream": true}},
+            {"downstream_data": {"connection": "c", "data": "", "end_of_stream": true}},
+            {"upstream_close": {"connection": "d"}}
+        ]
+    }"#;
+    let parsed = scenario::parse(text).unwrap();
+    let output = scenario::run(&prepending_guest().module(), &parsed).unwrap();
+    expect![[r#"
+        == start
+        proxy_on_context_create(ctx=1, 0)
+          => ()
+        proxy_on_vm_start(ctx=1, 0)
+          => 1
+        proxy_on_configure(ctx=1, 0)
+          => 1
+        == step 1: downstream_data c (opened: Continue)
+        proxy_on_context_create(ctx=2, 1)
+          => ()
+        proxy_on_new_connection(ctx=2)
+          => 0
+        proxy_on_downstream_data(ctx=2, 5, 0)
+          proxy_set_buffer_bytes(downstream_data, 0, 0, "[") -> OK
+          => 0
+        -> Continue
+        == step 2: upstream_data c
+        proxy_on_upstream_data(ctx=2, 2, 1)
+          proxy_set_buffer_bytes(upstream_data, 0, 0, "<") -> OK
+          => 0
+        proxy_on_upstream_connection_close(ctx=2, 0)
+          => ()
+        -> Continue
+        == step 3: downstream_data c
+          upstream received: "[hello[" +end
+          client received: "<hi" +end
+          closed: both directions ended
+        proxy_on_downstream_data(ctx=2, 0, 1)
+          proxy_set_buffer_bytes(downstream_data, 0, 0, "[") -> OK
+          => 0
+        # connection closed ctx=2 2 "both directions ended"
+        proxy_on_downstream_connection_close(ctx=2, 2)
+          => ()
+        proxy_on_done(ctx=2)
+          => 1
+        proxy_on_delete(ctx=2)
+          => ()
+        -> Continue
+        == step 4: upstream_close d (opened: Continue)
+          upstream received: ""
+          client received: ""
+          closed: upstream closed
+        proxy_on_context_create(ctx=3, 1)
+          => ()
+        proxy_on_new_connection(ctx=3)
+          => 0
+        # connection closed ctx=3 1 "upstream closed"
+        proxy_on_downstream_connection_close(ctx=3, 1)
+          => ()
+        proxy_on_done(ctx=3)
+          => 1
+        proxy_on_delete(ctx=3)
+          => ()
+        -> Continue
+    "#]]
+    .assert_eq(&output);
+}
