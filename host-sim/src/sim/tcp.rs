@@ -15,6 +15,8 @@
 //!   `proxy_on_upstream_connection_close(ctx, 0)` whatever the answer.
 //! - `proxy_close_stream(DOWNSTREAM or UPSTREAM)` closes the downstream connection after the
 //!   callback, so the callback's bytes go nowhere.
+//! - Both directions ended: the downstream connection closes, as a local close (1) when
+//!   Envoy's end came last and a remote one (2) when the client's did.
 //! - A trap closes the connection under every policy; the VM is failed for all of them.
 
 use wasmtime::{Instance, Store};
