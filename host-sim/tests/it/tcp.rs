@@ -720,3 +720,55 @@ fn scenario_steps_drive_a_connection() {
     "#]]
     .assert_eq(&output);
 }
+
+#[test]
+fn fail_reload_gives_a_later_connection_a_fresh_vm() {
+    // The trap at 0 ms; a connection opened within the backoff (1 s since the load) is closed;
+    // one opened after it gets a fresh VM (its root context is created again).
+    check(
+        &trapping_guest(),
+        FailurePolicy::FailReload,
+        &[
+            (0, Step::Open),
+            (0, Step::Down("!boom", false)),
+            (1, Step::Open),
+            (1, Step::AdvanceMs(1000)),
+            (2, Step::Open),
+            (2, Step::Down("hello", true)),
+        ],
+        expect![[r#"
+            conn 0 open: Continue
+            conn 0 downstream "!boom" end=false: Trapped in proxy_on_downstream_data: wasm trap: wasm `unreachable` instruction executed
+            conn 1 open: Reset
+            conn 1 advance 1000ms: Continue
+            conn 2 open: Continue
+            conn 2 downstream "hello" end=true: Continue
+            conn 0: upstream got "", client got "", closed: wasm vm failed
+            conn 1: upstream got "", client got "", closed: wasm vm failed
+            conn 2: upstream got "hello" +end, client got "", closed: no
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_new_connection(ctx=2)
+              => 0
+            proxy_on_downstream_data(ctx=2, 5, 0)
+              proxy_get_buffer_bytes(downstream_data, 0, 1) -> OK "!"
+              => trap "wasm trap: wasm `unreachable` instruction executed"
+            # connection closed ctx=2 1 "wasm vm failed"
+            # connection closed ctx=3 1 "wasm vm failed"
+            # vm reload
+            proxy_on_context_create(ctx=4, 0)
+              => ()
+            proxy_on_vm_start(ctx=4, 0)
+              => 1
+            proxy_on_configure(ctx=4, 0)
+              => 1
+            proxy_on_context_create(ctx=5, 4)
+              => ()
+            proxy_on_new_connection(ctx=5)
+              => 0
+            proxy_on_downstream_data(ctx=5, 5, 1)
+              proxy_get_buffer_bytes(downstream_data, 0, 1) -> OK "h"
+              => 0
+        "#]],
+    );
+}
