@@ -15,6 +15,7 @@ use wasmtime::{Caller, Linker, Memory, TypedFunc};
 
 use crate::abi::{self, BufferType, MapType, Status};
 use crate::attributes::{self, StreamView};
+use crate::connection::ConnectionData;
 use crate::headers::{HeaderMap, parse_pairs};
 use crate::property::PropertyValue;
 use crate::trace::{FirstArg, HostRecord, Trace};
@@ -269,6 +270,16 @@ pub(crate) enum After {
         context_id: u32,
         stream_type: u32,
     },
+    /// `proxy_continue_stream(DOWNSTREAM)` on a TCP connection (`continueReading`).
+    ContinueConnection {
+        context_id: u32,
+    },
+    /// `proxy_close_stream(DOWNSTREAM or UPSTREAM)` on a TCP connection: both close the
+    /// downstream connection (`wasm_downstream_close` / `wasm_upstream_close`).
+    CloseConnection {
+        context_id: u32,
+        stream_type: u32,
+    },
     /// A root context that finished with `proxy_done` is deleted (cpp-host `WasmBase::done`
     /// defers the deletion until the callback returns).
     DeleteRoot {
@@ -293,6 +304,8 @@ pub(crate) struct HostState {
     pub(crate) plugins: Vec<PluginState>,
     pub(crate) root_contexts: HashMap<u32, usize>,
     pub(crate) streams: HashMap<u32, StreamData>,
+    /// TCP connection contexts (network filter).
+    pub(crate) connections: HashMap<u32, ConnectionData>,
     /// The plugin whose configuration is readable (buffer 7): set around `proxy_on_configure`
     /// and the root context's creation, like Envoy's `temp_plugin_`.
     pub(crate) temp_plugin: Option<usize>,
@@ -375,6 +388,7 @@ impl HostState {
             plugins: Vec::new(),
             root_contexts: HashMap::new(),
             streams: HashMap::new(),
+            connections: HashMap::new(),
             temp_plugin: None,
             call_data: Vec::new(),
             http_call_response: None,
@@ -427,7 +441,9 @@ impl HostState {
     }
 
     pub(crate) fn context_exists(&self, id: u32) -> bool {
-        self.root_contexts.contains_key(&id) || self.streams.contains_key(&id)
+        self.root_contexts.contains_key(&id)
+            || self.streams.contains_key(&id)
+            || self.connections.contains_key(&id)
     }
 
     /// The plugin a context belongs to.
@@ -436,13 +452,19 @@ impl HostState {
             .get(&id)
             .copied()
             .or_else(|| self.streams.get(&id).map(|stream| stream.plugin))
+            .or_else(|| {
+                self.connections
+                    .get(&id)
+                    .map(|connection| connection.plugin)
+            })
     }
 
     /// The root context of a context.
     pub(crate) fn root_of(&self, id: u32) -> u32 {
-        match self.streams.get(&id) {
-            Some(stream) => stream.root,
-            None => id,
+        match (self.streams.get(&id), self.connections.get(&id)) {
+            (Some(stream), _) => stream.root,
+            (None, Some(connection)) => connection.root,
+            (None, None) => id,
         }
     }
 
@@ -919,7 +941,12 @@ fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8],
             }
             _ => (&[][..], false),
         }),
-        BufferType::DownstreamData | BufferType::UpstreamData => Some((&[][..], false)),
+        BufferType::DownstreamData | BufferType::UpstreamData => Some(
+            state
+                .connections
+                .get(&ctx)
+                .map_or((&[][..], false), |connection| connection.buffer(buffer)),
+        ),
         BufferType::HttpCallResponseBody => state
             .http_call_response
             .as_ref()
@@ -1007,6 +1034,12 @@ fn lookup_property(state: &HostState, ctx: u32, path: &[u8]) -> Result<Vec<u8>, 
     let maps = stream
         .map(|stream| &stream.properties)
         .into_iter()
+        .chain(
+            state
+                .connections
+                .get(&ctx)
+                .map(|connection| &connection.properties),
+        )
         .chain([&state.properties]);
     for map in maps {
         // Only prefixes as long as a stored path can match (a hostile path may have many
@@ -1202,6 +1235,12 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         let ctx = state.context();
         if state.streams.contains_key(&ctx) && stream_type < 2 {
             state.after.push(After::Close {
+                context_id: ctx,
+                stream_type,
+            });
+        }
+        if state.connections.contains_key(&ctx) && stream_type >= 2 {
+            state.after.push(After::CloseConnection {
                 context_id: ctx,
                 stream_type,
             });
@@ -1685,14 +1724,23 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 BAD_ARGUMENT
             } else {
                 let state = c.data_mut();
-                let stream = state
-                    .streams
-                    .get_mut(&ctx)
-                    .expect("a mutable body buffer belongs to a stream");
-                let body = if buffer_type == BufferType::HttpRequestBody {
-                    &mut stream.request_body
-                } else {
-                    &mut stream.response_body
+                let body = match buffer_type {
+                    BufferType::DownstreamData | BufferType::UpstreamData => state
+                        .connections
+                        .get_mut(&ctx)
+                        .and_then(|connection| connection.buffer_mut(buffer_type))
+                        .expect("a mutable data buffer belongs to a connection"),
+                    _ => {
+                        let stream = state
+                            .streams
+                            .get_mut(&ctx)
+                            .expect("a mutable body buffer belongs to a stream");
+                        if buffer_type == BufferType::HttpRequestBody {
+                            &mut stream.request_body
+                        } else {
+                            &mut stream.response_body
+                        }
+                    }
                 };
                 // Envoy's `Buffer::copyFrom`: start 0 drains `length` bytes (as many as
                 // there are) and prepends the data; a start at or past the end appends;
@@ -2168,7 +2216,14 @@ fn continue_stream(state: &mut HostState, stream_type: u32) -> u32 {
             }
             OK
         }
-        2 => OK,
+        2 => {
+            if state.connections.contains_key(&ctx) {
+                state
+                    .after
+                    .push(After::ContinueConnection { context_id: ctx });
+            }
+            OK
+        }
         3 => UNIMPLEMENTED,
         _ => BAD_ARGUMENT,
     }

@@ -3,14 +3,15 @@
 //! It loads any Proxy-Wasm module (ABI 0.2.1, 0.2.0 or 0.1.0; built with filterkit, the
 //! `proxy-wasm` crate or another SDK), refuses what Envoy would refuse, and drives it the way
 //! Envoy does: VM start, the configuration canary, several plugins (root_ids) in one VM,
-//! HTTP streams with Envoy's pause, buffering and local-reply semantics, a virtual clock for
+//! HTTP streams with Envoy's pause, buffering and local-reply semantics, TCP connections through
+//! a network filter ([`Sim::connection`]), a virtual clock for
 //! ticks and callout timeouts, callouts the test answers. Every host call is traced.
 //!
 //! It is the test oracle: it implements the ABI from the spec and Envoy's sources
 //! (proxy-wasm-cpp-host, Envoy's `source/extensions/common/wasm/`) and never depends on
 //! filterkit or the `proxy-wasm` crate. It runs one VM per simulated worker thread
 //! ([`SimBuilder::workers`]) and Envoy's failure policies, FAIL_RELOAD included. It does not
-//! do TCP (network filters) and does not implement Envoy's built-in foreign functions.
+//! implement Envoy's built-in foreign functions.
 //!
 //! Start reading at [`Module::load`] and [`Sim`]:
 //!
@@ -34,6 +35,7 @@
 
 pub mod abi;
 mod attributes;
+mod connection;
 pub mod exchange;
 pub mod hcm;
 mod headers;
@@ -50,7 +52,8 @@ pub use host::{ForeignFunction, GrpcCallout, HttpCallout, LocalReply, LogEntry, 
 pub use module::{Module, cache_directory};
 pub use property::PropertyValue;
 pub use sim::{
-    Chain, FailurePolicy, Outcome, Pause, PluginConfig, Rejection, Side, Sim, SimBuilder, Stream,
+    Chain, Connection, FailurePolicy, Outcome, Pause, PluginConfig, Rejection, Side, Sim, SimBuilder,
+    Stream,
 };
 pub use trace::Trace;
 

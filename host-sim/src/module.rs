@@ -39,6 +39,11 @@ pub(crate) const KNOWN_EXPORTS: &[(&str, usize, bool)] = &[
     ("proxy_on_grpc_receive_trailing_metadata", 3, false),
     ("proxy_on_grpc_close", 3, false),
     ("proxy_on_foreign_function", 3, false),
+    ("proxy_on_new_connection", 1, true),
+    ("proxy_on_downstream_data", 3, true),
+    ("proxy_on_upstream_data", 3, true),
+    ("proxy_on_downstream_connection_close", 2, false),
+    ("proxy_on_upstream_connection_close", 2, false),
 ];
 
 struct Inner {

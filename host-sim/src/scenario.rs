@@ -1,8 +1,8 @@
 //! Scenario files: a test as data in, a trace out.
 //!
 //! A scenario is JSON: the plugins (root_id + configuration), VM settings, clusters,
-//! properties, then steps applied in order (stream events, callout answers, clock
-//! advances). [`run`] returns the rendered trace: each step, the calls it caused, and its
+//! properties, then steps applied in order (stream events, TCP connection events, callout
+//! answers, clock advances). [`run`] returns the rendered trace: each step, the calls it caused, and its
 //! outcome. See host-sim/README.md for the format.
 
 use std::collections::HashMap;
@@ -194,6 +194,43 @@ pub enum Step {
     },
     /// Streams created from now on (and callout answers) go to this worker.
     UseWorker(usize),
+    /// Bytes from the client on a TCP connection (opened on first use, on `root_id` or the
+    /// first plugin; `proxy_on_new_connection` runs then).
+    DownstreamData {
+        /// The connection's name in the scenario.
+        connection: String,
+        /// The plugin; default the first.
+        #[serde(default)]
+        root_id: Option<String>,
+        /// The bytes, as text.
+        data: String,
+        /// The client half-closes.
+        #[serde(default)]
+        end_of_stream: bool,
+    },
+    /// Bytes from upstream on a TCP connection.
+    UpstreamData {
+        /// The connection.
+        connection: String,
+        /// The plugin, if this step opens the connection; default the first.
+        #[serde(default)]
+        root_id: Option<String>,
+        /// The bytes, as text.
+        data: String,
+        /// The upstream half-closes.
+        #[serde(default)]
+        end_of_stream: bool,
+    },
+    /// The client closes the connection.
+    DownstreamClose {
+        /// The connection.
+        connection: String,
+    },
+    /// The upstream connection closes (tcp_proxy then closes the client's).
+    UpstreamClose {
+        /// The connection.
+        connection: String,
+    },
 }
 
 /// Parses a scenario.
@@ -271,8 +308,13 @@ pub fn run(module: &Module, scenario: &Scenario) -> Result<String, Error> {
         .map(|plugin| plugin.root_id.clone())
         .unwrap_or_default();
     let mut streams: HashMap<String, u32> = HashMap::new();
+    let mut connections: HashMap<String, u32> = HashMap::new();
     for (idx, step) in scenario.steps.iter().enumerate() {
-        let (label, outcome) = run_step(&mut sim, step, &default_root, &mut streams)?;
+        let (label, outcome) =
+            match connection_step(&mut sim, step, &default_root, &mut connections) {
+                Some(result) => result?,
+                None => run_step(&mut sim, step, &default_root, &mut streams)?,
+            };
         let _ = writeln!(out, "== step {}: {label}", idx + 1);
         out.push_str(&sim.render_trace());
         let _ = writeln!(out, "-> {}", render_outcome(&outcome));
@@ -409,7 +451,87 @@ fn run_step(
             sim.use_worker(*worker)?;
             (format!("use_worker {worker}"), Outcome::Continue)
         }
+        Step::DownstreamData { .. }
+        | Step::UpstreamData { .. }
+        | Step::DownstreamClose { .. }
+        | Step::UpstreamClose { .. } => unreachable!("connection steps run in connection_step"),
     })
+}
+
+/// A TCP connection step: its label and outcome (`None` for other steps). A step that opens
+/// the connection says so, with what `proxy_on_new_connection` answered; a close step ends
+/// with what passed each way.
+fn connection_step(
+    sim: &mut Sim,
+    step: &Step,
+    default_root: &str,
+    connections: &mut HashMap<String, u32>,
+) -> Option<Result<(String, Outcome), Error>> {
+    let (what, name, root_id) = match step {
+        Step::DownstreamData {
+            connection,
+            root_id,
+            ..
+        } => ("downstream_data", connection, root_id.as_deref()),
+        Step::UpstreamData {
+            connection,
+            root_id,
+            ..
+        } => ("upstream_data", connection, root_id.as_deref()),
+        Step::DownstreamClose { connection } => ("downstream_close", connection, None),
+        Step::UpstreamClose { connection } => ("upstream_close", connection, None),
+        _ => return None,
+    };
+    let mut label = format!("{what} {name}");
+    let id = match connections.get(name) {
+        Some(id) => *id,
+        None => match sim.connection(root_id.unwrap_or(default_root)) {
+            Ok(connection) => {
+                let _ = write!(label, " (opened: {})", render_outcome(connection.opened()));
+                let id = connection.id();
+                connections.insert(name.clone(), id);
+                id
+            }
+            Err(error) => return Some(Err(error)),
+        },
+    };
+    let Some(mut connection) = sim.connection_by_id(id) else {
+        return Some(Ok((label, Outcome::NotDelivered)));
+    };
+    let outcome = match step {
+        Step::DownstreamData {
+            data,
+            end_of_stream,
+            ..
+        } => connection.send_downstream_data(data.as_bytes(), *end_of_stream),
+        Step::UpstreamData {
+            data,
+            end_of_stream,
+            ..
+        } => connection.send_upstream_data(data.as_bytes(), *end_of_stream),
+        Step::DownstreamClose { .. } => connection.close_downstream(),
+        _ => connection.close_upstream(),
+    };
+    if connection.was_closed() {
+        let _ = write!(
+            label,
+            "\n  upstream received: {:?}{}\n  client received: {:?}{}\n  closed: {}",
+            String::from_utf8_lossy(connection.upstream_bytes()),
+            if connection.upstream_ended() {
+                " +end"
+            } else {
+                ""
+            },
+            String::from_utf8_lossy(connection.downstream_bytes()),
+            if connection.downstream_ended() {
+                " +end"
+            } else {
+                ""
+            },
+            connection.close_reason().unwrap_or_default(),
+        );
+    }
+    Some(Ok((label, outcome)))
 }
 
 /// Renders an outcome as one line.

@@ -22,9 +22,11 @@ use crate::{Error, Status};
 mod chain;
 mod handle;
 mod stream;
+mod tcp;
 
 pub use chain::{Chain, Side};
 pub use handle::Stream;
+pub use tcp::Connection;
 
 /// Why Envoy rejected a plugin configuration, with the filter's own log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +148,7 @@ struct Exports {
     on_grpc_receive_trailing_metadata: F<(u32, u32, u32), ()>,
     on_grpc_close: F<(u32, u32, u32), ()>,
     on_foreign_function: F<(u32, u32, u32), ()>,
+    tcp: tcp::TcpExports,
 }
 
 /// Builds a [`Sim`]: plugins, clusters, properties, limits.
@@ -548,6 +551,7 @@ impl SimBuilder {
             } else {
                 get(&instance, &mut store, "proxy_on_foreign_function")
             },
+            tcp: tcp::TcpExports::get(&instance, &mut store),
         };
         Ok((store, instance, exports))
     }
@@ -911,6 +915,11 @@ impl Sim {
                 context_id,
                 stream_type,
             } => self.resume(context_id, stream_type),
+            After::ContinueConnection { context_id } => self.continue_connection(context_id),
+            After::CloseConnection {
+                context_id,
+                stream_type,
+            } => self.close_connection_by_filter(context_id, stream_type),
             After::DeleteRoot { context_id } => {
                 if let Some(plugin) = self.store.data().root_contexts.get(&context_id).copied() {
                     self.store.data_mut().plugins[plugin].next_tick = None;
@@ -1631,6 +1640,7 @@ impl Sim {
 fn carry_over(from: &mut HostState, to: &mut HostState) {
     move_shared(from, to);
     to.streams = std::mem::take(&mut from.streams);
+    to.connections = std::mem::take(&mut from.connections);
 }
 
 /// Moves what all worker VMs of one Envoy share (or what the test inspects in one place)
