@@ -411,6 +411,11 @@ impl Chain<'_> {
             return;
         }
         self.state.request_stopped = true;
+        for index in 0..self.ids.len() {
+            if let Some(data) = self.data_mut(index) {
+                data.chain_local_reply = Some((reply.status_code, reply.details.clone()));
+            }
+        }
         self.state.local_reply = Some(reply);
         if self.state.response_started {
             // Directly to the codec, without the filters.
