@@ -50,7 +50,8 @@ pub(crate) struct StreamView<'a> {
     pub(crate) source_port: u16,
     /// The listener's port (the address is 127.0.0.1).
     pub(crate) destination_port: u16,
-    /// The upstream answered (the router picked its cluster and host): no local reply.
+    /// The upstream answered (the router picked its cluster and host): no local reply, and a
+    /// routed request (`exchange`'s chains; a lone stream models a direct-response route).
     pub(crate) upstream_answered: bool,
 }
 

@@ -1005,7 +1005,9 @@ fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>> {
         connection_id: u64::from(ctx),
         source_port: 40000 + (ctx % 20000) as u16,
         destination_port: attributes::LISTENER_PORT,
-        upstream_answered: reply.is_none() && stream.response_started,
+        // A chain is `exchange`'s routed request; a lone stream models `cargo xtask run`'s
+        // direct-response route, which has no upstream.
+        upstream_answered: stream.chained && reply.is_none() && stream.response_started,
     })
 }
 
