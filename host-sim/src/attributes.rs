@@ -50,6 +50,9 @@ pub(crate) struct StreamView<'a> {
     pub(crate) source_port: u16,
     /// The listener's port (the address is 127.0.0.1).
     pub(crate) destination_port: u16,
+    /// The upstream answered (the router picked its cluster and host): no local reply, and a
+    /// routed request (`exchange`'s chains; a lone stream models a direct-response route).
+    pub(crate) upstream_answered: bool,
 }
 
 /// The type `proxy_get_property` encodes an attribute with.
@@ -88,6 +91,9 @@ pub(crate) struct Attribute {
 
 /// The port the simulated listener has (Envoy's listener in the tests is on 127.0.0.1).
 pub(crate) const LISTENER_PORT: u16 = 10000;
+
+/// The port `upstream.address` names (the upstream's address is 127.0.0.1).
+pub(crate) const UPSTREAM_PORT: u16 = 10001;
 
 /// Top-level names whose value is a map without a key list: reading one whole is
 /// SERIALIZATION_FAILURE (seen for all but `destination`, which is the same wrapper as `source`).
@@ -452,6 +458,23 @@ pub(crate) static ATTRIBUTES: &[Attribute] = &[
         value: |_| Some(PropertyValue::Uint(0)),
     },
     Attribute {
+        path: "upstream.address",
+        kind: Kind::String,
+        when: "once the upstream answered (its host; before that, or for a local reply, not modeled: NOT_FOUND)",
+        seen: true,
+        value: |view| {
+            view.upstream_answered
+                .then(|| format!("127.0.0.1:{UPSTREAM_PORT}").into())
+        },
+    },
+    Attribute {
+        path: "xds.cluster_name",
+        kind: Kind::String,
+        when: "once the upstream answered (`upstream`, the cluster of the differential bootstrap's route; before that not modeled: NOT_FOUND)",
+        seen: true,
+        value: |view| view.upstream_answered.then(|| "upstream".into()),
+    },
+    Attribute {
         path: "xds.node",
         kind: Kind::Message,
         when: "every context, root contexts included",
@@ -630,6 +653,8 @@ mod tests {
             connection.requested_server_name String seen
             connection_id Uint seen
             upstream.request_attempt_count Uint seen
+            upstream.address String seen
+            xds.cluster_name String seen
             xds.node Message seen
             xds.route_name String seen
             xds.virtual_host_name String seen
@@ -658,6 +683,7 @@ mod tests {
             connection_id: 7,
             source_port: 40007,
             destination_port: LISTENER_PORT,
+            upstream_answered: true,
         };
         for attribute in ATTRIBUTES {
             let Some(value) = (attribute.value)(&view) else {

@@ -27,6 +27,35 @@ pub fn parse(text: &str) -> Result<Exchange, Error> {
     serde_json::from_str(text).map_err(|error| Error::Scenario(error.to_string()))
 }
 
+/// Loads the module at `path` and runs the scenario: a module Envoy cannot make a VM of
+/// (no allocator, a missing import, …: Envoy logs "Unable to create Wasm plugin" and exits at
+/// startup) is a rejected configuration, as Envoy 1.40 shows in `wat-no-allocator-get-header`.
+pub fn run_path(path: &std::path::Path, scenario: &Exchange) -> Result<Observation, Error> {
+    run_path_traced(path, scenario, false).map(|(observation, _)| observation)
+}
+
+/// [`run_path`], with the trace of every call (empty unless `trace`).
+pub fn run_path_traced(
+    path: &std::path::Path,
+    scenario: &Exchange,
+    trace: bool,
+) -> Result<(Observation, String), Error> {
+    match Module::load(path) {
+        Ok(module) => run_traced(&module, scenario, trace),
+        Err(error @ Error::Read { .. }) => Err(error),
+        Err(_) => Ok((rejected(), String::new())),
+    }
+}
+
+/// What a client sees when Envoy refused to start with the configuration.
+fn rejected() -> Observation {
+    Observation {
+        configuration: "rejected",
+        responses: Vec::new(),
+        metrics: BTreeMap::new(),
+    }
+}
+
 /// Runs the scenario's requests through a simulated Envoy and returns what a client saw.
 pub fn run(module: &Module, scenario: &Exchange) -> Result<Observation, Error> {
     run_traced(module, scenario, false).map(|(observation, _)| observation)
@@ -46,12 +75,7 @@ pub fn run_traced(
         Ok(sim) => sim,
         // Envoy refuses to start: a configure or VM start that failed or trapped.
         Err(Error::ConfigRejected(_) | Error::StartFailed(_)) => {
-            let observation = Observation {
-                configuration: "rejected",
-                responses: Vec::new(),
-                metrics: BTreeMap::new(),
-            };
-            return Ok((observation, String::new()));
+            return Ok((rejected(), String::new()));
         }
         Err(error) => return Err(error),
     };

@@ -204,6 +204,9 @@ pub(crate) struct StreamData {
     pub(crate) request_buffering: bool,
     pub(crate) response_buffering: bool,
     pub(crate) local_reply: Option<LocalReply>,
+    /// The local reply a chain routes (`sim::chain`): its status and details are the
+    /// stream's `response.code` and `response.code_details`.
+    pub(crate) chain_local_reply: Option<(u32, String)>,
     pub(crate) reset: Option<&'static str>,
     pub(crate) filter_state: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) properties: BTreeMap<Vec<Vec<u8>>, PropertyValue>,
@@ -966,8 +969,16 @@ fn buffer_ref(state: &HostState, ctx: u32, buffer: BufferType) -> Option<(&[u8],
 /// root context, which has no stream info).
 fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>> {
     let stream = state.streams.get(&ctx)?;
-    let (response_code, response_code_details) = match &stream.local_reply {
-        Some(reply) => (Some(reply.status_code), Some(reply.details.as_str())),
+    let reply = stream
+        .local_reply
+        .as_ref()
+        .map(|reply| (reply.status_code, reply.details.as_str()))
+        .or(stream
+            .chain_local_reply
+            .as_ref()
+            .map(|(code, details)| (*code, details.as_str())));
+    let (response_code, response_code_details) = match reply {
+        Some((code, details)) => (Some(code), Some(details)),
         None if stream.response_started => (
             stream
                 .response_headers
@@ -994,6 +1005,9 @@ fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>> {
         connection_id: u64::from(ctx),
         source_port: 40000 + (ctx % 20000) as u16,
         destination_port: attributes::LISTENER_PORT,
+        // A chain is `exchange`'s routed request; a lone stream models `cargo xtask run`'s
+        // direct-response route, which has no upstream.
+        upstream_answered: stream.chained && reply.is_none() && stream.response_started,
     })
 }
 

@@ -104,13 +104,12 @@ fn run() -> anyhow::Result<ExitCode> {
             scenario: path,
             trace,
         } => {
-            let module =
-                Module::load(&module).with_context(|| format!("loading {}", module.display()))?;
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let parsed =
                 exchange::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
-            let (observation, calls) = exchange::run_traced(&module, &parsed, trace)?;
+            let (observation, calls) = exchange::run_path_traced(&module, &parsed, trace)
+                .with_context(|| format!("running {}", module.display()))?;
             if trace {
                 eprint!("{calls}");
             }

@@ -81,6 +81,11 @@ struct ChainState {
     early_response: bool,
     /// A local reply's body, sent once its headers went through every filter.
     reply_body: Option<Vec<u8>>,
+    /// The connection manager added `x-forwarded-proto` before the filters (the exchange
+    /// model does; tests that drive a chain directly may not).
+    forwarded_proto_added: bool,
+    /// The router found no route: nothing more goes upstream.
+    no_route: bool,
 }
 
 /// An HTTP stream through several plugins' filters in chain order (see the module header).
@@ -190,6 +195,7 @@ impl Chain<'_> {
     pub fn send_request_headers(&mut self, headers: HeaderMap, end_of_stream: bool) -> Outcome {
         self.state.grpc = hcm::is_grpc(&headers);
         self.state.head = headers.get(b":method") == Some(b"HEAD");
+        self.state.forwarded_proto_added = headers.get(b"x-forwarded-proto").is_some();
         self.request_into(0, Passed::Headers(headers, end_of_stream))
     }
 
@@ -274,7 +280,15 @@ impl Chain<'_> {
 
     fn deliver_request(&mut self, index: usize, item: Passed) -> Outcome {
         if index == self.ids.len() {
-            self.state.upstream.take(item);
+            if let Passed::Headers(headers, _) = &item
+                && self.state.forwarded_proto_added
+                && (headers.get(b"x-forwarded-proto").is_none() || headers.get(b":path").is_none())
+            {
+                return self.no_route();
+            }
+            if !self.state.no_route {
+                self.state.upstream.take(item);
+            }
             return Outcome::Continue;
         }
         self.sim.switch_to(self.worker);
@@ -403,6 +417,24 @@ impl Chain<'_> {
             .note("chain reset", note, &[], &[]);
     }
 
+    /// The router's 404 when the request headers match no route. The route is looked up again
+    /// only after a filter changed the request headers (Envoy's wasm `onHeadersModified` clears
+    /// the route cache); the connection manager added `x-forwarded-proto` before the filters,
+    /// so a missing one means a filter removed it, and Envoy's route matcher finds no route
+    /// for a request without it (seen in Envoy 1.40: `header-set-pairs-request-replaces-all`
+    /// is answered 404 `route_not_found`, and routed when the pairs keep `x-forwarded-proto`).
+    fn no_route(&mut self) -> Outcome {
+        self.state.no_route = true;
+        self.route_local_reply(LocalReply {
+            status_code: 404,
+            details: "route_not_found".into(),
+            body: Vec::new(),
+            headers: Vec::new(),
+            grpc_status: None,
+        });
+        Outcome::LocalReply { status_code: 404 }
+    }
+
     fn route_local_reply(&mut self, reply: LocalReply) {
         let (headers, body) = hcm::local_reply(&reply, self.state.grpc, self.state.head);
         if self.state.client.headers.is_some() {
@@ -411,6 +443,11 @@ impl Chain<'_> {
             return;
         }
         self.state.request_stopped = true;
+        for index in 0..self.ids.len() {
+            if let Some(data) = self.data_mut(index) {
+                data.chain_local_reply = Some((reply.status_code, reply.details.clone()));
+            }
+        }
         self.state.local_reply = Some(reply);
         if self.state.response_started {
             // Directly to the codec, without the filters.

@@ -17,8 +17,13 @@ use super::servers::Servers;
 use crate::envoy::{self, Envoy, Exited};
 use crate::util;
 
-/// What Envoy 1.40 logs when a plugin's `on_configure` (or its canary) returned false.
-const CONFIGURE_FAILURE: &str = "Failed to configure base Wasm plugin";
+/// What Envoy 1.40 logs before exiting at startup when it refuses a plugin: its
+/// `on_configure` (or its canary) returned false, or no VM could be made of the module (no
+/// allocator, `_initialize` trapped, `proxy_on_vm_start` returned false).
+const REJECTIONS: [&str; 2] = [
+    "Failed to configure base Wasm plugin",
+    "Unable to create Wasm plugin",
+];
 
 /// Runs `scenario` with the module `wasm` (a `.wasm` file) through Envoy, with its bootstrap
 /// and log under `work_dir`; volatile headers are removed.
@@ -31,7 +36,7 @@ pub fn observe(scenario: &Scenario, wasm: &Path, work_dir: &Path) -> Result<Obse
             Ok(envoy) => envoy,
             Err(error) => {
                 return match error.downcast_ref::<Exited>() {
-                    Some(exited) if exited.log.contains(CONFIGURE_FAILURE) => {
+                    Some(exited) if REJECTIONS.iter().any(|line| exited.log.contains(line)) => {
                         Ok(Observation::rejected())
                     }
                     _ => Err(error),
