@@ -18,7 +18,7 @@ use crate::envoy::{self, Envoy, Exited};
 use crate::util;
 
 /// What Envoy 1.40 logs when a plugin's `on_configure` (or its canary) returned false.
-const CONFIGURE_FAILURE: &str = "Failed to configure base Wasm plugin";
+pub(super) const CONFIGURE_FAILURE: &str = "Failed to configure base Wasm plugin";
 
 /// Runs `scenario` with the module `wasm` (a `.wasm` file) through Envoy, with its bootstrap
 /// and log under `work_dir`; volatile headers are removed.
@@ -54,6 +54,7 @@ pub fn observe(scenario: &Scenario, wasm: &Path, work_dir: &Path) -> Result<Obse
     let mut observation = Observation {
         configuration: "accepted",
         responses,
+        connections: Vec::new(),
         metrics: metrics(&envoy)?,
     };
     observation.remove_volatile(&scenario.volatile_headers);
@@ -61,7 +62,7 @@ pub fn observe(scenario: &Scenario, wasm: &Path, work_dir: &Path) -> Result<Obse
 }
 
 /// Lets `duration` pass in real time (the scenario's `wait_before_ms`).
-fn wait(duration: Duration) -> Result<()> {
+pub(super) fn wait(duration: Duration) -> Result<()> {
     if duration.is_zero() {
         return Ok(());
     }
@@ -73,7 +74,7 @@ fn wait(duration: Duration) -> Result<()> {
 }
 
 /// Envoy's `wasmcustom.*` counters and gauges, by name without the prefix.
-fn metrics(envoy: &Envoy) -> Result<BTreeMap<String, Value>> {
+pub(super) fn metrics(envoy: &Envoy) -> Result<BTreeMap<String, Value>> {
     let url = format!("http://{}/stats?format=json", envoy.admin_address());
     let response = envoy::get(&url)?;
     let stats: Value = serde_json::from_str(&response.body)

@@ -41,6 +41,9 @@ pub struct Scenario {
     pub clusters: BTreeMap<String, Cluster>,
     #[serde(default)]
     pub requests: Vec<Request>,
+    /// A TCP scenario's connections (README: "TCP scenarios"), instead of `requests`.
+    #[serde(default)]
+    pub connections: Vec<Connection>,
     #[serde(default)]
     pub volatile_headers: Vec<String>,
 }
@@ -253,6 +256,40 @@ fn default_path() -> String {
 
 fn default_authority() -> String {
     "example.com".to_owned()
+}
+
+/// One TCP connection through the network filters and tcp_proxy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub name: String,
+    #[serde(default)]
+    pub client: Vec<Step>,
+    #[serde(default)]
+    pub upstream: TcpUpstream,
+}
+
+/// One client step: `send` text, `half_close`, then let `wait_ms` pass (in that order).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default)]
+    pub send: Option<String>,
+    #[serde(default)]
+    pub half_close: bool,
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// What the TCP upstream writes after every chunk it reads (`echo` first, then `reply`); it
+/// half-closes when it reads the end of the stream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpUpstream {
+    #[serde(default)]
+    pub echo: bool,
+    #[serde(default)]
+    pub reply: String,
 }
 
 impl Scenario {
