@@ -90,12 +90,14 @@ fn run_one(
     // tcp_proxy connects upstream once the filter let the new connection through.
     let mut connected = connection.opened() == &crate::Outcome::Continue;
     let mut upstream = Upstream::default();
+    let mut half_closed = false;
     for step in &spec.client {
         if let Some(bytes) = &step.send {
             connection.send_downstream_data(bytes.as_bytes(), false);
             upstream.react(&mut connection, &spec.upstream);
         }
         if step.half_close {
+            half_closed = true;
             connection.send_downstream_data(b"", true);
             upstream.react(&mut connection, &spec.upstream);
         }
@@ -115,8 +117,13 @@ fn run_one(
         upstream_received: text(connection.upstream_bytes()),
         upstream_saw_eof: connected && (closed || connection.upstream_ended()),
     };
-    // Then the client closes its socket (the close callbacks count in the metrics).
-    if !closed {
+    // Then the client closes its socket (the close callbacks count in the metrics): Envoy
+    // reads its FIN as a half-close, which ends the connection once the upstream answers it.
+    if !connection.was_closed() && !half_closed {
+        connection.send_downstream_data(b"", true);
+        upstream.react(&mut connection, &spec.upstream);
+    }
+    if !connection.was_closed() {
         connection.close_downstream();
     }
     Ok(observation)

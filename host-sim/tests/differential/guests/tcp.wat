@@ -3,7 +3,7 @@
 ;;   p  passes everything through;
 ;;   d  prepends ">" to every downstream data chunk (buffer 2);
 ;;   u  prepends "<" to every upstream data chunk (buffer 3);
-;;   n  pauses the new connection and continues it (DOWNSTREAM) from the next tick (500 ms);
+;;   w  pauses the new connection and continues it (DOWNSTREAM) from the next tick (500 ms);
 ;;   c  calls proxy_close_stream(DOWNSTREAM) from the first downstream data;
 ;;   t  traps in downstream data.
 ;; Every callback counts itself in a counter; `downstream_bytes_seen` adds up the sizes the
@@ -77,7 +77,7 @@
     (if (i32.eqz (call $get_buffer_bytes (i32.const 7) (i32.const 0) (i32.const 1) (i32.const 200) (i32.const 204)))
       (then (if (i32.load (i32.const 204))
         (then (global.set $mode (i32.load8_u (i32.load (i32.const 200))))))))
-    (if (i32.eq (global.get $mode) (i32.const 110))
+    (if (i32.eq (global.get $mode) (i32.const 119))
       (then (drop (call $set_tick_period (i32.const 500)))))
     (i32.const 1))
   (func (export "proxy_on_tick") (param i32)
@@ -88,7 +88,7 @@
         (global.set $paused (i32.const 0)))))
   (func (export "proxy_on_new_connection") (param $ctx i32) (result i32)
     (call $count (i32.const 0) (i64.const 1))
-    (if (i32.eq (global.get $mode) (i32.const 110))
+    (if (i32.eq (global.get $mode) (i32.const 119))
       (then (global.set $paused (local.get $ctx)) (return (i32.const 1))))
     (i32.const 0))
   (func (export "proxy_on_downstream_data") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
