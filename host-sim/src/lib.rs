@@ -52,8 +52,8 @@ pub use host::{ForeignFunction, GrpcCallout, HttpCallout, LocalReply, LogEntry, 
 pub use module::{Module, cache_directory};
 pub use property::PropertyValue;
 pub use sim::{
-    Chain, Connection, FailurePolicy, Outcome, Pause, PluginConfig, Rejection, Side, Sim, SimBuilder,
-    Stream,
+    Chain, Connection, FailurePolicy, Outcome, Pause, PluginConfig, Rejection, Side, Sim,
+    SimBuilder, Stream,
 };
 pub use trace::Trace;
 

@@ -113,7 +113,9 @@ struct Seen {
 type SharedSeen = Arc<Mutex<Seen>>;
 
 fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Reads `stream` into `seen` until the end of the stream or an error (a reset); then `after`.
@@ -139,7 +141,8 @@ fn run_one(
 ) -> Result<ConnectionObservation> {
     *lock(&upstream.behaviour) = spec.upstream.clone();
     let accepted_before = lock(&upstream.accepted).len();
-    let stream = TcpStream::connect(listener).with_context(|| format!("connecting to {listener}"))?;
+    let stream =
+        TcpStream::connect(listener).with_context(|| format!("connecting to {listener}"))?;
     let client = SharedSeen::default();
     let reader = stream.try_clone().context("cloning the client socket")?;
     let reader_seen = client.clone();
@@ -158,9 +161,11 @@ fn run_one(
         }
     }
     let linger_end = Instant::now() + CLIENT_LINGER;
-    util::poll_until(linger_end + Duration::from_secs(1), "the client's linger", || {
-        Ok((lock(&client).eof || Instant::now() >= linger_end).then_some(()))
-    })?;
+    util::poll_until(
+        linger_end + Duration::from_secs(1),
+        "the client's linger",
+        || Ok((lock(&client).eof || Instant::now() >= linger_end).then_some(())),
+    )?;
 
     let upstream_seen = lock(&upstream.accepted).get(accepted_before).cloned();
     let (upstream_received, upstream_saw_eof) = match &upstream_seen {
@@ -252,5 +257,84 @@ impl Drop for Upstream {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so it sees `stop`.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_tcp_example_becomes_network_filters_before_tcp_proxy() {
+        let readme = include_str!("../../../host-sim/tests/differential/README.md");
+        let example = readme
+            .split("## TCP scenarios")
+            .nth(1)
+            .and_then(|rest| rest.split("```json\n").nth(1))
+            .and_then(|rest| rest.split("```").next())
+            .expect("the README shows a TCP scenario");
+        let scenario = Scenario::parse(example).unwrap();
+        assert_eq!(scenario.connections[0].client.len(), 5);
+        assert!(scenario.connections[0].upstream.echo);
+        let yaml = serde_yaml_ng::to_string(&bootstrap(&scenario, Path::new("/m/tcp.wasm"), 10001))
+            .unwrap();
+        expect_test::expect![[r#"
+            admin:
+              address:
+                socket_address:
+                  address: 127.0.0.1
+                  port_value: 0
+            static_resources:
+              clusters:
+              - connect_timeout: 5s
+                load_assignment:
+                  cluster_name: upstream
+                  endpoints:
+                  - lb_endpoints:
+                    - endpoint:
+                        address:
+                          socket_address:
+                            address: 127.0.0.1
+                            port_value: 10001
+                name: upstream
+                type: STATIC
+              listeners:
+              - address:
+                  socket_address:
+                    address: 127.0.0.1
+                    port_value: 0
+                filter_chains:
+                - filters:
+                  - name: envoy.filters.network.wasm
+                    typed_config:
+                      '@type': type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
+                      config:
+                        allow_on_headers_stop_iteration: false
+                        configuration:
+                          '@type': type.googleapis.com/google.protobuf.StringValue
+                          value: p
+                        failure_policy: FAIL_CLOSED
+                        name: tcp
+                        reload_config:
+                          backoff:
+                            base_interval: 1.000s
+                        root_id: tcp
+                        vm_config:
+                          code:
+                            local:
+                              filename: /m/tcp.wasm
+                          configuration:
+                            '@type': type.googleapis.com/google.protobuf.StringValue
+                            value: ''
+                          runtime: envoy.wasm.runtime.v8
+                          vm_id: ''
+                  - name: envoy.filters.network.tcp_proxy
+                    typed_config:
+                      '@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                      cluster: upstream
+                      stat_prefix: differential
+                name: differential
+                per_connection_buffer_limit_bytes: 1048576
+        "#]].assert_eq(&yaml);
     }
 }
