@@ -5,9 +5,11 @@
 ;;   u  prepends "<" to every upstream data chunk (buffer 3);
 ;;   w  pauses the new connection and continues it (DOWNSTREAM) from the next tick (500 ms);
 ;;   c  calls proxy_close_stream(DOWNSTREAM) from the first downstream data;
-;;   t  traps in downstream data.
+;;   t  traps in downstream data;
+;;   s  answers Stop to downstream data of 1 to 9 bytes (Continue otherwise);
+;;   x  answers Stop to every upstream data callback.
 ;; Every callback counts itself in a counter; `downstream_bytes_seen` adds up the sizes the
-;; downstream data callback got, `*_eos` count end-of-stream flags, the gauge `close_order`
+;; downstream data callback got (`upstream_bytes_seen` the upstream one's), `*_eos` count end-of-stream flags, the gauge `close_order`
 ;; appends 1 for a downstream close and 2 for an upstream close (in decimal digits), and
 ;; `downstream_close_peer` is the last downstream close's peer type.
 (module
@@ -34,6 +36,7 @@
   (data (i32.const 500) "downstream_eos")
   (data (i32.const 520) "upstream_eos")
   (data (i32.const 540) "><")
+  (data (i32.const 560) "upstream_bytes_seen")
   (global $heap (mut i32) (i32.const 1024))
   (global $mode (mut i32) (i32.const 112))
   (global $paused (mut i32) (i32.const 0))
@@ -71,6 +74,7 @@
     (call $define (i32.const 1) (i32.const 470) (i32.const 21) (i32.const 8))
     (call $define (i32.const 0) (i32.const 500) (i32.const 14) (i32.const 9))
     (call $define (i32.const 0) (i32.const 520) (i32.const 12) (i32.const 10))
+    (call $define (i32.const 0) (i32.const 560) (i32.const 19) (i32.const 11))
     (i32.const 1))
   (func (export "proxy_on_configure") (param i32 i32) (result i32)
     ;; Plugin configuration: buffer type 7.
@@ -100,12 +104,17 @@
       (then (drop (call $close_stream (i32.const 2)))))
     (if (i32.and (i32.eq (global.get $mode) (i32.const 100)) (i32.ne (local.get $size) (i32.const 0)))
       (then (drop (call $set_buffer_bytes (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 540) (i32.const 1)))))
+    (if (i32.eq (global.get $mode) (i32.const 115))
+      (then (if (i32.and (i32.ne (local.get $size) (i32.const 0)) (i32.lt_u (local.get $size) (i32.const 10)))
+        (then (return (i32.const 1))))))
     (i32.const 0))
   (func (export "proxy_on_upstream_data") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
     (call $count (i32.const 2) (i64.const 1))
     (call $count (i32.const 10) (i64.extend_i32_u (local.get $eos)))
+    (call $count (i32.const 11) (i64.extend_i32_u (local.get $size)))
     (if (i32.and (i32.eq (global.get $mode) (i32.const 117)) (i32.ne (local.get $size) (i32.const 0)))
       (then (drop (call $set_buffer_bytes (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 541) (i32.const 1)))))
+    (if (i32.eq (global.get $mode) (i32.const 120)) (then (return (i32.const 1))))
     (i32.const 0))
   (func (export "proxy_on_downstream_connection_close") (param $ctx i32) (param $peer i32)
     (call $count (i32.const 3) (i64.const 1))
