@@ -342,6 +342,8 @@ mod tests {
             r#"{"plugins": [], "clusters": {"c": {"kind": "http", "colour": 1}}}"#,
             r#"{"plugins": [], "clusters": {"c": {"kind": "grpc", "status": 200}}}"#,
             r#"{"plugins": [], "requests": [{"name": "r", "upstream": {"colour": 1}}]}"#,
+            r#"{"plugins": [], "connections": [{"name": "c", "client": [{"colour": 1}]}]}"#,
+            r#"{"plugins": [], "connections": [{"name": "c", "upstream": {"colour": 1}}]}"#,
         ] {
             let error = Scenario::parse(json).unwrap_err();
             assert!(
