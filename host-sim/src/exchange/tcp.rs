@@ -52,6 +52,9 @@ pub struct TcpUpstream {
     /// Writes this text after every chunk (after the echo).
     #[serde(default)]
     pub reply: String,
+    /// Half-closes right after answering its first chunk (and keeps reading).
+    #[serde(default)]
+    pub half_close_after_first: bool,
 }
 
 /// What the client and the upstream saw on one connection.
@@ -141,15 +144,20 @@ impl Upstream {
     fn react(&mut self, connection: &mut crate::Connection<'_>, behaviour: &TcpUpstream) {
         while !connection.was_closed() {
             let passed = connection.upstream_bytes();
-            if passed.len() > self.read {
+            if passed.len() > self.read && self.half_closed {
+                // It can no longer write.
+                self.read = passed.len();
+            } else if passed.len() > self.read {
                 let mut answer = Vec::new();
                 if behaviour.echo {
                     answer.extend_from_slice(&passed[self.read..]);
                 }
                 answer.extend_from_slice(behaviour.reply.as_bytes());
                 self.read = passed.len();
-                if !answer.is_empty() {
-                    connection.send_upstream_data(&answer, false);
+                let end = behaviour.half_close_after_first && !self.half_closed;
+                self.half_closed |= end;
+                if !answer.is_empty() || end {
+                    connection.send_upstream_data(&answer, end);
                 }
             } else if connection.upstream_ended() && !self.half_closed {
                 self.half_closed = true;

@@ -87,7 +87,7 @@ fn exchange_agrees_with_envoy_on_the_recorded_scenarios() {
     }
     let report = format!("agree: {agree}\ndiffer:\n{}\n", differ.join("\n"));
     expect![[r#"
-        agree: 114
+        agree: 115
         differ:
         attributes-request-phase
         attributes-response-phase

@@ -290,6 +290,9 @@ pub struct TcpUpstream {
     pub echo: bool,
     #[serde(default)]
     pub reply: String,
+    /// Half-closes right after answering its first chunk (and keeps reading).
+    #[serde(default)]
+    pub half_close_after_first: bool,
 }
 
 impl Scenario {

@@ -23,6 +23,9 @@ use crate::util;
 /// How long the client waits for the end of the connection after its last step.
 const CLIENT_LINGER: Duration = Duration::from_secs(1);
 
+/// How long the upstream may take to see the end after the client's linger.
+const UPSTREAM_SETTLE: Duration = Duration::from_millis(300);
+
 /// How long the upstream may take to see the end once the client closed.
 const CLOSE_SETTLE: Duration = Duration::from_secs(2);
 
@@ -167,6 +170,17 @@ fn run_one(
         || Ok((lock(&client).eof || Instant::now() >= linger_end).then_some(())),
     )?;
 
+    // What Envoy forwards at the client's end (its FIN) may still be on its way upstream.
+    let settle_end = Instant::now() + UPSTREAM_SETTLE;
+    util::poll_until(
+        settle_end + Duration::from_secs(1),
+        "the upstream to settle",
+        || {
+            let seen = lock(&upstream.accepted).get(accepted_before).cloned();
+            let ended = seen.is_none_or(|seen| lock(&seen).eof);
+            Ok((ended || Instant::now() >= settle_end).then_some(()))
+        },
+    )?;
     let upstream_seen = lock(&upstream.accepted).get(accepted_before).cloned();
     let (upstream_received, upstream_saw_eof) = match &upstream_seen {
         Some(seen) => {
@@ -241,15 +255,25 @@ fn serve(stream: TcpStream, seen: &SharedSeen, answer: &TcpUpstream) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
+    let mut half_closed = false;
     read_all(stream, seen, |chunk| {
+        if half_closed {
+            return;
+        }
         let mut reply = Vec::new();
         if answer.echo {
             reply.extend_from_slice(chunk);
         }
         reply.extend_from_slice(answer.reply.as_bytes());
         let _ = writer.write_all(&reply);
+        if answer.half_close_after_first {
+            half_closed = true;
+            let _ = writer.shutdown(Shutdown::Write);
+        }
     });
-    let _ = writer.shutdown(Shutdown::Write);
+    if !half_closed {
+        let _ = writer.shutdown(Shutdown::Write);
+    }
 }
 
 impl Drop for Upstream {
