@@ -42,8 +42,8 @@ pub(crate) struct ConnectionData {
     /// `proxy_on_new_connection` stopped iteration: Envoy delivers no data to the filter
     /// until `proxy_continue_stream(DOWNSTREAM)`.
     pub(crate) new_connection_paused: bool,
-    /// `proxy_on_upstream_data` stopped iteration: Envoy reads nothing more from upstream
-    /// (there is no continue for the upstream direction).
+    /// `proxy_on_upstream_data` stopped iteration: nothing more reaches the client (there is
+    /// no continue for the upstream direction); later reads still call the filter.
     pub(crate) upstream_paused: bool,
     /// What passed the filter towards upstream, and whether the end of stream did.
     pub(crate) upstream_bytes: Vec<u8>,

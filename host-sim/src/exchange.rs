@@ -12,12 +12,14 @@ use crate::{Error, FailurePolicy, HeaderMap, Module, PluginConfig, Sim};
 
 mod clock;
 mod format;
+mod tcp;
 
 use clock::Clock;
 pub use format::{
     Answer, Cluster, ClusterKind, Exchange, Observation, Request, Response, UpstreamRequest,
 };
 use format::{Pairs, text};
+pub use tcp::{ClientConnection, ConnectionObservation, Step, TcpUpstream};
 
 /// How long a request may take before it counts as unanswered (the runner's timeout).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +54,7 @@ fn rejected() -> Observation {
     Observation {
         configuration: "rejected",
         responses: Vec::new(),
+        connections: Vec::new(),
         metrics: BTreeMap::new(),
     }
 }
@@ -88,6 +91,15 @@ pub fn run_traced(
         clusters: &scenario.clusters,
         due: HashMap::new(),
     };
+    let connections = match scenario.plugins.as_slice() {
+        _ if scenario.connections.is_empty() => Vec::new(),
+        [plugin] => tcp::run(&mut sim, &plugin.root_id, &scenario.connections)?,
+        _ => {
+            return Err(Error::Scenario(
+                "a TCP scenario has exactly one plugin".to_string(),
+            ));
+        }
+    };
     let mut responses = Vec::new();
     for (index, request) in scenario.requests.iter().enumerate() {
         let wait_until = now_ns(&sim) + ms_ns(request.wait_before_ms);
@@ -105,6 +117,7 @@ pub fn run_traced(
     let observation = Observation {
         configuration: "accepted",
         responses,
+        connections,
         metrics,
     };
     Ok((observation, sim.render_trace()))

@@ -48,6 +48,9 @@ pub struct Exchange {
     /// The requests, one after another.
     #[serde(default)]
     pub requests: Vec<Request>,
+    /// TCP connections through the network filter, one after another (instead of requests).
+    #[serde(default)]
+    pub connections: Vec<super::tcp::ClientConnection>,
     /// Headers left out of the comparison (the runner's business).
     #[serde(default)]
     pub volatile_headers: Vec<String>,
@@ -173,6 +176,9 @@ pub struct Observation {
     pub configuration: &'static str,
     /// One per request.
     pub responses: Vec<Response>,
+    /// One per TCP connection (absent in HTTP scenarios).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<super::tcp::ConnectionObservation>,
     /// Counters and gauges by name.
     pub metrics: BTreeMap<String, u64>,
 }

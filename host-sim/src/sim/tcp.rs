@@ -9,8 +9,10 @@
 //! - Stop from `proxy_on_downstream_data`: the bytes stay in Envoy's read buffer; the next read
 //!   calls the filter again with all of them (cumulative size); `proxy_continue_stream` hands
 //!   them to tcp_proxy without calling the filter again.
-//! - Stop from `proxy_on_upstream_data`: Envoy reads nothing more from upstream (continuing
-//!   the upstream direction is UNIMPLEMENTED), so the direction stalls.
+//! - Stop from `proxy_on_upstream_data`: the bytes stay in tcp_proxy's buffer and each read
+//!   calls the filter again with all of them (cumulative size); nothing reaches the client
+//!   (continuing the upstream direction is UNIMPLEMENTED). When the upstream's end arrives
+//!   after the client's end went upstream, the client's connection closes (local).
 //! - Upstream end of stream: `proxy_on_upstream_data(…, 1)` then
 //!   `proxy_on_upstream_connection_close(ctx, 0)` whatever the answer.
 //! - `proxy_close_stream(DOWNSTREAM or UPSTREAM)` closes the downstream connection after the
@@ -348,9 +350,9 @@ impl Sim {
         if self.connection_vm_failed(ctx) {
             return self.fail_connection(ctx);
         }
-        if self.connection_mut(ctx).upstream_paused {
-            return Outcome::Paused(Pause::Held);
-        }
+        // After a Stop the bytes stay in tcp_proxy's buffer: each read calls the filter again
+        // with all of them (cumulative size), as the differential scenario
+        // `tcp-stop-upstream-data-stalls` shows in Envoy 1.40.
         let connection = self.connection_mut(ctx);
         let size = connection.write_buffer.len() as u32;
         if size == 0 && !end {
@@ -392,6 +394,14 @@ impl Sim {
                 None => Ok(0),
             };
             if self.after_connection_call(ctx, result).is_none() {
+                return self.connection_outcome(ctx);
+            }
+            // The client's end already reached upstream, so the upstream socket is closed now
+            // and tcp_proxy closes the client's connection, even when the filter holds the
+            // upstream's last bytes.
+            let connection = self.connection_mut(ctx);
+            if connection.upstream_end_sent && !connection.downstream_end_sent {
+                self.close_connection(ctx, CloseType::Local, CLOSED_BY_UPSTREAM);
                 return self.connection_outcome(ctx);
             }
         }

@@ -243,9 +243,10 @@ fn downstream_pause_accumulates_until_the_filter_continues() {
 }
 
 #[test]
-fn upstream_pause_stalls_that_direction() {
-    // There is no continue for upstream data (UNIMPLEMENTED): Envoy 1.40 reads nothing more
-    // from upstream, so later bytes and the upstream's end never reach the filter.
+fn upstream_pause_holds_that_direction() {
+    // There is no continue for upstream data (UNIMPLEMENTED): nothing more reaches the client,
+    // but each read calls the filter again with all the held bytes (the differential scenario
+    // `tcp-stop-upstream-data-holds-until-close`, Envoy 1.40).
     check(
         &TcpGuest {
             upstream_data: Some("i32.const 1"),
@@ -260,7 +261,7 @@ fn upstream_pause_stalls_that_direction() {
         expect![[r#"
             conn 0 open: Continue
             conn 0 upstream "hello" end=false: Paused(StopIteration)
-            conn 0 upstream "bye" end=true: Paused(Held)
+            conn 0 upstream "bye" end=true: Paused(StopIteration)
             conn 0: upstream got "", client got "", closed: no
             proxy_on_context_create(ctx=2, 1)
               => ()
@@ -268,6 +269,10 @@ fn upstream_pause_stalls_that_direction() {
               => 0
             proxy_on_upstream_data(ctx=2, 5, 0)
               => 1
+            proxy_on_upstream_data(ctx=2, 8, 1)
+              => 1
+            proxy_on_upstream_connection_close(ctx=2, 0)
+              => ()
         "#]],
     );
 }

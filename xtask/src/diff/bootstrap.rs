@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::scenario::{Cluster, Scenario};
+use super::scenario::{Cluster, Plugin, Scenario};
 
 /// The cluster every request is routed to: the runner's upstream server.
 pub const UPSTREAM_CLUSTER: &str = "upstream";
@@ -29,23 +29,7 @@ pub fn bootstrap(scenario: &Scenario, wasm: &Path, ports: &Ports) -> Value {
                 "name": "envoy.filters.http.wasm",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        // The root_id names the plugin in Envoy's logs (`plugin_name`).
-                        "name": plugin.root_id,
-                        "root_id": plugin.root_id,
-                        "vm_config": {
-                            "vm_id": scenario.vm_id,
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": { "local": { "filename": wasm.display().to_string() } },
-                            "configuration": string_value(&scenario.vm_configuration),
-                        },
-                        "configuration": string_value(&plugin.configuration_text()),
-                        "failure_policy": scenario.failure_policy.envoy_name(),
-                        "reload_config": {
-                            "backoff": { "base_interval": duration(scenario.reload_backoff_ms) },
-                        },
-                        "allow_on_headers_stop_iteration": plugin.allow_on_headers_stop_iteration,
-                    },
+                    "config": plugin_config(scenario, plugin, wasm),
                 },
             })
         })
@@ -96,6 +80,27 @@ pub fn bootstrap(scenario: &Scenario, wasm: &Path, ports: &Ports) -> Value {
     })
 }
 
+/// One plugin's `PluginConfig` (the same for HTTP and network filters).
+pub fn plugin_config(scenario: &Scenario, plugin: &Plugin, wasm: &Path) -> Value {
+    json!({
+        // The root_id names the plugin in Envoy's logs (`plugin_name`).
+        "name": plugin.root_id,
+        "root_id": plugin.root_id,
+        "vm_config": {
+            "vm_id": scenario.vm_id,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": { "local": { "filename": wasm.display().to_string() } },
+            "configuration": string_value(&scenario.vm_configuration),
+        },
+        "configuration": string_value(&plugin.configuration_text()),
+        "failure_policy": scenario.failure_policy.envoy_name(),
+        "reload_config": {
+            "backoff": { "base_interval": duration(scenario.reload_backoff_ms) },
+        },
+        "allow_on_headers_stop_iteration": plugin.allow_on_headers_stop_iteration,
+    })
+}
+
 /// A static cluster of one endpoint on 127.0.0.1, HTTP/1.1 with trailers or HTTP/2.
 fn cluster(name: &str, port: u16, http2: bool) -> Value {
     let protocol = if http2 {
@@ -129,7 +134,7 @@ fn duration(milliseconds: u64) -> String {
     format!("{}.{:03}s", milliseconds / 1000, milliseconds % 1000)
 }
 
-fn loopback(port: u16) -> Value {
+pub fn loopback(port: u16) -> Value {
     json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } })
 }
 

@@ -11,6 +11,7 @@ mod observation;
 mod runner;
 mod scenario;
 mod servers;
+mod tcp;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -100,7 +101,13 @@ fn observe_envoy(module: Option<&str>, scenario_path: &Path) -> Result<observati
         .join("differential")
         .join(format!("{stem}.{}", std::process::id()));
     let wasm = wasm_for_envoy(&module, &work_dir)?;
-    let observation = runner::observe(&scenario, &wasm, &work_dir.join("envoy"))
+    let envoy_dir = work_dir.join("envoy");
+    let observation = if scenario.connections.is_empty() {
+        runner::observe(&scenario, &wasm, &envoy_dir)
+    } else {
+        tcp::observe(&scenario, &wasm, &envoy_dir)
+    };
+    let observation = observation
         .with_context(|| format!("running {} in Envoy", util::relative(scenario_path)))?;
     std::fs::remove_dir_all(&work_dir)
         .with_context(|| format!("removing {}", work_dir.display()))?;

@@ -21,8 +21,22 @@ pub struct Observation {
     /// `accepted`, or `rejected` when Envoy refused to start with the configuration.
     pub configuration: &'static str,
     pub responses: Vec<Response>,
+    /// A TCP scenario's connections (absent in HTTP scenarios).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<ConnectionObservation>,
     /// `wasmcustom.*` counters and gauges, by name without the prefix.
     pub metrics: BTreeMap<String, Value>,
+}
+
+/// What the client and the upstream saw on one TCP connection.
+#[derive(Debug, Serialize)]
+pub struct ConnectionObservation {
+    pub name: String,
+    pub client_received: String,
+    /// The client read the end of the stream (or a reset) within its linger time.
+    pub client_saw_eof: bool,
+    pub upstream_received: String,
+    pub upstream_saw_eof: bool,
 }
 
 /// One request's response, and what the upstream received for it.
@@ -54,6 +68,7 @@ impl Observation {
         Observation {
             configuration: "rejected",
             responses: Vec::new(),
+            connections: Vec::new(),
             metrics: BTreeMap::new(),
         }
     }

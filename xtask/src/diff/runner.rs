@@ -20,7 +20,7 @@ use crate::util;
 /// What Envoy 1.40 logs before exiting at startup when it refuses a plugin: its
 /// `on_configure` (or its canary) returned false, or no VM could be made of the module (no
 /// allocator, `_initialize` trapped, `proxy_on_vm_start` returned false).
-const REJECTIONS: [&str; 2] = [
+pub(super) const REJECTIONS: [&str; 2] = [
     "Failed to configure base Wasm plugin",
     "Unable to create Wasm plugin",
 ];
@@ -59,6 +59,7 @@ pub fn observe(scenario: &Scenario, wasm: &Path, work_dir: &Path) -> Result<Obse
     let mut observation = Observation {
         configuration: "accepted",
         responses,
+        connections: Vec::new(),
         metrics: metrics(&envoy)?,
     };
     observation.remove_volatile(&scenario.volatile_headers);
@@ -66,7 +67,7 @@ pub fn observe(scenario: &Scenario, wasm: &Path, work_dir: &Path) -> Result<Obse
 }
 
 /// Lets `duration` pass in real time (the scenario's `wait_before_ms`).
-fn wait(duration: Duration) -> Result<()> {
+pub(super) fn wait(duration: Duration) -> Result<()> {
     if duration.is_zero() {
         return Ok(());
     }
@@ -78,7 +79,7 @@ fn wait(duration: Duration) -> Result<()> {
 }
 
 /// Envoy's `wasmcustom.*` counters and gauges, by name without the prefix.
-fn metrics(envoy: &Envoy) -> Result<BTreeMap<String, Value>> {
+pub(super) fn metrics(envoy: &Envoy) -> Result<BTreeMap<String, Value>> {
     let url = format!("http://{}/stats?format=json", envoy.admin_address());
     let response = envoy::get(&url)?;
     let stats: Value = serde_json::from_str(&response.body)

@@ -41,6 +41,9 @@ pub struct Scenario {
     pub clusters: BTreeMap<String, Cluster>,
     #[serde(default)]
     pub requests: Vec<Request>,
+    /// A TCP scenario's connections (README: "TCP scenarios"), instead of `requests`.
+    #[serde(default)]
+    pub connections: Vec<Connection>,
     #[serde(default)]
     pub volatile_headers: Vec<String>,
 }
@@ -255,6 +258,43 @@ fn default_authority() -> String {
     "example.com".to_owned()
 }
 
+/// One TCP connection through the network filters and tcp_proxy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub name: String,
+    #[serde(default)]
+    pub client: Vec<Step>,
+    #[serde(default)]
+    pub upstream: TcpUpstream,
+}
+
+/// One client step: `send` text, `half_close`, then let `wait_ms` pass (in that order).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default)]
+    pub send: Option<String>,
+    #[serde(default)]
+    pub half_close: bool,
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// What the TCP upstream writes after every chunk it reads (`echo` first, then `reply`); it
+/// half-closes when it reads the end of the stream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpUpstream {
+    #[serde(default)]
+    pub echo: bool,
+    #[serde(default)]
+    pub reply: String,
+    /// Half-closes right after answering its first chunk (and keeps reading).
+    #[serde(default)]
+    pub half_close_after_first: bool,
+}
+
 impl Scenario {
     /// Reads and parses a scenario file.
     pub fn read(path: &Path) -> Result<Scenario> {
@@ -305,6 +345,8 @@ mod tests {
             r#"{"plugins": [], "clusters": {"c": {"kind": "http", "colour": 1}}}"#,
             r#"{"plugins": [], "clusters": {"c": {"kind": "grpc", "status": 200}}}"#,
             r#"{"plugins": [], "requests": [{"name": "r", "upstream": {"colour": 1}}]}"#,
+            r#"{"plugins": [], "connections": [{"name": "c", "client": [{"colour": 1}]}]}"#,
+            r#"{"plugins": [], "connections": [{"name": "c", "upstream": {"colour": 1}}]}"#,
         ] {
             let error = Scenario::parse(json).unwrap_err();
             assert!(
