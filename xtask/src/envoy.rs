@@ -377,9 +377,11 @@ impl Envoy {
         let started = Instant::now();
         std::fs::create_dir_all(work_dir)
             .with_context(|| format!("creating {}", work_dir.display()))?;
-        let config_path = work_dir.join("envoy.yaml");
+        // JSON, not YAML: Envoy reads a `.yaml` bootstrap with YAML 1.1 scalars, so a string
+        // such as a plugin configuration `n` or `yes` would arrive as a boolean.
+        let config_path = work_dir.join("envoy.json");
         let config =
-            serde_yaml_ng::to_string(bootstrap).context("writing the bootstrap as YAML")?;
+            serde_json::to_string_pretty(bootstrap).context("writing the bootstrap as JSON")?;
         std::fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
         let admin_path = work_dir.join("admin-address");

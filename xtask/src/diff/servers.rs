@@ -182,6 +182,8 @@ pub async fn serve_http1(stream: TcpStream, exchange: Shared) -> Result<()> {
             });
             exchange.response.clone()
         };
+        // The scenario's slow upstream, not a wait for the test: Envoy must see the delay.
+        // The scenario's slow gRPC service, not a wait for the test.
         tokio::time::sleep(Duration::from_millis(response.delay_ms)).await;
         write_response(reader.stream_mut(), &response).await?;
     }
