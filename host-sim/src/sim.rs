@@ -575,7 +575,7 @@ impl SimBuilder {
     fn start_after(&self, plugins: &[PluginConfig], before: Option<Sim>) -> Result<Sim, Error> {
         let mut state = self.host_state(0);
         if let Some(mut before) = before {
-            move_shared(before.store.data_mut(), &mut state);
+            hand_over_world(before.store.data_mut(), &mut state);
         }
         self.start_with(plugins, state)
     }
@@ -657,11 +657,11 @@ impl Sim {
         let mut next = self.parked[worker]
             .take()
             .expect("a parked worker exists at every index but the active one");
-        move_shared(self.store.data_mut(), next.store.data_mut());
+        hand_over_world(self.store.data_mut(), next.store.data_mut());
         let previous = self.swap_active(next);
         self.parked[self.active] = Some(previous);
         self.active = worker;
-        self.store.data_mut().trace.set_worker(worker);
+        self.store.data_mut().world.trace.set_worker(worker);
     }
 
     /// Starts another worker's VM (its own instance, every plugin's root context).
@@ -673,14 +673,14 @@ impl Sim {
             exports,
             last_trap: None,
             generation: 0,
-            last_load_ns: self.store.data().now_ns,
+            last_load_ns: self.store.data().world.now_ns,
         };
-        move_shared(self.store.data_mut(), next.store.data_mut());
+        hand_over_world(self.store.data_mut(), next.store.data_mut());
         let previous = self.swap_active(next);
         self.parked[self.active] = Some(previous);
         self.parked.push(None);
         self.active = worker;
-        self.store.data_mut().trace.set_worker(worker);
+        self.store.data_mut().world.trace.set_worker(worker);
         self.start_vm()?;
         let plugins = self.config.plugins.clone();
         for plugin in &plugins {
@@ -720,31 +720,31 @@ impl Sim {
     fn start_vm(&mut self) -> Result<(), Error> {
         let instance = self.instance;
         let store = &mut self.store;
-        let mark = store.data().trace.mark();
+        let mark = store.data().world.trace.mark();
         store.data_mut().restricted = Restriction::Start;
         store.data_mut().current = 0;
         let initialize = get::<(), ()>(&instance, store, "_initialize");
         let result = if let Some(initialize) = initialize {
-            store.data_mut().trace.call("_initialize", 0, &[]);
+            store.data_mut().world.trace.call("_initialize", 0, &[]);
             let mut result = initialize.call(&mut *store, ());
             if result.is_ok() {
                 if let Some(main) = get::<(u32, u32), u32>(&instance, store, "main") {
-                    store.data_mut().trace.call("main", 0, &[0, 0]);
+                    store.data_mut().world.trace.call("main", 0, &[0, 0]);
                     result = main.call(&mut *store, (0, 0)).map(|_| ());
                 } else if let Some(main) = get::<(), u32>(&instance, store, "__main_void") {
-                    store.data_mut().trace.call("__main_void", 0, &[]);
+                    store.data_mut().world.trace.call("__main_void", 0, &[]);
                     result = main.call(&mut *store, ()).map(|_| ());
                 }
             }
             result
         } else if let Some(start) = get::<(), ()>(&instance, store, "_start") {
-            store.data_mut().trace.call("_start", 0, &[]);
+            store.data_mut().world.trace.call("_start", 0, &[]);
             start.call(&mut *store, ())
         } else {
             Ok(())
         };
         store.data_mut().restricted = Restriction::None;
-        store.data_mut().trace.truncate(mark);
+        store.data_mut().world.trace.truncate(mark);
         result.map_err(|error| Error::StartFailed(trap_message(&error)))
     }
 
@@ -769,7 +769,7 @@ impl Sim {
             state.plugins.len() - 1
         };
         let reject = |sim: &Sim, reason: String| {
-            let logs = sim.store.data().logs.clone();
+            let logs = sim.store.data().world.logs.clone();
             Error::ConfigRejected(Rejection {
                 root_id: plugin.root_id.clone(),
                 reason,
@@ -824,9 +824,9 @@ impl Sim {
             let state = self.store.data_mut();
             state.current = ctx;
             state.effective = 0;
-            if state.trace.enabled() {
+            if state.world.trace.enabled() {
                 let nums = params.nums();
-                state.trace.call(name, ctx, &nums.as_slice()[1..]);
+                state.world.trace.call(name, ctx, &nums.as_slice()[1..]);
             }
         }
         // Each callback gets a fresh budget; allocations it triggers share it.
@@ -837,12 +837,12 @@ impl Sim {
         state.effective = saved.1;
         match result {
             Ok(value) => {
-                state.trace.returned(ctx, value.value());
+                state.world.trace.returned(ctx, value.value());
                 Ok(value)
             }
             Err(error) => {
                 let message = trap_message(&error);
-                state.trace.trap(ctx, &message);
+                state.world.trace.trap(ctx, &message);
                 state.failed = true;
                 state.after.clear();
                 self.last_trap = Some((name.to_string(), message.clone()));
@@ -863,7 +863,7 @@ impl Sim {
         let home = self.active;
         for _round in 0..10_000 {
             self.drain_after();
-            let ready = std::mem::take(&mut self.store.data_mut().queue_ready);
+            let ready = std::mem::take(&mut self.store.data_mut().world.queue_ready);
             if ready.is_empty() {
                 break;
             }
@@ -934,6 +934,7 @@ impl Sim {
             } => {
                 let state = self.store.data_mut();
                 state
+                    .world
                     .trace
                     .note("stream reset", context_id, &[u64::from(stream_type)], &[]);
                 if let Some(stream) = state.streams.get_mut(&context_id) {
@@ -948,7 +949,7 @@ impl Sim {
     /// created. A failed VM is replaced once the backoff has passed since the last load; the
     /// attempt counts as a load even when the fresh VM fails to start (it then stays failed).
     fn maybe_reload(&mut self) {
-        let now = self.store.data().now_ns;
+        let now = self.store.data().world.now_ns;
         let backoff = self
             .config
             .reload_backoff
@@ -963,7 +964,7 @@ impl Sim {
         self.last_load_ns = now;
         let mut state = self.config.host_state(self.active);
         carry_over(self.store.data_mut(), &mut state);
-        state.trace.note("vm reload", 0, &[], &[]);
+        state.world.trace.note("vm reload", 0, &[], &[]);
         let (store, instance, exports) = match self.config.instantiate(state) {
             Ok(parts) => parts,
             Err(_) => return,
@@ -984,7 +985,7 @@ impl Sim {
                 // Keep the failed VM; what is shared across VMs goes back to it.
                 let mut failed = old_store;
                 carry_over(self.store.data_mut(), failed.data_mut());
-                failed.data_mut().trace.note(
+                failed.data_mut().world.trace.note(
                     "vm reload failed",
                     0,
                     &[],
@@ -1011,7 +1012,7 @@ impl Sim {
             .position(|plugin| plugin.root_id == root_id)
             .ok_or_else(|| Error::UnknownRootId(root_id.to_string()))?;
         let root = state.plugins[plugin].root_context_id;
-        let started_ns = state.now_ns;
+        let started_ns = state.world.now_ns;
         let id = self.next_context_id;
         self.next_context_id += 1;
         self.store.data_mut().streams.insert(
@@ -1048,12 +1049,12 @@ impl Sim {
 
     /// The trace recorded so far.
     pub fn trace(&self) -> &Trace {
-        &self.store.data().trace
+        &self.store.data().world.trace
     }
 
     /// Renders the trace as text.
     pub fn render_trace(&self) -> String {
-        self.store.data().trace.render()
+        self.store.data().world.trace.render()
     }
 
     /// Fault injection from now on, on every worker: each call of the host function `name`
@@ -1083,36 +1084,37 @@ impl Sim {
     /// Forgets the trace and the logs recorded so far.
     pub fn clear_trace(&mut self) {
         let state = self.store.data_mut();
-        state.trace.clear();
-        state.logs.clear();
+        state.world.trace.clear();
+        state.world.logs.clear();
     }
 
     /// Turns tracing on or off.
     pub fn set_tracing(&mut self, enabled: bool) {
-        self.store.data_mut().trace.set_enabled(enabled);
+        self.store.data_mut().world.trace.set_enabled(enabled);
     }
 
     /// Every log line the guest wrote in this VM.
     pub fn logs(&self) -> &[LogEntry] {
-        &self.store.data().logs
+        &self.store.data().world.logs
     }
 
     /// A metric's value by the name the guest defined.
     pub fn metric(&self, name: &str) -> Option<MetricValue> {
-        self.store.data().metric_values.get(name).copied()
+        self.store.data().world.metric_values.get(name).copied()
     }
 
     /// A shared-data entry: value and CAS.
     pub fn shared_data(&self, key: &[u8]) -> Option<(Vec<u8>, u32)> {
-        self.store.data().shared_data.get(key).cloned()
+        self.store.data().world.shared_data.get(key).cloned()
     }
 
     /// Sets a shared-data entry as another VM would (new CAS).
     pub fn set_shared_data(&mut self, key: &[u8], value: &[u8]) {
         let state = self.store.data_mut();
-        state.cas = state.cas.wrapping_add(1).max(1);
-        let cas = state.cas;
+        state.world.cas = state.world.cas.wrapping_add(1).max(1);
+        let cas = state.world.cas;
         state
+            .world
             .shared_data
             .insert(key.to_vec(), (value.to_vec(), cas));
     }
@@ -1123,6 +1125,7 @@ impl Sim {
         let state = self.store.data_mut();
         let vm_id = state.vm_id.clone();
         let Some((token, queue)) = state
+            .world
             .queues
             .iter_mut()
             .find(|(_, queue)| queue.vm_id == vm_id && queue.name == queue_name)
@@ -1131,7 +1134,7 @@ impl Sim {
         };
         queue.items.push_back(item.to_vec());
         let ready = (queue.worker, queue.context_id, *token);
-        state.queue_ready.push(ready);
+        state.world.queue_ready.push(ready);
         Ok(self.top_level_outcome())
     }
 
@@ -1139,6 +1142,7 @@ impl Sim {
     pub fn queue_items(&self, queue_name: &str) -> Vec<Vec<u8>> {
         self.store
             .data()
+            .world
             .queues
             .values()
             .find(|queue| queue.name == queue_name)
@@ -1406,6 +1410,7 @@ impl Sim {
         let target = self
             .store
             .data()
+            .world
             .now_ns
             .saturating_add(duration.as_nanos().min(u128::from(u64::MAX)) as u64);
         let home = self.active;
@@ -1416,7 +1421,7 @@ impl Sim {
                 break;
             }
             self.switch_to(worker);
-            self.store.data_mut().now_ns = at;
+            self.store.data_mut().world.now_ns = at;
             let result = if timer == Timer::GrpcTimeout {
                 // Envoy's async client router times the call out with a 504 local reply that
                 // its gRPC client reads as UNAVAILABLE with these details (seen in Envoy 1.40:
@@ -1452,7 +1457,7 @@ impl Sim {
         }
         self.switch_to(home);
         let state = self.store.data_mut();
-        state.now_ns = state.now_ns.max(target);
+        state.world.now_ns = state.world.now_ns.max(target);
         outcome
     }
 
@@ -1465,6 +1470,7 @@ impl Sim {
     pub fn metrics(&self) -> Vec<(String, MetricValue)> {
         self.store
             .data()
+            .world
             .metric_values
             .iter()
             .map(|(name, value)| (name.clone(), *value))
@@ -1562,7 +1568,7 @@ impl Sim {
 
     /// Virtual time since the simulation started.
     pub fn now(&self) -> Duration {
-        Duration::from_nanos(self.store.data().now_ns)
+        Duration::from_nanos(self.store.data().world.now_ns)
     }
 
     /// The guest's linear memory size in bytes (active worker's VM).
@@ -1634,29 +1640,19 @@ impl Sim {
     }
 }
 
-/// Moves what outlives one VM (process-wide in Envoy, or what the test inspects) from a
-/// failed VM's state to its replacement: the clock, shared data and queues (per vm_id),
-/// metric values (Envoy's stats), logs, the trace, and the streams of the failed VM.
+/// Moves what outlives one VM from a failed VM's state to its replacement (or back, when
+/// the replacement failed to start): the world, and the streams and connections of the
+/// failed VM.
 fn carry_over(from: &mut HostState, to: &mut HostState) {
-    move_shared(from, to);
+    hand_over_world(from, to);
     to.streams = std::mem::take(&mut from.streams);
     to.connections = std::mem::take(&mut from.connections);
 }
 
-/// Moves what all worker VMs of one Envoy share (or what the test inspects in one place)
-/// to the VM that becomes active: the clock, shared data and queues (per vm_id), queue
-/// deliveries due, metric values (Envoy's stats), logs and the trace.
-fn move_shared(from: &mut HostState, to: &mut HostState) {
-    to.now_ns = from.now_ns;
-    to.queue_ready = std::mem::take(&mut from.queue_ready);
-    to.shared_data = std::mem::take(&mut from.shared_data);
-    to.cas = from.cas;
-    to.queues = std::mem::take(&mut from.queues);
-    to.next_queue_token = from.next_queue_token;
-    to.metric_values = std::mem::take(&mut from.metric_values);
-    to.logs = std::mem::take(&mut from.logs);
-    to.trace = std::mem::take(&mut from.trace);
-    to.random_state = from.random_state;
+/// Hands the simulation's one [`World`](crate::host::World) to the VM that becomes active;
+/// `from` keeps an empty one until it is active again.
+fn hand_over_world(from: &mut HostState, to: &mut HostState) {
+    to.world = std::mem::take(&mut from.world);
 }
 
 /// Numbers of an export's parameters, for the trace.

@@ -53,7 +53,7 @@ pub(super) fn injected(c: &mut C<'_>, name: &str) -> Option<u32> {
     let state = c.data_mut();
     let status = *state.injected.get(name)?;
     let ctx = state.context();
-    state.trace.note(
+    state.world.trace.note(
         "injected",
         ctx,
         &[],
@@ -183,12 +183,12 @@ pub(super) fn run<'a>(
         Err(Stop::Trap(error)) => return Err(error),
     };
     let state = c.data_mut();
-    if answer.recorded && state.trace.enabled() {
+    if answer.recorded && state.world.trace.enabled() {
         let [one, two, three] = &answer.bytes;
         let bytes: [&[u8]; 3] = [one, two, three];
         let n_strs = usize::from(answer.n_strs);
         let ctx = state.context();
-        state.trace.host(HostRecord {
+        state.world.trace.host(HostRecord {
             name,
             first,
             ctx,

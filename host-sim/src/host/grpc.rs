@@ -79,7 +79,7 @@ pub(super) fn grpc_start(
     };
     let origin_context_id = state.context();
     let context_id = state.root_of(origin_context_id);
-    let now = state.now_ns;
+    let now = state.world.now_ns;
     state.grpc_callouts.insert(
         token,
         GrpcCallout {

@@ -61,7 +61,8 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let token = state.next_http_call;
             let origin_context_id = state.context();
             let context_id = state.root_of(origin_context_id);
-            let deadline = (timeout > 0).then(|| state.now_ns + u64::from(timeout) * 1_000_000);
+            let deadline =
+                (timeout > 0).then(|| state.world.now_ns + u64::from(timeout) * 1_000_000);
             state.http_callouts.insert(
                 token,
                 HttpCallout {

@@ -33,6 +33,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let id = *counter;
             let name_text = String::from_utf8_lossy(&name).into_owned();
             state
+                .world
                 .metric_values
                 .entry(name_text.clone())
                 .or_insert(MetricValue {
@@ -64,7 +65,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 (0, None) | (1, None) => NOT_FOUND,
                 (0, Some(metric)) => {
                     if offset > 0 {
-                        let value = state.metric_values.entry(metric.name).or_default();
+                        let value = state.world.metric_values.entry(metric.name).or_default();
                         value.value = value.value.wrapping_add(offset as u64);
                         OK
                     } else {
@@ -72,7 +73,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     }
                 }
                 (1, Some(metric)) => {
-                    let value = state.metric_values.entry(metric.name).or_default();
+                    let value = state.world.metric_values.entry(metric.name).or_default();
                     value.value = value.value.wrapping_add(offset as u64);
                     OK
                 }
@@ -92,7 +93,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let status = match state.metrics.get(&id).cloned() {
                 None => NOT_FOUND,
                 Some(metric) => {
-                    let slot = state.metric_values.entry(metric.name).or_default();
+                    let slot = state.world.metric_values.entry(metric.name).or_default();
                     match metric.kind {
                         0 => slot.value = slot.value.wrapping_add(value),
                         1 => slot.value = value,
@@ -113,6 +114,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         let value = match (id & 3, state.metrics.get(&id)) {
             (0 | 1, None) => Err(NOT_FOUND),
             (0 | 1, Some(metric)) => Ok(state
+                .world
                 .metric_values
                 .get(&metric.name)
                 .map_or(0, |value| value.value)),

@@ -27,6 +27,7 @@ mod state;
 mod stream;
 mod timers;
 mod wasi;
+mod world;
 
 use wasmtime::Linker;
 
@@ -34,6 +35,7 @@ use crate::abi;
 
 pub(crate) use state::*;
 pub use state::{ForeignFunction, GrpcCallout, HttpCallout, LocalReply, LogEntry, MetricValue};
+pub(crate) use world::World;
 
 /// Registers every import Envoy could provide (validation has already refused imports the
 /// module's ABI version does not get).

@@ -46,7 +46,7 @@ pub(super) fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>>
             + stream.request_body.len()) as u64,
         bytes_sent: stream.downstream_body.len() as u64,
         start_ns: epoch + stream.started_ns as i64,
-        now_ns: epoch + state.now_ns as i64,
+        now_ns: epoch + state.world.now_ns as i64,
         complete: stream.access_log_phase,
         connection_id: u64::from(ctx),
         source_port: 40000 + (ctx % 20000) as u16,

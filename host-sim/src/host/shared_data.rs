@@ -19,7 +19,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |c, key_ptr: u32, key_size: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| {
             let key = read(c, key_ptr, key_size)?
                 .ok_or_else(|| answer(IMA).nums(&[key_ptr, key_size]))?;
-            let Some((value, cas)) = c.data().shared_data.get(&key).cloned() else {
+            let Some((value, cas)) = c.data().world.shared_data.get(&key).cloned() else {
                 return Ok(answer(NOT_FOUND).strs([key]));
             };
             let written = copy_out(c, &value, ptr_ptr, size_ptr)? && set_u32(c, cas_ptr, cas)?;
@@ -35,11 +35,19 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |c, key_ptr: u32, key_size: u32, value_ptr: u32, value_size: u32, cas: u32| {
             let (key, value) = read_pair(c, (key_ptr, key_size), (value_ptr, value_size))?;
             let state = c.data_mut();
-            let status = match state.shared_data.get(&key).map(|(_, current)| *current) {
+            let status = match state
+                .world
+                .shared_data
+                .get(&key)
+                .map(|(_, current)| *current)
+            {
                 Some(current) if cas != 0 && cas != current => CAS_MISMATCH,
                 _ => {
-                    let next = state.next_cas();
-                    state.shared_data.insert(key.clone(), (value.clone(), next));
+                    let next = state.world.next_cas();
+                    state
+                        .world
+                        .shared_data
+                        .insert(key.clone(), (value.clone(), next));
                     OK
                 }
             };

@@ -25,6 +25,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let name_text = String::from_utf8_lossy(&name).into_owned();
             let vm_id = state.vm_id.clone();
             let existing = state
+                .world
                 .queues
                 .iter()
                 .find(|(_, queue)| queue.vm_id == vm_id && queue.name == name_text)
@@ -32,11 +33,11 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let token = match existing {
                 Some(token) => token,
                 None => {
-                    state.next_queue_token += 1;
-                    state.next_queue_token
+                    state.world.next_queue_token += 1;
+                    state.world.next_queue_token
                 }
             };
-            let queue = state.queues.entry(token).or_default();
+            let queue = state.world.queues.entry(token).or_default();
             queue.vm_id = vm_id;
             queue.name = name_text;
             queue.context_id = root;
@@ -61,6 +62,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             };
             let name_text = String::from_utf8_lossy(&name);
             let token = state
+                .world
                 .queues
                 .iter()
                 .find(|(_, queue)| queue.vm_id == vm_text && queue.name == name_text)
@@ -79,7 +81,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_dequeue_shared_queue",
         Plain,
         |c, token: u32, ptr_ptr: u32, size_ptr: u32| {
-            let item = match c.data_mut().queues.get_mut(&token) {
+            let item = match c.data_mut().world.queues.get_mut(&token) {
                 None => Err(NOT_FOUND),
                 Some(queue) => queue.items.pop_front().ok_or(EMPTY),
             };
@@ -101,12 +103,12 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |c, token: u32, ptr: u32, size: u32| {
             let data = read(c, ptr, size)?.ok_or_else(|| answer(IMA).nums(&[token, ptr, size]))?;
             let state = c.data_mut();
-            let status = match state.queues.get_mut(&token) {
+            let status = match state.world.queues.get_mut(&token) {
                 None => NOT_FOUND,
                 Some(queue) => {
                     queue.items.push_back(data.clone());
                     let ready = (queue.worker, queue.context_id, token);
-                    state.queue_ready.push(ready);
+                    state.world.queue_ready.push(ready);
                     OK
                 }
             };

@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use wasmtime::{Memory, TypedFunc};
 
+use super::World;
 use crate::abi::{self, Status};
 use crate::connection::ConnectionData;
 use crate::headers::HeaderMap;
 use crate::property::PropertyValue;
-use crate::trace::Trace;
 
 /// An error a host function raises to trap the guest (not a host-sim bug).
 #[derive(Debug)]
@@ -286,6 +286,8 @@ pub type ForeignFunction = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send +
 
 /// Everything one VM's store holds.
 pub(crate) struct HostState {
+    /// What every VM of the simulation shares; only the active VM's store holds it.
+    pub(crate) world: World,
     pub(crate) memory: Option<Memory>,
     pub(crate) malloc: Option<TypedFunc<u32, u32>>,
     pub(crate) abi: abi::AbiVersion,
@@ -308,16 +310,9 @@ pub(crate) struct HostState {
     pub(crate) grpc_receive_buffer: Option<Vec<u8>>,
     pub(crate) grpc_initial_metadata: Option<HeaderMap>,
     pub(crate) grpc_trailing_metadata: Option<HeaderMap>,
-    pub(crate) shared_data: HashMap<Vec<u8>, (Vec<u8>, u32)>,
-    pub(crate) cas: u32,
-    pub(crate) queues: BTreeMap<u32, Queue>,
-    pub(crate) next_queue_token: u32,
-    /// `proxy_on_queue_ready` calls due: (worker, root context, token).
-    pub(crate) queue_ready: Vec<(usize, u32, u32)>,
     /// Which worker VM this is (0 when there is one).
     pub(crate) worker: usize,
     pub(crate) metrics: BTreeMap<u32, Metric>,
-    pub(crate) metric_values: BTreeMap<String, MetricValue>,
     pub(crate) next_counter: u32,
     pub(crate) next_gauge: u32,
     pub(crate) next_histogram: u32,
@@ -332,15 +327,11 @@ pub(crate) struct HostState {
     pub(crate) foreign_functions: HashMap<String, std::sync::Arc<ForeignFunction>>,
     pub(crate) properties: BTreeMap<Vec<Vec<u8>>, PropertyValue>,
     pub(crate) environment: Vec<(String, String)>,
-    pub(crate) now_ns: u64,
     pub(crate) epoch_ns: u64,
     pub(crate) log_level: u32,
-    pub(crate) logs: Vec<LogEntry>,
-    pub(crate) trace: Trace,
     pub(crate) after: Vec<After>,
     pub(crate) stop_next_iteration: bool,
     pub(crate) failed: bool,
-    pub(crate) random_state: u64,
     /// Host functions whose every call answers this status without effect
     /// ([`crate::SimBuilder::inject`]).
     pub(crate) injected: HashMap<String, Status>,
@@ -371,6 +362,7 @@ pub(crate) enum Restriction {
 impl HostState {
     pub(crate) fn new(abi: abi::AbiVersion, trace: bool) -> HostState {
         HostState {
+            world: World::new(trace),
             memory: None,
             malloc: None,
             abi,
@@ -389,14 +381,8 @@ impl HostState {
             grpc_receive_buffer: None,
             grpc_initial_metadata: None,
             grpc_trailing_metadata: None,
-            shared_data: HashMap::new(),
-            cas: 0,
-            queues: BTreeMap::new(),
-            next_queue_token: 0,
-            queue_ready: Vec::new(),
             worker: 0,
             metrics: BTreeMap::new(),
-            metric_values: BTreeMap::new(),
             next_counter: 0,
             next_gauge: 1,
             next_histogram: 2,
@@ -410,15 +396,11 @@ impl HostState {
             foreign_functions: HashMap::new(),
             properties: BTreeMap::new(),
             environment: Vec::new(),
-            now_ns: 0,
             epoch_ns: 1_767_225_600_000_000_000,
             log_level: 2,
-            logs: Vec::new(),
-            trace: Trace::new(trace),
             after: Vec::new(),
             stop_next_iteration: false,
             failed: false,
-            random_state: 0x853c_49e6_748f_ea9b,
             injected: HashMap::new(),
             allowed: None,
             limits: memory_limits(MAX_MEMORY_BYTES),
@@ -467,21 +449,13 @@ impl HostState {
             .plugin_of(context_id)
             .map(|plugin| self.plugins[plugin].root_id.clone())
             .unwrap_or_default();
-        self.trace.log(context_id, level, message);
-        self.logs.push(LogEntry {
+        self.world.trace.log(context_id, level, message);
+        self.world.logs.push(LogEntry {
             level,
             root_id,
             context_id,
             message: String::from_utf8_lossy(message).into_owned(),
         });
-    }
-
-    pub(crate) fn next_cas(&mut self) -> u32 {
-        self.cas = self.cas.wrapping_add(1);
-        if self.cas == 0 {
-            self.cas = 1;
-        }
-        self.cas
     }
 }
 

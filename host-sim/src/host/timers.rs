@@ -20,7 +20,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let state = c.data_mut();
             let root = state.root_of(state.context());
             if let Some(plugin) = state.root_contexts.get(&root).copied() {
-                let now = state.now_ns;
+                let now = state.world.now_ns;
                 let plugin = &mut state.plugins[plugin];
                 plugin.tick_period_ms = period;
                 plugin.next_tick = (period > 0).then(|| now + u64::from(period) * 1_000_000);
@@ -35,7 +35,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_get_current_time_nanoseconds",
         Plain,
         |c, ptr: u32| {
-            let now = c.data().epoch_ns + c.data().now_ns;
+            let now = c.data().epoch_ns + c.data().world.now_ns;
             Ok(answer(wrote(set_u64(c, ptr, now)?)).nums(&[now]))
         }
     );

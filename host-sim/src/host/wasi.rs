@@ -233,10 +233,10 @@ pub(super) fn register(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::
             let state = c.data();
             let errno = match clock {
                 0 => unless_fault(
-                    set_u64(c, ptr, state.epoch_ns + state.now_ns)?,
+                    set_u64(c, ptr, state.epoch_ns + state.world.now_ns)?,
                     WASI_SUCCESS,
                 ),
-                1 => unless_fault(set_u64(c, ptr, state.now_ns)?, WASI_SUCCESS),
+                1 => unless_fault(set_u64(c, ptr, state.world.now_ns)?, WASI_SUCCESS),
                 _ => WASI_ENOTSUP,
             };
             Ok(answer(errno).nums(&[clock]))
@@ -329,10 +329,10 @@ pub(super) fn register(l: &mut Linker<HostState>, m: &'static str) -> wasmtime::
         let mut bytes = vec![0u8; len as usize];
         let state = c.data_mut();
         for byte in &mut bytes {
-            state.random_state ^= state.random_state << 13;
-            state.random_state ^= state.random_state >> 7;
-            state.random_state ^= state.random_state << 17;
-            *byte = state.random_state as u8;
+            state.world.random_state ^= state.world.random_state << 13;
+            state.world.random_state ^= state.world.random_state >> 7;
+            state.world.random_state ^= state.world.random_state << 17;
+            *byte = state.world.random_state as u8;
         }
         Ok(answer(unless_fault(write(c, ptr, &bytes)?, WASI_SUCCESS)).nums(&[len]))
     });

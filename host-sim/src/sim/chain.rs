@@ -413,6 +413,7 @@ impl Chain<'_> {
         self.sim
             .store
             .data_mut()
+            .world
             .trace
             .note("chain reset", note, &[], &[]);
     }

@@ -52,7 +52,7 @@ impl Sim {
             // Seen in Envoy 1.40: the response headers already left, so the 503 becomes a
             // reset of the stream.
             stream.reset = Some("wasm_fail_stream");
-            self.store.data_mut().trace.note(
+            self.store.data_mut().world.trace.note(
                 "stream reset: failure after response headers were sent",
                 ctx,
                 &[503],
@@ -73,7 +73,7 @@ impl Sim {
             stream.response_headers = envoy_local_reply(&reply, &stream.request_headers).0;
         }
         stream.local_reply = Some(reply);
-        self.store.data_mut().trace.note(
+        self.store.data_mut().world.trace.note(
             "local reply by envoy",
             ctx,
             &[503],
@@ -372,7 +372,7 @@ impl Sim {
             stream.avail &=
                 !(avail::REQUEST_HEADERS | avail::REQUEST_BODY | avail::REQUEST_TRAILERS);
         }
-        self.store.data_mut().trace.note(
+        self.store.data_mut().world.trace.note(
             if response {
                 "response continued"
             } else {
@@ -403,7 +403,7 @@ impl Sim {
             headers: Vec::new(),
             grpc_status: None,
         };
-        self.store.data_mut().trace.note(
+        self.store.data_mut().world.trace.note(
             "local reply by envoy",
             ctx,
             &[u64::from(code)],
@@ -622,7 +622,7 @@ impl Sim {
             };
             stream.record(response, Passed::Trailers(trailers.unwrap_or_default()));
         }
-        self.store.data_mut().trace.note(
+        self.store.data_mut().world.trace.note(
             if response {
                 "response continued"
             } else {
@@ -697,7 +697,7 @@ impl Sim {
             return;
         };
         if stream.ended {
-            self.store.data_mut().trace.note(
+            self.store.data_mut().world.trace.note(
                 "local reply ignored",
                 ctx,
                 &[u64::from(reply.status_code)],
@@ -708,7 +708,7 @@ impl Sim {
         if stream.response_headers_sent {
             stream.reset = Some("local_reply_after_response_headers_sent");
             stream.ended = true;
-            self.store.data_mut().trace.note(
+            self.store.data_mut().world.trace.note(
                 "stream reset: local reply after response headers were sent",
                 ctx,
                 &[u64::from(reply.status_code)],
@@ -722,7 +722,7 @@ impl Sim {
             stream.chain_reply = Some(reply.clone());
             stream.request_paused = false;
             stream.request_queue.clear();
-            self.store.data_mut().trace.note(
+            self.store.data_mut().world.trace.note(
                 "local reply",
                 ctx,
                 &[u64::from(reply.status_code)],
@@ -735,7 +735,7 @@ impl Sim {
         stream.local_reply = Some(reply.clone());
         stream.request_paused = false;
         stream.request_queue.clear();
-        self.store.data_mut().trace.note(
+        self.store.data_mut().world.trace.note(
             if through_filter {
                 "local reply"
             } else {

@@ -136,10 +136,12 @@ impl Sim {
             if self.failure_policy == FailurePolicy::FailOpen {
                 // Envoy's `createFilter` returns no filter: the connection runs without it.
                 self.connection_mut(ctx).without_filter = true;
-                self.store
-                    .data_mut()
-                    .trace
-                    .note("connection without the filter", ctx, &[], &[]);
+                self.store.data_mut().world.trace.note(
+                    "connection without the filter",
+                    ctx,
+                    &[],
+                    &[],
+                );
                 return Outcome::Continue;
             }
             return self.fail_connection(ctx);
@@ -216,7 +218,7 @@ impl Sim {
         connection.downstream_available = false;
         connection.upstream_available = false;
         let without_filter = connection.without_filter;
-        self.store.data_mut().trace.note(
+        self.store.data_mut().world.trace.note(
             "connection closed",
             ctx,
             &[peer as u64],
@@ -420,6 +422,7 @@ impl Sim {
         let after_new_connection = std::mem::take(&mut connection.new_connection_paused);
         self.store
             .data_mut()
+            .world
             .trace
             .note("downstream continued", ctx, &[], &[]);
         if after_new_connection {
