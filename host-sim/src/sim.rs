@@ -8,7 +8,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
-use crate::abi::{AbiVersion, data_status, headers_status};
+use crate::abi::AbiVersion;
 use crate::headers::HeaderMap;
 use crate::host::{
     After, ForeignFunction, GrpcCallout, HostState, HostTrap, HttpCallout, HttpResponseData,
@@ -20,6 +20,7 @@ use crate::trace::Trace;
 use crate::{Error, Status};
 
 mod chain;
+mod filter_manager;
 mod handle;
 mod stream;
 mod tcp;

@@ -1,6 +1,9 @@
 //! The stream path: events through one filter as Envoy's filter manager delivers them,
 //! pauses, held events, buffering and the buffer limit, local replies, and the `Stream` handle.
 
+use super::filter_manager::{
+    self, BodyPath, BodyVerdict, FailureAnswer, HeldEvent, ReplyRoute, StreamFacts,
+};
 use super::*;
 
 impl Sim {
@@ -43,30 +46,25 @@ impl Sim {
     /// stream whose callback trapped gets it under every policy (seen in Envoy 1.40 under
     /// FAIL_OPEN too); later events of other streams get it under FAIL_CLOSED and FAIL_RELOAD.
     pub(super) fn fail_stream(&mut self, ctx: u32) -> Outcome {
-        let stream = self.stream_mut(ctx);
-        if stream.ended {
-            return Outcome::NotDelivered;
-        }
-        stream.ended = true;
-        if stream.response_headers_sent && !stream.chained {
-            // Seen in Envoy 1.40: the response headers already left, so the 503 becomes a
-            // reset of the stream.
-            stream.reset = Some("wasm_fail_stream");
-            self.store.data_mut().world.trace.note(
-                "stream reset: failure after response headers were sent",
-                ctx,
-                &[503],
-                &[b"wasm_fail_stream"],
-            );
-            return Outcome::Reset;
-        }
-        let reply = LocalReply {
-            status_code: 503,
-            details: "wasm_fail_stream".into(),
-            body: Vec::new(),
-            headers: Vec::new(),
-            grpc_status: Some(14),
+        let facts = self.stream_mut(ctx).facts(false);
+        let reply = match filter_manager::failure_answer(facts) {
+            FailureAnswer::NotDelivered => return Outcome::NotDelivered,
+            FailureAnswer::Reset => {
+                let stream = self.stream_mut(ctx);
+                stream.ended = true;
+                stream.reset = Some("wasm_fail_stream");
+                self.store.data_mut().world.trace.note(
+                    "stream reset: failure after response headers were sent",
+                    ctx,
+                    &[503],
+                    &[b"wasm_fail_stream"],
+                );
+                return Outcome::Reset;
+            }
+            FailureAnswer::LocalReply(reply) => reply,
         };
+        let stream = self.stream_mut(ctx);
+        stream.ended = true;
         if stream.chained {
             stream.chain_reply = Some(reply.clone());
         } else {
@@ -111,38 +109,8 @@ impl Sim {
         let allow = state
             .streams
             .get(&ctx)
-            .map(|stream| state.plugins[stream.plugin].allow_on_headers_stop_iteration)
-            .unwrap_or(false);
-        if state.stop_next_iteration || result > headers_status::STOP_ALL_ITERATION_AND_WATERMARK {
-            return Some(Pause::StopAllIterationAndWatermark);
-        }
-        match result {
-            headers_status::CONTINUE | headers_status::CONTINUE_AND_END_STREAM => None,
-            headers_status::STOP_ITERATION if allow => Some(Pause::StopIteration),
-            headers_status::STOP_ITERATION => Some(Pause::StopAllIterationAndWatermark),
-            headers_status::STOP_ALL_ITERATION_AND_BUFFER => Some(Pause::StopAllIterationAndBuffer),
-            _ => Some(Pause::StopAllIterationAndWatermark),
-        }
-    }
-
-    pub(super) fn data_pause(&self, result: u32) -> Option<Pause> {
-        if self.store.data().stop_next_iteration || result > data_status::STOP_ITERATION_NO_BUFFER {
-            return Some(Pause::StopIterationNoBuffer);
-        }
-        match result {
-            data_status::CONTINUE => None,
-            data_status::STOP_ITERATION_AND_BUFFER => Some(Pause::StopIterationAndBuffer),
-            data_status::STOP_ITERATION_AND_WATERMARK => Some(Pause::StopIterationAndWatermark),
-            _ => Some(Pause::StopIterationNoBuffer),
-        }
-    }
-
-    pub(super) fn trailers_pause(&self, result: u32) -> Option<Pause> {
-        if self.store.data().stop_next_iteration || result != 0 {
-            Some(Pause::TrailersStopIteration)
-        } else {
-            None
-        }
+            .is_some_and(|stream| state.plugins[stream.plugin].allow_on_headers_stop_iteration);
+        filter_manager::headers_pause(result, allow, state.stop_next_iteration)
     }
 
     pub(super) fn deliver_headers(
@@ -225,20 +193,11 @@ impl Sim {
     ) -> Result<Outcome, String> {
         let limit = self.buffer_limit;
         let stream = self.stream_mut(ctx);
-        let (body, buffering) = if response {
-            (&mut stream.response_body, stream.response_buffering)
-        } else {
-            (&mut stream.request_body, stream.request_buffering)
-        };
-        if buffering {
-            body.extend_from_slice(&chunk);
-            if body.len() > limit {
-                return Ok(self.payload_too_large(ctx, response));
-            }
-        } else {
-            *body = chunk;
+        let mut path = stream.body_path(response);
+        if path.receive(&chunk, limit).is_err() {
+            return Ok(self.payload_too_large(ctx, response));
         }
-        let size = body.len() as u32;
+        let size = path.body.len() as u32;
         let had_trailers = if response {
             stream.response_trailers.is_some()
         } else {
@@ -266,32 +225,15 @@ impl Sim {
             None => 0,
         };
         self.continue_in_own_callback(ctx, response, false);
-        let pause = self.data_pause(result);
+        let pause = filter_manager::data_pause(result, self.store.data().stop_next_iteration);
         let stream = self.stream_mut(ctx);
-        let (body, held, out, buffering, bit) = if response {
-            (
-                &mut stream.response_body,
-                &mut stream.response_held,
-                &mut stream.downstream_body,
-                &mut stream.response_buffering,
-                avail::RESPONSE_BODY,
-            )
-        } else {
-            (
-                &mut stream.request_body,
-                &mut stream.request_held,
-                &mut stream.upstream_body,
-                &mut stream.request_buffering,
-                avail::REQUEST_BODY,
-            )
-        };
-        *buffering = false;
-        match pause {
-            None => {
-                let mut released = std::mem::take(held);
-                released.append(body);
-                out.extend_from_slice(&released);
-                stream.avail &= !bit;
+        match stream.body_path(response).answered(pause, limit) {
+            BodyVerdict::Released(released) => {
+                stream.avail &= !if response {
+                    avail::RESPONSE_BODY
+                } else {
+                    avail::REQUEST_BODY
+                };
                 // Continuing the body also lets headers held by StopIteration go.
                 stream.release_headers(response, false);
                 // Trailers the filter added in this last body callback follow the body
@@ -311,22 +253,8 @@ impl Sim {
                 }
                 Ok(Outcome::Continue)
             }
-            Some(Pause::StopIterationAndBuffer) => {
-                *buffering = true;
-                // The filter manager buffers the chunk and checks the limit at once.
-                if body.len() > limit {
-                    return Ok(self.payload_too_large(ctx, response));
-                }
-                Ok(Outcome::Paused(Pause::StopIterationAndBuffer))
-            }
-            Some(Pause::StopIterationAndWatermark) => {
-                held.append(body);
-                Ok(Outcome::Paused(Pause::StopIterationAndWatermark))
-            }
-            Some(pause) => {
-                body.clear();
-                Ok(Outcome::Paused(pause))
-            }
+            BodyVerdict::TooLarge => Ok(self.payload_too_large(ctx, response)),
+            BodyVerdict::Paused(pause) => Ok(Outcome::Paused(pause)),
         }
     }
 
@@ -387,27 +315,13 @@ impl Sim {
     /// Envoy answers itself when a buffered body outgrows the buffer limit: 413 for a
     /// request; for a response 500 directly to the codec, or a reset once its headers left.
     fn payload_too_large(&mut self, ctx: u32, response: bool) -> Outcome {
-        let (code, details): (u32, &[u8]) = if response {
-            (500, b"response_payload_too_large")
-        } else {
-            (413, b"request_payload_too_large")
-        };
-        let reply = LocalReply {
-            status_code: code,
-            details: String::from_utf8_lossy(details).into_owned(),
-            body: if response {
-                b"Internal Server Error".to_vec()
-            } else {
-                b"Payload Too Large".to_vec()
-            },
-            headers: Vec::new(),
-            grpc_status: None,
-        };
+        let reply = filter_manager::payload_too_large(response);
+        let code = reply.status_code;
         self.store.data_mut().world.trace.note(
             "local reply by envoy",
             ctx,
             &[u64::from(code)],
-            &[details],
+            &[reply.details.as_bytes()],
         );
         self.send_local_reply(ctx, reply);
         Outcome::LocalReply { status_code: code }
@@ -442,7 +356,7 @@ impl Sim {
             Some(func) => self.call(name, ctx, func, (ctx, n))?,
             None => 0,
         };
-        let pause = self.trailers_pause(result);
+        let pause = filter_manager::trailers_pause(result, self.store.data().stop_next_iteration);
         let stream = self.stream_mut(ctx);
         match pause {
             None => {
@@ -656,24 +570,12 @@ impl Sim {
             } else {
                 &mut stream.request_queue
             };
-            if queue.is_empty() {
+            let Some(event) = filter_manager::next_held(queue) else {
                 break;
-            }
-            let event = match queue.remove(0) {
-                Queued::Body(mut body, mut eos) => {
-                    while let Some(Queued::Body(more, more_eos)) = queue.first() {
-                        body.extend_from_slice(more);
-                        eos = *more_eos;
-                        queue.remove(0);
-                    }
-                    Event::Body(body, eos)
-                }
-                Queued::Trailers(trailers) => Event::Trailers(trailers),
             };
             let result = match event {
-                Event::Body(body, eos) => self.deliver_body(ctx, response, body, eos),
-                Event::Trailers(trailers) => self.deliver_trailers(ctx, response, trailers),
-                Event::Headers(..) => unreachable!("headers are never queued"),
+                HeldEvent::Body(body, eos) => self.deliver_body(ctx, response, body, eos),
+                HeldEvent::Trailers(trailers) => self.deliver_trailers(ctx, response, trailers),
             };
             match result {
                 Err(_) => {
@@ -693,59 +595,64 @@ impl Sim {
     /// and goes directly to the codec, bypassing the filters; after the headers left, all Envoy
     /// can do is reset the stream.
     pub(super) fn send_local_reply(&mut self, ctx: u32, reply: LocalReply) {
+        let failed = self.store.data().failed;
         let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) else {
             return;
         };
-        if stream.ended {
-            self.store.data_mut().world.trace.note(
-                "local reply ignored",
-                ctx,
-                &[u64::from(reply.status_code)],
-                &[],
-            );
-            return;
-        }
-        if stream.response_headers_sent {
-            stream.reset = Some("local_reply_after_response_headers_sent");
-            stream.ended = true;
-            self.store.data_mut().world.trace.note(
-                "stream reset: local reply after response headers were sent",
-                ctx,
-                &[u64::from(reply.status_code)],
-                &[reply.details.as_bytes()],
-            );
-            return;
-        }
-        if stream.chained {
-            // The chain routes it (`sim::chain`): through every filter's response callbacks
-            // or directly to the codec.
-            stream.chain_reply = Some(reply.clone());
-            stream.request_paused = false;
-            stream.request_queue.clear();
-            self.store.data_mut().world.trace.note(
-                "local reply",
-                ctx,
-                &[u64::from(reply.status_code)],
-                &[reply.details.as_bytes()],
-            );
-            return;
+        let facts = stream.facts(failed);
+        let route = filter_manager::local_reply_route(facts);
+        match route {
+            ReplyRoute::Ignored => {
+                self.store.data_mut().world.trace.note(
+                    "local reply ignored",
+                    ctx,
+                    &[u64::from(reply.status_code)],
+                    &[],
+                );
+                return;
+            }
+            ReplyRoute::Reset => {
+                stream.reset = Some("local_reply_after_response_headers_sent");
+                stream.ended = true;
+                self.store.data_mut().world.trace.note(
+                    "stream reset: local reply after response headers were sent",
+                    ctx,
+                    &[u64::from(reply.status_code)],
+                    &[reply.details.as_bytes()],
+                );
+                return;
+            }
+            ReplyRoute::Chain => {
+                // The chain routes it (`sim::chain`): through every filter's response
+                // callbacks or directly to the codec.
+                stream.chain_reply = Some(reply.clone());
+                stream.request_paused = false;
+                stream.request_queue.clear();
+                self.store.data_mut().world.trace.note(
+                    "local reply",
+                    ctx,
+                    &[u64::from(reply.status_code)],
+                    &[reply.details.as_bytes()],
+                );
+                return;
+            }
+            ReplyRoute::ThroughFilter | ReplyRoute::DirectToCodec => {}
         }
         let (headers, body) = envoy_local_reply(&reply, &stream.request_headers);
-        let through_filter = !stream.response_started;
         stream.local_reply = Some(reply.clone());
         stream.request_paused = false;
         stream.request_queue.clear();
         self.store.data_mut().world.trace.note(
-            if through_filter {
-                "local reply"
-            } else {
+            if facts.response_started {
                 "local reply directly to the codec"
+            } else {
+                "local reply"
             },
             ctx,
             &[u64::from(reply.status_code)],
             &[reply.details.as_bytes()],
         );
-        if !through_filter || self.store.data().failed {
+        if route == ReplyRoute::DirectToCodec {
             let stream = self.stream_mut(ctx);
             stream.response_headers = headers;
             stream.response_trailers = None;
@@ -839,25 +746,36 @@ impl StreamData {
 
     /// The filter lets the body it held or buffered through; returns it.
     pub(super) fn release_body(&mut self, response: bool) -> Vec<u8> {
-        let (body, held, out, buffering) = if response {
-            (
-                &mut self.response_body,
-                &mut self.response_held,
-                &mut self.downstream_body,
-                &mut self.response_buffering,
-            )
+        self.body_path(response).release()
+    }
+
+    /// One direction's body, as the filter manager model sees it.
+    fn body_path(&mut self, response: bool) -> BodyPath<'_> {
+        if response {
+            BodyPath {
+                body: &mut self.response_body,
+                held: &mut self.response_held,
+                out: &mut self.downstream_body,
+                buffering: &mut self.response_buffering,
+            }
         } else {
-            (
-                &mut self.request_body,
-                &mut self.request_held,
-                &mut self.upstream_body,
-                &mut self.request_buffering,
-            )
-        };
-        let mut released = std::mem::take(held);
-        released.append(body);
-        out.extend_from_slice(&released);
-        *buffering = false;
-        released
+            BodyPath {
+                body: &mut self.request_body,
+                held: &mut self.request_held,
+                out: &mut self.upstream_body,
+                buffering: &mut self.request_buffering,
+            }
+        }
+    }
+
+    /// What decides where a local reply goes and how a failure ends this stream.
+    fn facts(&self, vm_failed: bool) -> StreamFacts {
+        StreamFacts {
+            ended: self.ended,
+            response_started: self.response_started,
+            response_headers_sent: self.response_headers_sent,
+            chained: self.chained,
+            vm_failed,
+        }
     }
 }
