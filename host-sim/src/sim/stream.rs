@@ -1,9 +1,7 @@
 //! The stream path: events through one filter as Envoy's filter manager delivers them,
 //! pauses, held events, buffering and the buffer limit, local replies, and the `Stream` handle.
 
-use super::filter_manager::{
-    self, BodyPath, BodyVerdict, FailureAnswer, HeldEvent, ReplyRoute, StreamFacts,
-};
+use super::filter_manager::{self, BodyPath, BodyVerdict, HeldEvent, ReplyRoute, StreamFacts};
 use super::*;
 
 impl Sim {
@@ -29,55 +27,6 @@ impl Sim {
             self.call("proxy_on_context_create", ctx, func, (ctx, root))?;
         }
         Ok(())
-    }
-
-    /// Whether the stream's VM has failed: this VM after a trap, or an earlier VM that a
-    /// reload replaced.
-    pub(super) fn vm_failed_for(&self, ctx: u32) -> bool {
-        let state = self.store.data();
-        state.failed
-            || state
-                .streams
-                .get(&ctx)
-                .is_some_and(|stream| stream.generation != self.generation)
-    }
-
-    /// Envoy's `failStream`: 503 `wasm_fail_stream`, sent without calling the VM again. The
-    /// stream whose callback trapped gets it under every policy (seen in Envoy 1.40 under
-    /// FAIL_OPEN too); later events of other streams get it under FAIL_CLOSED and FAIL_RELOAD.
-    pub(super) fn fail_stream(&mut self, ctx: u32) -> Outcome {
-        let facts = self.stream_mut(ctx).facts(false);
-        let reply = match filter_manager::failure_answer(facts) {
-            FailureAnswer::NotDelivered => return Outcome::NotDelivered,
-            FailureAnswer::Reset => {
-                let stream = self.stream_mut(ctx);
-                stream.ended = true;
-                stream.reset = Some("wasm_fail_stream");
-                self.store.data_mut().world.trace.note(
-                    "stream reset: failure after response headers were sent",
-                    ctx,
-                    &[503],
-                    &[b"wasm_fail_stream"],
-                );
-                return Outcome::Reset;
-            }
-            FailureAnswer::LocalReply(reply) => reply,
-        };
-        let stream = self.stream_mut(ctx);
-        stream.ended = true;
-        if stream.chained {
-            stream.chain_reply = Some(reply.clone());
-        } else {
-            stream.response_headers = envoy_local_reply(&reply, &stream.request_headers).0;
-        }
-        stream.local_reply = Some(reply);
-        self.store.data_mut().world.trace.note(
-            "local reply by envoy",
-            ctx,
-            &[503],
-            &[b"wasm_fail_stream"],
-        );
-        Outcome::LocalReply { status_code: 503 }
     }
 
     pub(super) fn outcome_after(&mut self, ctx: u32, result: Result<Outcome, String>) -> Outcome {
@@ -448,41 +397,6 @@ impl Sim {
         self.outcome_after(ctx, result)
     }
 
-    /// FAIL_OPEN after the VM failed: the event passes without the filter (cpp-host
-    /// `CHECK_FAIL_HTTP` returns the open status), and what passed is what the stream shows.
-    fn pass_failed_open(&mut self, ctx: u32, response: bool, event: Event) -> Outcome {
-        let stream = self.stream_mut(ctx);
-        match event {
-            Event::Headers(headers, eos) => {
-                if response {
-                    stream.response_headers = headers;
-                    stream.response_started = true;
-                } else {
-                    stream.request_headers = headers;
-                }
-                stream.release_headers(response, eos);
-            }
-            Event::Body(body, eos) => {
-                let out = if response {
-                    &mut stream.downstream_body
-                } else {
-                    &mut stream.upstream_body
-                };
-                out.extend_from_slice(&body);
-                stream.record(response, Passed::Body(body, eos));
-            }
-            Event::Trailers(trailers) => {
-                if response {
-                    stream.response_trailers = Some(trailers.clone());
-                } else {
-                    stream.request_trailers = Some(trailers.clone());
-                }
-                stream.record(response, Passed::Trailers(trailers));
-            }
-        }
-        Outcome::Continue
-    }
-
     /// `proxy_continue_stream` after the callback: Envoy forgets the request maps (for
     /// either direction, as its `Context::continueStream` does), then resumes iteration and
     /// delivers what it held.
@@ -710,7 +624,7 @@ pub(super) enum Event {
 }
 
 /// The headers and body of Envoy's local reply for this request (gRPC, HEAD: [`hcm::local_reply`]).
-fn envoy_local_reply(reply: &LocalReply, request: &HeaderMap) -> (HeaderMap, Vec<u8>) {
+pub(super) fn envoy_local_reply(reply: &LocalReply, request: &HeaderMap) -> (HeaderMap, Vec<u8>) {
     let head = request.get(b":method") == Some(b"HEAD");
     crate::hcm::local_reply(reply, crate::hcm::is_grpc(request), head)
 }
@@ -769,7 +683,7 @@ impl StreamData {
     }
 
     /// What decides where a local reply goes and how a failure ends this stream.
-    fn facts(&self, vm_failed: bool) -> StreamFacts {
+    pub(super) fn facts(&self, vm_failed: bool) -> StreamFacts {
         StreamFacts {
             ended: self.ended,
             response_started: self.response_started,
