@@ -1,5 +1,16 @@
-//! A simulated Envoy worker VM: one wasmtime `Store`, several plugins (root contexts), HTTP
-//! streams, a virtual clock, and callouts the test answers.
+//! A simulated Envoy: one VM (a wasmtime `Store`) per worker, several plugins (root contexts)
+//! in each, HTTP streams and TCP connections, a virtual clock, and callouts the test answers.
+//!
+//! This file holds the public types and [`Sim`]'s accessors; the rest is one module per
+//! responsibility: `builder.rs` ([`SimBuilder`], instantiating a VM), `canary.rs` (the
+//! configuration canary and the whole-process model), `workers.rs` (one VM per worker, the
+//! active one and the parked ones), `vm.rs` (VM start, root contexts, calls into the guest,
+//! deferred actions, shutdown), `failure.rs` ([`FailurePolicy`], failing streams, FAIL_RELOAD),
+//! `filter_manager.rs` (Envoy's filter manager for one filter as plain Rust), `stream.rs` (a
+//! stream's events through the guest, applying the filter manager's decisions), `handle.rs`
+//! ([`Stream`]), `chain.rs` (several filters in one chain), `tcp.rs` (network filters),
+//! `callouts.rs`, `clock.rs` and `exports.rs`. What every VM shares (clock, shared data,
+//! queues, stats, logs, trace) is one `host::World`, which goes with the active VM.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,8 +166,6 @@ impl std::fmt::Debug for Sim {
             .finish_non_exhaustive()
     }
 }
-
-impl SimBuilder {}
 
 impl Sim {
     /// Creates a stream on the plugin with this root_id, on the active worker (its context is
@@ -414,131 +423,5 @@ impl Sim {
     /// The module this VM runs.
     pub fn module(&self) -> &Module {
         &self.module
-    }
-
-    /// Shuts the VM down as Envoy does: `proxy_on_done` on each root context; one that
-    /// returns false stays pending until it calls `proxy_done`; then `proxy_on_delete`.
-    /// Returns the root_ids still pending. With several workers, every worker's VM shuts
-    /// down (a root_id pending on two workers is listed twice).
-    pub fn shutdown(&mut self) -> Vec<String> {
-        let home = self.active;
-        let mut pending = Vec::new();
-        for worker in 0..self.parked.len() {
-            self.switch_to(worker);
-            pending.extend(self.shutdown_active());
-        }
-        self.switch_to(home);
-        pending
-    }
-
-    fn shutdown_active(&mut self) -> Vec<String> {
-        let roots: Vec<(usize, u32)> = self
-            .store
-            .data()
-            .plugins
-            .iter()
-            .enumerate()
-            .map(|(idx, plugin)| (idx, plugin.root_context_id))
-            .collect();
-        let mut pending = Vec::new();
-        for (idx, ctx) in roots {
-            if self.store.data().failed {
-                break;
-            }
-            // The root context joins `pending_done_` only after `proxy_on_done` returned
-            // false (cpp-host `WasmBase::startShutdown`), so `proxy_done` from inside it is
-            // NOT_FOUND.
-            let done = match self.exports.on_done.clone() {
-                Some(func) => self.call("proxy_on_done", ctx, func, ctx).unwrap_or(1),
-                None => 1,
-            };
-            if done == 0 && !self.store.data().failed {
-                self.store.data_mut().plugins[idx].pending_done = true;
-                pending.push(self.store.data().plugins[idx].root_id.clone());
-                continue;
-            }
-            self.store.data_mut().plugins[idx].next_tick = None;
-            if let Some(func) = self.exports.on_delete.clone() {
-                let _ = self.call("proxy_on_delete", ctx, func, ctx);
-            }
-        }
-        self.after_top_level();
-        pending
-    }
-}
-
-/// Numbers of an export's parameters, for the trace.
-pub(crate) trait IntoNums {
-    fn nums(&self) -> NumList;
-}
-
-/// A short list of numbers.
-pub(crate) struct NumList {
-    values: [u64; 5],
-    len: usize,
-}
-
-impl NumList {
-    fn as_slice(&self) -> &[u64] {
-        &self.values[..self.len]
-    }
-}
-
-impl IntoNums for u32 {
-    fn nums(&self) -> NumList {
-        NumList {
-            values: [u64::from(*self), 0, 0, 0, 0],
-            len: 1,
-        }
-    }
-}
-
-impl IntoNums for (u32, u32) {
-    fn nums(&self) -> NumList {
-        NumList {
-            values: [self.0.into(), self.1.into(), 0, 0, 0],
-            len: 2,
-        }
-    }
-}
-
-impl IntoNums for (u32, u32, u32) {
-    fn nums(&self) -> NumList {
-        NumList {
-            values: [self.0.into(), self.1.into(), self.2.into(), 0, 0],
-            len: 3,
-        }
-    }
-}
-
-impl IntoNums for (u32, u32, u32, u32, u32) {
-    fn nums(&self) -> NumList {
-        NumList {
-            values: [
-                self.0.into(),
-                self.1.into(),
-                self.2.into(),
-                self.3.into(),
-                self.4.into(),
-            ],
-            len: 5,
-        }
-    }
-}
-
-/// An export's result, for the trace.
-pub(crate) trait IntoValue: Sized {
-    fn value(&self) -> Option<u64>;
-}
-
-impl IntoValue for u32 {
-    fn value(&self) -> Option<u64> {
-        Some(u64::from(*self))
-    }
-}
-
-impl IntoValue for () {
-    fn value(&self) -> Option<u64> {
-        None
     }
 }

@@ -13,23 +13,7 @@ impl SimBuilder {
             return self.build_whole_process();
         }
         if self.canary {
-            for plugin in &self.plugins {
-                let key = self.canary_key(plugin);
-                let result = match self.module.canary_result(&key) {
-                    Some(result) => result,
-                    None => {
-                        let result = self.start(std::slice::from_ref(plugin)).map(|_| ());
-                        let result = match result {
-                            Ok(()) => Ok(()),
-                            Err(Error::ConfigRejected(rejection)) => Err(rejection),
-                            Err(other) => return Err(other),
-                        };
-                        self.module.store_canary(key, result.clone());
-                        result
-                    }
-                };
-                result.map_err(Error::ConfigRejected)?;
-            }
+            self.run_canaries()?;
         }
         let mut sim = self.start(&self.plugins)?;
         for worker in 1..self.workers {
@@ -39,7 +23,31 @@ impl SimBuilder {
         Ok(sim)
     }
 
-    pub(super) fn canary_key(&self, plugin: &PluginConfig) -> [u8; 32] {
+    /// Each plugin's canary in a VM of its own that shares nothing with the workers; a
+    /// module remembers the results, so the canary runs once per process and configuration.
+    fn run_canaries(&self) -> Result<(), Error> {
+        for plugin in &self.plugins {
+            let key = self.canary_key(plugin);
+            let result = match self.module.canary_result(&key) {
+                Some(result) => result,
+                None => {
+                    let result = match self.start(std::slice::from_ref(plugin)) {
+                        Ok(_) => Ok(()),
+                        Err(Error::ConfigRejected(rejection)) => Err(rejection),
+                        Err(other) => return Err(other),
+                    };
+                    self.module.store_canary(key, result.clone());
+                    result
+                }
+            };
+            result.map_err(Error::ConfigRejected)?;
+        }
+        Ok(())
+    }
+
+    /// The canary cache's key: the plugin and the VM's configuration (not the properties,
+    /// environment or clusters, which a canary could also read).
+    fn canary_key(&self, plugin: &PluginConfig) -> [u8; 32] {
         let mut hasher = Sha256::new();
         for part in [
             plugin.root_id.as_bytes(),
@@ -54,7 +62,9 @@ impl SimBuilder {
         hasher.finalize().into()
     }
 
-    pub(super) fn build_whole_process(self) -> Result<Sim, Error> {
+    /// [`SimBuilder::whole_process`]: every canary, then the main thread's VM (worker 0),
+    /// then the workers, one world passed along from each VM to the next.
+    fn build_whole_process(self) -> Result<Sim, Error> {
         let mut before: Option<Sim> = None;
         if self.canary {
             for plugin in &self.plugins {
