@@ -5,8 +5,8 @@ use wasmtime::Linker;
 
 use super::HostState;
 use super::avail;
-use super::call::*;
-use super::memory::*;
+use super::call::{Answer, BAD_ARGUMENT, E, IMA, NOT_FOUND, OK, answer, host, wrote};
+use super::memory::{copy_out, read, set_u32};
 use crate::abi::BufferType;
 use crate::trace::FirstArg;
 

@@ -210,12 +210,12 @@ macro_rules! host {
         $linker.func_wrap(
             $module,
             $name,
-            move |mut caller: C<'_>, $($arg: $ty),*| -> R {
-                enter(&caller, $module, $name)?;
-                if let Some(status) = injected(&mut caller, $name) {
+            move |mut caller: $crate::host::call::C<'_>, $($arg: $ty),*| -> $crate::host::call::R {
+                $crate::host::call::enter(&caller, $module, $name)?;
+                if let Some(status) = $crate::host::call::injected(&mut caller, $name) {
                     return Ok(status);
                 }
-                run(&mut caller, $name, $first, |$c| $body)
+                $crate::host::call::run(&mut caller, $name, $first, |$c| $body)
             },
         )?
     };

@@ -6,8 +6,8 @@ use wasmtime::Linker;
 
 use super::After;
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{BAD_ARGUMENT, C, E, IMA, NOT_FOUND, OK, R, answer, enter, host, wrote};
+use super::memory::{alloc, copy_out, read, set_u32, write};
 use crate::trace::FirstArg;
 
 /// Registers this family's host functions.

@@ -4,8 +4,10 @@ use wasmtime::Linker;
 
 use super::GrpcCallout;
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{
+    Answer, BAD_ARGUMENT, C, E, IMA, NOT_FOUND, OK, PARSE_FAILURE, Stop, answer, host, wrote,
+};
+use super::memory::{read, set_u32};
 use crate::headers::{HeaderMap, parse_pairs};
 use crate::trace::FirstArg;
 

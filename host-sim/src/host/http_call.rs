@@ -4,8 +4,8 @@ use wasmtime::Linker;
 
 use super::HostState;
 use super::HttpCallout;
-use super::call::*;
-use super::memory::*;
+use super::call::{BAD_ARGUMENT, E, IMA, OK, answer, host};
+use super::memory::{read, set_u32};
 use crate::headers::{HeaderMap, parse_pairs};
 use crate::trace::FirstArg;
 

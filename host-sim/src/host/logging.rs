@@ -3,8 +3,8 @@
 use wasmtime::Linker;
 
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{BAD_ARGUMENT, E, IMA, OK, answer, host, wrote};
+use super::memory::{read, set_u32};
 use crate::trace::FirstArg;
 
 /// Registers this family's host functions.

@@ -3,8 +3,8 @@
 use wasmtime::Linker;
 
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{BAD_ARGUMENT, E, IMA, NOT_FOUND, OK, answer, host, wrote};
+use super::memory::{read, set_u32, set_u64};
 use super::{Metric, MetricValue};
 use crate::trace::FirstArg;
 

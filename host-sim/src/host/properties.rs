@@ -4,9 +4,9 @@
 use wasmtime::Linker;
 
 use super::HostState;
-use super::call::*;
+use super::call::{E, IMA, NOT_FOUND, OK, answer, host, read_pair, wrote};
 use super::maps::map_ref;
-use super::memory::*;
+use super::memory::{copy_out, read};
 use crate::abi::MapType;
 use crate::attributes::{self, StreamView};
 use crate::trace::FirstArg;

@@ -3,8 +3,8 @@
 use wasmtime::Linker;
 
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{E, EMPTY, IMA, NOT_FOUND, OK, answer, host, read_pair, wrote};
+use super::memory::{copy_out, read, set_u32};
 use crate::trace::FirstArg;
 
 /// Registers this family's host functions.

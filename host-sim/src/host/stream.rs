@@ -4,8 +4,8 @@
 use wasmtime::Linker;
 
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{BAD_ARGUMENT, E, IMA, OK, UNIMPLEMENTED, answer, host};
+use super::memory::read;
 use super::{After, LocalReply};
 use crate::headers::parse_pairs;
 use crate::trace::FirstArg;

@@ -3,8 +3,8 @@
 use wasmtime::Linker;
 
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{E, OK, answer, host, wrote};
+use super::memory::set_u64;
 use crate::trace::FirstArg;
 
 /// Registers this family's host functions.

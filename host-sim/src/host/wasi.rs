@@ -4,8 +4,8 @@
 use wasmtime::Linker;
 
 use super::HostState;
-use super::call::*;
-use super::memory::*;
+use super::call::{C, answer, enter, host, run};
+use super::memory::{memory, read_guest, set_u32, set_u64, write};
 use crate::trace::FirstArg;
 
 pub(super) const WASI_SUCCESS: u32 = 0;
