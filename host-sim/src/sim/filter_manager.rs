@@ -131,6 +131,40 @@ impl BodyPath<'_> {
     }
 }
 
+/// What is still waiting when a paused filter continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waiting {
+    /// The direction's last event has arrived.
+    pub(crate) in_ended: bool,
+    /// No event is held behind the pause.
+    pub(crate) queue_empty: bool,
+    /// The filter stopped at the trailers.
+    pub(crate) trailers_stopped: bool,
+}
+
+/// What Envoy's `commonContinue` passes on when a paused filter continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Continued {
+    /// Whether the headers (if they have not left yet) end the stream.
+    pub(crate) headers_end_of_stream: bool,
+    /// The buffered or held body, and whether it ends the stream.
+    pub(crate) body: Option<(Vec<u8>, bool)>,
+    /// Whether the trailers the filter stopped at follow.
+    pub(crate) trailers: bool,
+}
+
+/// A paused filter continues with `released` (its buffered and held body): the headers go,
+/// ending the stream when nothing else came or waits, then the body, then stopped trailers.
+pub(crate) fn on_continue(released: Vec<u8>, waiting: Waiting) -> Continued {
+    let nothing_else = waiting.queue_empty && !waiting.trailers_stopped;
+    let last = waiting.in_ended && nothing_else;
+    Continued {
+        headers_end_of_stream: last && released.is_empty(),
+        body: (!released.is_empty()).then_some((released, last)),
+        trailers: waiting.trailers_stopped,
+    }
+}
+
 /// An event Envoy held while the filter was paused, as it comes back on continue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HeldEvent {

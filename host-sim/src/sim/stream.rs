@@ -1,7 +1,10 @@
-//! The stream path: events through one filter as Envoy's filter manager delivers them,
-//! pauses, held events, buffering and the buffer limit, local replies, and the `Stream` handle.
+//! The stream path: a stream's events through one filter's guest callbacks, applying the
+//! filter manager's decisions (`filter_manager.rs`): pauses, held events, buffering and the
+//! buffer limit, local replies.
 
-use super::filter_manager::{self, BodyPath, BodyVerdict, HeldEvent, ReplyRoute, StreamFacts};
+use super::filter_manager::{
+    self, BodyPath, BodyVerdict, HeldEvent, ReplyRoute, StreamFacts, Waiting,
+};
 use super::*;
 
 impl Sim {
@@ -437,12 +440,19 @@ impl Sim {
             stream.request_paused = false;
         }
         let released = stream.release_body(response);
-        let nothing_else = queue_empty && !trailers_stopped;
-        stream.release_headers(response, in_ended && nothing_else && released.is_empty());
-        if !released.is_empty() {
-            stream.record(response, Passed::Body(released, in_ended && nothing_else));
+        let continued = filter_manager::on_continue(
+            released,
+            Waiting {
+                in_ended,
+                queue_empty,
+                trailers_stopped,
+            },
+        );
+        stream.release_headers(response, continued.headers_end_of_stream);
+        if let Some((body, end_of_stream)) = continued.body {
+            stream.record(response, Passed::Body(body, end_of_stream));
         }
-        if trailers_stopped {
+        if continued.trailers {
             let trailers = if response {
                 stream.response_trailers.clone()
             } else {

@@ -389,3 +389,46 @@ fn payload_too_large_answers_by_direction() {
     "#]]
     .assert_debug_eq(&rendered);
 }
+
+#[test]
+fn continuing_passes_headers_body_and_stopped_trailers() {
+    let mut rendered = String::new();
+    for released in [&b""[..], b"ab"] {
+        for bits in 0..8u8 {
+            let waiting = Waiting {
+                in_ended: bits & 1 != 0,
+                queue_empty: bits & 2 != 0,
+                trailers_stopped: bits & 4 != 0,
+            };
+            let continued = on_continue(released.to_vec(), waiting);
+            rendered.push_str(&format!(
+                "released={:<4} ended={:<5} queue_empty={:<5} trailers_stopped={:<5} -> headers_eos={:<5} body={:<16} trailers={}\n",
+                format!("{:?}", text(released)),
+                waiting.in_ended,
+                waiting.queue_empty,
+                waiting.trailers_stopped,
+                continued.headers_end_of_stream,
+                format!("{:?}", continued.body.map(|(body, eos)| (text(&body), eos))),
+                continued.trailers,
+            ));
+        }
+    }
+    expect![[r#"
+        released=""   ended=false queue_empty=false trailers_stopped=false -> headers_eos=false body=None             trailers=false
+        released=""   ended=true  queue_empty=false trailers_stopped=false -> headers_eos=false body=None             trailers=false
+        released=""   ended=false queue_empty=true  trailers_stopped=false -> headers_eos=false body=None             trailers=false
+        released=""   ended=true  queue_empty=true  trailers_stopped=false -> headers_eos=true  body=None             trailers=false
+        released=""   ended=false queue_empty=false trailers_stopped=true  -> headers_eos=false body=None             trailers=true
+        released=""   ended=true  queue_empty=false trailers_stopped=true  -> headers_eos=false body=None             trailers=true
+        released=""   ended=false queue_empty=true  trailers_stopped=true  -> headers_eos=false body=None             trailers=true
+        released=""   ended=true  queue_empty=true  trailers_stopped=true  -> headers_eos=false body=None             trailers=true
+        released="ab" ended=false queue_empty=false trailers_stopped=false -> headers_eos=false body=Some(("ab", false)) trailers=false
+        released="ab" ended=true  queue_empty=false trailers_stopped=false -> headers_eos=false body=Some(("ab", false)) trailers=false
+        released="ab" ended=false queue_empty=true  trailers_stopped=false -> headers_eos=false body=Some(("ab", false)) trailers=false
+        released="ab" ended=true  queue_empty=true  trailers_stopped=false -> headers_eos=false body=Some(("ab", true)) trailers=false
+        released="ab" ended=false queue_empty=false trailers_stopped=true  -> headers_eos=false body=Some(("ab", false)) trailers=true
+        released="ab" ended=true  queue_empty=false trailers_stopped=true  -> headers_eos=false body=Some(("ab", false)) trailers=true
+        released="ab" ended=false queue_empty=true  trailers_stopped=true  -> headers_eos=false body=Some(("ab", false)) trailers=true
+        released="ab" ended=true  queue_empty=true  trailers_stopped=true  -> headers_eos=false body=Some(("ab", false)) trailers=true
+    "#]].assert_eq(&rendered);
+}
