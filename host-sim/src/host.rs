@@ -241,6 +241,8 @@ pub(crate) struct StreamData {
     pub(crate) held_pending: [bool; 2],
     /// When the stream was created (virtual ns since the sim started): `request.time`.
     pub(crate) started_ns: u64,
+    /// The request headers left the chain: the router picked the upstream host (`sim::chain`).
+    pub(crate) upstream_selected: bool,
 }
 
 /// An event that passed a filter, in order, for the next filter of a chain.
@@ -1007,7 +1009,8 @@ fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>> {
         destination_port: attributes::LISTENER_PORT,
         // A chain is `exchange`'s routed request; a lone stream models `cargo xtask run`'s
         // direct-response route, which has no upstream.
-        upstream_answered: stream.chained && reply.is_none() && stream.response_started,
+        routed: stream.chained && reply.is_none(),
+        upstream_selected: stream.upstream_selected && reply.is_none(),
     })
 }
 
