@@ -2,7 +2,8 @@
 ;; proxy_on_response_headers and adds one response header per call, `x-<function…>: <errno>`
 ;; (two decimal digits): fd_write to fd 3 and with no iovec to fd 1, fd_read, fd_seek,
 ;; fd_close, fd_fdstat_get, fd_prestat_get, path_open, environ_sizes_get, args_sizes_get,
-;; clock_time_get, random_get, sched_yield. Then `x-environ-count` and `x-args-count` (one
+;; clock_time_get, random_get, sched_yield, fd_readdir, path_readlink, sock_accept, sock_recv,
+;; sock_send. Then `x-environ-count` and `x-args-count` (one
 ;; digit each, from the sizes calls).
 (module
   (import "env" "proxy_add_header_map_value"
@@ -19,6 +20,11 @@
   (import "wasi_snapshot_preview1" "clock_time_get" (func $clock_time_get (param i32 i64 i32) (result i32)))
   (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "sched_yield" (func $sched_yield (result i32)))
+  (import "wasi_snapshot_preview1" "fd_readdir" (func $fd_readdir (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_readlink" (func $path_readlink (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_recv" (func $sock_recv (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_send" (func $sock_send (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 600) "a")
   (data (i32.const 700) "0123456789")
@@ -37,6 +43,11 @@
   (data (i32.const 1400) "x-clock-time-get")
   (data (i32.const 1440) "x-random-get")
   (data (i32.const 1480) "x-sched-yield")
+  (data (i32.const 1600) "x-fd-readdir-3")
+  (data (i32.const 1640) "x-path-readlink")
+  (data (i32.const 1680) "x-sock-accept")
+  (data (i32.const 1720) "x-sock-recv")
+  (data (i32.const 1760) "x-sock-send")
   (global $heap (mut i32) (i32.const 4096))
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
@@ -64,6 +75,11 @@
     (call $put (i32.const 1400) (i32.const 16) (call $clock_time_get (i32.const 0) (i64.const 1) (i32.const 568)))
     (call $put (i32.const 1440) (i32.const 12) (call $random_get (i32.const 576) (i32.const 4)))
     (call $put (i32.const 1480) (i32.const 13) (call $sched_yield ))
+    (call $put (i32.const 1600) (i32.const 14) (call $fd_readdir (i32.const 3) (i32.const 400) (i32.const 8) (i64.const 0) (i32.const 580)))
+    (call $put (i32.const 1640) (i32.const 15) (call $path_readlink (i32.const 3) (i32.const 600) (i32.const 1) (i32.const 400) (i32.const 8) (i32.const 584)))
+    (call $put (i32.const 1680) (i32.const 13) (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 588)))
+    (call $put (i32.const 1720) (i32.const 11) (call $sock_recv (i32.const 3) (i32.const 400) (i32.const 0) (i32.const 0) (i32.const 592) (i32.const 596)))
+    (call $put (i32.const 1760) (i32.const 11) (call $sock_send (i32.const 3) (i32.const 400) (i32.const 0) (i32.const 0) (i32.const 592)))
     (call $put (i32.const 720) (i32.const 15) (i32.load (i32.const 552)))
     (call $put (i32.const 740) (i32.const 12) (i32.load (i32.const 560)))
     (i32.const 0)))
