@@ -50,9 +50,11 @@ pub(crate) struct StreamView<'a> {
     pub(crate) source_port: u16,
     /// The listener's port (the address is 127.0.0.1).
     pub(crate) destination_port: u16,
-    /// The upstream answered (the router picked its cluster and host): no local reply, and a
-    /// routed request (`exchange`'s chains; a lone stream models a direct-response route).
-    pub(crate) upstream_answered: bool,
+    /// A routed request without a local reply (`exchange`'s chains; a lone stream models a
+    /// direct-response route): the route's cluster is known from the request headers on.
+    pub(crate) routed: bool,
+    /// Also, the request headers reached the router, which picked the upstream host.
+    pub(crate) upstream_selected: bool,
 }
 
 /// The type `proxy_get_property` encodes an attribute with.
@@ -453,26 +455,36 @@ pub(crate) static ATTRIBUTES: &[Attribute] = &[
     Attribute {
         path: "upstream.request_attempt_count",
         kind: Kind::Uint,
-        when: "any stream callback (0: Envoy's direct-response route; a routed request counts its attempts)",
+        when: "any stream callback (0 until the router picked the upstream host, then 1; always 0 on Envoy's direct-response route)",
         seen: true,
-        value: |_| Some(PropertyValue::Uint(0)),
+        value: |view| Some(PropertyValue::Uint(view.upstream_selected.into())),
     },
     Attribute {
         path: "upstream.address",
         kind: Kind::String,
-        when: "once the upstream answered (its host; before that, or for a local reply, not modeled: NOT_FOUND)",
+        when: "once the request headers reached the router, which picked the upstream host (the differential scenario attributes-upstream-by-phase: from the first request body callback on); NOT_FOUND before, for a local reply and on a direct-response route",
         seen: true,
         value: |view| {
-            view.upstream_answered
+            view.upstream_selected
                 .then(|| format!("127.0.0.1:{UPSTREAM_PORT}").into())
+        },
+    },
+    Attribute {
+        path: "upstream.port",
+        kind: Kind::Int,
+        when: "as upstream.address",
+        seen: true,
+        value: |view| {
+            view.upstream_selected
+                .then_some(PropertyValue::Int(UPSTREAM_PORT.into()))
         },
     },
     Attribute {
         path: "xds.cluster_name",
         kind: Kind::String,
-        when: "once the upstream answered (`upstream`, the cluster of the differential bootstrap's route; before that not modeled: NOT_FOUND)",
+        when: "a routed request without a local reply, from the request headers on (`upstream`, the cluster of the differential bootstrap's route); NOT_FOUND on a direct-response route",
         seen: true,
-        value: |view| view.upstream_answered.then(|| "upstream".into()),
+        value: |view| view.routed.then(|| "upstream".into()),
     },
     Attribute {
         path: "xds.node",
@@ -654,6 +666,7 @@ mod tests {
             connection_id Uint seen
             upstream.request_attempt_count Uint seen
             upstream.address String seen
+            upstream.port Int seen
             xds.cluster_name String seen
             xds.node Message seen
             xds.route_name String seen
@@ -683,7 +696,8 @@ mod tests {
             connection_id: 7,
             source_port: 40007,
             destination_port: LISTENER_PORT,
-            upstream_answered: true,
+            routed: true,
+            upstream_selected: true,
         };
         for attribute in ATTRIBUTES {
             let Some(value) = (attribute.value)(&view) else {

@@ -5,7 +5,15 @@
 use std::collections::BTreeMap;
 
 use crate::abi::BufferType;
+use crate::attributes::UPSTREAM_PORT;
 use crate::property::PropertyValue;
+
+/// A property path from its dotted name.
+fn path(name: &str) -> Vec<Vec<u8>> {
+    name.split('.')
+        .map(|segment| segment.as_bytes().to_vec())
+        .collect()
+}
 
 /// Who closed a connection, and how the filter heard of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +75,15 @@ impl ConnectionData {
         }
     }
 
+    /// tcp_proxy connected upstream: from now on `upstream.address` answers (seen in Envoy
+    /// 1.40 in every callback after `proxy_on_new_connection`: differential
+    /// `tcp-upstream-address-by-callback`), unless the test set it.
+    pub(crate) fn upstream_connected(&mut self) {
+        self.properties
+            .entry(path("upstream.address"))
+            .or_insert_with(|| PropertyValue::String(format!("127.0.0.1:{UPSTREAM_PORT}")));
+    }
+
     /// The mutable buffer for `proxy_set_buffer_bytes`.
     pub(crate) fn buffer_mut(&mut self, buffer: BufferType) -> Option<&mut Vec<u8>> {
         match buffer {
@@ -80,13 +97,9 @@ impl ConnectionData {
 /// The connection properties Envoy 1.40 answers in `proxy_on_new_connection` (seen there:
 /// `source.address` and `destination.address` as `ip:port` strings, `source.port` int64,
 /// `connection.id` uint64, `connection.mtls` bool, `connection.requested_server_name` empty;
-/// `upstream.address` NOT_FOUND before tcp_proxy connects). The test can override any.
+/// `upstream.address` NOT_FOUND before tcp_proxy connects: [`ConnectionData::upstream_connected`]).
+/// The test can override any.
 pub(crate) fn default_properties(connection_id: u64) -> BTreeMap<Vec<Vec<u8>>, PropertyValue> {
-    let path = |text: &str| -> Vec<Vec<u8>> {
-        text.split('.')
-            .map(|segment| segment.as_bytes().to_vec())
-            .collect()
-    };
     [
         (
             "source.address",

@@ -212,5 +212,7 @@ fn parse_pairs_checked(buffer: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         pos += 1;
         pairs.push((key, value));
     }
-    Some(pairs)
+    // Bytes after the last pair make the whole buffer malformed (cpp-host checks
+    // `pos == end`; seen in Envoy 1.40: differential `wat-malformed-pairs-are-an-empty-list`).
+    (pos == buffer.len()).then_some(pairs)
 }

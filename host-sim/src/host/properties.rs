@@ -53,7 +53,8 @@ pub(super) fn stream_view(state: &HostState, ctx: u32) -> Option<StreamView<'_>>
         destination_port: attributes::LISTENER_PORT,
         // A chain is `exchange`'s routed request; a lone stream models `cargo xtask run`'s
         // direct-response route, which has no upstream.
-        upstream_answered: stream.chained && reply.is_none() && stream.response_started,
+        routed: stream.chained && reply.is_none(),
+        upstream_selected: stream.upstream_selected && reply.is_none(),
     })
 }
 

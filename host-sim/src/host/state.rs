@@ -232,6 +232,8 @@ pub(crate) struct StreamData {
     pub(crate) held_pending: [bool; 2],
     /// When the stream was created (virtual ns since the sim started): `request.time`.
     pub(crate) started_ns: u64,
+    /// The request headers left the chain: the router picked the upstream host (`sim::chain`).
+    pub(crate) upstream_selected: bool,
 }
 
 /// An event that passed a filter, in order, for the next filter of a chain.

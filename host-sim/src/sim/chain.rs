@@ -287,6 +287,14 @@ impl Chain<'_> {
                 return self.no_route();
             }
             if !self.state.no_route {
+                if matches!(item, Passed::Headers(..)) {
+                    // The router picks the upstream host: every filter's `upstream.*` answers.
+                    for index in 0..self.ids.len() {
+                        if let Some(stream) = self.data_mut(index) {
+                            stream.upstream_selected = true;
+                        }
+                    }
+                }
                 self.state.upstream.take(item);
             }
             return Outcome::Continue;

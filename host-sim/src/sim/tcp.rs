@@ -162,6 +162,8 @@ impl Sim {
             return self.connection_outcome(ctx);
         };
         if status == 0 {
+            // tcp_proxy's `onNewConnection` follows and connects.
+            self.connection_mut(ctx).upstream_connected();
             Outcome::Continue
         } else {
             self.connection_mut(ctx).new_connection_paused = true;
@@ -426,7 +428,9 @@ impl Sim {
             .trace
             .note("downstream continued", ctx, &[], &[]);
         if after_new_connection {
-            // tcp_proxy connects; what was read meanwhile reaches the filter in one callback.
+            // tcp_proxy connects; what was read meanwhile reaches the filter in one callback
+            // (that `upstream.address` answers there is inferred, not measured).
+            self.connection_mut(ctx).upstream_connected();
             let _ = self.deliver_downstream(ctx);
         } else {
             self.pass_upstream(ctx);

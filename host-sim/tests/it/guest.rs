@@ -114,15 +114,7 @@ impl Guest {
         };
         format!(
             r#"(module
-{imports}
-  (memory (export "memory") 2)
-  (global $heap (mut i32) (i32.const 65536))
-  (func (export "malloc") (param $size i32) (result i32) (local $at i32)
-    global.get $heap local.set $at
-    global.get $heap local.get $size i32.add global.set $heap
-    local.get $at)
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param $ctx i32) (param $parent i32))
+{preamble}
   (func (export "proxy_on_vm_start") (param $ctx i32) (param $size i32) (result i32) {vm_start})
   (func (export "proxy_on_configure") (param $ctx i32) (param $size i32) (result i32) {configure})
   (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32) {request_headers})
@@ -140,7 +132,7 @@ impl Guest {
 {forwarders}
 {fields}
 )"#,
-            imports = imports(AbiVersion::V0_2_1),
+            preamble = preamble(),
             forwarders = if self.without_forwarders {
                 String::new()
             } else {
@@ -165,9 +157,31 @@ impl Guest {
 
     /// Compiles it (cached per text by host-sim's module cache).
     pub fn module(&self) -> Module {
-        let wasm = wat::parse_str(self.wat()).expect("test guest is valid WAT");
-        Module::from_bytes(&wasm).expect("test guest loads")
+        compile(&self.wat())
     }
+}
+
+/// What every test guest module starts with: the 0.2.1 imports, two pages of memory, a bump
+/// allocator from 64 KiB, the ABI marker and an empty `proxy_on_context_create`.
+pub fn preamble() -> String {
+    format!(
+        r#"{imports}
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  (func (export "malloc") (param $size i32) (result i32) (local $at i32)
+    global.get $heap local.set $at
+    global.get $heap local.get $size i32.add global.set $heap
+    local.get $at)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param $ctx i32) (param $parent i32))"#,
+        imports = imports(AbiVersion::V0_2_1)
+    )
+}
+
+/// Compiles a test guest's WAT text (cached per text by host-sim's module cache).
+pub fn compile(wat: &str) -> Module {
+    let wasm = wat::parse_str(wat).expect("test guest is valid WAT");
+    Module::from_bytes(&wasm).expect("test guest loads")
 }
 
 /// A guest that only forwards host functions (for memory-safety tests), compiled once.

@@ -5,10 +5,9 @@
 //! one line per step, what each connection passed and how it closed, then the trace.
 
 use expect_test::{Expect, expect};
-use filterkit_host_sim::abi::AbiVersion;
 use filterkit_host_sim::{FailurePolicy, Module, Sim, scenario};
 
-use crate::guest::{data, imports};
+use crate::guest::{compile, data, preamble};
 
 /// The bodies of a network filter's callbacks (the HTTP ones are absent, as in a TCP-only
 /// filter). Each body leaves the callback's result on the stack where it has one.
@@ -32,15 +31,7 @@ impl TcpGuest {
     fn module(&self) -> Module {
         let wat = format!(
             r#"(module
-{imports}
-  (memory (export "memory") 2)
-  (global $heap (mut i32) (i32.const 65536))
-  (func (export "malloc") (param $size i32) (result i32) (local $at i32)
-    global.get $heap local.set $at
-    global.get $heap local.get $size i32.add global.set $heap
-    local.get $at)
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param $ctx i32) (param $parent i32))
+{preamble}
   (func (export "proxy_on_vm_start") (param $ctx i32) (param $size i32) (result i32) i32.const 1)
   (func (export "proxy_on_configure") (param $ctx i32) (param $size i32) (result i32) {configure})
   (func (export "proxy_on_new_connection") (param $ctx i32) (result i32) {new_connection})
@@ -53,7 +44,7 @@ impl TcpGuest {
   (func (export "proxy_on_delete") (param $ctx i32))
 {fields}
 )"#,
-            imports = imports(AbiVersion::V0_2_1),
+            preamble = preamble(),
             configure = self.configure.unwrap_or("i32.const 1"),
             new_connection = self.new_connection.unwrap_or("i32.const 0"),
             downstream_data = self.downstream_data.unwrap_or("i32.const 0"),
@@ -61,8 +52,7 @@ impl TcpGuest {
             tick = self.tick.unwrap_or(""),
             fields = self.fields,
         );
-        let wasm = wat::parse_str(wat).expect("test guest is valid WAT");
-        Module::from_bytes(&wasm).expect("test guest loads")
+        compile(&wat)
     }
 }
 
@@ -78,6 +68,11 @@ enum Step {
 }
 
 fn check(guest: &TcpGuest, policy: FailurePolicy, steps: &[(usize, Step)], expect: Expect) {
+    expect.assert_eq(&run(guest, policy, steps));
+}
+
+/// Runs `steps`: one line per step, one per connection (what passed, how it closed), the trace.
+fn run(guest: &TcpGuest, policy: FailurePolicy, steps: &[(usize, Step)]) -> String {
     let mut sim = Sim::builder(&guest.module())
         .plugin("tcp", "")
         .failure_policy(policy)
@@ -140,7 +135,7 @@ fn check(guest: &TcpGuest, policy: FailurePolicy, steps: &[(usize, Step)], expec
             connection.close_reason().unwrap_or("no"),
         );
     }
-    expect.assert_eq(&format!("{out}{}", sim.render_trace()));
+    format!("{out}{}", sim.render_trace())
 }
 
 /// Prepends `[` to downstream data and `<` to upstream data (set_buffer_bytes at 0, length 0).
@@ -364,73 +359,74 @@ fn continue_after_a_data_pause_hands_the_data_on_without_calling_the_filter() {
     );
 }
 
+/// A guest whose downstream data callback calls `proxy_close_stream(stream_type)`, and the
+/// steps: data each way after it.
+fn close_stream(stream_type: &'static str) -> (TcpGuest, &'static [(usize, Step)]) {
+    let body: &'static str = match stream_type {
+        "2" => "(drop (call $proxy_close_stream (i32.const 2))) i32.const 0",
+        _ => "(drop (call $proxy_close_stream (i32.const 3))) i32.const 0",
+    };
+    let guest = TcpGuest {
+        downstream_data: Some(body),
+        ..TcpGuest::default()
+    };
+    (
+        guest,
+        &[
+            (0, Step::Open),
+            (0, Step::Down("hello", false)),
+            (0, Step::Up("late", false)),
+        ],
+    )
+}
+
 #[test]
 fn close_stream_closes_the_downstream_connection_after_the_callback() {
-    // Downstream (2) and upstream (3) both close the client's connection; the callback's bytes
-    // go nowhere.
-    for stream_type in ["2", "3"] {
-        let body: &'static str = if stream_type == "2" {
-            "(drop (call $proxy_close_stream (i32.const 2))) i32.const 0"
-        } else {
-            "(drop (call $proxy_close_stream (i32.const 3))) i32.const 0"
-        };
-        let expected = if stream_type == "2" {
-            expect![[r#"
-                conn 0 open: Continue
-                conn 0 downstream "hello" end=false: Reset
-                conn 0 upstream "late" end=false: NotDelivered
-                conn 0: upstream got "", client got "", closed: wasm_downstream_close
-                proxy_on_context_create(ctx=2, 1)
-                  => ()
-                proxy_on_new_connection(ctx=2)
-                  => 0
-                proxy_on_downstream_data(ctx=2, 5, 0)
-                  proxy_close_stream(downstream) -> OK
-                  => 0
-                # connection closed ctx=2 1 "wasm_downstream_close"
-                proxy_on_downstream_connection_close(ctx=2, 1)
-                  => ()
-                proxy_on_done(ctx=2)
-                  => 1
-                proxy_on_delete(ctx=2)
-                  => ()
-            "#]]
-        } else {
-            expect![[r#"
-                conn 0 open: Continue
-                conn 0 downstream "hello" end=false: Reset
-                conn 0 upstream "late" end=false: NotDelivered
-                conn 0: upstream got "", client got "", closed: wasm_upstream_close
-                proxy_on_context_create(ctx=2, 1)
-                  => ()
-                proxy_on_new_connection(ctx=2)
-                  => 0
-                proxy_on_downstream_data(ctx=2, 5, 0)
-                  proxy_close_stream(upstream) -> OK
-                  => 0
-                # connection closed ctx=2 1 "wasm_upstream_close"
-                proxy_on_downstream_connection_close(ctx=2, 1)
-                  => ()
-                proxy_on_done(ctx=2)
-                  => 1
-                proxy_on_delete(ctx=2)
-                  => ()
-            "#]]
-        };
-        check(
-            &TcpGuest {
-                downstream_data: Some(body),
-                ..TcpGuest::default()
-            },
-            FailurePolicy::FailClosed,
-            &[
-                (0, Step::Open),
-                (0, Step::Down("hello", false)),
-                (0, Step::Up("late", false)),
-            ],
-            expected,
-        );
-    }
+    // The callback's bytes go nowhere; the client's connection is closed locally.
+    let (guest, steps) = close_stream("2");
+    check(
+        &guest,
+        FailurePolicy::FailClosed,
+        steps,
+        expect![[r#"
+            conn 0 open: Continue
+            conn 0 downstream "hello" end=false: Reset
+            conn 0 upstream "late" end=false: NotDelivered
+            conn 0: upstream got "", client got "", closed: wasm_downstream_close
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_new_connection(ctx=2)
+              => 0
+            proxy_on_downstream_data(ctx=2, 5, 0)
+              proxy_close_stream(downstream) -> OK
+              => 0
+            # connection closed ctx=2 1 "wasm_downstream_close"
+            proxy_on_downstream_connection_close(ctx=2, 1)
+              => ()
+            proxy_on_done(ctx=2)
+              => 1
+            proxy_on_delete(ctx=2)
+              => ()
+        "#]],
+    );
+}
+
+#[test]
+fn close_stream_upstream_also_closes_the_downstream_connection() {
+    // Exactly as closing DOWNSTREAM, under the upstream's names.
+    let render = |stream_type| {
+        let (guest, steps) = close_stream(stream_type);
+        run(&guest, FailurePolicy::FailClosed, steps)
+    };
+    assert_eq!(
+        render("3"),
+        render("2")
+            .replace("wasm_downstream_close", "wasm_upstream_close")
+            .replace(
+                "proxy_close_stream(downstream)",
+                "proxy_close_stream(upstream)"
+            )
+    );
 }
 
 #[test]

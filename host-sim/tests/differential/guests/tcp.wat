@@ -7,7 +7,10 @@
 ;;   c  calls proxy_close_stream(DOWNSTREAM) from the first downstream data;
 ;;   t  traps in downstream data;
 ;;   s  answers Stop to downstream data of 1 to 9 bytes (Continue otherwise);
-;;   x  answers Stop to every upstream data callback.
+;;   x  answers Stop to every upstream data callback;
+;;   a  passes everything through and, in each callback of the connection, reads the property
+;;      `upstream.address`: the counter `upstream_address_<callback>` counts the calls where it
+;;      was found (these counters exist only in this mode).
 ;; Every callback counts itself in a counter; `downstream_bytes_seen` adds up the sizes the
 ;; downstream data callback got (`upstream_bytes_seen` the upstream one's), `*_eos` count end-of-stream flags, the gauge `close_order`
 ;; appends 1 for a downstream close and 2 for an upstream close (in decimal digits), and
@@ -22,6 +25,7 @@
   (import "env" "proxy_set_effective_context" (func $set_effective_context (param i32) (result i32)))
   (import "env" "proxy_continue_stream" (func $continue_stream (param i32) (result i32)))
   (import "env" "proxy_close_stream" (func $close_stream (param i32) (result i32)))
+  (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   ;; Metric ids at 64 + 4 * n; out-pointers at 200 and 204; text from 300; allocations from 1024.
   (data (i32.const 300) "new_connection")
@@ -37,6 +41,12 @@
   (data (i32.const 520) "upstream_eos")
   (data (i32.const 540) "><")
   (data (i32.const 560) "upstream_bytes_seen")
+  (data (i32.const 600) "upstream_address_new_connection")
+  (data (i32.const 640) "upstream_address_downstream_data")
+  (data (i32.const 680) "upstream_address_upstream_data")
+  (data (i32.const 720) "upstream_address_downstream_close")
+  (data (i32.const 760) "upstream_address_upstream_close")
+  (data (i32.const 800) "upstream\00address")
   (global $heap (mut i32) (i32.const 1024))
   (global $mode (mut i32) (i32.const 112))
   (global $paused (mut i32) (i32.const 0))
@@ -61,6 +71,11 @@
   (func $closed (param $digit i64)
     (global.set $order (i64.add (i64.mul (global.get $order) (i64.const 10)) (local.get $digit)))
     (call $record (i32.const 6) (global.get $order)))
+  ;; Mode a: counts metric $n when `upstream.address` is found.
+  (func $upstream_address (param $n i32)
+    (if (i32.eq (global.get $mode) (i32.const 97))
+      (then (if (i32.eqz (call $get_property (i32.const 800) (i32.const 16) (i32.const 200) (i32.const 204)))
+        (then (call $count (local.get $n) (i64.const 1)))))))
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
     (call $define (i32.const 0) (i32.const 300) (i32.const 14) (i32.const 0))
@@ -83,6 +98,13 @@
         (then (global.set $mode (i32.load8_u (i32.load (i32.const 200))))))))
     (if (i32.eq (global.get $mode) (i32.const 119))
       (then (drop (call $set_tick_period (i32.const 500)))))
+    (if (i32.eq (global.get $mode) (i32.const 97))
+      (then
+        (call $define (i32.const 0) (i32.const 600) (i32.const 31) (i32.const 12))
+        (call $define (i32.const 0) (i32.const 640) (i32.const 32) (i32.const 13))
+        (call $define (i32.const 0) (i32.const 680) (i32.const 30) (i32.const 14))
+        (call $define (i32.const 0) (i32.const 720) (i32.const 33) (i32.const 15))
+        (call $define (i32.const 0) (i32.const 760) (i32.const 31) (i32.const 16))))
     (i32.const 1))
   (func (export "proxy_on_tick") (param i32)
     (if (global.get $paused)
@@ -92,11 +114,13 @@
         (global.set $paused (i32.const 0)))))
   (func (export "proxy_on_new_connection") (param $ctx i32) (result i32)
     (call $count (i32.const 0) (i64.const 1))
+    (call $upstream_address (i32.const 12))
     (if (i32.eq (global.get $mode) (i32.const 119))
       (then (global.set $paused (local.get $ctx)) (return (i32.const 1))))
     (i32.const 0))
   (func (export "proxy_on_downstream_data") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
     (call $count (i32.const 1) (i64.const 1))
+    (call $upstream_address (i32.const 13))
     (call $count (i32.const 7) (i64.extend_i32_u (local.get $size)))
     (call $count (i32.const 9) (i64.extend_i32_u (local.get $eos)))
     (if (i32.eq (global.get $mode) (i32.const 116)) (then unreachable))
@@ -110,6 +134,7 @@
     (i32.const 0))
   (func (export "proxy_on_upstream_data") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
     (call $count (i32.const 2) (i64.const 1))
+    (call $upstream_address (i32.const 14))
     (call $count (i32.const 10) (i64.extend_i32_u (local.get $eos)))
     (call $count (i32.const 11) (i64.extend_i32_u (local.get $size)))
     (if (i32.and (i32.eq (global.get $mode) (i32.const 117)) (i32.ne (local.get $size) (i32.const 0)))
@@ -118,10 +143,12 @@
     (i32.const 0))
   (func (export "proxy_on_downstream_connection_close") (param $ctx i32) (param $peer i32)
     (call $count (i32.const 3) (i64.const 1))
+    (call $upstream_address (i32.const 15))
     (call $record (i32.const 8) (i64.extend_i32_u (local.get $peer)))
     (call $closed (i64.const 1)))
   (func (export "proxy_on_upstream_connection_close") (param $ctx i32) (param $peer i32)
     (call $count (i32.const 4) (i64.const 1))
+    (call $upstream_address (i32.const 16))
     (call $closed (i64.const 2)))
   (func (export "proxy_on_done") (param i32) (result i32)
     (call $count (i32.const 5) (i64.const 1))

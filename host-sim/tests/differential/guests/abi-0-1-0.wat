@@ -1,0 +1,92 @@
+;; An ABI 0.1.0 guest. proxy_on_configure reads proxy_get_configuration (the plugin
+;; configuration then); proxy_on_request_headers reads it again (the VM configuration there)
+;; and the missing request header `x-none`. proxy_on_response_headers reports them:
+;; `x-none-status` (`ok` or `not-found`) and `x-none-length`, `x-configure-configuration` and
+;; `x-request-configuration` (the text read, or `none` when the call failed), and
+;; `x-statuses`: the statuses of proxy_clear_route_cache, proxy_continue_request and
+;; proxy_get_current_time_nanoseconds there, one digit each.
+(module
+  (import "env" "proxy_get_header_map_value"
+    (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value"
+    (func $add_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_configuration" (func $get_configuration (param i32 i32) (result i32)))
+  (import "env" "proxy_continue_request" (func $continue_request (result i32)))
+  (import "env" "proxy_clear_route_cache" (func $clear_route_cache (result i32)))
+  (import "env" "proxy_get_current_time_nanoseconds" (func $now (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "x-none")
+  (data (i32.const 110) "x-none-status")
+  (data (i32.const 130) "x-none-length")
+  (data (i32.const 150) "x-configure-configuration")
+  (data (i32.const 180) "x-request-configuration")
+  (data (i32.const 210) "ok")
+  (data (i32.const 220) "not-found")
+  (data (i32.const 240) "none")
+  (data (i32.const 250) "0123456789")
+  (data (i32.const 400) "x-statuses")
+  (global $heap (mut i32) (i32.const 1024))
+  (global $statuses (mut i32) (i32.const 0))
+  (global $none_status (mut i32) (i32.const -1))
+  (global $none_length (mut i32) (i32.const 0))
+  (global $configure_ok (mut i32) (i32.const 0))
+  (global $configure_ptr (mut i32) (i32.const 0))
+  (global $configure_len (mut i32) (i32.const 0))
+  (global $request_ok (mut i32) (i32.const 0))
+  (global $request_ptr (mut i32) (i32.const 0))
+  (global $request_len (mut i32) (i32.const 0))
+  (func (export "proxy_abi_version_0_1_0"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $start i32)
+    (local.set $start (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (local.get $start))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (global.set $configure_ok (i32.eqz (call $get_configuration (i32.const 300) (i32.const 304))))
+    (global.set $configure_ptr (i32.load (i32.const 300)))
+    (global.set $configure_len (i32.load (i32.const 304)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32) (result i32)
+    (global.set $none_status
+      (call $get_header (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 308) (i32.const 312)))
+    (global.set $none_length (i32.load (i32.const 312)))
+    (global.set $request_ok (i32.eqz (call $get_configuration (i32.const 316) (i32.const 320))))
+    (global.set $request_ptr (i32.load (i32.const 316)))
+    (global.set $request_len (i32.load (i32.const 320)))
+    ;; Three host statuses as three decimal digits: clear_route_cache, continue_request (not
+    ;; paused), get_current_time_nanoseconds. Not proxy_continue_response: before any
+    ;; response, Envoy 1.40 crashes on it (segmentation fault).
+    (global.set $statuses (i32.add (i32.add
+      (i32.mul (call $clear_route_cache) (i32.const 100))
+      (i32.mul (call $continue_request) (i32.const 10)))
+      (call $now (i32.const 328))))
+    (i32.const 0))
+  ;; Adds response header (name at $name, $name_len): the text at $at, $len when $ok, else `none`.
+  (func $add_text (param $name i32) (param $name_len i32) (param $ok i32) (param $at i32) (param $len i32)
+    (if (local.get $ok)
+      (then (drop (call $add_header (i32.const 2) (local.get $name) (local.get $name_len)
+                                     (local.get $at) (local.get $len))))
+      (else (drop (call $add_header (i32.const 2) (local.get $name) (local.get $name_len)
+                                     (i32.const 240) (i32.const 4))))))
+  (func (export "proxy_on_response_headers") (param i32 i32) (result i32)
+    (if (i32.eqz (global.get $none_status))
+      (then (drop (call $add_header (i32.const 2) (i32.const 110) (i32.const 13) (i32.const 210) (i32.const 2))))
+      (else (drop (call $add_header (i32.const 2) (i32.const 110) (i32.const 13) (i32.const 220) (i32.const 9)))))
+    ;; The length as one digit (the header is missing: 0 expected).
+    (drop (call $add_header (i32.const 2) (i32.const 130) (i32.const 13)
+      (i32.add (i32.const 250) (i32.rem_u (global.get $none_length) (i32.const 10))) (i32.const 1)))
+    (call $add_text (i32.const 150) (i32.const 25)
+      (global.get $configure_ok) (global.get $configure_ptr) (global.get $configure_len))
+    (call $add_text (i32.const 180) (i32.const 23)
+      (global.get $request_ok) (global.get $request_ptr) (global.get $request_len))
+    (call $digit (i32.const 340) (i32.div_u (global.get $statuses) (i32.const 100)))
+    (call $digit (i32.const 341) (i32.div_u (global.get $statuses) (i32.const 10)))
+    (call $digit (i32.const 342) (global.get $statuses))
+    (drop (call $add_header (i32.const 2) (i32.const 400) (i32.const 10) (i32.const 340) (i32.const 3)))
+    (i32.const 0))
+  ;; Writes the last decimal digit of $n at $at.
+  (func $digit (param $at i32) (param $n i32)
+    (i32.store8 (local.get $at)
+      (i32.load8_u (i32.add (i32.const 250) (i32.rem_u (local.get $n) (i32.const 10)))))))
