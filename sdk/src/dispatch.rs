@@ -52,7 +52,7 @@ fn log_line(level: u32, message: &str, fields: &[(&str, u32)]) {
         line.push(' ');
         line.push_str(key);
         line.push('=');
-        crate::json::push_decimal(&mut line, u64::from(*value));
+        crate::text::push_decimal(&mut line, u64::from(*value));
     }
     let _ = abi::log(level, line.as_bytes());
 }
@@ -74,7 +74,7 @@ fn read_config(size: usize) -> Result<Vec<u8>, String> {
                 crate::Error::Host { status, .. } => status.as_raw(),
                 _ => 0,
             };
-            crate::json::push_decimal(&mut problem, raw.into());
+            crate::text::push_decimal(&mut problem, raw.into());
             Err(problem)
         }
     }

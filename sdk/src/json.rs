@@ -20,6 +20,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::text::push_decimal;
 use serde::de::{self, DeserializeSeed, Expected, IntoDeserializer, Unexpected, Visitor};
 
 const MAX_DEPTH: u32 = 64;
@@ -54,15 +55,6 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
-}
-
-/// Appends `value` in decimal without going through `core::fmt`.
-pub(crate) fn push_decimal(text: &mut String, value: u64) {
-    // Most significant digit first, by recursion (at most 20 levels): no buffer to index.
-    if value >= 10 {
-        push_decimal(text, value / 10);
-    }
-    text.push(char::from(b'0' + (value % 10) as u8));
 }
 
 impl fmt::Display for Error {
@@ -154,8 +146,11 @@ impl Error {
                 Some(backticked(value.unsigned_abs(), value < 0)),
             ),
             Unexpected::Float(_) => ("floating point number", None),
-            Unexpected::Char(c) => ("character ", Some(crate::quote(c.encode_utf8(&mut [0; 4])))),
-            Unexpected::Str(text) => ("string ", Some(crate::quote(text))),
+            Unexpected::Char(c) => (
+                "character ",
+                Some(crate::text::quote(c.encode_utf8(&mut [0; 4]))),
+            ),
+            Unexpected::Str(text) => ("string ", Some(crate::text::quote(text))),
             Unexpected::Bytes(_) => ("byte array", None),
             Unexpected::Unit => ("null", None),
             Unexpected::Option => ("option", None),

@@ -4,6 +4,7 @@
 mod dispatch;
 mod doc_examples;
 mod hostile;
+mod layers;
 mod logging;
 
 use expect_test::Expect;
