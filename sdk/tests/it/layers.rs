@@ -106,13 +106,19 @@ fn modules_import_only_lower_layers() {
     let mut problems = Vec::new();
     let mut n_checked = 0;
     for path in files {
-        let relative = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        let relative = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let module = relative.split(['/', '.']).next().unwrap().to_string();
         if module == "lib" {
             continue;
         }
         let Some(&layer) = layers.get(module.as_str()) else {
-            problems.push(format!("{relative}: module {module} has no layer in LAYERS"));
+            problems.push(format!(
+                "{relative}: module {module} has no layer in LAYERS"
+            ));
             continue;
         };
         n_checked += 1;

@@ -4,6 +4,7 @@
 mod dispatch;
 mod doc_examples;
 mod hostile;
+mod json_oracle;
 mod layers;
 mod logging;
 
