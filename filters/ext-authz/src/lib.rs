@@ -193,8 +193,7 @@ impl filterkit::Config for Config {
             if let Some((field, _)) = http_only.iter().find(|(_, set)| *set) {
                 return Err(join(&[
                     field,
-                    " applies to mode \"http\" only (in mode \"grpc\" the service's answer says \
-                     which headers to set)",
+                    " applies to mode \"http\" only",
                 ]));
             }
         }

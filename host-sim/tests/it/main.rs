@@ -1,6 +1,7 @@
 //! host-sim's integration tests: one binary, one module per feature.
 
 mod add_header;
+mod ext_authz;
 mod attributes;
 mod chain;
 mod cli;
