@@ -1,8 +1,9 @@
 //! Routes the host's callbacks to the filter's contexts; [`crate::export_filter!`] calls these.
 //!
 //! The dispatcher state is one [`Filter`] per VM (a static that [`crate::export_filter!`]
-//! declares, typed by the filter's root) holding the roots and streams, plus one untyped
-//! [`Globals`] holding the pending http callouts. A context is taken out of the state while
+//! declares, typed by the filter's root) holding the roots, streams and connections; the
+//! pending callouts live one layer down, in `registry`, which routes each answer to the
+//! context that made the call. A context is taken out of the state while
 //! its callback runs, so the callback may call anything in the SDK (including registering
 //! callouts) without a nested borrow.
 
@@ -13,134 +14,9 @@ use alloc::vec::Vec;
 use core::any::Any;
 
 use crate::abi::{self, GuestCell};
-use crate::http::CallResponse;
+use crate::registry::{self, Fit, GrpcSignal, GrpcStep, HttpAnswer, Slots};
 use crate::tcp::{PeerType, TcpContext};
 use crate::{Action, Config, HttpContext, RootContext, logger};
-
-/// A continuation waiting for an http callout's response; it downcasts the context itself.
-pub(crate) type Continuation = Box<dyn FnOnce(&mut dyn Any, CallResponse)>;
-
-pub(crate) struct Callout {
-    pub(crate) context_id: u32,
-    pub(crate) continuation: Continuation,
-}
-
-/// Values by context id or token, in two sorted `Vec`s: ids mostly grow, so inserts append,
-/// and the id search is one non-generic function instead of `BTreeMap`'s monomorphized nodes.
-pub(crate) struct Slots<T> {
-    ids: Vec<u32>,
-    values: Vec<T>,
-}
-
-fn position(ids: &[u32], id: u32) -> Result<usize, usize> {
-    ids.binary_search(&id)
-}
-
-impl<T> Slots<T> {
-    const fn new() -> Slots<T> {
-        Slots {
-            ids: Vec::new(),
-            values: Vec::new(),
-        }
-    }
-
-    pub(crate) fn insert(&mut self, id: u32, value: T) {
-        match position(&self.ids, id) {
-            Ok(idx) => {
-                if let Some(slot) = self.values.get_mut(idx) {
-                    *slot = value;
-                }
-            }
-            Err(idx) => {
-                self.ids.insert(idx, id);
-                self.values.insert(idx, value);
-            }
-        }
-    }
-
-    pub(crate) fn remove(&mut self, id: u32) -> Option<T> {
-        let idx = position(&self.ids, id).ok()?;
-        self.ids.remove(idx);
-        Some(self.values.remove(idx))
-    }
-
-    fn contains(&self, id: u32) -> bool {
-        position(&self.ids, id).is_ok()
-    }
-
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let mut idx = 0;
-        while let Some(value) = self.values.get(idx) {
-            if keep(value) {
-                idx += 1;
-            } else {
-                self.ids.remove(idx);
-                self.values.remove(idx);
-            }
-        }
-    }
-}
-
-/// What the host told a gRPC handler, before anything is read: the handler (in `grpc.rs`)
-/// reads the message or metadata itself, so a filter that never opens a gRPC stream does not
-/// link the metadata decoding.
-#[derive(Clone, Copy)]
-pub(crate) enum GrpcSignal {
-    InitialMetadata { n_elements: usize },
-    Message { size: usize },
-    TrailingMetadata { n_elements: usize },
-    Close { status_code: u32 },
-}
-
-/// A gRPC call's or stream's event handler; it downcasts the context itself.
-pub(crate) type GrpcHandler = Box<dyn FnMut(&mut dyn Any, GrpcSignal)>;
-
-pub(crate) struct Globals {
-    pub(crate) callouts: Slots<Callout>,
-    /// gRPC handlers by token, with the id of the context that made the call.
-    pub(crate) grpc: Slots<(u32, GrpcHandler)>,
-    /// The token of the last cancelled gRPC stream, so a handler that cancels its own stream
-    /// is not put back after it returns.
-    pub(crate) cancelled_grpc_token: u32,
-    pub(crate) current_context_id: u32,
-}
-
-impl Globals {
-    const fn new() -> Globals {
-        Globals {
-            callouts: Slots::new(),
-            grpc: Slots::new(),
-            cancelled_grpc_token: 0,
-            current_context_id: 0,
-        }
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-static GLOBALS: GuestCell<Globals> = GuestCell::new(Globals::new());
-
-#[cfg(not(target_arch = "wasm32"))]
-std::thread_local! {
-    static GLOBALS: GuestCell<Globals> = const { GuestCell::new(Globals::new()) };
-}
-
-/// Runs `f` on the VM's dispatcher state; `None` on a nested call (never in practice).
-pub(crate) fn with_globals<T>(f: impl FnOnce(&mut Globals) -> T) -> Option<T> {
-    #[cfg(target_arch = "wasm32")]
-    {
-        GLOBALS.with(f)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        GLOBALS.with(|globals| globals.with(f))
-    }
-}
-
-/// Forgets every context and callout (the fake host's "new VM").
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn reset() {
-    with_globals(|globals| *globals = Globals::new());
-}
 
 struct Root<R: RootContext> {
     context: Box<R>,
@@ -155,6 +31,9 @@ struct Inner<R: RootContext> {
 
 /// The filter's contexts in one VM; [`crate::export_filter!`] declares one as a static and
 /// routes every callback to it.
+///
+/// It is `Sync` only on wasm32, where a VM has one thread; natively it cannot be shared
+/// between threads (`tests/it/dispatch.rs` checks).
 pub struct Filter<R: RootContext>(GuestCell<Inner<R>>);
 
 impl<R: RootContext> Default for Filter<R> {
@@ -163,18 +42,19 @@ impl<R: RootContext> Default for Filter<R> {
     }
 }
 
-fn enter(context_id: u32) {
-    with_globals(|globals| globals.current_context_id = context_id);
-}
+use abi::read_buffer;
 
-pub(crate) fn read_buffer(buffer_type: u32, size: usize) -> Vec<u8> {
-    if size == 0 {
-        return Vec::new();
+/// Logs `message` followed by `key=value` for each pair, without `core::fmt`.
+fn log_line(level: u32, message: &str, fields: &[(&str, u32)]) {
+    let mut line = String::with_capacity(message.len() + 16 * fields.len());
+    line.push_str(message);
+    for (key, value) in fields {
+        line.push(' ');
+        line.push_str(key);
+        line.push('=');
+        crate::json::push_decimal(&mut line, u64::from(*value));
     }
-    abi::get_buffer_bytes(buffer_type, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    let _ = abi::log(level, line.as_bytes());
 }
 
 /// The plugin configuration's bytes. A host that cannot hand them over (an error status, not
@@ -225,6 +105,15 @@ fn log_invalid_config(problem: &str) {
     let _ = abi::log(logger::ERROR, line.as_bytes());
 }
 
+/// A continuation was written for another type of context than the one that made the call.
+fn log_wrong_context(context_id: u32, token: u32) {
+    log_line(
+        logger::ERROR,
+        "callout continuation expects another context type than the caller's; it did not run",
+        &[("context_id", context_id), ("token", token)],
+    );
+}
+
 /// `proxy_on_memory_allocate`.
 pub fn on_memory_allocate(size: usize) -> *mut u8 {
     abi::memory_allocate(size)
@@ -249,8 +138,9 @@ impl<R: RootContext> Filter<R> {
         else {
             return default;
         };
-        enter(context_id);
+        let previous = registry::enter(context_id);
         let result = f(&mut root);
+        registry::leave(previous);
         self.0.with(|inner| inner.roots.insert(context_id, root));
         result
     }
@@ -264,8 +154,9 @@ impl<R: RootContext> Filter<R> {
         else {
             return default;
         };
-        enter(context_id);
+        let previous = registry::enter(context_id);
         let result = f(&mut stream);
+        registry::leave(previous);
         self.0
             .with(|inner| inner.streams.insert(context_id, stream));
         result
@@ -288,8 +179,9 @@ impl<R: RootContext> Filter<R> {
         else {
             return default;
         };
-        enter(context_id);
+        let previous = registry::enter(context_id);
         let result = f(&mut *connection);
+        registry::leave(previous);
         self.0
             .with(|inner| inner.connections.insert(context_id, connection));
         result
@@ -503,16 +395,79 @@ impl<R: RootContext> Filter<R> {
                 inner.roots.remove(context_id),
             )
         });
+        let previous = registry::enter(context_id);
         drop(removed);
-        with_globals(|globals| {
+        registry::leave(previous);
+        let n_dropped = registry::with_globals(|globals| {
             globals
                 .callouts
-                .retain(|callout| callout.context_id != context_id);
-            globals.grpc.retain(|(owner, _)| *owner != context_id);
-        });
+                .retain(|pending| pending.context_id != context_id)
+                + globals
+                    .grpc
+                    .retain(|pending| pending.context_id != context_id)
+        })
+        .unwrap_or(0);
+        if n_dropped > 0 {
+            log_line(
+                logger::INFO,
+                "context deleted before its callouts answered; their continuations are dropped",
+                &[("context_id", context_id), ("n_callouts", n_dropped as u32)],
+            );
+        }
     }
 
-    /// `proxy_on_http_call_response`: runs the continuation registered with the call's token.
+    /// Runs `f` with context `context_id` (a stream, a connection or a root) as `&mut dyn Any`;
+    /// `None` if there is no such context.
+    fn on_any<T>(&self, context_id: u32, f: impl FnOnce(&mut dyn Any) -> T) -> Option<T> {
+        if self.is_stream(context_id) {
+            self.on_stream(context_id, None, |stream| Some(f(stream as &mut dyn Any)))
+        } else if self.is_connection(context_id) {
+            self.on_connection(context_id, None, |connection| {
+                Some(f(connection as &mut dyn Any))
+            })
+        } else {
+            self.on_root(context_id, None, |root| {
+                Some(f(&mut *root.context as &mut dyn Any))
+            })
+        }
+    }
+
+    /// Runs `f` with the context `owner` that made callout `token`, during a callback the host
+    /// made on `callback_context_id` (Envoy: the owner's root context). The owner is made
+    /// effective for the host while `f` runs, so what `f` does acts on it. An owner of 0 (a
+    /// call made outside any callback, as in a doc example) means the callback's context.
+    fn on_owner<T>(
+        &self,
+        callback_context_id: u32,
+        owner: u32,
+        token: u32,
+        f: impl FnOnce(&mut dyn Any) -> T,
+    ) -> Option<T> {
+        let target = if owner == 0 {
+            callback_context_id
+        } else {
+            owner
+        };
+        let switch = target != callback_context_id;
+        if switch {
+            let _ = abi::set_effective_context(target);
+        }
+        let result = self.on_any(target, f);
+        if switch {
+            let _ = abi::set_effective_context(callback_context_id);
+        }
+        if result.is_none() {
+            log_line(
+                logger::INFO,
+                "callout answered after its context was deleted; continuation dropped",
+                &[("context_id", target), ("token", token)],
+            );
+        }
+        result
+    }
+
+    /// `proxy_on_http_call_response`: runs the continuation registered with the call's token
+    /// with the context that made the call.
     pub fn on_http_call_response(
         &self,
         context_id: u32,
@@ -521,52 +476,55 @@ impl<R: RootContext> Filter<R> {
         body_size: usize,
         n_trailers: usize,
     ) {
-        let Some(callout) = with_globals(|globals| globals.callouts.remove(token)).flatten() else {
+        let Some(pending) =
+            registry::with_globals(|globals| globals.callouts.remove(token)).flatten()
+        else {
             return;
         };
-        let response = CallResponse {
+        let answer = HttpAnswer {
             token,
             n_headers,
             body_size,
             n_trailers,
         };
-        let continuation = callout.continuation;
-        if self.is_stream(context_id) {
-            self.on_stream(context_id, (), |stream| {
-                continuation(stream as &mut dyn Any, response)
-            });
-        } else {
-            self.on_root(context_id, (), |root| {
-                continuation(&mut *root.context as &mut dyn Any, response)
-            });
+        let continuation = pending.run;
+        let fit = self.on_owner(context_id, pending.context_id, token, |context| {
+            continuation(context, answer)
+        });
+        if fit == Some(Fit::WrongContext) {
+            log_wrong_context(pending.context_id, token);
         }
     }
 
-    /// Runs the handler registered with `token` with context `context_id`, then puts it back
-    /// unless this was the close or it cancelled its own stream.
+    /// Runs the handler registered with `token` with the context that made the call, then
+    /// puts it back unless the call is over or the handler cancelled it.
     fn on_grpc_signal(&self, context_id: u32, token: u32, signal: GrpcSignal) {
-        let Some((owner, mut handler)) =
-            with_globals(|globals| globals.grpc.remove(token)).flatten()
+        let Some(pending) = registry::with_globals(|globals| globals.grpc.remove(token)).flatten()
         else {
             return;
         };
-        if self.is_stream(context_id) {
-            self.on_stream(context_id, (), |stream| {
-                handler(stream as &mut dyn Any, signal)
-            });
-        } else {
-            self.on_root(context_id, (), |root| {
-                handler(&mut *root.context as &mut dyn Any, signal)
-            });
+        let owner = pending.context_id;
+        let mut handler = pending.run;
+        let step = self.on_owner(context_id, owner, token, |context| handler(context, signal));
+        match step {
+            Some(GrpcStep::Continue) => {}
+            Some(GrpcStep::WrongContext) => {
+                log_wrong_context(owner, token);
+                return;
+            }
+            Some(GrpcStep::Finished) | None => return,
         }
-        if let GrpcSignal::Close { .. } = signal {
-            return;
-        }
-        with_globals(|globals| {
+        registry::with_globals(|globals| {
             if globals.cancelled_grpc_token == token {
                 globals.cancelled_grpc_token = 0;
             } else {
-                globals.grpc.insert(token, (owner, handler));
+                globals.grpc.insert(
+                    token,
+                    registry::Pending {
+                        context_id: owner,
+                        run: handler,
+                    },
+                );
             }
         });
     }

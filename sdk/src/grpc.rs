@@ -18,13 +18,13 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::time::Duration;
 
-use crate::dispatch::{GrpcHandler, GrpcSignal, read_buffer, with_globals};
 use crate::http::{BufferType, HeaderMap, MapType, Pairs};
+use crate::registry::{self, GrpcSignal, GrpcStep};
 use crate::{Error, abi, pairs};
 
-/// What arrives on a gRPC stream or call, in this order: initial metadata, messages, trailing
-/// metadata, close. Envoy delivers metadata only on streams ([`Stream::open`]); a unary
-/// [`call`] sees only the message and the close.
+/// What arrives on a gRPC stream, in this order: initial metadata, messages, trailing
+/// metadata, close. A unary [`call`] gets no events: Envoy answers it with one message (success)
+/// or one close (failure), which [`call`] turns into a [`Reply`].
 ///
 /// ```
 /// use filterkit::grpc::Event;
@@ -49,7 +49,8 @@ pub enum Event {
     },
 }
 
-/// The outcome of a unary [`call`].
+/// The outcome of a unary [`call`]: status 0 and the message on success (Envoy's one
+/// `proxy_on_grpc_receive`), or the failure's status and no message (`proxy_on_grpc_close`).
 ///
 /// ```
 /// let reply = filterkit::grpc::Reply { status_code: 14, message: None };
@@ -76,7 +77,7 @@ impl Reply {
 }
 
 fn read_message(size: usize) -> Vec<u8> {
-    read_buffer(BufferType::GrpcReceiveBuffer.as_raw(), size)
+    abi::read_buffer(BufferType::GrpcReceiveBuffer.as_raw(), size)
 }
 
 /// A metadata map; one the host cannot give arrives as empty.
@@ -87,19 +88,15 @@ fn read_metadata(map_type: MapType, n_elements: usize) -> Pairs {
     HeaderMap::new(map_type).pairs().unwrap_or_default()
 }
 
-fn register(token: u32, handler: GrpcHandler) {
-    with_globals(|globals| {
-        let context_id = globals.current_context_id;
-        globals.grpc.insert(token, (context_id, handler));
-    });
-}
-
 fn timeout_millis(timeout: Duration) -> Result<u32, Error> {
     u32::try_from(timeout.as_millis()).map_err(|_| Error::DurationTooLong)
 }
 
 /// Sends a unary gRPC request to `service`/`method` on the cluster `upstream`; `continuation`
-/// runs with the calling context `C` and the [`Reply`]. Returns the call's token.
+/// runs once with the calling context `C` and the [`Reply`]: on the response message (status
+/// 0) or on the failure (timeout, unknown cluster, an error status from the server). The
+/// calling context is found as for [`crate::http::call`]. Returns the call's token, which
+/// [`cancel`] takes.
 ///
 /// ```
 /// use std::time::Duration;
@@ -125,31 +122,51 @@ pub fn call<C: Any>(
         message,
         timeout_millis(timeout)?,
     )?;
-    let mut received = None;
     let mut continuation = Some(continuation);
-    register(
+    registry::register_grpc(
         token,
-        Box::new(move |context, signal| match signal {
-            // Envoy sends no metadata for unary calls; ignore any.
-            GrpcSignal::InitialMetadata { .. } | GrpcSignal::TrailingMetadata { .. } => {}
-            GrpcSignal::Message { size } => received = Some(read_message(size)),
-            GrpcSignal::Close { status_code } => {
-                if let (Some(context), Some(continuation)) =
-                    (context.downcast_mut::<C>(), continuation.take())
-                {
-                    let message = received.take();
-                    continuation(
-                        context,
-                        Reply {
-                            status_code,
-                            message,
-                        },
-                    );
+        Box::new(move |context, signal| {
+            let reply = match signal {
+                // Envoy sends no metadata for unary calls; ignore any.
+                GrpcSignal::InitialMetadata { .. } | GrpcSignal::TrailingMetadata { .. } => {
+                    return GrpcStep::Continue;
                 }
+                GrpcSignal::Message { size } => Reply {
+                    status_code: 0,
+                    message: Some(read_message(size)),
+                },
+                GrpcSignal::Close { status_code } => Reply {
+                    status_code,
+                    message: None,
+                },
+            };
+            let Some(context) = context.downcast_mut::<C>() else {
+                return GrpcStep::WrongContext;
+            };
+            if let Some(continuation) = continuation.take() {
+                continuation(context, reply);
             }
+            GrpcStep::Finished
         }),
     );
     Ok(token)
+}
+
+/// Cancels the unary call or stream `token`: its continuation or handler never runs again.
+///
+/// ```
+/// use std::time::Duration;
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// assert!(vm.configure("r", b""));
+/// let token = filterkit::grpc::call("c", "s", "m", &[], b"", Duration::ZERO,
+///     |_: &mut filterkit::testing::NoFilter, _| log::info!("never runs")).unwrap();
+/// filterkit::grpc::cancel(token).unwrap();
+/// vm.grpc_message(vm.root("r"), token, b"late");
+/// assert!(vm.logs().is_empty());
+/// ```
+pub fn cancel(token: u32) -> Result<(), Error> {
+    registry::forget_grpc(token);
+    abi::grpc_cancel(token)
 }
 
 /// An open bidirectional gRPC stream.
@@ -190,21 +207,28 @@ impl Stream {
             method.as_bytes(),
             &pairs::serialize(initial_metadata),
         )?;
-        register(
+        registry::register_grpc(
             token,
             Box::new(move |context, signal| {
-                if let Some(context) = context.downcast_mut::<C>() {
-                    let event = match signal {
-                        GrpcSignal::InitialMetadata { n_elements } => Event::InitialMetadata(
-                            read_metadata(MapType::GrpcReceiveInitialMetadata, n_elements),
-                        ),
-                        GrpcSignal::Message { size } => Event::Message(read_message(size)),
-                        GrpcSignal::TrailingMetadata { n_elements } => Event::TrailingMetadata(
-                            read_metadata(MapType::GrpcReceiveTrailingMetadata, n_elements),
-                        ),
-                        GrpcSignal::Close { status_code } => Event::Close { status_code },
-                    };
-                    handler(context, event);
+                let Some(context) = context.downcast_mut::<C>() else {
+                    return GrpcStep::WrongContext;
+                };
+                let event = match signal {
+                    GrpcSignal::InitialMetadata { n_elements } => Event::InitialMetadata(
+                        read_metadata(MapType::GrpcReceiveInitialMetadata, n_elements),
+                    ),
+                    GrpcSignal::Message { size } => Event::Message(read_message(size)),
+                    GrpcSignal::TrailingMetadata { n_elements } => Event::TrailingMetadata(
+                        read_metadata(MapType::GrpcReceiveTrailingMetadata, n_elements),
+                    ),
+                    GrpcSignal::Close { status_code } => Event::Close { status_code },
+                };
+                let finished = matches!(event, Event::Close { .. });
+                handler(context, event);
+                if finished {
+                    GrpcStep::Finished
+                } else {
+                    GrpcStep::Continue
                 }
             }),
         );
@@ -248,12 +272,6 @@ impl Stream {
     /// stream.cancel().unwrap();
     /// ```
     pub fn cancel(&self) -> Result<(), Error> {
-        with_globals(|globals| {
-            globals.grpc.remove(self.token);
-            // From inside its own handler the handler is out of the table; this keeps the
-            // dispatcher from putting it back.
-            globals.cancelled_grpc_token = self.token;
-        });
-        abi::grpc_cancel(self.token)
+        cancel(self.token)
     }
 }

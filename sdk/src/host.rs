@@ -33,13 +33,16 @@ pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, Er
 }
 
 /// Makes later host calls act on context `context_id` (e.g. resuming another stream from a
-/// tick).
+/// tick), until the callback returns. A callout made afterwards belongs to `context_id`: its
+/// continuation runs with that context.
 ///
 /// ```
 /// filterkit::host::set_effective_context(2).unwrap();
 /// ```
 pub fn set_effective_context(context_id: u32) -> Result<(), Error> {
-    abi::set_effective_context(context_id)
+    abi::set_effective_context(context_id)?;
+    crate::registry::enter(context_id);
+    Ok(())
 }
 
 /// The host's log level (0 trace … 5 critical).

@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::time::Duration;
 
-use crate::dispatch::{Callout, with_globals};
+use crate::registry::{self, Fit, HttpAnswer};
 use crate::{Error, abi, pairs};
 
 /// Header (name, value) pairs as bytes, in order, repeated names included.
@@ -615,10 +615,17 @@ impl CallResponse {
 /// Sends an http callout to `upstream` (an Envoy cluster) and runs `continuation` with the
 /// context that made the call when the response (or the failure) arrives. No token bookkeeping.
 ///
-/// `headers` must include `:method`, `:path` and `:authority`. `C` is the type of the context
-/// calling: `Self` in a [`crate::HttpContext`] or [`crate::RootContext`] method (with any other
-/// type the continuation is dropped unrun). A zero `timeout` means none. The continuation is
-/// dropped, unrun, if its context is deleted first. Returns the call's token.
+/// The context that made the call is the one whose callback is running, or the one made
+/// effective with [`crate::host::set_effective_context`]; a stream, a TCP connection or a root.
+/// Envoy hands every answer to the root context; the SDK runs the continuation with the
+/// calling context instead, made effective for the host, so `resume_request` and local replies
+/// act on it.
+///
+/// `headers` must include `:method`, `:path` and `:authority`. `C` is the type of the calling
+/// context: `Self` in a [`crate::HttpContext`], [`crate::RootContext`] or
+/// [`crate::tcp::TcpContext`] method; with any other type the continuation cannot run and the
+/// SDK logs an error naming the token. A zero `timeout` means none. The continuation is
+/// dropped, unrun, if its context is deleted first (logged at info). Returns the call's token.
 ///
 /// ```
 /// use std::time::Duration;
@@ -659,20 +666,21 @@ pub fn call<C: Any>(
         &pairs::serialize(&no_trailers),
         timeout,
     )?;
-    let continuation: crate::dispatch::Continuation = Box::new(move |context, response| {
-        if let Some(context) = context.downcast_mut::<C>() {
+    registry::register_http(
+        token,
+        Box::new(move |context, answer: HttpAnswer| {
+            let Some(context) = context.downcast_mut::<C>() else {
+                return Fit::WrongContext;
+            };
+            let response = CallResponse {
+                token: answer.token,
+                n_headers: answer.n_headers,
+                body_size: answer.body_size,
+                n_trailers: answer.n_trailers,
+            };
             continuation(context, response);
-        }
-    });
-    with_globals(|globals| {
-        let context_id = globals.current_context_id;
-        globals.callouts.insert(
-            token,
-            Callout {
-                context_id,
-                continuation,
-            },
-        );
-    });
+            Fit::Ran
+        }),
+    );
     Ok(token)
 }

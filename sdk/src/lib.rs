@@ -84,6 +84,7 @@ mod dispatch;
 mod error;
 mod logger;
 mod pairs;
+mod registry;
 
 pub mod grpc;
 pub mod host;

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::abi;
 
+pub(crate) const INFO: u32 = 2;
 pub(crate) const ERROR: u32 = 4;
 
 struct Logger;

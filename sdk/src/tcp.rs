@@ -59,7 +59,7 @@ impl PeerType {
 ///     }
 /// }
 /// ```
-pub trait TcpContext: 'static {
+pub trait TcpContext: core::any::Any {
     /// A new connection was accepted.
     ///
     /// ```

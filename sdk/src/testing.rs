@@ -165,7 +165,7 @@ impl<R: RootContext> Vm<R> {
             *host = Default::default();
             host.log_level = 2;
         });
-        dispatch::reset();
+        crate::registry::reset();
         crate::logger::install();
         Vm {
             roots: core::cell::RefCell::new(Vec::new()),

@@ -130,6 +130,17 @@ pub(crate) fn get_buffer_bytes(
     )
 }
 
+/// `size` bytes of a buffer from its start; a buffer the host cannot give reads as empty.
+pub(crate) fn read_buffer(buffer_type: u32, size: usize) -> Vec<u8> {
+    if size == 0 {
+        return Vec::new();
+    }
+    get_buffer_bytes(buffer_type, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 pub(crate) fn set_buffer_bytes(
     buffer_type: u32,
     start: usize,
@@ -398,8 +409,10 @@ pub(crate) struct GuestCell<T>(RefCell<T>);
 compile_error!("filterkit assumes a single-threaded guest; build without the atomics feature");
 
 // SAFETY: on wasm32 without the `atomics` target feature (checked above) there is exactly one
-// thread, so the `RefCell` can never be reached from two threads. Natively the cell is only
-// used from a `thread_local!`, never shared.
+// thread, so the `RefCell` can never be reached from two threads. Natively there is no such
+// guarantee, so the cell is not `Sync` there: it lives in a `thread_local!` or inside a
+// `testing::Vm`, and `__private::Filter` cannot be shared across threads.
+#[cfg(target_arch = "wasm32")]
 unsafe impl<T> Sync for GuestCell<T> {}
 
 impl<T> GuestCell<T> {

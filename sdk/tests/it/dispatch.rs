@@ -114,6 +114,46 @@ impl HttpContext for Stream {
                 log::info!("stream {} grpc sent={}", self.context_id, sent.is_ok());
                 Action::Pause
             }
+            Some(path) if path.starts_with("/call-as-root/") => {
+                // The call belongs to the root made effective, so its continuation is typed
+                // for the root.
+                let root_id = path["/call-as-root/".len()..].parse().unwrap_or(0);
+                let _ = filterkit::host::set_effective_context(root_id);
+                let sent = http::call(
+                    "auth",
+                    &[(":method", "GET"), (":path", "/"), (":authority", "a")],
+                    b"",
+                    Duration::ZERO,
+                    |root: &mut Root, response| {
+                        log::info!(
+                            "root got status={:?} ticks={}",
+                            response.status(),
+                            root.ticks
+                        );
+                    },
+                );
+                log::info!(
+                    "stream {} call as root sent={}",
+                    self.context_id,
+                    sent.is_ok()
+                );
+                Action::Continue
+            }
+            Some("/call-typed-for-root") => {
+                let sent = http::call(
+                    "auth",
+                    &[(":method", "GET"), (":path", "/"), (":authority", "a")],
+                    b"",
+                    Duration::ZERO,
+                    |_: &mut Root, _| log::info!("never: the caller is a stream"),
+                );
+                log::info!(
+                    "stream {} mistyped call sent={}",
+                    self.context_id,
+                    sent.is_ok()
+                );
+                Action::Pause
+            }
             Some("/deny") => {
                 let _ = http::LocalReply::new(403).body(b"denied\n").send();
                 Action::Pause
@@ -189,9 +229,11 @@ fn continuation_runs_with_its_stream() {
         (call.upstream.as_str(), call.timeout_milliseconds),
         ("auth", 500)
     );
-    vm.respond_to_call(caller, call.token, &[(":status", "200")], b"ok");
+    // Envoy hands the answer to the caller's root context; it reaches the stream anyway.
+    let root = vm.root("r");
+    vm.respond_to_call(root, call.token, &[(":status", "200")], b"ok");
     // A token answered twice (or unknown) is ignored.
-    vm.respond_to_call(caller, call.token, &[(":status", "500")], b"");
+    vm.respond_to_call(root, call.token, &[(":status", "500")], b"");
     let mut lines = vm.logs();
     lines.extend(vm.stream_actions());
     check(
@@ -237,25 +279,91 @@ fn deleting_a_stream_drops_it_and_its_pending_callout() {
             info: stream 2 call sent=true
             info: stream 2 log
             info: stream 2 dropped
+            info: context deleted before its callouts answered; their continuations are dropped context_id=2 n_callouts=1
         "#]],
     );
 }
 
 #[test]
-fn grpc_reply_collects_the_message() {
+fn unary_grpc_call_completes_on_its_one_message() {
     let vm = Vm::<Root>::new();
     assert!(vm.configure("r", br#"{"tag":"a"}"#));
     let stream = vm.create_stream();
     vm.request_headers(stream, &[(":path", "/grpc")]);
-    vm.grpc_message(stream, 1, b"resp");
-    vm.grpc_close(stream, 1, 0);
-    vm.grpc_close(stream, 1, 0);
+    // What Envoy sends for a successful unary call: one message, on the root context, and no
+    // close. The handler is freed: nothing more reaches it.
+    let root = vm.root("r");
+    vm.grpc_message(root, 1, b"resp");
+    vm.grpc_message(root, 1, b"again");
+    vm.grpc_close(root, 1, 0);
     check(
         &vm.logs(),
         expect![[r#"
             info: root configured tag=a
             info: stream 2 grpc sent=true
             info: stream 2 grpc Reply { status_code: 0, message: Some([114, 101, 115, 112]) }
+        "#]],
+    );
+}
+
+#[test]
+fn unary_grpc_failure_is_one_close_with_its_status() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/grpc")]);
+    let root = vm.root("r");
+    vm.grpc_close(root, 1, 14);
+    vm.grpc_close(root, 1, 14);
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 grpc sent=true
+            info: stream 2 grpc Reply { status_code: 14, message: None }
+        "#]],
+    );
+}
+
+#[test]
+fn continuation_runs_with_the_context_made_effective_at_call_time() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let root = vm.root("r");
+    vm.tick();
+    let stream = vm.create_stream();
+    let path = format!("/call-as-root/{root}");
+    vm.request_headers(stream, &[(":path", path.as_str())]);
+    vm.respond_to_call(root, vm.http_calls()[0].token, &[(":status", "204")], b"");
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: tick 1
+            info: stream 2 call as root sent=true
+            info: root got status=Some(204) ticks=1
+        "#]],
+    );
+}
+
+#[test]
+fn continuation_for_another_context_type_is_an_error_in_the_log() {
+    let vm = Vm::<Root>::new();
+    assert!(vm.configure("r", br#"{"tag":"a"}"#));
+    let stream = vm.create_stream();
+    vm.request_headers(stream, &[(":path", "/call-typed-for-root")]);
+    vm.respond_to_call(
+        vm.root("r"),
+        vm.http_calls()[0].token,
+        &[(":status", "200")],
+        b"",
+    );
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: root configured tag=a
+            info: stream 2 mistyped call sent=true
+            error: callout continuation expects another context type than the caller's; it did not run context_id=2 token=1
         "#]],
     );
 }
@@ -371,6 +479,23 @@ impl filterkit::tcp::TcpContext for Connection {
         if data.starts_with(b"QUIT") {
             let _ = filterkit::tcp::close_downstream();
         }
+        if data.starts_with(b"AUTH") {
+            let sent = http::call(
+                "auth",
+                &[(":method", "GET"), (":path", "/"), (":authority", "a")],
+                b"",
+                Duration::ZERO,
+                |this: &mut Connection, response| {
+                    log::info!(
+                        "connection {} got status={:?}",
+                        this.context_id,
+                        response.status()
+                    );
+                },
+            );
+            log::info!("connection {} call sent={}", self.context_id, sent.is_ok());
+            return Action::Pause;
+        }
         Action::Continue
     }
 
@@ -402,6 +527,31 @@ fn tcp_connections_get_their_own_context() {
             info: connection 2 got "QUIT" eos=true
             info: connection 2 log
             close downstream
+        "#]],
+    );
+}
+
+#[test]
+fn tcp_connection_gets_its_callout_answer() {
+    let vm = Vm::<TcpRoot>::new();
+    assert!(vm.configure("tcp", b""));
+    let connection = vm.create_stream();
+    assert_eq!(
+        vm.downstream_data(connection, b"AUTH", false),
+        Action::Pause
+    );
+    vm.respond_to_call(
+        vm.root("tcp"),
+        vm.http_calls()[0].token,
+        &[(":status", "200")],
+        b"",
+    );
+    check(
+        &vm.logs(),
+        expect![[r#"
+            info: connection 2 got "AUTH" eos=false
+            info: connection 2 call sent=true
+            info: connection 2 got status=Some(200)
         "#]],
     );
 }
@@ -456,10 +606,10 @@ fn unary_grpc_call_ignores_metadata() {
     assert!(vm.configure("r", br#"{"tag":"a"}"#));
     let stream = vm.create_stream();
     vm.request_headers(stream, &[(":path", "/grpc")]);
+    // Envoy sends no metadata for a unary call; a host that did would not confuse the SDK.
     vm.grpc_initial_metadata(stream, 1, &[("x", "1")]);
-    vm.grpc_message(stream, 1, b"r");
     vm.grpc_trailing_metadata(stream, 1, &[("y", "2")]);
-    vm.grpc_close(stream, 1, 0);
+    vm.grpc_message(stream, 1, b"r");
     check(
         &vm.logs(),
         expect![[r#"
@@ -508,4 +658,36 @@ fn local_reply_forces_the_callback_to_stop() {
         .map(|reply| reply.status_code)
         .collect();
     assert_eq!(replies, [429]);
+}
+
+/// Whether `T` is `Sync`, decided by method resolution: the inherent-looking `IsSync` applies
+/// only when the bound holds, otherwise autoref falls through to `NotSync`.
+struct Probe<T>(std::marker::PhantomData<T>);
+
+trait IsSync {
+    fn is_sync(&self) -> bool {
+        true
+    }
+}
+
+impl<T: Sync> IsSync for Probe<T> {}
+
+trait NotSync {
+    fn is_sync(&self) -> bool {
+        false
+    }
+}
+
+impl<T> NotSync for &Probe<T> {}
+
+#[test]
+#[allow(
+    clippy::needless_borrow,
+    reason = "the explicit borrow is what lets resolution fall through to NotSync"
+)]
+fn filter_state_cannot_be_shared_between_native_threads() {
+    let probe_u8 = (&Probe::<u8>(std::marker::PhantomData)).is_sync();
+    let probe_filter =
+        (&Probe::<filterkit::__private::Filter<Root>>(std::marker::PhantomData)).is_sync();
+    assert_eq!((probe_u8, probe_filter), (true, false));
 }
