@@ -41,7 +41,7 @@ pub const FAILURE_MODE_ALLOWED_HEADER: &str = "x-envoy-auth-failure-mode-allowed
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// A plain HTTP request: 200 allows, any other status denies.
+    /// A plain HTTP request: 200 allows, a 5xx is a failure, any other status denies.
     #[default]
     Http,
     /// `envoy.service.auth.v3.Authorization/Check` over gRPC.
@@ -369,8 +369,14 @@ impl ExtAuthz {
 
     fn on_http_answer(&mut self, response: CallResponse) {
         self.enter();
-        let Some(status) = response.status() else {
-            return self.fail("the call failed (timeout, reset or no healthy upstream)");
+        // As Envoy's ext_authz: a 5xx is a failure, not a denial. Envoy answers a call that
+        // timed out or found no upstream with its own 504 or 503.
+        let status = match response.status() {
+            Some(status @ 500..=599) => {
+                return self.fail(&join(&["the service answered ", &decimal(status)]));
+            }
+            Some(status) => status,
+            None => return self.fail("the call failed (reset)"),
         };
         let answer = response
             .headers()

@@ -121,7 +121,7 @@ fn check(config: &str, request: &[(&str, &str)], body: &str, answer: Answer<'_>,
             callout
                 .messages
                 .iter()
-                .map(|message| String::from_utf8_lossy(message).into_owned())
+                .map(|message| render_protobuf(message).unwrap_or_default())
                 .collect::<Vec<_>>()
         ));
     }
@@ -174,6 +174,43 @@ fn check(config: &str, request: &[(&str, &str)], body: &str, answer: Answer<'_>,
     expect.assert_eq(&rendered);
 }
 
+/// A protobuf message as `field: value` with nested messages in braces; a length-delimited
+/// field is shown as text when it is printable, else as a message. `None` if it does not parse.
+fn render_protobuf(bytes: &[u8]) -> Option<String> {
+    fn varint(bytes: &[u8], position: &mut usize) -> Option<u64> {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *bytes.get(*position)?;
+            *position += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut fields = Vec::new();
+    let mut position = 0;
+    while position < bytes.len() {
+        let key = varint(bytes, &mut position)?;
+        let rendered = match key & 7 {
+            0 => varint(bytes, &mut position)?.to_string(),
+            2 => {
+                let length = usize::try_from(varint(bytes, &mut position)?).ok()?;
+                let value = bytes.get(position..position.checked_add(length)?)?;
+                position += length;
+                match std::str::from_utf8(value) {
+                    Ok(text) if text.chars().all(|c| !c.is_control()) => format!("{text:?}"),
+                    _ => format!("{{{}}}", render_protobuf(value)?),
+                }
+            }
+            _ => return None,
+        };
+        fields.push(format!("{}: {rendered}", key >> 3));
+    }
+    Some(fields.join(" "))
+}
+
 /// A protobuf length-delimited field.
 fn message(field: u32, bytes: &[u8]) -> Vec<u8> {
     let mut out = vec![u8::try_from(field << 3 | 2).unwrap()];
@@ -224,8 +261,8 @@ fn http_allow_copies_configured_headers_upstream() {
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
             http check to authz (timeout 200 ms): :method: GET, :path: /items?id=1, :authority: authz, authorization: Bearer alice, x-other: o
-            answered: Continue, resumed: false
-            upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
+            answered: Continue, resumed: true
+            upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o, x-user: alice] ""
             response: Continue [:status: 200]
         "#]],
     );
@@ -252,8 +289,7 @@ fn http_deny_answers_the_services_status_headers_and_body() {
             request headers: Paused(StopAllIterationAndWatermark)
             http check to authz (timeout 200 ms): :method: GET, :path: /items?id=1, :authority: authz, authorization: Bearer alice, x-other: o
             answered: Continue, resumed: false
-            upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
-            response: Continue [:status: 200]
+            client gets 401 ext_authz_denied [www-authenticate: Bearer realm=shop, content-type: text/plain] "go away"
         "#]],
     );
 }
@@ -273,7 +309,7 @@ fn http_check_carries_prefix_authority_and_only_listed_headers() {
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
             http check to authz (timeout 2500 ms): :method: GET, :path: /check/items?id=1, :authority: authz.internal, authorization: Bearer alice
-            answered: Continue, resumed: false
+            answered: Continue, resumed: true
             upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
             response: Continue [:status: 200]
         "#]],
@@ -295,8 +331,8 @@ fn post_body_is_held_until_the_allow() {
             request headers: Paused(StopAllIterationAndWatermark)
             request body: Paused(Held), upstream got ""
             http check to authz (timeout 200 ms): :method: POST, :path: /items, :authority: authz, authorization: Bearer alice
-            answered: Continue, resumed: false
-            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] ""
+            answered: Continue, resumed: true
+            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice, x-user: alice] "hello"
             response: Continue [:status: 200]
         "#]],
     );
@@ -318,8 +354,7 @@ fn post_body_never_goes_upstream_after_a_deny() {
             request body: Paused(Held), upstream got ""
             http check to authz (timeout 200 ms): :method: POST, :path: /items, :authority: authz, authorization: Bearer alice
             answered: Continue, resumed: false
-            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] ""
-            response: Continue [:status: 200]
+            client gets 403 ext_authz_denied [] ""
         "#]],
     );
 }
@@ -336,8 +371,8 @@ fn timeout_fails_closed_with_status_on_error() {
             request body: Paused(Held), upstream got ""
             http check to authz (timeout 200 ms): :method: POST, :path: /items, :authority: authz, authorization: Bearer alice
             answered: Continue, resumed: false
-            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] ""
-            response: Continue [:status: 200]
+            client gets 503 ext_authz_error [] ""
+            warn authorization failed: cluster=authz reason=the service answered 504 failure_mode_allow=false
         "#]],
     );
 }
@@ -353,9 +388,10 @@ fn timeout_fails_open_and_marks_the_request_when_asked() {
             request headers: Paused(StopAllIterationAndWatermark)
             request body: Paused(Held), upstream got ""
             http check to authz (timeout 200 ms): :method: POST, :path: /items, :authority: authz, authorization: Bearer alice
-            answered: Continue, resumed: false
-            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] ""
+            answered: Continue, resumed: true
+            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice, x-envoy-auth-failure-mode-allowed: true] "hello"
             response: Continue [:status: 200]
+            warn authorization failed: cluster=authz reason=the service answered 504 failure_mode_allow=true
         "#]],
     );
 }
@@ -366,8 +402,8 @@ fn reset_fails_closed_with_403_by_default() {
         request headers: Paused(StopAllIterationAndWatermark)
         http check to authz (timeout 200 ms): :method: GET, :path: /items?id=1, :authority: authz, authorization: Bearer alice, x-other: o
         answered: Continue, resumed: false
-        upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
-        response: Continue [:status: 200]
+        client gets 403 ext_authz_error [] ""
+        warn authorization failed: cluster=authz reason=the call failed (reset) failure_mode_allow=false
     "#]]);
 }
 
@@ -405,8 +441,8 @@ fn unknown_cluster_fails_open_at_once() {
 #[test]
 fn grpc_allow_sets_appends_and_removes_headers() {
     let ok_response = [
-        header_option("x-user", "alice", None),
-        header_option("x-other", "added", Some(true)),
+        message(2, &header_option("x-user", "alice", None)),
+        message(2, &header_option("x-other", "added", Some(true))),
         message(5, b"authorization"),
         message(6, &header_option("x-authz", "checked", None)),
     ]
@@ -418,10 +454,10 @@ fn grpc_allow_sets_appends_and_removes_headers() {
         Answer::Grpc(check_response(0, 3, &ok_response)),
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
-            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["\n�\u{1}\n\u{13}\n\u{11}\n\u{f}\u{12}\t127.0.0.1\u{18}¸\u{2}\"�\u{1}\u{12}�\u{1}\u{12}\u{3}GET\u{1a}\u{e}\n\u{7}:method\u{12}\u{3}GET\u{1a}\u{14}\n\u{5}:path\u{12}\u{b}/items?id=1\u{1a}\u{12}\n\n:authority\u{12}\u{4}shop\u{1a}\u{f}\n\u{7}:scheme\u{12}\u{4}http\u{1a}\u{1d}\n\rauthorization\u{12}\u{c}Bearer alice\u{1a}\u{c}\n\u{7}x-other\u{12}\u{1}o\"\u{b}/items?id=1*\u{4}shop2\u{4}http"]
-            answered: Continue, resumed: false
-            upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
-            response: Continue [:status: 200]
+            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
+            answered: Continue, resumed: true
+            upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, x-other: o, x-user: alice, x-other: added] ""
+            response: Continue [:status: 200, x-authz: checked]
         "#]],
     );
 }
@@ -436,9 +472,9 @@ fn grpc_allow_of_a_post_releases_the_held_body() {
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
             request body: Paused(Held), upstream got ""
-            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["\n�\u{1}\n\u{13}\n\u{11}\n\u{f}\u{12}\t127.0.0.1\u{18}¸\u{2}\"�\u{1}\u{12}~\u{12}\u{4}POST\u{1a}\u{f}\n\u{7}:method\u{12}\u{4}POST\u{1a}\u{f}\n\u{5}:path\u{12}\u{6}/items\u{1a}\u{12}\n\n:authority\u{12}\u{4}shop\u{1a}\u{13}\n\u{e}content-length\u{12}\u{1}5\u{1a}\u{1d}\n\rauthorization\u{12}\u{c}Bearer alice\"\u{6}/items*\u{4}shop"]
-            answered: Continue, resumed: false
-            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] ""
+            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"POST\" 3: {1: \":method\" 2: \"POST\"} 3: {1: \":path\" 2: \"/items\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \"content-length\" 2: \"5\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 4: \"/items\" 5: \"shop\"}}}"]
+            answered: Continue, resumed: true
+            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] "hello"
             response: Continue [:status: 200]
         "#]],
     );
@@ -461,10 +497,9 @@ fn grpc_deny_answers_the_services_status_headers_and_body() {
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
             request body: Paused(Held), upstream got ""
-            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["\n�\u{1}\n\u{13}\n\u{11}\n\u{f}\u{12}\t127.0.0.1\u{18}¸\u{2}\"�\u{1}\u{12}~\u{12}\u{4}POST\u{1a}\u{f}\n\u{7}:method\u{12}\u{4}POST\u{1a}\u{f}\n\u{5}:path\u{12}\u{6}/items\u{1a}\u{12}\n\n:authority\u{12}\u{4}shop\u{1a}\u{13}\n\u{e}content-length\u{12}\u{1}5\u{1a}\u{1d}\n\rauthorization\u{12}\u{c}Bearer alice\"\u{6}/items*\u{4}shop"]
+            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"POST\" 3: {1: \":method\" 2: \"POST\"} 3: {1: \":path\" 2: \"/items\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \"content-length\" 2: \"5\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 4: \"/items\" 5: \"shop\"}}}"]
             answered: Continue, resumed: false
-            upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] ""
-            response: Continue [:status: 200]
+            client gets 401 ext_authz_denied [www-authenticate: Bearer] "denied by policy"
         "#]],
     );
 }
@@ -478,10 +513,9 @@ fn grpc_deny_without_a_status_answers_status_on_deny() {
         Answer::Grpc(message(1, &varint(1, 7))),
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
-            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 200 ms): ["\n�\u{1}\n\u{13}\n\u{11}\n\u{f}\u{12}\t127.0.0.1\u{18}¸\u{2}\"�\u{1}\u{12}�\u{1}\u{12}\u{3}GET\u{1a}\u{e}\n\u{7}:method\u{12}\u{3}GET\u{1a}\u{14}\n\u{5}:path\u{12}\u{b}/items?id=1\u{1a}\u{12}\n\n:authority\u{12}\u{4}shop\u{1a}\u{f}\n\u{7}:scheme\u{12}\u{4}http\u{1a}\u{1d}\n\rauthorization\u{12}\u{c}Bearer alice\u{1a}\u{c}\n\u{7}x-other\u{12}\u{1}o\"\u{b}/items?id=1*\u{4}shop2\u{4}http"]
+            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 200 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
             answered: Continue, resumed: false
-            upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
-            response: Continue [:status: 200]
+            client gets 401 ext_authz_denied [] ""
         "#]],
     );
 }
@@ -490,10 +524,10 @@ fn grpc_deny_without_a_status_answers_status_on_deny() {
 fn grpc_error_status_fails_closed() {
     check(GRPC, GET, "", Answer::GrpcClose(14), expect![[r#"
         request headers: Paused(StopAllIterationAndWatermark)
-        grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["\n�\u{1}\n\u{13}\n\u{11}\n\u{f}\u{12}\t127.0.0.1\u{18}¸\u{2}\"�\u{1}\u{12}�\u{1}\u{12}\u{3}GET\u{1a}\u{e}\n\u{7}:method\u{12}\u{3}GET\u{1a}\u{14}\n\u{5}:path\u{12}\u{b}/items?id=1\u{1a}\u{12}\n\n:authority\u{12}\u{4}shop\u{1a}\u{f}\n\u{7}:scheme\u{12}\u{4}http\u{1a}\u{1d}\n\rauthorization\u{12}\u{c}Bearer alice\u{1a}\u{c}\n\u{7}x-other\u{12}\u{1}o\"\u{b}/items?id=1*\u{4}shop2\u{4}http"]
+        grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
         answered: Continue, resumed: false
-        upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
-        response: Continue [:status: 200]
+        client gets 403 ext_authz_error [] ""
+        warn authorization failed: cluster=authz reason=the call ended with grpc-status 14 failure_mode_allow=false
     "#]]);
 }
 
@@ -506,10 +540,11 @@ fn grpc_timeout_fails_open() {
         Answer::Silence,
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
-            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 200 ms): ["\n�\u{1}\n\u{13}\n\u{11}\n\u{f}\u{12}\t127.0.0.1\u{18}¸\u{2}\"�\u{1}\u{12}�\u{1}\u{12}\u{3}GET\u{1a}\u{e}\n\u{7}:method\u{12}\u{3}GET\u{1a}\u{14}\n\u{5}:path\u{12}\u{b}/items?id=1\u{1a}\u{12}\n\n:authority\u{12}\u{4}shop\u{1a}\u{f}\n\u{7}:scheme\u{12}\u{4}http\u{1a}\u{1d}\n\rauthorization\u{12}\u{c}Bearer alice\u{1a}\u{c}\n\u{7}x-other\u{12}\u{1}o\"\u{b}/items?id=1*\u{4}shop2\u{4}http"]
-            answered: Continue, resumed: false
+            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 200 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
+            answered: Continue, resumed: true
             upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
             response: Continue [:status: 200]
+            warn authorization failed: cluster=authz reason=the call ended with grpc-status 14 failure_mode_allow=true
         "#]],
     );
 }
@@ -523,10 +558,10 @@ fn grpc_answer_that_does_not_decode_fails_closed() {
         Answer::Grpc(vec![0x0a, 0x05, 0x08]),
         expect![[r#"
             request headers: Paused(StopAllIterationAndWatermark)
-            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["\n�\u{1}\n\u{13}\n\u{11}\n\u{f}\u{12}\t127.0.0.1\u{18}¸\u{2}\"�\u{1}\u{12}�\u{1}\u{12}\u{3}GET\u{1a}\u{e}\n\u{7}:method\u{12}\u{3}GET\u{1a}\u{14}\n\u{5}:path\u{12}\u{b}/items?id=1\u{1a}\u{12}\n\n:authority\u{12}\u{4}shop\u{1a}\u{f}\n\u{7}:scheme\u{12}\u{4}http\u{1a}\u{1d}\n\rauthorization\u{12}\u{c}Bearer alice\u{1a}\u{c}\n\u{7}x-other\u{12}\u{1}o\"\u{b}/items?id=1*\u{4}shop2\u{4}http"]
+            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
             answered: Continue, resumed: false
-            upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
-            response: Continue [:status: 200]
+            client gets 403 ext_authz_error [] ""
+            warn authorization failed: cluster=authz reason=the answer is not a CheckResponse failure_mode_allow=false
         "#]],
     );
 }
@@ -594,9 +629,9 @@ fn rejects_bad_configurations_with_one_line() {
         {"cluster":"a","failure_mode_allow_header_add":true}
           invalid plugin configuration for root_id=my_root_id: failure_mode_allow_header_add needs failure_mode_allow
         {"cluster":"a","mode":"grpc","headers_to_upstream":["x"]}
-          invalid plugin configuration for root_id=my_root_id: headers_to_upstream applies to mode "http" only (in mode "grpc" the service's answer says which headers to set)
+          invalid plugin configuration for root_id=my_root_id: headers_to_upstream applies to mode "http" only
         {"cluster":"a","mode":"grpc","path_prefix":"/x"}
-          invalid plugin configuration for root_id=my_root_id: path_prefix applies to mode "http" only (in mode "grpc" the service's answer says which headers to set)
+          invalid plugin configuration for root_id=my_root_id: path_prefix applies to mode "http" only
         {"cluster":"a","extra":1}
           invalid plugin configuration for root_id=my_root_id: unknown field `extra`, expected one of `cluster`, `mode`, `timeout_ms`, `authority`, `path_prefix`, `headers_to_send`, `headers_to_upstream`, `failure_mode_allow`, `failure_mode_allow_header_add`, `status_on_error`, `status_on_deny`
     "#]].assert_eq(&rendered);
