@@ -191,10 +191,7 @@ impl filterkit::Config for Config {
                 ("headers_to_upstream", !self.headers_to_upstream.is_empty()),
             ];
             if let Some((field, _)) = http_only.iter().find(|(_, set)| *set) {
-                return Err(join(&[
-                    field,
-                    " applies to mode \"http\" only",
-                ]));
+                return Err(join(&[field, " applies to mode \"http\" only"]));
             }
         }
         Ok(())

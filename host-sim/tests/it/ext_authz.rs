@@ -129,9 +129,21 @@ fn check(config: &str, request: &[(&str, &str)], body: &str, answer: Answer<'_>,
     let grpc_token = sim.grpc_callouts().first().map(|callout| callout.token);
     let trace_before = sim.render_trace().len();
     let outcome = match (answer, http_token, grpc_token) {
-        (Answer::Http { status, headers, body }, Some(token), _) => {
+        (
+            Answer::Http {
+                status,
+                headers,
+                body,
+            },
+            Some(token),
+            _,
+        ) => {
             let mut all = vec![(":status", status.to_string())];
-            all.extend(headers.iter().map(|(name, value)| (*name, value.to_string())));
+            all.extend(
+                headers
+                    .iter()
+                    .map(|(name, value)| (*name, value.to_string())),
+            );
             let all: Vec<(&str, &str)> = all.iter().map(|(n, v)| (*n, v.as_str())).collect();
             Some(sim.respond_http_call(token, &all, body.as_bytes(), &[]))
         }
@@ -398,13 +410,19 @@ fn timeout_fails_open_and_marks_the_request_when_asked() {
 
 #[test]
 fn reset_fails_closed_with_403_by_default() {
-    check(HTTP, GET, "", Answer::Reset, expect![[r#"
+    check(
+        HTTP,
+        GET,
+        "",
+        Answer::Reset,
+        expect![[r#"
         request headers: Paused(StopAllIterationAndWatermark)
         http check to authz (timeout 200 ms): :method: GET, :path: /items?id=1, :authority: authz, authorization: Bearer alice, x-other: o
         answered: Continue, resumed: false
         client gets 403 ext_authz_error [] ""
         warn authorization failed: cluster=authz reason=the call failed (reset) failure_mode_allow=false
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -522,13 +540,19 @@ fn grpc_deny_without_a_status_answers_status_on_deny() {
 
 #[test]
 fn grpc_error_status_fails_closed() {
-    check(GRPC, GET, "", Answer::GrpcClose(14), expect![[r#"
+    check(
+        GRPC,
+        GET,
+        "",
+        Answer::GrpcClose(14),
+        expect![[r#"
         request headers: Paused(StopAllIterationAndWatermark)
         grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
         answered: Continue, resumed: false
         client gets 403 ext_authz_error [] ""
         warn authorization failed: cluster=authz reason=the call ended with grpc-status 14 failure_mode_allow=false
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]

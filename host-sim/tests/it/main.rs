@@ -1,11 +1,11 @@
 //! host-sim's integration tests: one binary, one module per feature.
 
 mod add_header;
-mod ext_authz;
 mod attributes;
 mod chain;
 mod cli;
 mod differential;
+mod ext_authz;
 mod filters;
 mod guest;
 mod hcm;

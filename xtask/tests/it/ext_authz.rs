@@ -183,7 +183,9 @@ fn send(url: &str, method: &str, headers: &[(&str, &str)], body: &str) -> Result
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request.body(body.to_owned()).context("building a request")?;
+    let request = request
+        .body(body.to_owned())
+        .context("building a request")?;
     let mut response = agent
         .run(request)
         .with_context(|| format!("{method} {url}"))?;
@@ -256,7 +258,11 @@ impl Setup {
 /// `configuration`: the response the client gets.
 fn check(configuration: &str, method: &str, decision: &str, expect: Expect) -> Result<()> {
     let setup = Setup::start(configuration)?;
-    let response = setup.request(method, decision, if method == "POST" { "hello" } else { "" })?;
+    let response = setup.request(
+        method,
+        decision,
+        if method == "POST" { "hello" } else { "" },
+    )?;
     expect.assert_eq(&render(&response));
     Ok(())
 }
@@ -266,12 +272,41 @@ const GRPC: &str = r#"{"cluster":"authz-grpc","mode":"grpc","timeout_ms":5000}"#
 
 #[test]
 fn http_allow_copies_the_configured_header_upstream() -> Result<()> {
-    check(HTTP, "GET", "allow", expect![[r#""#]])
+    check(
+        HTTP,
+        "GET",
+        "allow",
+        expect![[r#"
+        200
+        server: envoy
+        content-type: text/plain
+        ---
+        upstream got GET /items?id=1
+        authorization: Bearer alice
+        content-length: 0
+        x-authz: allow
+        x-forwarded-proto: http
+        x-user: alice
+        body: ''
+    "#]],
+    )
 }
 
 #[test]
 fn http_deny_answers_the_services_status_headers_and_body() -> Result<()> {
-    check(HTTP, "POST", "deny", expect![[r#""#]])
+    check(
+        HTTP,
+        "POST",
+        "deny",
+        expect![[r#"
+        401
+        www-authenticate: Bearer realm="shop"
+        content-type: text/plain
+        server: envoy
+        ---
+        denied by authz
+    "#]],
+    )
 }
 
 #[test]
@@ -284,7 +319,13 @@ fn http_check_carries_the_prefix_and_the_listed_headers() -> Result<()> {
     let check = setup
         .servers
         .control(setup.servers.ports.http, "GET", "/__control/last-check")?;
-    expect![[r#""#]].assert_eq(&check);
+    expect![[r#"
+        check GET /check/items?id=1
+        host: authz.local
+        x-authz: allow
+        x-envoy-internal: true
+    "#]]
+    .assert_eq(&check);
     Ok(())
 }
 
@@ -294,7 +335,11 @@ fn http_silence_fails_closed_after_the_timeout() -> Result<()> {
         r#"{"cluster":"authz-http","timeout_ms":300,"status_on_error":503}"#,
         "POST",
         "never",
-        expect![[r#""#]],
+        expect![[r#"
+            503
+            server: envoy
+            ---
+        "#]],
     )
 }
 
@@ -305,13 +350,34 @@ fn http_silence_fails_open_when_configured() -> Result<()> {
             "failure_mode_allow_header_add":true}"#,
         "POST",
         "never",
-        expect![[r#""#]],
+        expect![[r#"
+            200
+            server: envoy
+            content-type: text/plain
+            ---
+            upstream got POST /items?id=1
+            authorization: Bearer alice
+            content-length: 5
+            x-authz: never
+            x-envoy-auth-failure-mode-allowed: true
+            x-forwarded-proto: http
+            body: 'hello'
+        "#]],
     )
 }
 
 #[test]
 fn unknown_cluster_fails_closed() -> Result<()> {
-    check(r#"{"cluster":"nowhere"}"#, "GET", "allow", expect![[r#""#]])
+    check(
+        r#"{"cluster":"nowhere"}"#,
+        "GET",
+        "allow",
+        expect![[r#"
+        403
+        server: envoy
+        ---
+    "#]],
+    )
 }
 
 /// The check is held by the service until the test releases it: meanwhile the upstream has
@@ -320,25 +386,44 @@ fn unknown_cluster_fails_closed() -> Result<()> {
 fn post_is_held_until_the_answer() -> Result<()> {
     let setup = Setup::start(HTTP)?;
     let url = format!("{}/items", setup.envoy.listener_url());
-    let client = std::thread::spawn(move || {
-        send(&url, "POST", &[("x-authz", "hold")], "held body")
-    });
+    let client =
+        std::thread::spawn(move || send(&url, "POST", &[("x-authz", "hold")], "held body"));
     let ports = setup.servers.ports;
     util::poll_until(
         Instant::now() + Duration::from_secs(30),
         "the check to reach the service",
-        || Ok((setup.servers.control(ports.http, "GET", "/__control/pending")? == "1").then_some(())),
+        || {
+            Ok((setup
+                .servers
+                .control(ports.http, "GET", "/__control/pending")?
+                == "1")
+                .then_some(()))
+        },
     )?;
-    let received_while_held = setup
-        .servers
-        .control(ports.upstream, "GET", "/__control/received")?;
+    let received_while_held =
+        setup
+            .servers
+            .control(ports.upstream, "GET", "/__control/received")?;
     setup
         .servers
         .control(ports.http, "POST", "/__control/release")?;
     let response = client
         .join()
         .map_err(|_| anyhow::anyhow!("the client thread panicked"))??;
-    expect![[r#""#]].assert_eq(&format!(
+    expect![[r#"
+        upstream received while held: 0
+        200
+        server: envoy
+        content-type: text/plain
+        ---
+        upstream got POST /items
+        content-length: 9
+        x-authz: hold
+        x-forwarded-proto: http
+        x-user: held
+        body: 'held body'
+    "#]]
+    .assert_eq(&format!(
         "upstream received while held: {received_while_held}\n{}",
         render(&response)
     ));
@@ -355,13 +440,38 @@ fn grpc_allow_sets_and_removes_headers() -> Result<()> {
         &[("x-authz", "allow"), ("x-remove-me", "1")],
         "hello",
     )?;
-    expect![[r#""#]].assert_eq(&render(&response));
+    expect![[r#"
+        200
+        server: envoy
+        content-type: text/plain
+        x-authz-checked: grpc
+        ---
+        upstream got POST /items
+        content-length: 5
+        x-authz: allow
+        x-forwarded-proto: http
+        x-user: alice
+        body: 'hello'
+    "#]]
+    .assert_eq(&render(&response));
     Ok(())
 }
 
 #[test]
 fn grpc_deny_answers_the_services_status_headers_and_body() -> Result<()> {
-    check(GRPC, "POST", "deny", expect![[r#""#]])
+    check(
+        GRPC,
+        "POST",
+        "deny",
+        expect![[r#"
+        401
+        www-authenticate: Bearer realm="shop"
+        content-type: text/plain
+        server: envoy
+        ---
+        denied by policy
+    "#]],
+    )
 }
 
 #[test]
@@ -370,13 +480,26 @@ fn grpc_deny_without_a_status_answers_status_on_deny() -> Result<()> {
         r#"{"cluster":"authz-grpc","mode":"grpc","timeout_ms":5000,"status_on_deny":451}"#,
         "GET",
         "deny-plain",
-        expect![[r#""#]],
+        expect![[r#"
+            451
+            server: envoy
+            ---
+        "#]],
     )
 }
 
 #[test]
 fn grpc_error_fails_closed() -> Result<()> {
-    check(GRPC, "GET", "error", expect![[r#""#]])
+    check(
+        GRPC,
+        "GET",
+        "error",
+        expect![[r#"
+        403
+        server: envoy
+        ---
+    "#]],
+    )
 }
 
 #[test]
@@ -385,7 +508,11 @@ fn grpc_silence_fails_closed_after_the_timeout() -> Result<()> {
         r#"{"cluster":"authz-grpc","mode":"grpc","timeout_ms":300}"#,
         "GET",
         "never",
-        expect![[r#""#]],
+        expect![[r#"
+            403
+            server: envoy
+            ---
+        "#]],
     )
 }
 
@@ -395,6 +522,17 @@ fn grpc_silence_fails_open_when_configured() -> Result<()> {
         r#"{"cluster":"authz-grpc","mode":"grpc","timeout_ms":300,"failure_mode_allow":true}"#,
         "GET",
         "never",
-        expect![[r#""#]],
+        expect![[r#"
+            200
+            server: envoy
+            content-type: text/plain
+            ---
+            upstream got GET /items?id=1
+            authorization: Bearer alice
+            content-length: 0
+            x-authz: never
+            x-forwarded-proto: http
+            body: ''
+        "#]],
     )
 }

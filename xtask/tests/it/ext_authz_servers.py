@@ -28,14 +28,14 @@ import grpc
 RELEASE = threading.Event()
 LOCK = threading.Lock()
 STATE = {"received": 0, "pending": 0, "last_check": ""}
-# Headers that differ from run to run or between clients.
-VOLATILE = {"x-request-id", "user-agent", "accept-encoding", "accept", "date",
+# Headers that differ from run to run (ports, ids) or between clients.
+VOLATILE = {"x-request-id", "user-agent", "accept-encoding", "accept", "date", "host",
             "x-envoy-expected-rq-timeout-ms"}
 
 
-def stable_headers(headers):
+def stable_headers(headers, keep=()):
     return sorted((name.lower(), value) for name, value in headers.items()
-                  if name.lower() not in VOLATILE)
+                  if name.lower() not in VOLATILE or name.lower() in keep)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -90,7 +90,8 @@ class HttpAuthz(Handler):
                 return self.answer(200, body=STATE["last_check"].encode())
         self.read_body()
         lines = [f"check {self.command} {self.path}"]
-        lines += [f"{name}: {value}" for name, value in stable_headers(self.headers)]
+        # The check's host is the filter's `authority`, not a port.
+        lines += [f"{name}: {value}" for name, value in stable_headers(self.headers, ["host"])]
         with LOCK:
             STATE["last_check"] = "\n".join(lines) + "\n"
         decision = self.headers.get("x-authz", "")
