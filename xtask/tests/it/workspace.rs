@@ -171,6 +171,7 @@ fn filters_depend_on_filterkit_not_proxy_wasm() -> Result<()> {
     }
     expect![[r#"
         add-header: filterkit=true proxy-wasm=false wasm-bindgen=false
+        ext-authz: filterkit=true proxy-wasm=false wasm-bindgen=false
     "#]]
     .assert_eq(&shown);
     Ok(())
