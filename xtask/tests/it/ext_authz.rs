@@ -536,3 +536,26 @@ fn grpc_silence_fails_open_when_configured() -> Result<()> {
         "#]],
     )
 }
+
+#[test]
+fn grpc_unknown_cluster_fails_open_when_configured() -> Result<()> {
+    check(
+        r#"{"cluster":"nowhere","mode":"grpc","failure_mode_allow":true,
+            "failure_mode_allow_header_add":true}"#,
+        "GET",
+        "allow",
+        expect![[r#"
+            200
+            server: envoy
+            content-type: text/plain
+            ---
+            upstream got GET /items?id=1
+            authorization: Bearer alice
+            content-length: 0
+            x-authz: allow
+            x-envoy-auth-failure-mode-allowed: true
+            x-forwarded-proto: http
+            body: ''
+        "#]],
+    )
+}
