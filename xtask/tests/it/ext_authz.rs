@@ -1,7 +1,8 @@
 //! ext-authz in a real Envoy against real authorization services: an HTTP one and a gRPC one
-//! (`envoy.service.auth.v3.Authorization/Check` served by grpcio), both in
-//! `ext_authz_servers.py` with the upstream. The request's `x-authz` header tells the services
-//! what to answer: allow, deny, or never.
+//! (`envoy.service.auth.v3.Authorization/Check` served by grpcio with Envoy's generated
+//! protobuf classes from PyPI's xds-protos, so the filter's hand-written encoding is read by
+//! protobuf itself), both in `ext_authz_servers.py` with the upstream. The request's `x-authz`
+//! header tells the services what to answer: allow, deny, error, or never.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -38,13 +39,19 @@ impl Servers {
     fn start(dir: &Path) -> Result<Servers> {
         let python = tool("tools-python")?;
         let has_grpcio = Command::new(&python)
-            .args(["-c", "import grpc"])
+            .args([
+                "-c",
+                "import grpc; from envoy.service.auth.v3 import external_auth_pb2_grpc",
+            ])
             .stderr(Stdio::null())
             .status()
             .with_context(|| format!("running {}", python.display()))?
             .success();
         if !has_grpcio {
-            bail!("grpcio is not installed in the tools virtualenv: run `cargo xtask setup`");
+            bail!(
+                "grpcio and xds-protos are not installed in the tools virtualenv: \
+                 run `cargo xtask setup`"
+            );
         }
         let port_file = dir.join("ports.json");
         let log = std::fs::File::create(dir.join("servers.log")).context("creating servers.log")?;
@@ -454,6 +461,31 @@ fn grpc_allow_sets_and_removes_headers() -> Result<()> {
         body: 'hello'
     "#]]
     .assert_eq(&render(&response));
+    Ok(())
+}
+
+#[test]
+fn grpc_check_carries_what_policies_read() -> Result<()> {
+    let setup = Setup::start(GRPC)?;
+    setup.request("GET", "allow", "")?;
+    let check = setup
+        .servers
+        .control(setup.servers.ports.http, "GET", "/__control/last-grpc-check")?;
+    expect![[r#"
+        method: GET
+        path: /items?id=1
+        host: 127.0.0.1 (port left out)
+        scheme: http
+        id set: True
+        source address: 127.0.0.1
+        header :method: GET
+        header :path: /items?id=1
+        header :scheme: http
+        header authorization: Bearer alice
+        header content-length: 0
+        header x-authz: allow
+        header x-forwarded-proto: http
+    "#]].assert_eq(&check);
     Ok(())
 }
 
