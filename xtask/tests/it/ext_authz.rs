@@ -468,9 +468,11 @@ fn grpc_allow_sets_and_removes_headers() -> Result<()> {
 fn grpc_check_carries_what_policies_read() -> Result<()> {
     let setup = Setup::start(GRPC)?;
     setup.request("GET", "allow", "")?;
-    let check = setup
-        .servers
-        .control(setup.servers.ports.http, "GET", "/__control/last-grpc-check")?;
+    let check = setup.servers.control(
+        setup.servers.ports.http,
+        "GET",
+        "/__control/last-grpc-check",
+    )?;
     expect![[r#"
         method: GET
         path: /items?id=1
@@ -485,7 +487,8 @@ fn grpc_check_carries_what_policies_read() -> Result<()> {
         header content-length: 0
         header x-authz: allow
         header x-forwarded-proto: http
-    "#]].assert_eq(&check);
+    "#]]
+    .assert_eq(&check);
     Ok(())
 }
 
