@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use filterkit::http::{self, CallResponse, LocalReply};
+use filterkit::metrics::Counter;
 use filterkit::{Action, HttpContext, RootContext, grpc, join, quote};
 use serde::Deserialize;
 
@@ -198,13 +199,55 @@ impl filterkit::Config for Config {
     }
 }
 
-/// One per root_id: holds nothing itself, the SDK keeps its configuration.
+/// The outcome counters, in Envoy's stats as `wasmcustom.ext_authz.<root_id>.<outcome>` (the
+/// names of Envoy's own ext_authz stats).
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    ok: Counter,
+    denied: Counter,
+    error: Counter,
+    failure_mode_allowed: Counter,
+}
+
+impl Counters {
+    fn define() -> Result<Counters, filterkit::Error> {
+        let root_id = filterkit::properties::plugin_root_id()?.unwrap_or_default();
+        let define =
+            |outcome: &str| Counter::define(&join(&["ext_authz.", &root_id, ".", outcome]));
+        Ok(Counters {
+            ok: define("ok")?,
+            denied: define("denied")?,
+            error: define("error")?,
+            failure_mode_allowed: define("failure_mode_allowed")?,
+        })
+    }
+}
+
+fn count(counter: Option<Counter>) {
+    if let Some(counter) = counter
+        && let Err(error) = counter.increment(1)
+    {
+        log::warn!("cannot count: {error}");
+    }
+}
+
+/// One per root_id: the SDK keeps its configuration, the root its counters.
 #[derive(Default)]
-pub struct ExtAuthzRoot;
+pub struct ExtAuthzRoot {
+    counters: Option<Counters>,
+}
 
 impl RootContext for ExtAuthzRoot {
     type Config = Config;
     type Http = ExtAuthz;
+
+    fn on_configure(&mut self, _config: &Rc<Config>) -> bool {
+        // Counting is not worth refusing the configuration for.
+        self.counters = Counters::define()
+            .inspect_err(|error| log::warn!("cannot define the counters: {error}"))
+            .ok();
+        true
+    }
 
     fn create_http_context(&mut self, context_id: u32, config: Rc<Config>) -> ExtAuthz {
         ExtAuthz {
@@ -212,6 +255,7 @@ impl RootContext for ExtAuthzRoot {
             context_id,
             state: State::Idle,
             response_headers_to_add: Vec::new(),
+            counters: self.counters,
         }
     }
 }
@@ -234,6 +278,7 @@ pub struct ExtAuthz {
     state: State,
     /// `grpc`: headers the service asked to add to the response.
     response_headers_to_add: Vec<(String, String)>,
+    counters: Option<Counters>,
 }
 
 /// Headers never sent to an HTTP authorization service: they describe the original
@@ -456,6 +501,7 @@ impl ExtAuthz {
     }
 
     fn allow(&mut self) {
+        count(self.counters.map(|counters| counters.ok));
         self.state = State::Allowed;
         if let Err(error) = http::resume_request() {
             log::warn!("cannot resume the request: {error}");
@@ -463,6 +509,7 @@ impl ExtAuthz {
     }
 
     fn deny(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        count(self.counters.map(|counters| counters.denied));
         self.state = State::Denied;
         log::debug!("request denied: status={status}");
         let mut reply = LocalReply::new(status)
@@ -493,7 +540,9 @@ impl ExtAuthz {
             config.cluster,
             config.failure_mode_allow
         );
+        count(self.counters.map(|counters| counters.error));
         if config.failure_mode_allow {
+            count(self.counters.map(|counters| counters.failure_mode_allowed));
             self.state = State::Allowed;
             if config.failure_mode_allow_header_add
                 && let Err(error) = http::request_headers().set(FAILURE_MODE_ALLOWED_HEADER, "true")

@@ -180,6 +180,13 @@ fn check(config: &str, request: &[(&str, &str)], body: &str, answer: Answer<'_>,
             ));
         }
     }
+    let counted: Vec<String> = sim
+        .metrics()
+        .iter()
+        .filter(|(_, metric)| metric.value > 0)
+        .map(|(name, metric)| format!("{name}={}", metric.value))
+        .collect();
+    rendered.push_str(&format!("counters: {}\n", counted.join(" ")));
     for log in sim.logs().iter().filter(|log| log.level >= 3) {
         rendered.push_str(&format!("{} {}\n", log.level_name(), log.message));
     }
@@ -276,6 +283,7 @@ fn http_allow_copies_configured_headers_upstream() {
             answered: Continue, resumed: true
             upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o, x-user: alice] ""
             response: Continue [:status: 200]
+            counters: ext_authz.my_root_id.ok=1
         "#]],
     );
 }
@@ -302,6 +310,7 @@ fn http_deny_answers_the_services_status_headers_and_body() {
             http check to authz (timeout 200 ms): :method: GET, :path: /items?id=1, :authority: authz, authorization: Bearer alice, x-other: o
             answered: Continue, resumed: false
             client gets 401 ext_authz_denied [www-authenticate: Bearer realm=shop, content-type: text/plain] "go away"
+            counters: ext_authz.my_root_id.denied=1
         "#]],
     );
 }
@@ -324,6 +333,7 @@ fn http_check_carries_prefix_authority_and_only_listed_headers() {
             answered: Continue, resumed: true
             upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
             response: Continue [:status: 200]
+            counters: ext_authz.my_root_id.ok=1
         "#]],
     );
 }
@@ -346,6 +356,7 @@ fn post_body_is_held_until_the_allow() {
             answered: Continue, resumed: true
             upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice, x-user: alice] "hello"
             response: Continue [:status: 200]
+            counters: ext_authz.my_root_id.ok=1
         "#]],
     );
 }
@@ -367,6 +378,7 @@ fn post_body_never_goes_upstream_after_a_deny() {
             http check to authz (timeout 200 ms): :method: POST, :path: /items, :authority: authz, authorization: Bearer alice
             answered: Continue, resumed: false
             client gets 403 ext_authz_denied [] ""
+            counters: ext_authz.my_root_id.denied=1
         "#]],
     );
 }
@@ -384,6 +396,7 @@ fn timeout_fails_closed_with_status_on_error() {
             http check to authz (timeout 200 ms): :method: POST, :path: /items, :authority: authz, authorization: Bearer alice
             answered: Continue, resumed: false
             client gets 503 ext_authz_error [] ""
+            counters: ext_authz.my_root_id.error=1
             warn authorization failed: cluster=authz reason=the service answered 504 failure_mode_allow=false
         "#]],
     );
@@ -403,6 +416,7 @@ fn timeout_fails_open_and_marks_the_request_when_asked() {
             answered: Continue, resumed: true
             upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice, x-envoy-auth-failure-mode-allowed: true] "hello"
             response: Continue [:status: 200]
+            counters: ext_authz.my_root_id.error=1 ext_authz.my_root_id.failure_mode_allowed=1
             warn authorization failed: cluster=authz reason=the service answered 504 failure_mode_allow=true
         "#]],
     );
@@ -416,12 +430,13 @@ fn reset_fails_closed_with_403_by_default() {
         "",
         Answer::Reset,
         expect![[r#"
-        request headers: Paused(StopAllIterationAndWatermark)
-        http check to authz (timeout 200 ms): :method: GET, :path: /items?id=1, :authority: authz, authorization: Bearer alice, x-other: o
-        answered: Continue, resumed: false
-        client gets 403 ext_authz_error [] ""
-        warn authorization failed: cluster=authz reason=the call failed (reset) failure_mode_allow=false
-    "#]],
+            request headers: Paused(StopAllIterationAndWatermark)
+            http check to authz (timeout 200 ms): :method: GET, :path: /items?id=1, :authority: authz, authorization: Bearer alice, x-other: o
+            answered: Continue, resumed: false
+            client gets 403 ext_authz_error [] ""
+            counters: ext_authz.my_root_id.error=1
+            warn authorization failed: cluster=authz reason=the call failed (reset) failure_mode_allow=false
+        "#]],
     );
 }
 
@@ -435,6 +450,7 @@ fn unknown_cluster_fails_closed_at_once() {
         expect![[r#"
             request headers: LocalReply { status_code: 403 }
             client gets 403 ext_authz_error [] ""
+            counters: ext_authz.my_root_id.error=1
             warn authorization failed: cluster=missing reason=the call was refused: proxy_http_call returned status 2 failure_mode_allow=false
         "#]],
     );
@@ -451,6 +467,7 @@ fn unknown_cluster_fails_open_at_once() {
             request headers: Continue
             upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
             response: Continue [:status: 200]
+            counters: ext_authz.my_root_id.error=1 ext_authz.my_root_id.failure_mode_allowed=1
             warn authorization failed: cluster=missing reason=the call was refused: proxy_grpc_call returned status 4 failure_mode_allow=true
         "#]],
     );
@@ -476,6 +493,7 @@ fn grpc_allow_sets_appends_and_removes_headers() {
             answered: Continue, resumed: true
             upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, x-other: o, x-user: alice, x-other: added] ""
             response: Continue [:status: 200, x-authz: checked]
+            counters: ext_authz.my_root_id.ok=1
         "#]],
     );
 }
@@ -494,6 +512,7 @@ fn grpc_allow_of_a_post_releases_the_held_body() {
             answered: Continue, resumed: true
             upstream gets [:method: POST, :path: /items, :authority: shop, content-length: 5, authorization: Bearer alice] "hello"
             response: Continue [:status: 200]
+            counters: ext_authz.my_root_id.ok=1
         "#]],
     );
 }
@@ -518,6 +537,7 @@ fn grpc_deny_answers_the_services_status_headers_and_body() {
             grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"POST\" 3: {1: \":method\" 2: \"POST\"} 3: {1: \":path\" 2: \"/items\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \"content-length\" 2: \"5\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 4: \"/items\" 5: \"shop\"}}}"]
             answered: Continue, resumed: false
             client gets 401 ext_authz_denied [www-authenticate: Bearer] "denied by policy"
+            counters: ext_authz.my_root_id.denied=1
         "#]],
     );
 }
@@ -534,6 +554,7 @@ fn grpc_deny_without_a_status_answers_status_on_deny() {
             grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 200 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
             answered: Continue, resumed: false
             client gets 401 ext_authz_denied [] ""
+            counters: ext_authz.my_root_id.denied=1
         "#]],
     );
 }
@@ -546,12 +567,13 @@ fn grpc_error_status_fails_closed() {
         "",
         Answer::GrpcClose(14),
         expect![[r#"
-        request headers: Paused(StopAllIterationAndWatermark)
-        grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
-        answered: Continue, resumed: false
-        client gets 403 ext_authz_error [] ""
-        warn authorization failed: cluster=authz reason=the call ended with grpc-status 14 failure_mode_allow=false
-    "#]],
+            request headers: Paused(StopAllIterationAndWatermark)
+            grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
+            answered: Continue, resumed: false
+            client gets 403 ext_authz_error [] ""
+            counters: ext_authz.my_root_id.error=1
+            warn authorization failed: cluster=authz reason=the call ended with grpc-status 14 failure_mode_allow=false
+        "#]],
     );
 }
 
@@ -568,6 +590,7 @@ fn grpc_timeout_fails_open() {
             answered: Continue, resumed: true
             upstream gets [:method: GET, :path: /items?id=1, :authority: shop, :scheme: http, authorization: Bearer alice, x-other: o] ""
             response: Continue [:status: 200]
+            counters: ext_authz.my_root_id.error=1 ext_authz.my_root_id.failure_mode_allowed=1
             warn authorization failed: cluster=authz reason=the call ended with grpc-status 14 failure_mode_allow=true
         "#]],
     );
@@ -585,6 +608,7 @@ fn grpc_answer_that_does_not_decode_fails_closed() {
             grpc check to authz envoy.service.auth.v3.Authorization/Check (timeout 1000 ms): ["1: {1: {1: {1: {2: \"127.0.0.1\" 3: 40002}}} 4: {2: {2: \"GET\" 3: {1: \":method\" 2: \"GET\"} 3: {1: \":path\" 2: \"/items?id=1\"} 3: {1: \":authority\" 2: \"shop\"} 3: {1: \":scheme\" 2: \"http\"} 3: {1: \"authorization\" 2: \"Bearer alice\"} 3: {1: \"x-other\" 2: \"o\"} 4: \"/items?id=1\" 5: \"shop\" 6: \"http\"}}}"]
             answered: Continue, resumed: false
             client gets 403 ext_authz_error [] ""
+            counters: ext_authz.my_root_id.error=1
             warn authorization failed: cluster=authz reason=the answer is not a CheckResponse failure_mode_allow=false
         "#]],
     );

@@ -254,6 +254,20 @@ impl Setup {
         })
     }
 
+    /// The filter's counters that are not zero, from Envoy's admin.
+    fn counters(&self) -> Result<String> {
+        let stats = crate::envoy::get(&format!(
+            "http://{}/stats?filter=wasmcustom.ext_authz",
+            self.envoy.admin_address()
+        ))?;
+        Ok(stats
+            .body
+            .lines()
+            .filter(|line| !line.ends_with(": 0"))
+            .map(|line| format!("{line}\n"))
+            .collect())
+    }
+
     fn request(&self, method: &str, decision: &str, body: &str) -> Result<Response> {
         let url = format!("{}/items?id=1", self.envoy.listener_url());
         let headers = [("x-authz", decision), ("authorization", "Bearer alice")];
@@ -262,7 +276,7 @@ impl Setup {
 }
 
 /// One request with `x-authz: <decision>` through Envoy with ext-authz configured with
-/// `configuration`: the response the client gets.
+/// `configuration`: the filter's counters, then the response the client gets.
 fn check(configuration: &str, method: &str, decision: &str, expect: Expect) -> Result<()> {
     let setup = Setup::start(configuration)?;
     let response = setup.request(
@@ -270,7 +284,7 @@ fn check(configuration: &str, method: &str, decision: &str, expect: Expect) -> R
         decision,
         if method == "POST" { "hello" } else { "" },
     )?;
-    expect.assert_eq(&render(&response));
+    expect.assert_eq(&format!("{}{}", setup.counters()?, render(&response)));
     Ok(())
 }
 
@@ -284,18 +298,19 @@ fn http_allow_copies_the_configured_header_upstream() -> Result<()> {
         "GET",
         "allow",
         expect![[r#"
-        200
-        server: envoy
-        content-type: text/plain
-        ---
-        upstream got GET /items?id=1
-        authorization: Bearer alice
-        content-length: 0
-        x-authz: allow
-        x-forwarded-proto: http
-        x-user: alice
-        body: ''
-    "#]],
+            wasmcustom.ext_authz.ext_authz.ok: 1
+            200
+            server: envoy
+            content-type: text/plain
+            ---
+            upstream got GET /items?id=1
+            authorization: Bearer alice
+            content-length: 0
+            x-authz: allow
+            x-forwarded-proto: http
+            x-user: alice
+            body: ''
+        "#]],
     )
 }
 
@@ -306,13 +321,14 @@ fn http_deny_answers_the_services_status_headers_and_body() -> Result<()> {
         "POST",
         "deny",
         expect![[r#"
-        401
-        www-authenticate: Bearer realm="shop"
-        content-type: text/plain
-        server: envoy
-        ---
-        denied by authz
-    "#]],
+            wasmcustom.ext_authz.ext_authz.denied: 1
+            401
+            www-authenticate: Bearer realm="shop"
+            content-type: text/plain
+            server: envoy
+            ---
+            denied by authz
+        "#]],
     )
 }
 
@@ -343,6 +359,7 @@ fn http_silence_fails_closed_after_the_timeout() -> Result<()> {
         "POST",
         "never",
         expect![[r#"
+            wasmcustom.ext_authz.ext_authz.error: 1
             503
             server: envoy
             ---
@@ -358,6 +375,8 @@ fn http_silence_fails_open_when_configured() -> Result<()> {
         "POST",
         "never",
         expect![[r#"
+            wasmcustom.ext_authz.ext_authz.error: 1
+            wasmcustom.ext_authz.ext_authz.failure_mode_allowed: 1
             200
             server: envoy
             content-type: text/plain
@@ -380,10 +399,11 @@ fn unknown_cluster_fails_closed() -> Result<()> {
         "GET",
         "allow",
         expect![[r#"
-        403
-        server: envoy
-        ---
-    "#]],
+            wasmcustom.ext_authz.ext_authz.error: 1
+            403
+            server: envoy
+            ---
+        "#]],
     )
 }
 
@@ -499,13 +519,14 @@ fn grpc_deny_answers_the_services_status_headers_and_body() -> Result<()> {
         "POST",
         "deny",
         expect![[r#"
-        401
-        www-authenticate: Bearer realm="shop"
-        content-type: text/plain
-        server: envoy
-        ---
-        denied by policy
-    "#]],
+            wasmcustom.ext_authz.ext_authz.denied: 1
+            401
+            www-authenticate: Bearer realm="shop"
+            content-type: text/plain
+            server: envoy
+            ---
+            denied by policy
+        "#]],
     )
 }
 
@@ -516,6 +537,7 @@ fn grpc_deny_without_a_status_answers_status_on_deny() -> Result<()> {
         "GET",
         "deny-plain",
         expect![[r#"
+            wasmcustom.ext_authz.ext_authz.denied: 1
             451
             server: envoy
             ---
@@ -530,10 +552,11 @@ fn grpc_error_fails_closed() -> Result<()> {
         "GET",
         "error",
         expect![[r#"
-        403
-        server: envoy
-        ---
-    "#]],
+            wasmcustom.ext_authz.ext_authz.error: 1
+            403
+            server: envoy
+            ---
+        "#]],
     )
 }
 
@@ -544,6 +567,7 @@ fn grpc_silence_fails_closed_after_the_timeout() -> Result<()> {
         "GET",
         "never",
         expect![[r#"
+            wasmcustom.ext_authz.ext_authz.error: 1
             403
             server: envoy
             ---
@@ -558,6 +582,8 @@ fn grpc_silence_fails_open_when_configured() -> Result<()> {
         "GET",
         "never",
         expect![[r#"
+            wasmcustom.ext_authz.ext_authz.error: 1
+            wasmcustom.ext_authz.ext_authz.failure_mode_allowed: 1
             200
             server: envoy
             content-type: text/plain
@@ -580,6 +606,8 @@ fn grpc_unknown_cluster_fails_open_when_configured() -> Result<()> {
         "GET",
         "allow",
         expect![[r#"
+            wasmcustom.ext_authz.ext_authz.error: 1
+            wasmcustom.ext_authz.ext_authz.failure_mode_allowed: 1
             200
             server: envoy
             content-type: text/plain
