@@ -69,7 +69,13 @@ pub fn encode_check_request(request: &HttpRequest<'_>) -> Vec<u8> {
     if let Some(address) = request.source_address {
         // Peer { address: Address { socket_address: SocketAddress { address, port_value } } }
         let (ip, port) = match address.rsplit_once(':') {
-            Some((ip, port)) => (ip.trim_matches(|c| c == '[' || c == ']'), port.parse().ok()),
+            Some((ip, port)) => {
+                let ip = ip
+                    .strip_prefix('[')
+                    .and_then(|ip| ip.strip_suffix(']'))
+                    .unwrap_or(ip);
+                (ip, port.parse().ok())
+            }
             None => (address, None),
         };
         let mut socket = Vec::new();
