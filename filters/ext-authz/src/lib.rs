@@ -249,10 +249,9 @@ impl RootContext for ExtAuthzRoot {
         true
     }
 
-    fn create_http_context(&mut self, context_id: u32, config: Rc<Config>) -> ExtAuthz {
+    fn create_http_context(&mut self, _context_id: u32, config: Rc<Config>) -> ExtAuthz {
         ExtAuthz {
             config,
-            context_id,
             state: State::Idle,
             response_headers_to_add: Vec::new(),
             counters: self.counters,
@@ -274,7 +273,6 @@ enum State {
 /// One per HTTP stream.
 pub struct ExtAuthz {
     config: Rc<Config>,
-    context_id: u32,
     state: State,
     /// `grpc`: headers the service asked to add to the response.
     response_headers_to_add: Vec<(String, String)>,
@@ -401,16 +399,8 @@ impl ExtAuthz {
         Ok(())
     }
 
-    /// A continuation runs on the root context's callback: make this stream the one the
-    /// host calls act on.
-    fn enter(&self) {
-        if let Err(error) = filterkit::host::set_effective_context(self.context_id) {
-            log::warn!("cannot act on the stream: {error}");
-        }
-    }
-
+    /// Runs with this stream made effective by the SDK, so host calls act on it.
     fn on_http_answer(&mut self, response: CallResponse) {
-        self.enter();
         // As Envoy's ext_authz: a 5xx is a failure, not a denial. Envoy answers a call that
         // timed out or found no upstream with its own 504 or 503.
         let status = match response.status() {
@@ -450,7 +440,6 @@ impl ExtAuthz {
     }
 
     fn on_grpc_answer(&mut self, reply: grpc::Reply) {
-        self.enter();
         if !reply.is_ok() {
             let code = decimal(reply.status_code);
             return self.fail(&join(&["the call ended with grpc-status ", &code]));
