@@ -52,7 +52,7 @@ fn log_line(level: u32, message: &str, fields: &[(&str, u32)]) {
         line.push(' ');
         line.push_str(key);
         line.push('=');
-        crate::json::push_decimal(&mut line, u64::from(*value));
+        crate::text::push_decimal(&mut line, u64::from(*value));
     }
     let _ = abi::log(level, line.as_bytes());
 }
@@ -74,7 +74,7 @@ fn read_config(size: usize) -> Result<Vec<u8>, String> {
                 crate::Error::Host { status, .. } => status.as_raw(),
                 _ => 0,
             };
-            crate::json::push_decimal(&mut problem, raw.into());
+            crate::text::push_decimal(&mut problem, raw.into());
             Err(problem)
         }
     }
@@ -109,7 +109,7 @@ fn log_invalid_config(problem: &str) {
 fn log_wrong_context(context_id: u32, token: u32) {
     log_line(
         logger::ERROR,
-        "callout continuation expects another context type than the caller's; it did not run",
+        "callout continuation not run: it takes another context type",
         &[("context_id", context_id), ("token", token)],
     );
 }
@@ -410,7 +410,7 @@ impl<R: RootContext> Filter<R> {
         if n_dropped > 0 {
             log_line(
                 logger::INFO,
-                "context deleted before its callouts answered; their continuations are dropped",
+                "context deleted with pending callouts, continuations dropped",
                 &[("context_id", context_id), ("n_callouts", n_dropped as u32)],
             );
         }
@@ -459,7 +459,7 @@ impl<R: RootContext> Filter<R> {
         if result.is_none() {
             log_line(
                 logger::INFO,
-                "callout answered after its context was deleted; continuation dropped",
+                "callout answer dropped: context deleted",
                 &[("context_id", target), ("token", token)],
             );
         }

@@ -131,7 +131,7 @@ pub enum Error {
 /// Writes `value` in decimal without `core::fmt`'s integer machinery (which pads and aligns).
 fn write_decimal(f: &mut fmt::Formatter<'_>, value: u64) -> fmt::Result {
     let mut text = alloc::string::String::new();
-    crate::json::push_decimal(&mut text, value);
+    crate::text::push_decimal(&mut text, value);
     f.write_str(&text)
 }
 

@@ -20,6 +20,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::text::push_decimal;
 use serde::de::{self, DeserializeSeed, Expected, IntoDeserializer, Unexpected, Visitor};
 
 const MAX_DEPTH: u32 = 64;
@@ -54,15 +55,6 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
-}
-
-/// Appends `value` in decimal without going through `core::fmt`.
-pub(crate) fn push_decimal(text: &mut String, value: u64) {
-    // Most significant digit first, by recursion (at most 20 levels): no buffer to index.
-    if value >= 10 {
-        push_decimal(text, value / 10);
-    }
-    text.push(char::from(b'0' + (value % 10) as u8));
 }
 
 impl fmt::Display for Error {
@@ -154,8 +146,11 @@ impl Error {
                 Some(backticked(value.unsigned_abs(), value < 0)),
             ),
             Unexpected::Float(_) => ("floating point number", None),
-            Unexpected::Char(c) => ("character ", Some(crate::quote(c.encode_utf8(&mut [0; 4])))),
-            Unexpected::Str(text) => ("string ", Some(crate::quote(text))),
+            Unexpected::Char(c) => (
+                "character ",
+                Some(crate::text::quote(c.encode_utf8(&mut [0; 4]))),
+            ),
+            Unexpected::Str(text) => ("string ", Some(crate::text::quote(text))),
             Unexpected::Bytes(_) => ("byte array", None),
             Unexpected::Unit => ("null", None),
             Unexpected::Option => ("option", None),
@@ -277,9 +272,12 @@ impl<'de> Parser<'de> {
         // Only here does `core`'s float parser end up in the module.
         let text = core::str::from_utf8(self.slice(start))
             .map_err(|_| Error::at("invalid number", start))?;
-        text.parse::<f64>()
-            .map(Number::Float)
-            .map_err(|_| Error::at("invalid number", start))
+        match text.parse::<f64>() {
+            // As serde_json: a number beyond f64's range is an error, not an infinity.
+            Ok(value) if value.is_finite() => Ok(Number::Float(value)),
+            Ok(_) => Err(Error::at("number out of range", start)),
+            Err(_) => Err(Error::at("invalid number", start)),
+        }
     }
 
     /// Moves past a number; returns it if it is an integer that fits 64 bits, else `None`.
@@ -339,7 +337,8 @@ impl<'de> Parser<'de> {
                 if !negative {
                     return Ok(Some(Number::Unsigned(value)));
                 }
-                if value <= 1 << 63 {
+                // `-0` is the float -0.0, as serde_json reads it; not the integer 0.
+                if value != 0 && value <= 1 << 63 {
                     return Ok(Some(Number::Signed((value as i64).wrapping_neg())));
                 }
             }
@@ -832,12 +831,102 @@ impl<'de> de::MapAccess<'de> for Elements<'_, 'de> {
         if self.parser.peek()? != b'"' {
             return Err(Error::at("expected string key", self.parser.pos));
         }
-        seed.deserialize(&mut *self.parser).map(Some)
+        seed.deserialize(MapKey {
+            parser: &mut *self.parser,
+        })
+        .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         self.parser.expect_colon()?;
         seed.deserialize(&mut *self.parser)
+    }
+}
+
+/// A map key: a string, which a numeric key type reads as the number it spells (`{"404": …}`
+/// into a `BTreeMap<u16, _>`), as serde_json does.
+struct MapKey<'a, 'de> {
+    parser: &'a mut Parser<'de>,
+}
+
+impl<'de> MapKey<'_, 'de> {
+    /// The key's text read as a JSON number; integer types never reach the float parser.
+    fn number<V: Visitor<'de>>(self, visitor: V, float: bool) -> Result<V::Value, Error> {
+        let text = self.parser.parse_string()?;
+        let text: &str = match &text {
+            Text::Borrowed(text) => text,
+            Text::Owned(text) => text,
+        };
+        let mut key = Parser {
+            input: text.as_bytes(),
+            pos: 0,
+            depth: 0,
+        };
+        let number = if float {
+            key.parse_number().ok()
+        } else {
+            key.scan_number().ok().flatten()
+        };
+        match number {
+            Some(Number::Unsigned(value)) if key.pos == text.len() => visitor.visit_u64(value),
+            Some(Number::Signed(value)) if key.pos == text.len() => visitor.visit_i64(value),
+            Some(Number::Float(value)) if key.pos == text.len() => visitor.visit_f64(value),
+            _ => Err(de::Error::invalid_type(Unexpected::Str(text), &visitor)),
+        }
+    }
+}
+
+/// Methods of [`MapKey`] that read the key as the parser reads any string.
+macro_rules! forward_key_to_parser {
+    ($($method:ident($($arg:ident: $ty:ty),*))*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Error> {
+                self.parser.$method($($arg,)* visitor)
+            }
+        )*
+    };
+}
+
+/// Methods of [`MapKey`] that read the key as a number.
+macro_rules! key_as_number {
+    ($float:expr => $($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                self.number(visitor, $float)
+            }
+        )*
+    };
+}
+
+impl<'de> de::Deserializer<'de> for MapKey<'_, 'de> {
+    type Error = Error;
+
+    key_as_number! { false =>
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+    }
+
+    key_as_number! { true => deserialize_f32 deserialize_f64 }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    forward_key_to_parser! {
+        deserialize_any() deserialize_bool() deserialize_i128() deserialize_u128()
+        deserialize_char() deserialize_str() deserialize_string() deserialize_bytes()
+        deserialize_byte_buf() deserialize_option() deserialize_unit()
+        deserialize_unit_struct(name: &'static str)
+        deserialize_seq() deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_map()
+        deserialize_struct(name: &'static str, fields: &'static [&'static str])
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
+        deserialize_identifier() deserialize_ignored_any()
     }
 }
 

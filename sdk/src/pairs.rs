@@ -34,7 +34,7 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Decodes the ABI's map format; `None` if the bytes are malformed. No bytes is an empty map.
-pub(crate) fn deserialize(bytes: &[u8]) -> Option<crate::http::Pairs> {
+pub(crate) fn deserialize(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }

@@ -20,51 +20,7 @@ use crate::abi::fake::with_host;
 use crate::http::{BufferType, MapType};
 use crate::{Action, HttpContext, RootContext, dispatch};
 
-/// A local reply the guest asked for.
-///
-/// ```
-/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
-/// filterkit::http::LocalReply::new(404).body(b"none").send().unwrap();
-/// assert_eq!(vm.local_responses()[0].body, b"none");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocalResponse {
-    /// HTTP status code.
-    pub status_code: u32,
-    /// Response code details.
-    pub details: String,
-    /// Headers, lossily decoded.
-    pub headers: Vec<(String, String)>,
-    /// Body bytes.
-    pub body: Vec<u8>,
-    /// gRPC status, -1 for none.
-    pub grpc_status: i32,
-}
-
-/// An http callout the guest dispatched.
-///
-/// ```
-/// use std::time::Duration;
-/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
-/// let headers = [(":method", "GET"), (":path", "/"), (":authority", "x")];
-/// let token = filterkit::http::call("c", &headers, b"", Duration::ZERO, |_: &mut (), _| {}).unwrap();
-/// assert_eq!(vm.http_calls()[0].token, token);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpCall {
-    /// The token the fake host returned.
-    pub token: u32,
-    /// The cluster.
-    pub upstream: String,
-    /// Request headers, lossily decoded.
-    pub headers: Vec<(String, String)>,
-    /// Request body.
-    pub body: Vec<u8>,
-    /// Request trailers, lossily decoded.
-    pub trailers: Vec<(String, String)>,
-    /// Timeout in milliseconds (0 = none).
-    pub timeout_milliseconds: u32,
-}
+pub use crate::abi::fake::{HttpCall, LocalResponse};
 
 /// A filter that does nothing, for examples that only need the fake host.
 ///

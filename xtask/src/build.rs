@@ -1,7 +1,8 @@
 //! `cargo xtask build [FILTER...]`: compile filters to wasm32-wasip1, optimize, validate.
 //!
 //! The shipped file is `target/filters/<name>.wasm`. `--guests` builds the test guests under
-//! `host-sim/tests/guests/` instead, to `target/guests/<name>.wasm`: the same target, profile
+//! `host-sim/tests/guests/` (and the SDK's, under `sdk/tests/guests/`, as `sdk-<name>`) instead,
+//! to `target/guests/<name>.wasm`: the same target, profile
 //! and reproducibility flags, no wasm-opt (nothing ships them), the same load check. Validation answers "will Envoy load this?"
 //! without running it: the module must validate, export an ABI version marker and an allocator,
 //! and import only functions that Envoy (proxy-wasm-cpp-host's `WasmBase::registerCallbacks`)
@@ -135,10 +136,16 @@ pub fn build(filters: &[String], use_wasm_opt: bool) -> Result<Vec<Built>> {
 }
 
 /// Builds and validates test guests (all of them when `guests` is empty) into
-/// `target/guests/<name>.wasm`. A guest is the crate `guest-<name>`; it is not a filter, so
+/// `target/guests/<name>.wasm`. A guest is the crate `guest-<name>`, or `sdk-guest-<name>` for
+/// `sdk-<name>`; it is not a filter, so
 /// it is not optimized, size-budgeted or packaged, but Envoy must still load it.
 pub fn build_guests(guests: &[String]) -> Result<Vec<Built>> {
-    let all = util::guest_names()?;
+    let mut all = util::guest_names()?;
+    all.extend(
+        util::sdk_guest_names()?
+            .into_iter()
+            .map(|name| format!("sdk-{name}")),
+    );
     let names: Vec<String> = if guests.is_empty() {
         all.clone()
     } else {
@@ -147,7 +154,7 @@ pub fn build_guests(guests: &[String]) -> Result<Vec<Built>> {
     for name in &names {
         if !all.contains(name) {
             bail!(
-                "unknown test guest {name:?}: the guests are {} (directories under host-sim/tests/guests/)",
+                "unknown test guest {name:?}: the guests are {} (directories under host-sim/tests/guests/, and sdk/tests/guests/ as sdk-<name>)",
                 all.join(", ")
             );
         }
@@ -161,7 +168,10 @@ pub fn build_guests(guests: &[String]) -> Result<Vec<Built>> {
     );
     let mut built = Vec::new();
     for name in &names {
-        let package = format!("guest-{name}");
+        let package = match name.strip_prefix("sdk-") {
+            Some(sdk_guest) => format!("sdk-guest-{sdk_guest}"),
+            None => format!("guest-{name}"),
+        };
         let mut cargo = util::cargo_wasm();
         cargo.current_dir(util::project_root()).args([
             "build",

@@ -44,6 +44,11 @@ pub fn run(_args: Args) -> Result<()> {
                     .iter()
                     .map(|guest| format!("guest-{guest}")),
             )
+            .chain(
+                util::sdk_guest_names()?
+                    .iter()
+                    .map(|guest| format!("sdk-guest-{guest}")),
+            )
             .collect();
         for package in WASM_PACKAGES
             .iter()

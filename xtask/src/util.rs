@@ -91,6 +91,13 @@ pub fn guest_names() -> Result<Vec<String>> {
     crate_dirs(&project_root().join("host-sim").join("tests").join("guests"))
 }
 
+/// Every SDK test guest (crate `sdk-guest-<name>`, built to `target/guests/sdk-<name>.wasm`):
+/// the directories under `sdk/tests/guests/` with a Cargo.toml, sorted. They are built from
+/// filterkit, so host-sim runs the SDK as Envoy would.
+pub fn sdk_guest_names() -> Result<Vec<String>> {
+    crate_dirs(&project_root().join("sdk").join("tests").join("guests"))
+}
+
 /// The cargo that runs xtask (cargo sets `CARGO`), else `cargo` from PATH.
 pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))

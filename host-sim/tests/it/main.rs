@@ -14,6 +14,7 @@ mod lifecycle;
 mod loading;
 mod memory_safety;
 mod scenario;
+mod sdk_guest;
 mod tcp;
 mod test_api;
 mod trace_faults;

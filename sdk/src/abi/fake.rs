@@ -11,8 +11,56 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use crate::http::Pairs;
 use crate::pairs;
+
+/// Header (name, value) pairs as bytes.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A local reply the guest asked for.
+///
+/// ```
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// filterkit::http::LocalReply::new(404).body(b"none").send().unwrap();
+/// assert_eq!(vm.local_responses()[0].body, b"none");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// HTTP status code.
+    pub status_code: u32,
+    /// Response code details.
+    pub details: String,
+    /// Headers, lossily decoded.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// gRPC status, -1 for none.
+    pub grpc_status: i32,
+}
+
+/// An http callout the guest dispatched.
+///
+/// ```
+/// use std::time::Duration;
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let headers = [(":method", "GET"), (":path", "/"), (":authority", "x")];
+/// let token = filterkit::http::call("c", &headers, b"", Duration::ZERO, |_: &mut (), _| {}).unwrap();
+/// assert_eq!(vm.http_calls()[0].token, token);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCall {
+    /// The token the fake host returned.
+    pub token: u32,
+    /// The cluster.
+    pub upstream: String,
+    /// Request headers, lossily decoded.
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Request trailers, lossily decoded.
+    pub trailers: Vec<(String, String)>,
+    /// Timeout in milliseconds (0 = none).
+    pub timeout_milliseconds: u32,
+}
 
 /// A shared queue: owning vm_id, name, items.
 pub(crate) type Queue = (Vec<u8>, Vec<u8>, VecDeque<Vec<u8>>);
@@ -35,8 +83,8 @@ pub(crate) struct Host {
     pub(crate) properties: BTreeMap<Vec<u8>, Vec<u8>>,
     pub(crate) shared_data: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
     pub(crate) queues: Vec<Queue>,
-    pub(crate) local_responses: Vec<crate::testing::LocalResponse>,
-    pub(crate) http_calls: Vec<crate::testing::HttpCall>,
+    pub(crate) local_responses: Vec<LocalResponse>,
+    pub(crate) http_calls: Vec<HttpCall>,
     pub(crate) stream_actions: Vec<String>,
     pub(crate) status: (u32, Vec<u8>),
     pub(crate) effective_context: u32,
@@ -328,7 +376,7 @@ pub(super) fn send_local_response(
         let Some(headers) = decode_pairs(serialized_headers) else {
             return BAD_ARGUMENT;
         };
-        host.local_responses.push(crate::testing::LocalResponse {
+        host.local_responses.push(LocalResponse {
             status_code,
             details: lossy(details),
             headers,
@@ -357,7 +405,7 @@ pub(super) fn http_call(
         }
         host.next_token += 1;
         let token = host.next_token;
-        host.http_calls.push(crate::testing::HttpCall {
+        host.http_calls.push(HttpCall {
             token,
             upstream: lossy(upstream),
             headers,

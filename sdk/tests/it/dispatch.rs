@@ -279,7 +279,7 @@ fn deleting_a_stream_drops_it_and_its_pending_callout() {
             info: stream 2 call sent=true
             info: stream 2 log
             info: stream 2 dropped
-            info: context deleted before its callouts answered; their continuations are dropped context_id=2 n_callouts=1
+            info: context deleted with pending callouts, continuations dropped context_id=2 n_callouts=1
         "#]],
     );
 }
@@ -363,7 +363,7 @@ fn continuation_for_another_context_type_is_an_error_in_the_log() {
         expect![[r#"
             info: root configured tag=a
             info: stream 2 mistyped call sent=true
-            error: callout continuation expects another context type than the caller's; it did not run context_id=2 token=1
+            error: callout continuation not run: it takes another context type context_id=2 token=1
         "#]],
     );
 }

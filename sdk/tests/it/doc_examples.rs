@@ -1,7 +1,7 @@
 //! Issue 4 item 5: every public item of filterkit has a doc example that compiles and runs.
 //!
 //! rustdoc's `--show-coverage` needs nightly, so this scans `sdk/src` instead. A public item
-//! is a `pub` fn, struct, enum, trait, type, const, static or `macro_rules!`, a method or
+//! is a `pub` fn, struct, enum, trait, type, const, static or `#[macro_export]` `macro_rules!`, a method or
 //! associated const of a `pub trait`, or a public module (its `//!` header). Its doc comment
 //! must hold a plain ```` ``` ```` (or ```` ```rust ````) fence; `ignore`, `no_run`,
 //! `compile_fail` and `should_panic` fences count as missing anywhere in the crate.
@@ -48,9 +48,10 @@ fn has_runnable_example(doc: &[&str]) -> bool {
 }
 
 /// Whether `line` (trimmed) declares an item this scan covers.
-fn declares_item(line: &str, in_pub_trait: bool) -> bool {
+fn declares_item(line: &str, in_pub_trait: bool, exported: bool) -> bool {
     if line.starts_with("macro_rules!") {
-        return true;
+        // A macro without `#[macro_export]` is private to the crate.
+        return exported;
     }
     if let Some(rest) = line.strip_prefix("pub ") {
         let rest = rest.strip_prefix("const fn ").map_or(rest, |_| "fn ");
@@ -80,6 +81,7 @@ fn scan(path: &Path, text: &str, needs_module_doc: bool) -> (Vec<String>, usize)
     let mut doc: Vec<&str> = Vec::new();
     let mut in_pub_trait = false;
     let mut hidden = false;
+    let mut exported = false;
     for (idx, raw) in text.lines().enumerate() {
         if raw.starts_with("#[cfg(test)]") {
             break;
@@ -96,10 +98,11 @@ fn scan(path: &Path, text: &str, needs_module_doc: bool) -> (Vec<String>, usize)
         }
         if line.starts_with("#[") || line.starts_with("#!") {
             hidden |= line.starts_with("#[doc(hidden)]");
+            exported |= line.starts_with("#[macro_export]");
             continue;
         }
         let trait_item = in_pub_trait && raw.starts_with("    ") && !raw.starts_with("     ");
-        if declares_item(line, trait_item) && !hidden {
+        if declares_item(line, trait_item, exported) && !hidden {
             checked += 1;
             if !has_runnable_example(&doc) {
                 missing.push(format!("{}:{}: {}", path.display(), idx + 1, line));
@@ -107,6 +110,7 @@ fn scan(path: &Path, text: &str, needs_module_doc: bool) -> (Vec<String>, usize)
         }
         doc.clear();
         hidden = false;
+        exported = false;
     }
     (missing, checked)
 }

@@ -4,6 +4,8 @@
 mod dispatch;
 mod doc_examples;
 mod hostile;
+mod json_oracle;
+mod layers;
 mod logging;
 
 use expect_test::Expect;

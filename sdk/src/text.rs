@@ -1,0 +1,69 @@
+//! Building messages without `core::fmt`: quoting, joining, decimals.
+
+use alloc::string::String;
+
+/// Quotes `text` for an error or log message: `"text"`, with `"`, `\\` and every character
+/// outside printable ASCII escaped (`\n`, `\u{7f}`), so hostile input cannot forge log lines.
+///
+/// Cheaper than `format!("{text:?}")`, whose Unicode tables would add kilobytes to a module.
+///
+/// ```
+/// assert_eq!(filterkit::quote("bad name"), r#""bad name""#);
+/// assert_eq!(filterkit::quote("a\r\nb\u{e9}"), r#""a\r\nb\u{e9}""#);
+/// ```
+pub fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            ' '..='~' => quoted.push(c),
+            _ => {
+                quoted.push_str("\\u{");
+                let code = u32::from(c);
+                let mut started = false;
+                for shift in (0..6).rev() {
+                    let digit = (code >> (shift * 4)) & 0xF;
+                    if digit != 0 || started || shift == 0 {
+                        started = true;
+                        quoted.push(char::from(b"0123456789abcdef"[digit as usize]));
+                    }
+                }
+                quoted.push('}');
+            }
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Joins `parts` into one `String`: the cheap way to build a message.
+///
+/// `format!` is fine to use, but its padding and width code adds about 2 KB to a module that
+/// otherwise does not need it; `join` is a loop of `push_str`.
+///
+/// ```
+/// let name = "bad name";
+/// let message = filterkit::join(&["header name ", &filterkit::quote(name), " is not a token"]);
+/// assert_eq!(message, r#"header name "bad name" is not a token"#);
+/// ```
+pub fn join(parts: &[&str]) -> String {
+    let mut joined = String::new();
+    for part in parts {
+        joined.push_str(part);
+    }
+    joined
+}
+
+/// Appends `value` in decimal without going through `core::fmt`.
+pub(crate) fn push_decimal(text: &mut String, value: u64) {
+    // Most significant digit first, by recursion (at most 20 levels): no buffer to index.
+    if value >= 10 {
+        push_decimal(text, value / 10);
+    }
+    text.push(char::from(b'0' + (value % 10) as u8));
+}
