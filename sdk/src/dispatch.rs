@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 
 use crate::abi::{self, GuestCell};
-use crate::registry::{self, Fit, GrpcSignal, GrpcStep, HttpAnswer, Slots};
+use crate::registry::{self, Fit, GrpcSignal, GrpcStep, HttpAnswer, Route, Slots};
 use crate::tcp::{PeerType, TcpContext};
 use crate::{Action, Config, HttpContext, RootContext, logger};
 
@@ -433,34 +433,29 @@ impl<R: RootContext> Filter<R> {
     }
 
     /// Runs `f` with the context `owner` that made callout `token`, during a callback the host
-    /// made on `callback_context_id` (Envoy: the owner's root context). The owner is made
-    /// effective for the host while `f` runs, so what `f` does acts on it. An owner of 0 (a
-    /// call made outside any callback, as in a doc example) means the callback's context.
+    /// made on `callback_context_id` (Envoy: the owner's root context). An owner of 0 (a call
+    /// made outside any callback, as in a doc example) means the callback's context.
     fn on_owner<T>(
         &self,
         callback_context_id: u32,
         owner: u32,
         token: u32,
-        f: impl FnOnce(&mut dyn Any) -> T,
+        f: impl FnOnce(&mut dyn Any, Route) -> T,
     ) -> Option<T> {
-        let target = if owner == 0 {
-            callback_context_id
-        } else {
-            owner
+        let route = Route {
+            callback_context_id,
+            owner: if owner == 0 {
+                callback_context_id
+            } else {
+                owner
+            },
         };
-        let switch = target != callback_context_id;
-        if switch {
-            let _ = abi::set_effective_context(target);
-        }
-        let result = self.on_any(target, f);
-        if switch {
-            let _ = abi::set_effective_context(callback_context_id);
-        }
+        let result = self.on_any(route.owner, |context| f(context, route));
         if result.is_none() {
             log_line(
                 logger::INFO,
                 "callout answer dropped: context deleted",
-                &[("context_id", target), ("token", token)],
+                &[("context_id", route.owner), ("token", token)],
             );
         }
         result
@@ -488,8 +483,8 @@ impl<R: RootContext> Filter<R> {
             n_trailers,
         };
         let continuation = pending.run;
-        let fit = self.on_owner(context_id, pending.context_id, token, |context| {
-            continuation(context, answer)
+        let fit = self.on_owner(context_id, pending.context_id, token, |context, route| {
+            continuation(context, answer, route)
         });
         if fit == Some(Fit::WrongContext) {
             log_wrong_context(pending.context_id, token);
@@ -505,7 +500,9 @@ impl<R: RootContext> Filter<R> {
         };
         let owner = pending.context_id;
         let mut handler = pending.run;
-        let step = self.on_owner(context_id, owner, token, |context| handler(context, signal));
+        let step = self.on_owner(context_id, owner, token, |context, route| {
+            handler(context, signal, route)
+        });
         match step {
             Some(GrpcStep::Continue) => {}
             Some(GrpcStep::WrongContext) => {

@@ -125,7 +125,7 @@ pub fn call<C: Any>(
     let mut continuation = Some(continuation);
     registry::register_grpc(
         token,
-        Box::new(move |context, signal| {
+        Box::new(move |context, signal, route: registry::Route| {
             let reply = match signal {
                 // Envoy sends no metadata for unary calls; ignore any.
                 GrpcSignal::InitialMetadata { .. } | GrpcSignal::TrailingMetadata { .. } => {
@@ -144,7 +144,7 @@ pub fn call<C: Any>(
                 return GrpcStep::WrongContext;
             };
             if let Some(continuation) = continuation.take() {
-                continuation(context, reply);
+                route.as_owner(|| continuation(context, reply));
             }
             GrpcStep::Finished
         }),
@@ -209,7 +209,7 @@ impl Stream {
         )?;
         registry::register_grpc(
             token,
-            Box::new(move |context, signal| {
+            Box::new(move |context, signal, route: registry::Route| {
                 let Some(context) = context.downcast_mut::<C>() else {
                     return GrpcStep::WrongContext;
                 };
@@ -224,7 +224,7 @@ impl Stream {
                     GrpcSignal::Close { status_code } => Event::Close { status_code },
                 };
                 let finished = matches!(event, Event::Close { .. });
-                handler(context, event);
+                route.as_owner(|| handler(context, event));
                 if finished {
                     GrpcStep::Finished
                 } else {

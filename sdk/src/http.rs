@@ -668,7 +668,7 @@ pub fn call<C: Any>(
     )?;
     registry::register_http(
         token,
-        Box::new(move |context, answer: HttpAnswer| {
+        Box::new(move |context, answer: HttpAnswer, route: registry::Route| {
             let Some(context) = context.downcast_mut::<C>() else {
                 return Fit::WrongContext;
             };
@@ -678,7 +678,7 @@ pub fn call<C: Any>(
                 body_size: answer.body_size,
                 n_trailers: answer.n_trailers,
             };
-            continuation(context, response);
+            route.as_owner(|| continuation(context, response));
             Fit::Ran
         }),
     );

@@ -14,7 +14,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::any::Any;
 
-use crate::abi::GuestCell;
+use crate::abi::{self, GuestCell};
 
 /// Values by context id or token, in two sorted `Vec`s: ids mostly grow, so inserts append,
 /// and the id search is one non-generic function instead of `BTreeMap`'s monomorphized nodes.
@@ -85,6 +85,32 @@ pub(crate) struct HttpAnswer {
     pub(crate) n_trailers: usize,
 }
 
+/// Which context an answer is for: the host called back `callback_context_id` (Envoy: the
+/// caller's root context); the call was made by `owner`.
+#[derive(Clone, Copy)]
+pub(crate) struct Route {
+    pub(crate) callback_context_id: u32,
+    pub(crate) owner: u32,
+}
+
+impl Route {
+    /// Runs `f` with the owner made effective for the host, so a continuation's
+    /// `resume_request` or local reply acts on the context that made the call. Only the
+    /// continuations in `http.rs` and `grpc.rs` call this, so a filter that makes no callouts
+    /// does not import `proxy_set_effective_context`.
+    pub(crate) fn as_owner<T>(self, f: impl FnOnce() -> T) -> T {
+        let switch = self.owner != self.callback_context_id;
+        if switch {
+            let _ = abi::set_effective_context(self.owner);
+        }
+        let result = f();
+        if switch {
+            let _ = abi::set_effective_context(self.callback_context_id);
+        }
+        result
+    }
+}
+
 /// Whether a continuation or handler could run with the context it was given.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fit {
@@ -95,7 +121,7 @@ pub(crate) enum Fit {
 }
 
 /// A continuation waiting for an http callout's response; it downcasts the context itself.
-pub(crate) type Continuation = Box<dyn FnOnce(&mut dyn Any, HttpAnswer) -> Fit>;
+pub(crate) type Continuation = Box<dyn FnOnce(&mut dyn Any, HttpAnswer, Route) -> Fit>;
 
 /// What the host told a gRPC handler, before anything is read: the handler (in `grpc.rs`)
 /// reads the message or metadata itself, so a filter that never opens a gRPC stream does not
@@ -120,7 +146,7 @@ pub(crate) enum GrpcStep {
 }
 
 /// A gRPC call's or stream's event handler; it downcasts the context itself.
-pub(crate) type GrpcHandler = Box<dyn FnMut(&mut dyn Any, GrpcSignal) -> GrpcStep>;
+pub(crate) type GrpcHandler = Box<dyn FnMut(&mut dyn Any, GrpcSignal, Route) -> GrpcStep>;
 
 /// A pending callout: the context that made it and what to run with the answer.
 pub(crate) struct Pending<T> {

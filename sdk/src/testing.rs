@@ -20,7 +20,7 @@ use crate::abi::fake::with_host;
 use crate::http::{BufferType, MapType};
 use crate::{Action, HttpContext, RootContext, dispatch};
 
-pub use crate::abi::fake::{HttpCall, LocalResponse};
+pub use crate::abi::fake::{GrpcCall, HttpCall, LocalResponse};
 
 /// A filter that does nothing, for examples that only need the fake host.
 ///
@@ -636,6 +636,16 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn http_calls(&self) -> Vec<HttpCall> {
         with_host(|host| host.http_calls.clone())
+    }
+
+    /// The gRPC calls and streams the guest started, with what they sent.
+    ///
+    /// ```
+    /// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+    /// assert!(vm.grpc_calls().is_empty());
+    /// ```
+    pub fn grpc_calls(&self) -> Vec<GrpcCall> {
+        with_host(|host| host.grpc_calls.clone())
     }
 
     /// The `continue`/`close` calls the guest made, e.g. `continue request`.

@@ -106,6 +106,8 @@ fn http_callout_answer_reaches_the_stream_and_resumes_it() {
             callout cluster=auth root=1 origin=2
             answer Continue
             x-auth: 204
+            info ctx=1 root queue registered=true
+            info ctx=2 stream=2 request.path=Some("/http")
             info ctx=2 stream=2 http status=204
         "#]],
     );
@@ -133,6 +135,8 @@ fn unary_grpc_success_is_one_message_and_resumes_the_stream() {
             call pkg.Auth/Check root=1 origin=2 message="check"
             answer Continue
             x-grpc: allowed
+            info ctx=1 root queue registered=true
+            info ctx=2 stream=2 request.path=Some("/grpc")
             info ctx=2 stream=2 grpc status=0 message=Some("allowed")
         "#]],
     );
@@ -150,6 +154,8 @@ fn unary_grpc_failure_is_a_close_and_the_stream_answers_503() {
             request Paused(StopAllIterationAndWatermark)
             answer Continue
             local reply 503 "authz unavailable"
+            info ctx=1 root queue registered=true
+            info ctx=2 stream=2 request.path=Some("/grpc")
             info ctx=2 stream=2 grpc status=14 message=None
         "#]],
     );
@@ -167,6 +173,8 @@ fn unary_grpc_timeout_reaches_the_stream() {
             request Paused(StopAllIterationAndWatermark)
             after 2s Continue
             local reply 503 "authz unavailable"
+            info ctx=1 root queue registered=true
+            info ctx=2 stream=2 request.path=Some("/grpc")
             info ctx=2 stream=2 grpc status=14 message=None
         "#]],
     );
@@ -180,6 +188,8 @@ fn cancelled_unary_grpc_call_gets_nothing() {
         expect![[r#"
             request Continue
             in flight 0
+            info ctx=1 root queue registered=true
+            info ctx=2 stream=2 request.path=Some("/grpc-cancel")
             info ctx=2 stream=2 grpc cancel=true
         "#]],
     );
@@ -196,6 +206,7 @@ fn root_grpc_call_on_tick_completes_on_its_message() {
     let second = sim.close_grpc(token, &[], 7, "denied");
     expect![[r#"
         Continue Continue
+        info ctx=1 root queue registered=true
         info ctx=1 root tick=1 grpc sent=true
         info ctx=1 root reply tick=1 status=0 message=Some("ok")
         info ctx=1 root tick=2 grpc sent=true
@@ -235,10 +246,67 @@ fn tcp_connection_gets_its_callout_answer() {
         String::from_utf8_lossy(sim.connection_by_id(id).unwrap().upstream_bytes()).into_owned();
     expect![[r#"
         data Paused(StopIteration) answer Continue upstream="AUTH x"
+        info ctx=1 root queue registered=true
         info ctx=2 connection=2 http status=Some(200)
     "#]]
     .assert_eq(&format!(
         "data {data:?} answer {answer:?} upstream={upstream:?}\n{}",
         logs(&sim)
     ));
+}
+
+#[test]
+fn grpc_stream_handler_gets_each_event_until_it_cancels() {
+    let mut sim = sim("");
+    sim.stream("sdk")
+        .unwrap()
+        .send_request_headers(&[(":path", "/grpc-stream")], true);
+    let stream = &sim.grpc_callouts()[0];
+    let (token, sent) = (stream.token, stream.messages.clone());
+    let first = sim.grpc_stream_message(token, &[("x-id", "7")], b"hi");
+    let bye = sim.grpc_stream_message(token, &[], b"bye");
+    let after = sim.grpc_stream_message(token, &[], b"late");
+    expect![[r#"
+        sent=[[104, 101, 108, 108, 111]] Continue Continue NotDelivered
+        info ctx=1 root queue registered=true
+        info ctx=2 stream=2 request.path=Some("/grpc-stream")
+        info ctx=2 stream=2 grpc event InitialMetadata([([120, 45, 105, 100], [55])])
+        info ctx=2 stream=2 grpc event Message([104, 105])
+        info ctx=2 stream=2 grpc event Message([98, 121, 101])
+        info ctx=2 stream=2 grpc cancel=true
+    "#]]
+    .assert_eq(&format!(
+        "sent={sent:?} {first:?} {bye:?} {after:?}\n{}",
+        logs(&sim)
+    ));
+}
+
+#[test]
+fn request_body_is_buffered_and_rewritten() {
+    let mut sim = sim("");
+    let mut stream = sim.stream("sdk").unwrap();
+    let headers = stream.send_request_headers(&[(":method", "POST"), (":path", "/body")], false);
+    let first = stream.send_request_body(b"hello ", false);
+    let last = stream.send_request_body(b"world", true);
+    let upstream = String::from_utf8_lossy(stream.upstream_body()).into_owned();
+    expect![[r#"
+        Continue Paused(StopIterationAndBuffer) Continue upstream="HELLO WORLD"
+    "#]]
+    .assert_eq(&format!(
+        "{headers:?} {first:?} {last:?} upstream={upstream:?}\n"
+    ));
+}
+
+#[test]
+fn queue_items_and_foreign_functions_reach_the_root() {
+    let mut sim = sim("");
+    let queued = sim.enqueue("jobs", b"job-1");
+    let called = sim.call_on_foreign_function("sdk", 7, b"args");
+    expect![[r#"
+        Ok(Continue) Ok(Continue)
+        info ctx=1 root queue registered=true
+        info ctx=1 root dequeued queue=1 same_id=true item="job-1"
+        info ctx=1 root foreign function=7 arguments="args"
+    "#]]
+    .assert_eq(&format!("{queued:?} {called:?}\n{}", logs(&sim)));
 }

@@ -62,6 +62,36 @@ pub struct HttpCall {
     pub timeout_milliseconds: u32,
 }
 
+/// A unary gRPC call or a stream the guest started.
+///
+/// ```
+/// use std::time::Duration;
+/// let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
+/// let token = filterkit::grpc::call("authz", "pkg.Auth", "Check", &[("x-id", b"7".as_slice())],
+///     b"\x08\x01", Duration::from_secs(1), |_: &mut (), _| {}).unwrap();
+/// let call = &vm.grpc_calls()[0];
+/// assert_eq!((call.token, call.service.as_str(), call.method.as_str()), (token, "pkg.Auth", "Check"));
+/// assert_eq!(call.initial_metadata, [("x-id".to_string(), "7".to_string())]);
+/// assert_eq!((call.message.as_deref(), call.timeout_milliseconds), (Some(b"\x08\x01".as_slice()), 1000));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// The token the fake host returned.
+    pub token: u32,
+    /// The cluster.
+    pub upstream: String,
+    /// The service, e.g. `envoy.service.auth.v3.Authorization`.
+    pub service: String,
+    /// The method, e.g. `Check`.
+    pub method: String,
+    /// Initial metadata, lossily decoded.
+    pub initial_metadata: Vec<(String, String)>,
+    /// The request message of a unary call; `None` for a stream (`grpc::Stream::open`).
+    pub message: Option<Vec<u8>>,
+    /// Timeout in milliseconds (0 = none, and for streams).
+    pub timeout_milliseconds: u32,
+}
+
 /// A shared queue: owning vm_id, name, items.
 pub(crate) type Queue = (Vec<u8>, Vec<u8>, VecDeque<Vec<u8>>);
 
@@ -85,6 +115,7 @@ pub(crate) struct Host {
     pub(crate) queues: Vec<Queue>,
     pub(crate) local_responses: Vec<LocalResponse>,
     pub(crate) http_calls: Vec<HttpCall>,
+    pub(crate) grpc_calls: Vec<GrpcCall>,
     pub(crate) stream_actions: Vec<String>,
     pub(crate) status: (u32, Vec<u8>),
     pub(crate) effective_context: u32,
@@ -418,28 +449,50 @@ pub(super) fn http_call(
 }
 
 pub(super) fn grpc_call(
-    _upstream: &[u8],
-    _service: &[u8],
-    _method: &[u8],
-    _serialized_initial_metadata: &[u8],
-    _message: &[u8],
-    _timeout_milliseconds: u32,
+    upstream: &[u8],
+    service: &[u8],
+    method: &[u8],
+    serialized_initial_metadata: &[u8],
+    message: &[u8],
+    timeout_milliseconds: u32,
 ) -> Result<u32, u32> {
     call(|host| {
+        let initial_metadata = decode_pairs(serialized_initial_metadata).ok_or(BAD_ARGUMENT)?;
         host.next_token += 1;
-        Ok(host.next_token)
+        let token = host.next_token;
+        host.grpc_calls.push(GrpcCall {
+            token,
+            upstream: lossy(upstream),
+            service: lossy(service),
+            method: lossy(method),
+            initial_metadata,
+            message: Some(message.to_vec()),
+            timeout_milliseconds,
+        });
+        Ok(token)
     })
 }
 
 pub(super) fn grpc_stream(
-    _upstream: &[u8],
-    _service: &[u8],
-    _method: &[u8],
-    _serialized_initial_metadata: &[u8],
+    upstream: &[u8],
+    service: &[u8],
+    method: &[u8],
+    serialized_initial_metadata: &[u8],
 ) -> Result<u32, u32> {
     call(|host| {
+        let initial_metadata = decode_pairs(serialized_initial_metadata).ok_or(BAD_ARGUMENT)?;
         host.next_token += 1;
-        Ok(host.next_token)
+        let token = host.next_token;
+        host.grpc_calls.push(GrpcCall {
+            token,
+            upstream: lossy(upstream),
+            service: lossy(service),
+            method: lossy(method),
+            initial_metadata,
+            message: None,
+            timeout_milliseconds: 0,
+        });
+        Ok(token)
     })
 }
 

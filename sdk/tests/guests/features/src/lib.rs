@@ -6,7 +6,11 @@
 //!   answers 503.
 //! - `/grpc-cancel`: a unary gRPC call cancelled at once.
 //! - `/shared`: counts requests in shared data (compare-and-swap) and in a counter metric.
-//! - the root makes a unary gRPC call on each tick and logs the reply.
+//! - `/grpc-stream`: a gRPC stream; each event is logged, a `bye` message cancels it.
+//! - `/body`: the request body, buffered to the end, is upper-cased.
+//! - every request logs its path read as a property (`request.path`).
+//! - the root makes a unary gRPC call on each tick and logs the reply; it registers the queue
+//!   `jobs` and logs what it dequeues; it logs foreign function calls.
 //! - with `{"tcp": true}` connections get a TCP context that calls out on `AUTH` and resumes.
 #![no_std]
 #![deny(unsafe_code)]
@@ -18,7 +22,9 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use core::time::Duration;
 
-use filterkit::{Action, HttpContext, RootContext, grpc, http, metrics, shared, tcp, time};
+use filterkit::{
+    Action, HttpContext, RootContext, grpc, http, metrics, properties, shared, tcp, time,
+};
 use serde::Deserialize;
 
 /// The plugin configuration.
@@ -50,6 +56,7 @@ const CALL_HEADERS: [(&str, &str); 3] = [
 pub struct Root {
     tcp: bool,
     n_ticks: u32,
+    queue: Option<shared::Queue>,
 }
 
 impl RootContext for Root {
@@ -59,6 +66,8 @@ impl RootContext for Root {
 
     fn on_configure(&mut self, config: &Rc<Config>) -> bool {
         self.tcp = config.tcp;
+        self.queue = shared::Queue::register("jobs").ok();
+        log::info!("root queue registered={}", self.queue.is_some());
         if config.tick_milliseconds > 0 {
             let _ = time::set_tick_period(Duration::from_millis(config.tick_milliseconds));
         }
@@ -66,7 +75,10 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&mut self, context_id: u32, _: Rc<Config>) -> Stream {
-        Stream { context_id }
+        Stream {
+            context_id,
+            grpc: None,
+        }
     }
 
     fn create_tcp_context(
@@ -78,6 +90,27 @@ impl RootContext for Root {
             return None;
         }
         Some(Box::new(Connection { context_id }))
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        let Some(queue) = self.queue else {
+            return;
+        };
+        while let Ok(Some(item)) = queue.dequeue() {
+            log::info!(
+                "root dequeued queue={} same_id={} item={:?}",
+                queue_id,
+                queue.id() == queue_id,
+                String::from_utf8_lossy(&item)
+            );
+        }
+    }
+
+    fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+        log::info!(
+            "root foreign function={function_id} arguments={:?}",
+            String::from_utf8_lossy(arguments)
+        );
     }
 
     fn on_tick(&mut self) {
@@ -105,6 +138,7 @@ impl RootContext for Root {
 /// An HTTP stream.
 pub struct Stream {
     context_id: u32,
+    grpc: Option<grpc::Stream>,
 }
 
 impl Stream {
@@ -189,10 +223,50 @@ impl Stream {
     }
 }
 
+impl Stream {
+    fn open_grpc_stream(&mut self) -> Action {
+        let opened = grpc::Stream::open(
+            "authz",
+            "pkg.Chat",
+            "Talk",
+            &[],
+            |this: &mut Stream, event: grpc::Event| {
+                log::info!("stream={} grpc event {:?}", this.context_id, event);
+                if event == grpc::Event::Message(b"bye".to_vec())
+                    && let Some(stream) = this.grpc
+                {
+                    log::info!(
+                        "stream={} grpc cancel={}",
+                        this.context_id,
+                        stream.cancel().is_ok()
+                    );
+                }
+            },
+        );
+        if let Ok(stream) = opened {
+            let _ = stream.send(b"hello", false);
+        }
+        self.grpc = opened.ok();
+        Action::Continue
+    }
+}
+
 impl HttpContext for Stream {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = http::request_body().read(0, body_size).unwrap_or_default();
+        let _ = http::request_body().replace(0, body_size, &body.to_ascii_uppercase());
+        Action::Continue
+    }
+
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let path = http::request_headers().get_str(":path").ok().flatten();
+        let property = properties::get_string(&["request", "path"]).ok().flatten();
+        log::info!("stream={} request.path={:?}", self.context_id, property);
         match path.as_deref() {
+            Some("/grpc-stream") => self.open_grpc_stream(),
             Some("/http") => self.http_call(),
             Some("/grpc") => self.grpc_call(false),
             Some("/grpc-cancel") => self.grpc_call(true),
