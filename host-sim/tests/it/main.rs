@@ -11,6 +11,7 @@ mod hcm;
 mod host_functions;
 mod lifecycle;
 mod loading;
+mod local_rate_limit;
 mod memory_safety;
 mod scenario;
 mod tcp;

@@ -12,7 +12,7 @@ use crate::support::{
 use crate::util;
 
 /// The filters with tests here: a new filter must join this list with a test of its own.
-const ENVOY_TESTED_FILTERS: &[&str] = &["add-header"];
+const ENVOY_TESTED_FILTERS: &[&str] = &["add-header", "json-guard", "local-rate-limit"];
 
 /// Runs `filter` in Envoy with the seed's deployment carrying `parameters`, sends one GET, and
 /// renders the response's head; or, when Envoy refuses to start, its exit status and the
