@@ -9,6 +9,7 @@ mod filters;
 mod guest;
 mod hcm;
 mod host_functions;
+mod json_guard;
 mod lifecycle;
 mod loading;
 mod local_rate_limit;

@@ -22,6 +22,8 @@ mod bootstrap;
 mod differential;
 mod envoy_filters;
 mod interop;
+mod json_guard;
+mod local_rate_limit;
 mod registry;
 mod reproducible;
 mod seed;
