@@ -350,7 +350,7 @@ impl Rewriter<'_> {
 
     /// What the rules say about the member at the current path (removal wins).
     fn action(&self) -> Action {
-        let matches = |paths: &[Path]| paths.iter().any(|path| *path == self.path);
+        let matches = |paths: &[Path]| paths.contains(&self.path);
         if matches(&self.rules.remove) {
             Action::Remove
         } else if matches(&self.rules.redact) {

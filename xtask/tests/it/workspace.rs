@@ -175,6 +175,8 @@ fn filters_depend_on_filterkit_not_proxy_wasm() -> Result<()> {
     }
     expect![[r#"
         add-header: filterkit=true proxy-wasm=false wasm-bindgen=false
+        json-guard: filterkit=true proxy-wasm=false wasm-bindgen=false
+        local-rate-limit: filterkit=true proxy-wasm=false wasm-bindgen=false
     "#]]
     .assert_eq(&shown);
     Ok(())
