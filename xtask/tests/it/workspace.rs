@@ -13,8 +13,8 @@ use crate::util;
 /// (REFERENCE, "Costs measured here"). A new filter needs a line here.
 const SIZE_BUDGETS: &[(&str, u64)] = &[
     ("add-header", 32 * 1024),
-    ("json-guard", 48 * 1024),
-    ("local-rate-limit", 48 * 1024),
+    ("json-guard", 52 * 1024),
+    ("local-rate-limit", 52 * 1024),
 ];
 
 /// Normal (non-dev, non-build) dependencies of each workspace package, transitively, by name.
