@@ -109,7 +109,8 @@ impl Bucket {
         let verdict = Verdict {
             allowed,
             limit: rate.max_tokens,
-            remaining: u64::try_from(units / rate.token()).unwrap_or(u64::MAX),
+            remaining: u64::try_from(units.checked_div(rate.token()).unwrap_or(0))
+                .unwrap_or(u64::MAX),
             reset_seconds: seconds_ceil(to_nanos(rate.capacity() - units)),
             retry_after_seconds: seconds_ceil(to_nanos(rate.token().saturating_sub(units))).max(1),
         };

@@ -106,3 +106,14 @@ fn limits_in_the_fake_host_and_counts() {
     assert_eq!(vm.local_responses().len(), 1);
     assert!(vm.logs().is_empty(), "{:?}", vm.logs());
 }
+
+#[test]
+fn a_zero_rate_never_divides_by_zero() {
+    let rate = Rate {
+        max_tokens: 0,
+        tokens_per_fill: 0,
+        fill_interval_ns: 0,
+    };
+    let (_, verdict) = Bucket::full(1, 5, &rate).take(10, &rate);
+    assert_eq!((verdict.allowed, verdict.remaining), (true, 0));
+}
