@@ -3,7 +3,7 @@
 use std::path::Path;
 
 /// The filters with a module of their own in this test binary.
-const TESTED_FILTERS: &[&str] = &["add-header", "ext-authz"];
+const TESTED_FILTERS: &[&str] = &["add-header", "ext-authz", "json-guard", "local-rate-limit"];
 
 #[test]
 fn every_filter_has_host_sim_tests() {

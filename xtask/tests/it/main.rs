@@ -23,6 +23,8 @@ mod differential;
 mod envoy_filters;
 mod ext_authz;
 mod interop;
+mod json_guard;
+mod local_rate_limit;
 mod registry;
 mod reproducible;
 mod seed;
