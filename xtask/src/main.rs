@@ -8,8 +8,10 @@
 
 mod bench;
 mod build;
+mod credentials;
 mod diff;
 mod envoy;
+mod login;
 mod manifests;
 mod new;
 mod oci;
@@ -17,6 +19,7 @@ mod publish;
 mod setup;
 mod sim;
 mod test;
+mod transport;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +44,10 @@ enum Command {
     Package(oci::PackageArgs),
     /// Copy an OCI image layout to a registry.
     Push(oci::PushArgs),
+    /// Check credentials for a registry and store them as docker does (config.json or its helper).
+    Login(login::LoginArgs),
+    /// Remove a registry's credentials from docker's store.
+    Logout(login::LogoutArgs),
     /// Fetch an artifact from a registry into a directory, verifying every digest.
     Pull(oci::PullArgs),
     /// Write the ASMFilterDeployment, EnvoyFilter and WasmPlugin for a filter.
@@ -67,6 +74,8 @@ fn main() -> std::process::ExitCode {
         Command::Package(args) => oci::package(args),
         Command::Push(args) => oci::push(args),
         Command::Pull(args) => oci::pull(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Manifests(args) => manifests::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Run(args) => envoy::run(args),

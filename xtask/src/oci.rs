@@ -11,15 +11,15 @@
 //! one-layer manifest the seed's `oras push --manifest-config` makes, which ASM's node cache reads.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail, ensure};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::{Reference, RegistryOperation};
 use serde::{Deserialize, Serialize};
 
+pub use crate::transport::RegistryArgs;
+use crate::transport::{Session, runtime};
 use crate::util;
 
 /// Wasm OCI artifact config (the runtime config JSON).
@@ -484,79 +484,6 @@ fn verify(bytes: &[u8], descriptor: &Descriptor) -> Result<()> {
     Ok(())
 }
 
-/// How to reach a registry: protocol and credentials.
-#[derive(clap::Args, Clone, Default)]
-pub struct RegistryArgs {
-    /// Use plain HTTP (automatic for 127.0.0.1, localhost and [::1] unless --ca-cert is given).
-    #[arg(long)]
-    pub plain_http: bool,
-    /// Registry user name for basic auth (the password is read from stdin, see --password-stdin).
-    #[arg(long, requires = "password_stdin")]
-    pub username: Option<String>,
-    /// Read the registry password from stdin (one line).
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
-    /// Also trust this PEM certificate (e.g. a test registry's self-signed one).
-    #[arg(long)]
-    pub ca_cert: Option<PathBuf>,
-}
-
-impl RegistryArgs {
-    fn auth(&self) -> Result<RegistryAuth> {
-        match &self.username {
-            None => Ok(RegistryAuth::Anonymous),
-            Some(username) => {
-                let mut password = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut password)
-                    .context("reading the password from stdin")?;
-                let password = password.trim_end_matches(['\r', '\n']).to_string();
-                ensure!(
-                    !password.is_empty(),
-                    "--password-stdin read an empty password"
-                );
-                Ok(RegistryAuth::Basic(username.clone(), password))
-            }
-        }
-    }
-}
-
-/// A client for the reference's registry: plain HTTP for loopback registries or when asked.
-fn client(reference: &Reference, args: &RegistryArgs) -> Result<Client> {
-    use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-    let protocol =
-        if args.plain_http || (is_loopback(reference.registry()) && args.ca_cert.is_none()) {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        };
-    let mut extra_root_certificates = Vec::new();
-    if let Some(path) = &args.ca_cert {
-        let data =
-            std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?;
-        extra_root_certificates.push(Certificate {
-            encoding: CertificateEncoding::Pem,
-            data,
-        });
-    }
-    Ok(Client::new(ClientConfig {
-        protocol,
-        extra_root_certificates,
-        ..Default::default()
-    }))
-}
-
-fn is_loopback(registry: &str) -> bool {
-    let host = match registry.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => registry.split(':').next().unwrap_or_default(),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Parses an image reference, keeping what the user wrote as the registry.
 pub fn parse_reference(reference: &str) -> Result<Reference> {
     ensure!(
@@ -573,45 +500,6 @@ pub fn explicit_tag(reference: &str) -> Option<&str> {
     let without_digest = reference.split('@').next().unwrap_or_default();
     let last_segment = without_digest.rsplit('/').next().unwrap_or_default();
     last_segment.split_once(':').map(|(_, tag)| tag)
-}
-
-/// Adds what to do about the usual registry failures to an oci-client error.
-fn explain(error: oci_client::errors::OciDistributionError, registry: &str) -> anyhow::Error {
-    let text = error.to_string();
-    let hint = if text.contains("401") || text.contains("Unauthorized") {
-        format!(
-            "{registry} refused the credentials: pass --username and --password-stdin for an account it knows"
-        )
-    } else if text.contains("403") || text.contains("Forbidden") {
-        format!("{registry} denied access to this repository")
-    } else if text.contains("400 Bad Request") && text.contains("http://") {
-        format!(
-            "{registry} answered 400 to plain HTTP, so it probably serves HTTPS: pass --ca-cert <PEM> (loopback registries default to HTTP)"
-        )
-    } else if text.contains("certificate") {
-        format!(
-            "{registry}'s TLS certificate is not trusted: pass --ca-cert <PEM>, or --plain-http if it serves HTTP"
-        )
-    } else if text.contains("Connect") || text.contains("error sending request") {
-        format!(
-            "cannot reach {registry}: is it running, and is the protocol right (HTTPS unless --plain-http or loopback)?"
-        )
-    } else if text.contains("MANIFEST_UNKNOWN")
-        || text.contains("manifest unknown")
-        || text.contains("NAME_UNKNOWN")
-    {
-        "no such repository, tag or digest in the registry".to_string()
-    } else {
-        return anyhow::Error::new(error);
-    };
-    anyhow::Error::new(error).context(hint)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 #[derive(clap::Args)]
@@ -671,8 +559,7 @@ pub fn push_layout(layout: &Layout, reference: &str, registry: &RegistryArgs) ->
     };
     let reference = reference.as_str();
     let parsed = parse_reference(reference)?;
-    let auth = registry.auth()?;
-    let client = client(&parsed, registry)?;
+    let session = Session::new(&parsed, registry)?;
     let wasm_digest = layout.manifest.wasm_layer()?.digest.clone();
     let mut blobs: Vec<&Descriptor> = vec![&layout.manifest.config];
     for layer in &layout.manifest.layers {
@@ -680,21 +567,23 @@ pub fn push_layout(layout: &Layout, reference: &str, registry: &RegistryArgs) ->
             blobs.push(layer);
         }
     }
-    let registry_name = parsed.registry().to_string();
+    let registry_name = session.registry.clone();
+    let client = &session.client;
     runtime()?.block_on(async {
-        // Authenticate first: oci-client swallows token errors, which would surface later as a 401.
-        client
-            .auth(&parsed, &auth, RegistryOperation::Push)
+        // Prove the credentials first (oci-client takes basic credentials unchecked), so a
+        // wrong password fails before any upload.
+        session
+            .check_access(&parsed, RegistryOperation::Push)
             .await
-            .map_err(|error| explain(error, &registry_name))
-            .with_context(|| format!("authenticating to {registry_name} for push"))?;
+            .with_context(|| format!("pushing to {reference}"))?;
         let (mut uploaded, mut skipped) = (0, 0);
+        // Blobs the registry has are skipped, so a re-run after a failure resumes; the manifest
+        // goes last, so a reference never names missing blobs.
         for blob in &blobs {
-            let exists = client
-                .blob_exists(&parsed, &blob.digest)
-                .await
-                .map_err(|error| explain(error, &registry_name))
-                .with_context(|| format!("checking blob {} in {reference}", blob.digest))?;
+            let what = format!("checking blob {} in {reference}", blob.digest);
+            let exists = session
+                .retry(&what, || client.blob_exists(&parsed, &blob.digest))
+                .await?;
             if exists {
                 eprintln!(
                     "blob {} ({} bytes) already in {registry_name}",
@@ -703,22 +592,26 @@ pub fn push_layout(layout: &Layout, reference: &str, registry: &RegistryArgs) ->
                 skipped += 1;
                 continue;
             }
-            let bytes = layout.blob(blob)?;
+            let bytes = bytes::Bytes::from(layout.blob(blob)?);
             eprintln!("pushing blob {} ({} bytes)", blob.digest, blob.size);
-            client
-                .push_blob(&parsed, bytes, &blob.digest)
-                .await
-                .map_err(|error| explain(error, &registry_name))
-                .with_context(|| format!("pushing blob {} to {reference}", blob.digest))?;
+            let what = format!("pushing blob {} to {reference}", blob.digest);
+            session
+                .retry(&what, || {
+                    client.push_blob(&parsed, bytes.clone(), &blob.digest)
+                })
+                .await?;
             uploaded += 1;
         }
         let content_type = http::HeaderValue::from_str(&layout.manifest_media_type)
             .with_context(|| format!("manifest media type {:?}", layout.manifest_media_type))?;
         eprintln!("pushing manifest {} to {reference}", layout.manifest_digest);
-        client
-            .push_manifest_raw(&parsed, layout.manifest_bytes.clone(), content_type)
-            .await
-            .with_context(|| format!("pushing the manifest to {reference}"))?;
+        let manifest_bytes = bytes::Bytes::from(layout.manifest_bytes.clone());
+        let what = format!("pushing the manifest to {reference}");
+        session
+            .retry(&what, || {
+                client.push_manifest_raw(&parsed, manifest_bytes.clone(), content_type.clone())
+            })
+            .await?;
         Ok(Pushed {
             image: reference.to_string(),
             manifest_digest: layout.manifest_digest.clone(),
@@ -775,16 +668,16 @@ pub fn pull(args: PullArgs) -> Result<()> {
 /// and every blob's digest and size, then writes the layers into `dir`.
 pub fn pull_to_dir(reference: &str, dir: &Path, registry: &RegistryArgs) -> Result<Pulled> {
     let parsed = parse_reference(reference)?;
-    let auth = registry.auth()?;
-    let client = client(&parsed, registry)?;
-    let registry_name = parsed.registry().to_string();
+    let session = Session::new(&parsed, registry)?;
+    let client = &session.client;
     let (manifest_digest, manifest, blobs) = runtime()?.block_on(async {
         let accepted = [OCI_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE];
-        let (bytes, _) = client
-            .pull_manifest_raw(&parsed, &auth, &accepted)
-            .await
-            .map_err(|error| explain(error, &registry_name))
-            .with_context(|| format!("fetching the manifest of {reference}"))?;
+        let what = format!("fetching the manifest of {reference}");
+        let (bytes, _) = session
+            .retry(&what, || {
+                client.pull_manifest_raw(&parsed, &session.auth, &accepted)
+            })
+            .await?;
         let digest = util::sha256_digest(&bytes);
         if let Some(wanted) = parsed.digest() {
             ensure!(
@@ -802,7 +695,7 @@ pub fn pull_to_dir(reference: &str, dir: &Path, registry: &RegistryArgs) -> Resu
             {
                 continue;
             }
-            let bytes = fetch_blob(&client, &parsed, descriptor)
+            let bytes = fetch_blob(&session, &parsed, descriptor)
                 .await
                 .with_context(|| format!("fetching blob {} of {reference}", descriptor.digest))?;
             blobs.push((descriptor.clone(), bytes));
@@ -874,7 +767,7 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
 }
 
 async fn fetch_blob(
-    client: &Client,
+    session: &Session,
     reference: &Reference,
     descriptor: &Descriptor,
 ) -> Result<Vec<u8>> {
@@ -885,18 +778,30 @@ async fn fetch_blob(
         descriptor.size
     );
     let digest = descriptor.digest.as_str();
-    let mut stream = client.pull_blob_stream(reference, &digest).await?;
-    let mut bytes = Vec::with_capacity(descriptor.size as usize);
-    while let Some(chunk) = stream.try_next().await? {
-        ensure!(
-            bytes.len() as u64 + chunk.len() as u64 <= descriptor.size,
-            "the registry sent more than the descriptor's {} bytes",
-            descriptor.size
-        );
-        bytes.extend_from_slice(&chunk);
-    }
-    verify(&bytes, descriptor)?;
-    Ok(bytes)
+    let what = format!("fetching blob {digest}");
+    // A body cut short is retried whole: a blob is small next to the cost of a new connection.
+    session
+        .retry(&what, || async {
+            let mut stream = session.client.pull_blob_stream(reference, &digest).await?;
+            let mut bytes = Vec::with_capacity(descriptor.size.min(MAX_BLOB_SIZE) as usize);
+            while let Some(chunk) = stream.try_next().await? {
+                if bytes.len() as u64 + chunk.len() as u64 > descriptor.size {
+                    return Err(
+                        oci_client::errors::OciDistributionError::SpecViolationError(format!(
+                            "the registry sent more than the descriptor's {} bytes",
+                            descriptor.size
+                        )),
+                    );
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        })
+        .await
+        .and_then(|bytes| {
+            verify(&bytes, descriptor)?;
+            Ok(bytes)
+        })
 }
 
 /// A layer title as a plain file name: no directories, no `..`, nothing hidden.
@@ -1014,7 +919,7 @@ mod tests {
             "10.0.0.1:5000",
         ]
         .into_iter()
-        .map(|registry| (registry, super::is_loopback(registry)))
+        .map(|registry| (registry, crate::transport::is_loopback(registry)))
         .collect();
         expect_test::expect![[r#"
             [
