@@ -211,6 +211,13 @@ impl Session {
             format!(
                 "{registry}'s TLS certificate is not trusted: pass --ca-cert <PEM>, or --plain-http if it serves HTTP"
             )
+        } else if matches!(&error, OciDistributionError::RequestError(inner) if !inner.is_connect())
+            && is_connection_error(&error)
+        {
+            format!(
+                "the connection to {registry} broke ({}): run the command again; a push resumes, skipping the blobs already there",
+                root_cause(&error)
+            )
         } else if is_connection_error(&error) {
             format!(
                 "cannot reach {registry}: is it running, and is the protocol right (HTTPS unless --plain-http or loopback)?"
@@ -266,7 +273,10 @@ fn is_connection_error(error: &OciDistributionError) -> bool {
                 || (error.is_request() && error.status().is_none())
                 || error.is_body()
         }
-        OciDistributionError::IoError(_) => true,
+        // A body that does not match its digest is refused, not fetched again.
+        OciDistributionError::IoError(error) => !error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()),
         _ => false,
     }
 }
@@ -283,8 +293,17 @@ fn is_transient(error: &OciDistributionError) -> bool {
 fn summary(error: &OciDistributionError) -> String {
     match status_of(error) {
         Some(status) => format!("status {status}"),
-        None => error.to_string(),
+        None => root_cause(error),
     }
+}
+
+/// The innermost error's message: "connection closed before message completed", not the URL.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
 }
 
 /// Exponential backoff with full jitter: a random delay up to 200ms, 400ms, 800ms, … (10s at most).

@@ -15,14 +15,14 @@ use crate::support::{built_filter, temp_dir};
 use crate::util;
 
 /// One xtask run: arguments, extra environment, stdin.
-struct Run {
+pub struct Run {
     args: Vec<String>,
     env: BTreeMap<String, String>,
     stdin: Option<String>,
 }
 
 impl Run {
-    fn new(args: &[&str]) -> Run {
+    pub fn new(args: &[&str]) -> Run {
         Run {
             args: args.iter().map(|arg| arg.to_string()).collect(),
             env: BTreeMap::new(),
@@ -30,12 +30,12 @@ impl Run {
         }
     }
 
-    fn env(mut self, name: &str, value: impl Into<String>) -> Run {
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Run {
         self.env.insert(name.to_string(), value.into());
         self
     }
 
-    fn stdin(mut self, text: &str) -> Run {
+    pub fn stdin(mut self, text: &str) -> Run {
         self.stdin = Some(text.to_string());
         self
     }
@@ -65,7 +65,7 @@ impl Run {
     }
 
     /// Runs and must succeed; returns stdout.
-    fn ok(&self) -> Result<String> {
+    pub fn ok(&self) -> Result<String> {
         let output = self.output()?;
         if !output.status.success() {
             bail!(
@@ -78,7 +78,7 @@ impl Run {
     }
 
     /// Runs and must fail; returns stderr.
-    fn fails(&self) -> Result<String> {
+    pub fn fails(&self) -> Result<String> {
         let output = self.output()?;
         if output.status.success() {
             bail!(
@@ -107,7 +107,7 @@ fn assert_no_secret(text: &str, what: &str) {
 }
 
 /// Packages add-header under its own name (target/oci/<name>/); returns the layout.
-fn package(name: &str, dir: &Path) -> Result<PathBuf> {
+pub fn package(name: &str, dir: &Path) -> Result<PathBuf> {
     let wasm = built_filter("add-header", dir)?;
     let stdout = Run::new(&[
         "package",
@@ -123,7 +123,7 @@ fn package(name: &str, dir: &Path) -> Result<PathBuf> {
     ))
 }
 
-fn wasm_digest(stdout: &str) -> Result<String> {
+pub fn wasm_digest(stdout: &str) -> Result<String> {
     let value: serde_json::Value = serde_json::from_str(stdout)?;
     Ok(value["wasm_digest"]
         .as_str()

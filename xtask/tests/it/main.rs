@@ -22,6 +22,8 @@ mod bootstrap;
 mod credentials;
 mod differential;
 mod envoy_filters;
+mod fault_proxy;
+mod faults;
 mod interop;
 mod registry;
 mod reproducible;
