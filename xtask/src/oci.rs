@@ -595,11 +595,16 @@ pub fn push_layout(layout: &Layout, reference: &str, registry: &RegistryArgs) ->
             let bytes = bytes::Bytes::from(layout.blob(blob)?);
             eprintln!("pushing blob {} ({} bytes)", blob.digest, blob.size);
             let what = format!("pushing blob {} to {reference}", blob.digest);
+            // oci-client uploads a blob in one call, so the bar moves once per blob.
+            let bar = crate::transport::progress(format!("pushing {}", blob.digest), blob.size);
             session
                 .retry(&what, || {
                     client.push_blob(&parsed, bytes.clone(), &blob.digest)
                 })
                 .await?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
             uploaded += 1;
         }
         let content_type = http::HeaderValue::from_str(&layout.manifest_media_type)
@@ -784,7 +789,11 @@ async fn fetch_blob(
         .retry(&what, || async {
             let mut stream = session.client.pull_blob_stream(reference, &digest).await?;
             let mut bytes = Vec::with_capacity(descriptor.size.min(MAX_BLOB_SIZE) as usize);
+            let bar = crate::transport::progress(format!("pulling {digest}"), descriptor.size);
             while let Some(chunk) = stream.try_next().await? {
+                if let Some(bar) = &bar {
+                    bar.inc(chunk.len() as u64);
+                }
                 if bytes.len() as u64 + chunk.len() as u64 > descriptor.size {
                     return Err(
                         oci_client::errors::OciDistributionError::SpecViolationError(format!(
@@ -794,6 +803,9 @@ async fn fetch_blob(
                     );
                 }
                 bytes.extend_from_slice(&chunk);
+            }
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
             }
             Ok(bytes)
         })

@@ -314,6 +314,29 @@ fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
+/// Blobs at least this large get a progress bar.
+const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
+
+/// A progress bar on stderr for a large transfer, when stderr is a terminal (never in `--json`
+/// pipelines or tests, whose stderr is a pipe).
+pub fn progress(message: String, total: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if total < PROGRESS_THRESHOLD || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    Some(bar)
+}
+
 pub fn is_loopback(registry: &str) -> bool {
     let host = match registry.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
