@@ -11,6 +11,7 @@ mod build;
 mod credentials;
 mod diff;
 mod envoy;
+mod image;
 mod login;
 mod manifests;
 mod new;

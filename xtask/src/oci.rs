@@ -45,6 +45,10 @@ pub const DEFAULT_TAG: &str = "v0.1";
 pub const DEFAULT_ROOT_ID: &str = "my_root_id";
 /// Largest blob `pull` accepts: a filter is kilobytes, anything near this is not a filter.
 const MAX_BLOB_SIZE: u64 = 256 * 1024 * 1024;
+/// Largest manifest or index `pull` accepts (registries commonly cap them at 4 MiB).
+const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
+/// Most manifests `pull` looks at in an image index.
+const MAX_INDEX_ENTRIES: usize = 64;
 
 /// An OCI content descriptor.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -89,14 +93,24 @@ pub struct Manifest {
     pub media_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Manifest {
-    /// The layer holding the .wasm.
+    /// The layer holding the .wasm: the one Wasm-typed layer, or the one image layer of a
+    /// compat image (a tar+gzip holding plugin.wasm).
     pub fn wasm_layer(&self) -> Result<&Descriptor> {
         let mut wasm = self.layers.iter().filter(|layer| layer.is_wasm());
+        let mut image_layers = self
+            .layers
+            .iter()
+            .filter(|layer| crate::image::is_image_layer(&layer.media_type));
         match (wasm.next(), wasm.next()) {
             (Some(layer), None) => Ok(layer),
+            (None, _) if self.layers.len() == 1 && image_layers.next().is_some() => {
+                Ok(&self.layers[0])
+            }
             (None, _) => {
                 let types: Vec<&str> = self
                     .layers
@@ -108,7 +122,10 @@ impl Manifest {
                     types.join(", ")
                 )
             }
-            (Some(_), Some(_)) => bail!("the manifest has more than one wasm layer"),
+            (Some(_), Some(_)) => bail!(
+                "the manifest has {} wasm layers: a Wasm artifact has exactly one",
+                self.layers.iter().filter(|layer| layer.is_wasm()).count()
+            ),
         }
     }
 }
@@ -139,6 +156,28 @@ struct RootIds<'a> {
     root_ids: &'a [String],
 }
 
+/// The shape of a packaged artifact.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Two layers: the runtime config, then the .wasm.
+    Oci,
+    /// One layer, the .wasm (the seed's oras push).
+    Seed,
+    /// Istio's compat image: an OCI image config and one tar+gzip layer holding plugin.wasm.
+    Compat,
+}
+
+impl Format {
+    /// `--single-layer` as a format.
+    pub fn from_single_layer(single_layer: bool) -> Format {
+        if single_layer {
+            Format::Seed
+        } else {
+            Format::Oci
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct PackageArgs {
     /// The filter (directory under filters/); packages target/filters/<FILTER>.wasm.
@@ -149,8 +188,13 @@ pub struct PackageArgs {
     /// Tag recorded in index.json (org.opencontainers.image.ref.name).
     #[arg(long, default_value = DEFAULT_TAG)]
     pub tag: String,
-    /// Write the seed's one-layer manifest (oras push --manifest-config) instead of the two-layer one.
-    #[arg(long)]
+    /// The layout: `oci` (two layers, Istio's Wasm OCI variant), `seed` (the one-layer manifest
+    /// of the seed's `oras push --manifest-config`, which ASM's node cache reads) or `compat`
+    /// (Istio's compat image: one tar+gzip layer holding plugin.wasm).
+    #[arg(long, value_enum, default_value_t = Format::Oci)]
+    pub format: Format,
+    /// Same as `--format seed`.
+    #[arg(long, conflicts_with = "format")]
     pub single_layer: bool,
     /// Package this .wasm instead of target/filters/<FILTER>.wasm.
     #[arg(long)]
@@ -184,7 +228,11 @@ pub fn package(args: PackageArgs) -> Result<()> {
         &wasm,
         &args.root_ids,
         &args.tag,
-        args.single_layer,
+        if args.single_layer {
+            Format::Seed
+        } else {
+            args.format
+        },
     )?;
     if args.json {
         println!(
@@ -216,7 +264,7 @@ pub fn package_filter(
     wasm: &Path,
     root_ids: &[String],
     tag: &str,
-    single_layer: bool,
+    format: Format,
 ) -> Result<Packaged> {
     ensure!(
         !filter.is_empty()
@@ -236,15 +284,15 @@ pub fn package_filter(
             wasm.display()
         )
     })?;
-    let artifact = Artifact::new(filter, &wasm_bytes, root_ids, tag, single_layer)
+    let annotations = crate::image::annotations(tag, None)?;
+    let artifact = Artifact::new(filter, &wasm_bytes, root_ids, tag, format, annotations)
         .with_context(|| format!("packaging {}", wasm.display()))?;
     let Artifact {
-        config,
+        blobs: artifact_blobs,
         manifest,
         manifest_bytes,
         manifest_descriptor,
         index_bytes,
-        wasm_layer,
     } = artifact;
 
     let layout = layout_dir(filter);
@@ -257,7 +305,7 @@ pub fn package_filter(
     }
     let blobs = temporary.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
-    for bytes in [&config, &wasm_bytes, &manifest_bytes] {
+    for bytes in artifact_blobs.iter().chain([&manifest_bytes]) {
         let digest = util::sha256_digest(bytes);
         let path = blobs.join(digest.trim_start_matches("sha256:"));
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -282,20 +330,20 @@ pub fn package_filter(
         layout,
         tag: tag.to_string(),
         manifest_digest: manifest_descriptor.digest,
-        wasm_digest: wasm_layer.digest,
-        wasm_size: wasm_layer.size,
+        wasm_digest: util::sha256_digest(&wasm_bytes),
+        wasm_size: wasm_bytes.len() as u64,
         layers: manifest.layers.len(),
     })
 }
 
 /// The blobs and JSON documents of a layout, computed from the inputs alone.
 struct Artifact {
-    config: Vec<u8>,
+    /// The config and layer blobs.
+    blobs: Vec<Vec<u8>>,
     manifest: Manifest,
     manifest_bytes: Vec<u8>,
     manifest_descriptor: Descriptor,
     index_bytes: Vec<u8>,
-    wasm_layer: Descriptor,
 }
 
 impl Artifact {
@@ -304,7 +352,8 @@ impl Artifact {
         wasm_bytes: &[u8],
         root_ids: &[String],
         tag: &str,
-        single_layer: bool,
+        format: Format,
+        annotations: BTreeMap<String, String>,
     ) -> Result<Artifact> {
         let module =
             crate::build::validate(wasm_bytes).context("the module would not load in Envoy")?;
@@ -317,20 +366,44 @@ impl Artifact {
 
         let wasm_title = format!("{filter}.wasm");
         let wasm_layer = Descriptor::of(WASM_LAYER_MEDIA_TYPE, wasm_bytes, Some(&wasm_title));
-        let mut layers = Vec::new();
-        if !single_layer {
-            layers.push(Descriptor::of(
-                CONFIG_MEDIA_TYPE,
-                &config,
-                Some(RUNTIME_CONFIG_TITLE),
-            ));
-        }
-        layers.push(wasm_layer.clone());
+        let (config_descriptor, layers, blobs) = match format {
+            Format::Oci => (
+                Descriptor::of(CONFIG_MEDIA_TYPE, &config, None),
+                vec![
+                    Descriptor::of(CONFIG_MEDIA_TYPE, &config, Some(RUNTIME_CONFIG_TITLE)),
+                    wasm_layer,
+                ],
+                vec![config, wasm_bytes.to_vec()],
+            ),
+            Format::Seed => (
+                Descriptor::of(CONFIG_MEDIA_TYPE, &config, None),
+                vec![wasm_layer],
+                vec![config, wasm_bytes.to_vec()],
+            ),
+            Format::Compat => {
+                let (layer, diff_id) = crate::image::compat_layer(wasm_bytes)?;
+                let image_config = crate::image::compat_config(&diff_id)?;
+                (
+                    Descriptor::of(
+                        crate::image::OCI_IMAGE_CONFIG_MEDIA_TYPE,
+                        &image_config,
+                        None,
+                    ),
+                    vec![Descriptor::of(
+                        crate::image::OCI_LAYER_MEDIA_TYPE,
+                        &layer,
+                        None,
+                    )],
+                    vec![image_config, layer],
+                )
+            }
+        };
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(OCI_MANIFEST_MEDIA_TYPE.to_string()),
-            config: Descriptor::of(CONFIG_MEDIA_TYPE, &config, None),
+            config: config_descriptor,
             layers,
+            annotations,
         };
         let manifest_bytes = serde_json::to_vec(&manifest).context("serializing the manifest")?;
         let manifest_descriptor = Descriptor {
@@ -345,12 +418,11 @@ impl Artifact {
         let index_bytes = serde_json::to_vec(&index).context("serializing index.json")?;
 
         Ok(Artifact {
-            config,
+            blobs,
             manifest,
             manifest_bytes,
             manifest_descriptor,
             index_bytes,
-            wasm_layer,
         })
     }
 }
@@ -635,6 +707,9 @@ pub struct PullArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Write only the module, as <DIR>/<sha256>.wasm (as ASM's node cache keeps modules).
+    #[arg(long)]
+    pub store_by_digest: bool,
     /// Print one JSON object on stdout: {"manifest_digest","wasm_digest","wasm"}.
     #[arg(long)]
     pub json: bool,
@@ -652,7 +727,12 @@ pub struct Pulled {
 }
 
 pub fn pull(args: PullArgs) -> Result<()> {
-    let pulled = pull_to_dir(&args.reference, &args.dir, &args.registry)?;
+    let pulled = pull_to_dir(
+        &args.reference,
+        &args.dir,
+        &args.registry,
+        args.store_by_digest,
+    )?;
     if args.json {
         let json = serde_json::json!({
             "manifest_digest": pulled.manifest_digest,
@@ -669,29 +749,20 @@ pub fn pull(args: PullArgs) -> Result<()> {
     Ok(())
 }
 
-/// Fetches an artifact, verifies the manifest digest (against the reference's, when it has one)
-/// and every blob's digest and size, then writes the layers into `dir`.
-pub fn pull_to_dir(reference: &str, dir: &Path, registry: &RegistryArgs) -> Result<Pulled> {
+/// Fetches an artifact (through an image index when the reference names one), verifies every
+/// digest and size, finds the module, and only then writes into `dir`: every layer under its
+/// title for a Wasm artifact, `plugin.wasm` for a compat or Docker image, or only the module as
+/// `<sha256>.wasm` with `store_by_digest` (as ASM's node cache keeps modules).
+pub fn pull_to_dir(
+    reference: &str,
+    dir: &Path,
+    registry: &RegistryArgs,
+    store_by_digest: bool,
+) -> Result<Pulled> {
     let parsed = parse_reference(reference)?;
     let session = Session::new(&parsed, registry)?;
-    let client = &session.client;
     let (manifest_digest, manifest, blobs) = runtime()?.block_on(async {
-        let accepted = [OCI_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE];
-        let what = format!("fetching the manifest of {reference}");
-        let (bytes, _) = session
-            .retry(&what, || {
-                client.pull_manifest_raw(&parsed, &session.auth, &accepted)
-            })
-            .await?;
-        let digest = util::sha256_digest(&bytes);
-        if let Some(wanted) = parsed.digest() {
-            ensure!(
-                digest == wanted,
-                "the registry sent a manifest with digest {digest} for {reference}"
-            );
-        }
-        let manifest =
-            parse_manifest(&bytes).with_context(|| format!("the manifest of {reference}"))?;
+        let (manifest_digest, manifest) = fetch_manifest(&session, &parsed, reference).await?;
         let mut blobs: Vec<(Descriptor, Vec<u8>)> = Vec::new();
         for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
             if blobs
@@ -705,61 +776,238 @@ pub fn pull_to_dir(reference: &str, dir: &Path, registry: &RegistryArgs) -> Resu
                 .with_context(|| format!("fetching blob {} of {reference}", descriptor.digest))?;
             blobs.push((descriptor.clone(), bytes));
         }
-        Ok::<_, anyhow::Error>((digest, manifest, blobs))
+        Ok::<_, anyhow::Error>((manifest_digest, manifest, blobs))
     })?;
-
-    let wasm_layer = manifest.wasm_layer()?;
-    let mut files: Vec<(String, &[u8])> = Vec::new();
-    for layer in &manifest.layers {
-        let name = match layer.title() {
-            Some(title) => safe_file_name(title)?,
-            None => layer.digest.replace(':', "-"),
-        };
-        if files.iter().any(|(seen, _)| *seen == name) {
-            bail!("two layers of {reference} have the title {name:?}");
-        }
-        let bytes = blobs
+    let blob = |descriptor: &Descriptor| -> Vec<u8> {
+        blobs
             .iter()
-            .find(|(descriptor, _)| descriptor.digest == layer.digest)
-            .map(|(_, bytes)| bytes.as_slice())
-            .expect("fetched above");
-        files.push((name, bytes));
-    }
+            .find(|(seen, _)| seen.digest == descriptor.digest)
+            .map(|(_, bytes)| bytes.clone())
+            .expect("fetched above")
+    };
+
+    // (file name, bytes), the module's index among them.
+    let (mut files, module_idx): (Vec<(String, Vec<u8>)>, usize) = if manifest
+        .layers
+        .iter()
+        .any(Descriptor::is_wasm)
+    {
+        let wasm_layer = manifest
+            .wasm_layer()
+            .with_context(|| format!("pulling {reference}"))?;
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut module_idx = 0;
+        for layer in &manifest.layers {
+            let name = match layer.title() {
+                Some(title) => safe_file_name(title)?,
+                None => layer.digest.replace(':', "-"),
+            };
+            if files.iter().any(|(seen, _)| *seen == name) {
+                bail!("two layers of {reference} have the title {name:?}");
+            }
+            if layer.digest == wasm_layer.digest {
+                module_idx = files.len();
+            }
+            files.push((name, blob(layer)));
+        }
+        (files, module_idx)
+    } else {
+        let mut found = Vec::new();
+        for layer in &manifest.layers {
+            if crate::image::is_image_layer(&layer.media_type)
+                && let Some(module) = crate::image::find_plugin(&blob(layer), MAX_BLOB_SIZE)
+                    .with_context(|| format!("layer {} of {reference}", layer.digest))?
+            {
+                found.push(module);
+            }
+        }
+        let types: Vec<&str> = manifest
+            .layers
+            .iter()
+            .map(|layer| layer.media_type.as_str())
+            .collect();
+        match found.len() {
+            1 => (
+                vec![(
+                    crate::image::COMPAT_FILE.to_string(),
+                    found.pop().expect("one"),
+                )],
+                0,
+            ),
+            0 => bail!(
+                "{reference} holds no Wasm module: no {WASM_LAYER_MEDIA_TYPE} layer and no image layer with {} (its layers: {})",
+                crate::image::COMPAT_FILE,
+                types.join(", ")
+            ),
+            n => bail!(
+                "{reference} is ambiguous: {n} of its layers hold {}",
+                crate::image::COMPAT_FILE
+            ),
+        }
+    };
+    ensure!(
+        files[module_idx].1.starts_with(b"\0asm"),
+        "the module of {reference} does not start with the Wasm magic bytes"
+    );
+    let wasm_digest = util::sha256_digest(&files[module_idx].1);
+    let module_idx = if store_by_digest {
+        let name = format!("{}.wasm", wasm_digest.trim_start_matches("sha256:"));
+        files = vec![(name, files.swap_remove(module_idx).1)];
+        0
+    } else {
+        module_idx
+    };
+
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let mut written = Vec::new();
-    let mut wasm = None;
-    for ((name, bytes), layer) in files.iter().zip(&manifest.layers) {
+    for (name, bytes) in &files {
         let path = dir.join(name);
         util::write_atomic(&path, bytes)?;
         eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
-        if layer.digest == wasm_layer.digest && wasm.is_none() {
-            wasm = Some(path.clone());
-        }
         written.push(path);
     }
     Ok(Pulled {
         manifest_digest,
-        wasm_digest: wasm_layer.digest.clone(),
-        wasm: wasm.expect("the wasm layer is a layer"),
+        wasm_digest,
+        wasm: written[module_idx].clone(),
         files: written,
     })
 }
 
-fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
+/// The image manifest a reference names, with its digest: directly, or the Wasm one of the
+/// image index it names. Every manifest is checked against its digest and size.
+async fn fetch_manifest(
+    session: &Session,
+    parsed: &Reference,
+    reference: &str,
+) -> Result<(String, Manifest)> {
+    let accepted = [
+        OCI_MANIFEST_MEDIA_TYPE,
+        DOCKER_MANIFEST_MEDIA_TYPE,
+        OCI_INDEX_MEDIA_TYPE,
+        DOCKER_MANIFEST_LIST_MEDIA_TYPE,
+    ];
+    let what = format!("fetching the manifest of {reference}");
+    let (bytes, _) = session
+        .retry(&what, || {
+            session
+                .client
+                .pull_manifest_raw(parsed, &session.auth, &accepted)
+        })
+        .await?;
+    ensure!(
+        bytes.len() <= MAX_MANIFEST_SIZE,
+        "the manifest of {reference} is {} bytes, more than {MAX_MANIFEST_SIZE}",
+        bytes.len()
+    );
+    let digest = util::sha256_digest(&bytes);
+    if let Some(wanted) = parsed.digest() {
+        ensure!(
+            digest == wanted,
+            "the registry sent a manifest with digest {digest} for {reference}"
+        );
+    }
+    let index =
+        match parse_manifest(&bytes).with_context(|| format!("the manifest of {reference}"))? {
+            Parsed::Manifest(manifest) => return Ok((digest, manifest)),
+            Parsed::Index(index) => index,
+        };
+    ensure!(
+        index.manifests.len() <= MAX_INDEX_ENTRIES,
+        "the image index of {reference} lists {} manifests, more than {MAX_INDEX_ENTRIES}",
+        index.manifests.len()
+    );
+    // Fetch every listed manifest; keep those with a Wasm layer, else image manifests (a
+    // compat image built for several platforms holds the same plugin.wasm in each).
+    let mut wasm = Vec::new();
+    let mut images = Vec::new();
+    for entry in &index.manifests {
+        if entry.media_type != OCI_MANIFEST_MEDIA_TYPE
+            && entry.media_type != DOCKER_MANIFEST_MEDIA_TYPE
+        {
+            continue;
+        }
+        ensure!(
+            entry.size <= MAX_MANIFEST_SIZE as u64,
+            "manifest {} in the index of {reference} is {} bytes, more than {MAX_MANIFEST_SIZE}",
+            entry.digest,
+            entry.size
+        );
+        let child = Reference::with_digest(
+            parsed.registry().to_string(),
+            parsed.repository().to_string(),
+            entry.digest.clone(),
+        );
+        let what = format!("fetching manifest {} of {reference}", entry.digest);
+        let (bytes, _) = session
+            .retry(&what, || {
+                session
+                    .client
+                    .pull_manifest_raw(&child, &session.auth, &accepted[..2])
+            })
+            .await?;
+        verify(&bytes, entry)
+            .with_context(|| format!("manifest {} of {reference}", entry.digest))?;
+        let Parsed::Manifest(manifest) = parse_manifest(&bytes)
+            .with_context(|| format!("manifest {} of {reference}", entry.digest))?
+        else {
+            bail!(
+                "the index of {reference} lists another index, {}",
+                entry.digest
+            );
+        };
+        if manifest.layers.iter().any(Descriptor::is_wasm) {
+            wasm.push((entry.digest.clone(), manifest));
+        } else if manifest
+            .layers
+            .iter()
+            .any(|layer| crate::image::is_image_layer(&layer.media_type))
+        {
+            images.push((entry.digest.clone(), manifest));
+        }
+    }
+    let chosen = match (wasm.len(), images.len()) {
+        (1, _) => wasm.pop(),
+        (0, 0) => bail!("the image index of {reference} lists no Wasm artifact or image manifest"),
+        (0, _) => Some(images.swap_remove(0)),
+        (_, _) => {
+            let digests: Vec<&str> = wasm.iter().map(|(digest, _)| digest.as_str()).collect();
+            bail!(
+                "the image index of {reference} lists {} Wasm artifacts: pull one by digest ({})",
+                wasm.len(),
+                digests.join(", ")
+            )
+        }
+    };
+    let (digest, manifest) = chosen.expect("chosen above");
+    eprintln!("{reference} is an image index: pulling its manifest {digest}");
+    Ok((digest, manifest))
+}
+
+enum Parsed {
+    Manifest(Manifest),
+    Index(Index),
+}
+
+fn parse_manifest(bytes: &[u8]) -> Result<Parsed> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Versioned {
         media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
     }
     let versioned: Versioned = serde_json::from_slice(bytes).context("not JSON")?;
     match versioned.media_type.as_deref() {
-        None | Some(OCI_MANIFEST_MEDIA_TYPE) | Some(DOCKER_MANIFEST_MEDIA_TYPE) => {}
         Some(OCI_INDEX_MEDIA_TYPE) | Some(DOCKER_MANIFEST_LIST_MEDIA_TYPE) => {
-            bail!(
-                "it is an image index, not a Wasm artifact manifest: pull a manifest by its digest"
-            )
+            let index: Index = serde_json::from_slice(bytes).context("not an image index")?;
+            return Ok(Parsed::Index(index));
         }
+        None if versioned.manifests.is_some() => {
+            let index: Index = serde_json::from_slice(bytes).context("not an image index")?;
+            return Ok(Parsed::Index(index));
+        }
+        None | Some(OCI_MANIFEST_MEDIA_TYPE) | Some(DOCKER_MANIFEST_MEDIA_TYPE) => {}
         Some(other) => bail!("unsupported manifest media type {other:?}"),
     }
     let manifest: Manifest = serde_json::from_slice(bytes).context("not an image manifest")?;
@@ -768,7 +1016,7 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
         "schemaVersion {} is not 2",
         manifest.schema_version
     );
-    Ok(manifest)
+    Ok(Parsed::Manifest(manifest))
 }
 
 async fn fetch_blob(
@@ -818,9 +1066,12 @@ async fn fetch_blob(
 
 /// A layer title as a plain file name: no directories, no `..`, nothing hidden.
 fn safe_file_name(title: &str) -> Result<String> {
+    // Control characters (newlines, tabs, terminal escapes) would also reach the
+    // tab-separated stdout.
     let ok = !title.is_empty()
         && !title.starts_with('.')
-        && !title.contains(['/', '\\', '\0'])
+        && !title.contains(['/', '\\'])
+        && !title.chars().any(char::is_control)
         && title.len() <= 255;
     ensure!(ok, "layer title {title:?} is not a plain file name");
     Ok(title.to_string())
@@ -830,7 +1081,7 @@ fn safe_file_name(title: &str) -> Result<String> {
 mod tests {
     use expect_test::{Expect, expect};
 
-    fn check_artifact(single_layer: bool, expect: Expect) {
+    fn check_artifact(format: super::Format, expect: Expect) {
         let wasm = wat::parse_str(
             r#"(module
                 (func (export "proxy_abi_version_0_2_1"))
@@ -838,11 +1089,16 @@ mod tests {
         )
         .expect("valid WAT");
         let root_ids = ["my_root_id".to_string()];
-        let artifact = super::Artifact::new("add-header", &wasm, &root_ids, "v0.1", single_layer)
-            .expect("packages");
+        let annotations = [("org.opencontainers.image.version", "v0.1")]
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let artifact =
+            super::Artifact::new("add-header", &wasm, &root_ids, "v0.1", format, annotations)
+                .expect("packages");
         let actual = format!(
             "config: {}\nmanifest {}:\n{}\nindex: {}\n",
-            String::from_utf8_lossy(&artifact.config),
+            String::from_utf8_lossy(&artifact.blobs[0]),
             artifact.manifest_descriptor.digest,
             serde_json::to_string_pretty(&artifact.manifest).expect("serializes"),
             String::from_utf8_lossy(&artifact.index_bytes),
@@ -853,38 +1109,72 @@ mod tests {
     #[test]
     fn two_layer_artifact_is_deterministic() {
         check_artifact(
-            false,
+            super::Format::Oci,
             expect![[r#"
-            config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
-            manifest sha256:3b27d613d9e4ebd2216e16b10df38904ba1f6cacf61b92ae903848c3f6a29823:
+                config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
+                manifest sha256:d24b2b2bcb6eb180c107f93529a7979856e9b9a27c903088ac5e2d2faa878716:
+                {
+                  "schemaVersion": 2,
+                  "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "config": {
+                    "mediaType": "application/vnd.module.wasm.config.v1+json",
+                    "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
+                    "size": 83
+                  },
+                  "layers": [
+                    {
+                      "mediaType": "application/vnd.module.wasm.config.v1+json",
+                      "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
+                      "size": 83,
+                      "annotations": {
+                        "org.opencontainers.image.title": "runtime-config.json"
+                      }
+                    },
+                    {
+                      "mediaType": "application/vnd.module.wasm.content.layer.v1+wasm",
+                      "digest": "sha256:55d8281b82accbb6fe606121d82b7cecb19fd351780e3028d10d4090866af4f4",
+                      "size": 73,
+                      "annotations": {
+                        "org.opencontainers.image.title": "add-header.wasm"
+                      }
+                    }
+                  ],
+                  "annotations": {
+                    "org.opencontainers.image.version": "v0.1"
+                  }
+                }
+                index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:d24b2b2bcb6eb180c107f93529a7979856e9b9a27c903088ac5e2d2faa878716","size":755,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
+            "#]],
+        );
+    }
+
+    #[test]
+    fn compat_artifact_is_one_tar_gzip_layer() {
+        check_artifact(
+            super::Format::Compat,
+            expect![[r#"
+            config: {"architecture":"wasm","os":"wasip1","rootfs":{"diff_ids":["sha256:e3dbc3a7359ab4bba37a8bf7e999071ea7dcb2d664077fbd71266e77363c0d5d"],"type":"layers"}}
+            manifest sha256:09b5356ffa6f5efa53169412a37208e9e1d82133b6969924821857541168bcd8:
             {
               "schemaVersion": 2,
               "mediaType": "application/vnd.oci.image.manifest.v1+json",
               "config": {
-                "mediaType": "application/vnd.module.wasm.config.v1+json",
-                "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                "size": 83
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:cc9d558fb3cc6f6dfb384714e2c7bbbc92e1cbf9526ab1e26b304c036dea3f49",
+                "size": 151
               },
               "layers": [
                 {
-                  "mediaType": "application/vnd.module.wasm.config.v1+json",
-                  "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                  "size": 83,
-                  "annotations": {
-                    "org.opencontainers.image.title": "runtime-config.json"
-                  }
-                },
-                {
-                  "mediaType": "application/vnd.module.wasm.content.layer.v1+wasm",
-                  "digest": "sha256:55d8281b82accbb6fe606121d82b7cecb19fd351780e3028d10d4090866af4f4",
-                  "size": 73,
-                  "annotations": {
-                    "org.opencontainers.image.title": "add-header.wasm"
-                  }
+                  "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                  "digest": "sha256:c99d70366d6dc42c151fa08bb56d169f7cf7f8ea1513e628b643679b9375e88c",
+                  "size": 155
                 }
-              ]
+              ],
+              "annotations": {
+                "org.opencontainers.image.version": "v0.1"
+              }
             }
-            index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:3b27d613d9e4ebd2216e16b10df38904ba1f6cacf61b92ae903848c3f6a29823","size":697,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
+            index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:09b5356ffa6f5efa53169412a37208e9e1d82133b6969924821857541168bcd8","size":459,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
         "#]],
         );
     }
@@ -892,31 +1182,34 @@ mod tests {
     #[test]
     fn single_layer_artifact_is_the_seeds_layout() {
         check_artifact(
-            true,
+            super::Format::Seed,
             expect![[r#"
-            config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
-            manifest sha256:18bd8ef67bc81612f3d09834e17ab499fd59e2a0d6d153735c87f5c3d229dc5f:
-            {
-              "schemaVersion": 2,
-              "mediaType": "application/vnd.oci.image.manifest.v1+json",
-              "config": {
-                "mediaType": "application/vnd.module.wasm.config.v1+json",
-                "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                "size": 83
-              },
-              "layers": [
+                config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
+                manifest sha256:154f8f413bc6f1213f8cbd362c813634571a56a653943019d31d428715d2b0d9:
                 {
-                  "mediaType": "application/vnd.module.wasm.content.layer.v1+wasm",
-                  "digest": "sha256:55d8281b82accbb6fe606121d82b7cecb19fd351780e3028d10d4090866af4f4",
-                  "size": 73,
+                  "schemaVersion": 2,
+                  "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "config": {
+                    "mediaType": "application/vnd.module.wasm.config.v1+json",
+                    "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
+                    "size": 83
+                  },
+                  "layers": [
+                    {
+                      "mediaType": "application/vnd.module.wasm.content.layer.v1+wasm",
+                      "digest": "sha256:55d8281b82accbb6fe606121d82b7cecb19fd351780e3028d10d4090866af4f4",
+                      "size": 73,
+                      "annotations": {
+                        "org.opencontainers.image.title": "add-header.wasm"
+                      }
+                    }
+                  ],
                   "annotations": {
-                    "org.opencontainers.image.title": "add-header.wasm"
+                    "org.opencontainers.image.version": "v0.1"
                   }
                 }
-              ]
-            }
-            index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:18bd8ef67bc81612f3d09834e17ab499fd59e2a0d6d153735c87f5c3d229dc5f","size":474,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
-        "#]],
+                index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:154f8f413bc6f1213f8cbd362c813634571a56a653943019d31d428715d2b0d9","size":532,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
+            "#]],
         );
     }
 
@@ -1011,13 +1304,21 @@ mod tests {
 
     #[test]
     fn titles_must_be_plain_file_names() {
-        let actual: Vec<String> = ["add-header.wasm", "../evil", "a/b", ".hidden", ""]
-            .into_iter()
-            .map(|title| match super::safe_file_name(title) {
-                Ok(name) => format!("ok {name}"),
-                Err(error) => format!("error: {error}"),
-            })
-            .collect();
+        let actual: Vec<String> = [
+            "add-header.wasm",
+            "../evil",
+            "a/b",
+            ".hidden",
+            "",
+            "evil\nwasm\tsha256:0",
+            "\u{1b}[31mred.wasm",
+        ]
+        .into_iter()
+        .map(|title| match super::safe_file_name(title) {
+            Ok(name) => format!("ok {name}"),
+            Err(error) => format!("error: {error}"),
+        })
+        .collect();
         expect_test::expect![[r#"
             [
                 "ok add-header.wasm",
@@ -1025,6 +1326,8 @@ mod tests {
                 "error: layer title \"a/b\" is not a plain file name",
                 "error: layer title \".hidden\" is not a plain file name",
                 "error: layer title \"\" is not a plain file name",
+                "error: layer title \"evil\\nwasm\\tsha256:0\" is not a plain file name",
+                "error: layer title \"\\u{1b}[31mred.wasm\" is not a plain file name",
             ]
         "#]]
         .assert_debug_eq(&actual);
