@@ -799,7 +799,9 @@ pub fn pull_to_dir(
         let mut module_idx = 0;
         for layer in &manifest.layers {
             let name = match layer.title() {
-                Some(title) => safe_file_name(title)?,
+                Some(title) => {
+                    safe_file_name(title).with_context(|| format!("pulling {reference}"))?
+                }
                 None => layer.digest.replace(':', "-"),
             };
             if files.iter().any(|(seen, _)| *seen == name) {

@@ -81,7 +81,7 @@ fn publish(
 }
 
 /// `skopeo <args>`, which must succeed; returns its stdout bytes.
-fn skopeo(args: &[&str]) -> Result<Vec<u8>> {
+pub fn skopeo(args: &[&str]) -> Result<Vec<u8>> {
     let skopeo = tool("skopeo")?;
     let output = Command::new(&skopeo)
         .args(args)
@@ -100,7 +100,7 @@ fn skopeo(args: &[&str]) -> Result<Vec<u8>> {
 
 /// Runs a Python `script` with oras-py's interpreter in `dir`; returns the last line of its
 /// stdout (the script's result as JSON; oras-py may log above it).
-fn oras_python(script: &str, args: &[&str], dir: &Path) -> Result<Value> {
+pub fn oras_python(script: &str, args: &[&str], dir: &Path) -> Result<Value> {
     run_python(&[], script, args, dir)
 }
 
@@ -318,7 +318,7 @@ fn skopeo_copies_our_artifact_into_an_oci_layout() -> Result<()> {
     Ok(())
 }
 
-const ORAS_PY_PULL: &str = "\
+pub const ORAS_PY_PULL: &str = "\
 host, target, outdir = sys.argv[1:4]
 client = oras.client.OrasClient(hostname=host, insecure=True)
 files = client.pull(target=target, outdir=outdir)

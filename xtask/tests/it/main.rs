@@ -25,6 +25,7 @@ mod envoy_filters;
 mod fault_proxy;
 mod faults;
 mod interop;
+mod layouts;
 mod registry;
 mod reproducible;
 mod seed;

@@ -115,6 +115,30 @@ impl Registry {
         Ok(n)
     }
 
+    /// Stores a manifest (or index) under `reference` (plain HTTP registries only).
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let url = format!(
+            "http://{}/v2/{repository}/manifests/{reference}",
+            self.address
+        );
+        let config = ureq::Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build();
+        ureq::Agent::new_with_config(config)
+            .put(&url)
+            .header("Content-Type", media_type)
+            .send(bytes)
+            .with_context(|| format!("PUT {url}"))?;
+        Ok(())
+    }
+
     /// A manifest as the registry serves it (OCI or Docker v2), with the sha256 digest of its
     /// bytes.
     pub fn manifest(
