@@ -40,7 +40,7 @@ impl Run {
         self
     }
 
-    fn output(&self) -> Result<Output> {
+    pub fn output(&self) -> Result<Output> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         command
             .args(&self.args)
@@ -378,5 +378,33 @@ fn wrong_password_is_a_clear_401_and_uploads_nothing() -> Result<()> {
     );
     assert!(!stderr.contains("pushing blob"), "{stderr}");
     assert_eq!(registry.n_blobs()?, 0);
+    Ok(())
+}
+
+#[test]
+fn warns_before_credentials_go_over_plain_http() -> Result<()> {
+    // The anonymous registry ignores credentials; what matters is the warning before sending.
+    let registry = Registry::start()?;
+    let dir = temp_dir()?;
+    let layout = package("auth-plain", dir.path())?;
+    let image = format!("{}/asm/auth-plain:v1", registry.address);
+    let output = Run::new(&[
+        "push",
+        &layout.display().to_string(),
+        &image,
+        "--username",
+        USERNAME,
+        "--password-stdin",
+    ])
+    .stdin(PASSWORD)
+    .output()?;
+    let stderr = String::from_utf8(output.stderr)?;
+    let warning = format!(
+        "warning: sending credentials to {} over plain HTTP, unencrypted (a loopback registry; pass --ca-cert to use HTTPS)",
+        registry.address
+    );
+    let warned_at = stderr.find(&warning).context(stderr.clone())?;
+    let first_push = stderr.find("pushing blob").context(stderr.clone())?;
+    assert!(warned_at < first_push, "{stderr}");
     Ok(())
 }

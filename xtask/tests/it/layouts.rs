@@ -333,3 +333,61 @@ fn oras_py_pulls_every_format() -> Result<()> {
     .assert_eq(&(seen.join("\n") + "\n"));
     Ok(())
 }
+
+/// A Docker image (schema 2) whose layer holds plugin.wasm pulls like the compat image; two
+/// such layers are ambiguous.
+#[test]
+fn pull_reads_docker_images_holding_plugin_wasm() -> Result<()> {
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    let registry = Registry::start()?;
+    let dir = temp_dir()?;
+    let wasm = built_filter("add-header", dir.path())?;
+    push_format(&registry, "asm/docker", "compat", &wasm)?;
+    let (_, manifest) = registry.manifest("asm/docker", "v1")?;
+    let mut layer = manifest["layers"][0].clone();
+    layer["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip".into();
+    let mut config = manifest["config"].clone();
+    config["mediaType"] = "application/vnd.docker.container.image.v1+json".into();
+    let docker = |layers: Value| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": config,
+            "layers": layers,
+        }))
+    };
+    registry.put_manifest(
+        "asm/docker",
+        "image",
+        DOCKER_MANIFEST,
+        &docker(json!([layer]))?,
+    )?;
+    let out = dir.path().join("image");
+    let pulled = pull(&format!("{}/asm/docker:image", registry.address), &out, &[])?;
+    assert_eq!(
+        pulled["wasm_digest"],
+        util::sha256_digest(&std::fs::read(&wasm)?).as_str()
+    );
+    assert_eq!(file_names(&out)?, ["plugin.wasm"]);
+
+    registry.put_manifest(
+        "asm/docker",
+        "twice",
+        DOCKER_MANIFEST,
+        &docker(json!([layer, layer]))?,
+    )?;
+    let image = format!("{}/asm/docker:twice", registry.address);
+    let stderr = Run::new(&[
+        "pull",
+        &image,
+        &dir.path().join("twice").display().to_string(),
+    ])
+    .fails()?;
+    assert!(
+        stderr.contains(&format!(
+            "error: {image} is ambiguous: 2 of its layers hold plugin.wasm"
+        )),
+        "{stderr}"
+    );
+    Ok(())
+}
