@@ -17,6 +17,7 @@ mod manifests;
 mod new;
 mod oci;
 mod publish;
+mod pull;
 mod setup;
 mod sim;
 mod test;
@@ -50,7 +51,7 @@ enum Command {
     /// Remove a registry's credentials from docker's store.
     Logout(login::LogoutArgs),
     /// Fetch an artifact from a registry into a directory, verifying every digest.
-    Pull(oci::PullArgs),
+    Pull(pull::PullArgs),
     /// Write the ASMFilterDeployment, EnvoyFilter and WasmPlugin for a filter.
     Manifests(manifests::Args),
     /// Build, package, write manifests and, given a registry, push: the whole pipeline.
@@ -74,7 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Build(args) => build::run(args),
         Command::Package(args) => oci::package(args),
         Command::Push(args) => oci::push(args),
-        Command::Pull(args) => oci::pull(args),
+        Command::Pull(args) => pull::pull(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
         Command::Manifests(args) => manifests::run(args),
