@@ -87,7 +87,10 @@ fn registry_of_key(key: &str) -> &str {
 }
 
 fn read_config() -> Result<(PathBuf, Option<serde_json::Value>)> {
-    let path = config_path()?;
+    read_config_at(config_path()?)
+}
+
+fn read_config_at(path: PathBuf) -> Result<(PathBuf, Option<serde_json::Value>)> {
     match std::fs::read(&path) {
         Ok(bytes) => {
             let value = serde_json::from_slice(&bytes)
@@ -112,7 +115,11 @@ fn helper_for(config: &DockerConfig, registry: &str) -> Option<String> {
 
 /// Looks up `registry` (`host[:port]`) in docker's store; `None` when it holds nothing for it.
 pub fn lookup(registry: &str) -> Result<Option<Credentials>> {
-    let (path, value) = read_config()?;
+    lookup_in(config_path()?, registry)
+}
+
+fn lookup_in(path: PathBuf, registry: &str) -> Result<Option<Credentials>> {
+    let (path, value) = read_config_at(path)?;
     let Some(value) = value else {
         return Ok(None);
     };
@@ -372,6 +379,57 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&actual);
+    }
+
+    #[test]
+    fn finds_each_kind_of_auths_entry() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"auths": {
+                "https://basic.example": {"auth": "dXNlcjpwYTpzcw=="},
+                "fields.example": {"username": "u", "password": "p"},
+                "acr.example": {"auth": "", "identitytoken": "refresh"},
+                "broken.example": {"auth": "not base64!"},
+                "empty.example": {}
+            }}"#,
+        )
+        .expect("writes");
+        let actual: Vec<String> = [
+            "basic.example",
+            "fields.example",
+            "acr.example",
+            "broken.example",
+            "empty.example",
+            "other.example",
+        ]
+        .into_iter()
+        .map(|registry| match super::lookup_in(path.clone(), registry) {
+            Ok(Some(found)) => format!(
+                "{registry}: {} / {}",
+                found.username,
+                found.password.expose()
+            ),
+            Ok(None) => format!("{registry}: none"),
+            Err(error) => format!(
+                "{registry}: error: {}",
+                error
+                    .to_string()
+                    .replace(&path.display().to_string(), "<config>")
+            ),
+        })
+        .collect();
+        expect_test::expect![[r#"
+            [
+                "basic.example: user / pa:ss",
+                "fields.example: u / p",
+                "acr.example: 00000000-0000-0000-0000-000000000000 / refresh",
+                "broken.example: error: auths.\"broken.example\".auth in <config> is not base64 of user:password",
+                "empty.example: none",
+                "other.example: none",
+            ]
+        "#]].assert_debug_eq(&actual);
     }
 
     #[test]
