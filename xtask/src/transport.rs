@@ -306,7 +306,10 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     innermost.to_string()
 }
 
-/// Exponential backoff with full jitter: a random delay up to 200ms, 400ms, 800ms, … (10s at most).
+/// Exponential backoff with jitter: a random delay between half and all of 200ms, 400ms,
+/// 800ms, … (10s at most), so clients that failed together do not retry together.
+/// FIXME: a 429's Retry-After is not honoured: oci-client drops the response headers from its
+/// errors, so only the status reaches us.
 fn backoff(attempt: u32) -> Duration {
     let ceiling = FIRST_BACKOFF
         .saturating_mul(1 << (attempt - 1).min(16))
