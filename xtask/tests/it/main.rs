@@ -30,4 +30,5 @@ mod registry;
 mod reproducible;
 mod seed;
 mod support;
+mod toolchain;
 mod workspace;
