@@ -378,6 +378,26 @@ fn wrong_password_is_a_clear_401_and_uploads_nothing() -> Result<()> {
     );
     assert!(!stderr.contains("pushing blob"), "{stderr}");
     assert_eq!(registry.n_blobs()?, 0);
+
+    // login checks before it stores: nothing is written.
+    let docker_config = dir.path().join("docker");
+    let stderr = Run::new(&[
+        "login",
+        address,
+        "--username",
+        USERNAME,
+        "--password-stdin",
+        "--ca-cert",
+        &ca_cert,
+    ])
+    .env("DOCKER_CONFIG", docker_config.display().to_string())
+    .stdin("not-the-password")
+    .fails()?;
+    assert!(
+        stderr.contains(&format!("error: logging in to {address}: authenticating to {address}: {address} refused the credentials from --password-stdin (401 Unauthorized)")),
+        "{stderr}"
+    );
+    assert!(!docker_config.join("config.json").exists());
     Ok(())
 }
 
