@@ -568,6 +568,22 @@ pub fn explicit_tag(reference: &str) -> Option<&str> {
     last_segment.split_once(':').map(|(_, tag)| tag)
 }
 
+/// A blob as a stream of 1 MiB chunks that advance `bar` as the upload takes them.
+fn upload_chunks(
+    bytes: &bytes::Bytes,
+    bar: indicatif::ProgressBar,
+) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
+    const CHUNK: usize = 1024 * 1024;
+    let chunks: Vec<bytes::Bytes> = (0..bytes.len())
+        .step_by(CHUNK)
+        .map(|start| bytes.slice(start..(start + CHUNK).min(bytes.len())))
+        .collect();
+    futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        bar.inc(chunk.len() as u64);
+        Ok(chunk)
+    }))
+}
+
 #[derive(clap::Args)]
 pub struct PushArgs {
     /// An OCI image layout directory (e.g. target/oci/add-header).
@@ -661,15 +677,28 @@ pub fn push_layout(layout: &Layout, reference: &str, registry: &RegistryArgs) ->
             let bytes = bytes::Bytes::from(layout.blob(blob)?);
             eprintln!("pushing blob {} ({} bytes)", blob.digest, blob.size);
             let what = format!("pushing blob {} to {reference}", blob.digest);
-            // oci-client uploads a blob in one call, so the bar moves once per blob.
             let bar = crate::transport::progress(format!("pushing {}", blob.digest), blob.size);
-            session
-                .retry(&what, || {
-                    client.push_blob(&parsed, bytes.clone(), &blob.digest)
-                })
-                .await?;
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
+            match &bar {
+                // The blob goes as a stream of chunks, one PATCH each, so the bar moves as
+                // they are sent.
+                Some(bar) => {
+                    session
+                        .retry(&what, || {
+                            bar.set_position(0);
+                            let chunks = upload_chunks(&bytes, bar.clone());
+                            client.push_blob_stream(&parsed, chunks, &blob.digest, Some(blob.size))
+                        })
+                        .await?;
+                    bar.finish_and_clear();
+                }
+                // push_blob falls back to a monolithic upload for registries without chunks.
+                None => {
+                    session
+                        .retry(&what, || {
+                            client.push_blob(&parsed, bytes.clone(), &blob.digest)
+                        })
+                        .await?;
+                }
             }
             uploaded += 1;
         }

@@ -391,3 +391,39 @@ fn pull_reads_docker_images_holding_plugin_wasm() -> Result<()> {
     );
     Ok(())
 }
+
+/// On a terminal (a pty from util-linux's `script`), a large blob gets a progress bar, pushed as
+/// a stream of chunks; the module pulled back is the same.
+#[test]
+fn large_blobs_show_progress_on_a_terminal() -> Result<()> {
+    let registry = Registry::start()?;
+    let dir = temp_dir()?;
+    let data = "a".repeat(3 * 1024 * 1024);
+    let module = wat::parse_str(format!(
+        r#"(module (memory (export "memory") 64)
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "malloc") (param i32) (result i32) i32.const 0)
+            (data (i32.const 0) "{data}"))"#
+    ))?;
+    let wasm = dir.path().join("large.wasm");
+    std::fs::write(&wasm, &module)?;
+    let packaged = package("layout-large", "seed", &wasm)?;
+    let layout = packaged["layout"].as_str().context("layout")?;
+    let image = format!("{}/asm/large:v1", registry.address);
+    let command = format!("{} push {layout} {image}", env!("CARGO_BIN_EXE_xtask"));
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(util::project_root())
+        .output()
+        .context("running script (util-linux)")?;
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    let digest = util::sha256_digest(&module);
+    assert!(
+        terminal.contains(&format!("pushing {digest} [")) && terminal.contains("3.00 MiB"),
+        "{terminal}"
+    );
+    let pulled = pull(&image, &dir.path().join("pulled"), &[])?;
+    assert_eq!(pulled["wasm_digest"], digest.as_str());
+    Ok(())
+}
