@@ -95,6 +95,7 @@ pub fn build(filters: &[String], use_wasm_opt: bool) -> Result<Vec<Built>> {
         }
     }
 
+    crate::setup::install_rust_target()?;
     let timer = util::Timer::start();
     eprintln!(
         "building {} for {} ({} profile)",

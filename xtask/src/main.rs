@@ -8,15 +8,20 @@
 
 mod bench;
 mod build;
+mod credentials;
 mod diff;
 mod envoy;
+mod image;
+mod login;
 mod manifests;
 mod new;
 mod oci;
 mod publish;
+mod pull;
 mod setup;
 mod sim;
 mod test;
+mod transport;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -41,8 +46,12 @@ enum Command {
     Package(oci::PackageArgs),
     /// Copy an OCI image layout to a registry.
     Push(oci::PushArgs),
+    /// Check credentials for a registry and store them as docker does (config.json or its helper).
+    Login(login::LoginArgs),
+    /// Remove a registry's credentials from docker's store.
+    Logout(login::LogoutArgs),
     /// Fetch an artifact from a registry into a directory, verifying every digest.
-    Pull(oci::PullArgs),
+    Pull(pull::PullArgs),
     /// Write the ASMFilterDeployment, EnvoyFilter and WasmPlugin for a filter.
     Manifests(manifests::Args),
     /// Build, package, write manifests and, given a registry, push: the whole pipeline.
@@ -66,7 +75,9 @@ fn main() -> std::process::ExitCode {
         Command::Build(args) => build::run(args),
         Command::Package(args) => oci::package(args),
         Command::Push(args) => oci::push(args),
-        Command::Pull(args) => oci::pull(args),
+        Command::Pull(args) => pull::pull(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Manifests(args) => manifests::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Run(args) => envoy::run(args),

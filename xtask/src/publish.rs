@@ -94,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         &built.wasm,
         &root_ids,
         &tag,
-        args.single_layer,
+        oci::Format::from_single_layer(args.single_layer),
     )?;
     let layout = oci::Layout::read(&packaged.layout, None)?;
 

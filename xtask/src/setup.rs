@@ -42,6 +42,16 @@ pub fn run(_args: Args) -> Result<()> {
 }
 
 fn rust_target() -> Result<()> {
+    if !install_rust_target()? {
+        eprintln!("rust: {} already installed", util::WASM_TARGET);
+    }
+    Ok(())
+}
+
+/// Installs the wasm32-wasip1 target when the toolchain of rust-toolchain.toml lacks it, and
+/// says whether it had to. `build` (and so `publish`) calls it, so the README's main command
+/// works on a fresh toolchain instead of stopping at rustc's "can't find crate for `core`".
+pub fn install_rust_target() -> Result<bool> {
     // rustc run from the workspace root is the toolchain of rust-toolchain.toml.
     let libdir = util::run_capture(
         Command::new("rustc")
@@ -50,17 +60,22 @@ fn rust_target() -> Result<()> {
     )
     .context("asking rustc where wasm32-wasip1's standard library lives")?;
     if Path::new(libdir.trim()).is_dir() {
-        eprintln!("rust: {} already installed", util::WASM_TARGET);
-        return Ok(());
+        return Ok(false);
     }
-    let rustup = util::which("rustup").context(
-        "the wasm32-wasip1 target is missing and rustup is not on PATH: install it with rustup",
-    )?;
+    let rustup = util::which("rustup").with_context(|| {
+        format!(
+            "the {0} target is missing and rustup is not on PATH: install the target for your toolchain (rustup target add {0}), or run `cargo xtask setup`",
+            util::WASM_TARGET
+        )
+    })?;
+    eprintln!("rust: installing the {} target", util::WASM_TARGET);
     util::run(
         Command::new(rustup)
             .current_dir(util::project_root())
             .args(["target", "add", util::WASM_TARGET]),
     )
+    .with_context(|| format!("installing the {} target", util::WASM_TARGET))?;
+    Ok(true)
 }
 
 fn is_root() -> bool {

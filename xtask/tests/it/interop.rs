@@ -81,7 +81,7 @@ fn publish(
 }
 
 /// `skopeo <args>`, which must succeed; returns its stdout bytes.
-fn skopeo(args: &[&str]) -> Result<Vec<u8>> {
+pub fn skopeo(args: &[&str]) -> Result<Vec<u8>> {
     let skopeo = tool("skopeo")?;
     let output = Command::new(&skopeo)
         .args(args)
@@ -100,7 +100,7 @@ fn skopeo(args: &[&str]) -> Result<Vec<u8>> {
 
 /// Runs a Python `script` with oras-py's interpreter in `dir`; returns the last line of its
 /// stdout (the script's result as JSON; oras-py may log above it).
-fn oras_python(script: &str, args: &[&str], dir: &Path) -> Result<Value> {
+pub fn oras_python(script: &str, args: &[&str], dir: &Path) -> Result<Value> {
     run_python(&[], script, args, dir)
 }
 
@@ -142,6 +142,14 @@ fn manifest_snapshot(manifest: &Value, wasm_digest: &str) -> String {
             layer["size"] = "<wasm size>".into();
         }
     }
+    // Provenance that changes with the commit, the clone and SOURCE_DATE_EPOCH.
+    if let Some(annotations) = manifest["annotations"].as_object_mut() {
+        for key in ["revision", "source", "created"] {
+            if let Some(value) = annotations.get_mut(&format!("org.opencontainers.image.{key}")) {
+                *value = format!("<{key}>").into();
+            }
+        }
+    }
     serde_json::to_string_pretty(&manifest).expect("a JSON value serializes") + "\n"
 }
 
@@ -176,6 +184,10 @@ fn skopeo_reads_our_manifest_and_config() -> Result<()> {
     let manifest = parse_json(&manifest_bytes, "the manifest")?;
     expect![[r#"
         {
+          "annotations": {
+            "org.opencontainers.image.revision": "<revision>",
+            "org.opencontainers.image.version": "v0.1"
+          },
           "config": {
             "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
             "mediaType": "application/vnd.module.wasm.config.v1+json",
@@ -306,7 +318,7 @@ fn skopeo_copies_our_artifact_into_an_oci_layout() -> Result<()> {
     Ok(())
 }
 
-const ORAS_PY_PULL: &str = "\
+pub const ORAS_PY_PULL: &str = "\
 host, target, outdir = sys.argv[1:4]
 client = oras.client.OrasClient(hostname=host, insecure=True)
 files = client.pull(target=target, outdir=outdir)
@@ -463,7 +475,13 @@ fn xtask_pulls_what_oras_py_pushed() -> Result<()> {
         .with_context(|| format!("parsing package's JSON: {stdout}"))?;
     let layout = PathBuf::from(packaged["layout"].as_str().unwrap_or_default());
     let packaged_digest = packaged["manifest_digest"].as_str().unwrap_or_default();
-    let ours = parse_json(&layout_blob(&layout, packaged_digest)?, "our manifest")?;
+    let mut ours = parse_json(&layout_blob(&layout, packaged_digest)?, "our manifest")?;
+    // Ours also carries provenance annotations (version, revision, source, created).
+    let annotations = ours
+        .as_object_mut()
+        .and_then(|object| object.remove("annotations"))
+        .unwrap_or_default();
+    assert_eq!(annotations["org.opencontainers.image.version"], "v0.1");
     let mut theirs = manifest.clone();
     if let Some(object) = theirs.as_object_mut()
         && object.get("annotations") == Some(&serde_json::json!({}))

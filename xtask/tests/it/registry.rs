@@ -1,8 +1,9 @@
-//! A registry fixture: Debian's `docker-registry` (CNCF Distribution 2.8), anonymous, plain
-//! HTTP on 127.0.0.1, its storage in a temporary directory.
+//! A registry fixture: Debian's `docker-registry` (CNCF Distribution 2.8) on 127.0.0.1, its
+//! storage in a temporary directory: anonymous over plain HTTP ([`Registry::start`]), or over
+//! TLS with a CA made by the test and htpasswd basic auth ([`Registry::start_secure`]).
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,21 @@ pub struct Registry {
     _process: ChildGuard,
     /// `127.0.0.1:<port>`, the host part of references.
     pub address: String,
+    /// Set for a TLS registry with basic auth.
+    pub secure: Option<Secure>,
     _dir: TempDir,
 }
+
+/// What a client needs for a [`Registry::start_secure`] registry.
+pub struct Secure {
+    /// The PEM of the CA that signed the registry's certificate (`--ca-cert`).
+    pub ca_cert: PathBuf,
+}
+
+/// The one account of a secure registry. The password has characters a shell or a URL would
+/// mangle, so a leak through either shows.
+pub const USERNAME: &str = "filterkit";
+pub const PASSWORD: &str = "s3cret-P@ss:w0rd!";
 
 impl Registry {
     /// Starts a registry on a free port, ready once `GET /v2/` answers 200. A port taken
@@ -31,22 +45,43 @@ impl Registry {
         Registry::start_on(std::iter::repeat_with(free_port).take(ATTEMPTS))
     }
 
+    /// Starts a registry that serves HTTPS with a certificate from a CA made here (CA:FALSE,
+    /// SAN 127.0.0.1 and localhost) and wants basic auth for [`USERNAME`] and [`PASSWORD`]
+    /// (bcrypt, through `htpasswd -B`).
+    pub fn start_secure() -> Result<Registry> {
+        let dir = temp_dir()?;
+        let secure = make_secrets(dir.path())?;
+        Registry::start_in(
+            dir,
+            Some(secure),
+            std::iter::repeat_with(free_port).take(ATTEMPTS),
+        )
+    }
+
     /// Tries the ports in turn while the registry finds its port taken.
     fn start_on(ports: impl IntoIterator<Item = Result<u16>>) -> Result<Registry> {
+        Registry::start_in(temp_dir()?, None, ports)
+    }
+
+    fn start_in(
+        dir: TempDir,
+        secure: Option<Secure>,
+        ports: impl IntoIterator<Item = Result<u16>>,
+    ) -> Result<Registry> {
         let binary = tool("docker-registry")?;
-        let dir = temp_dir()?;
         let mut ports = ports.into_iter().peekable();
         let mut attempt = 0;
         while let Some(port) = ports.next() {
             attempt += 1;
             let address = format!("127.0.0.1:{}", port?);
             let log_path = dir.path().join(format!("registry-{attempt}.log"));
-            let process = spawn(&binary, dir.path(), &address, &log_path)?;
-            match wait_until_ready(process, &address, &log_path) {
+            let process = spawn(&binary, dir.path(), &address, &log_path, secure.is_some())?;
+            match wait_until_ready(process, &address, &log_path, secure.is_some()) {
                 Ok(process) => {
                     return Ok(Registry {
                         _process: process,
                         address,
+                        secure,
                         _dir: dir,
                     });
                 }
@@ -64,6 +99,46 @@ impl Registry {
 }
 
 impl Registry {
+    /// How many blobs the registry stores (read from its storage directory).
+    pub fn n_blobs(&self) -> Result<usize> {
+        let blobs = self
+            ._dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256");
+        let Ok(prefixes) = std::fs::read_dir(&blobs) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for prefix in prefixes {
+            n += std::fs::read_dir(prefix?.path())?.count();
+        }
+        Ok(n)
+    }
+
+    /// Stores a manifest (or index) under `reference` (plain HTTP registries only).
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let url = format!(
+            "http://{}/v2/{repository}/manifests/{reference}",
+            self.address
+        );
+        let config = ureq::Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build();
+        ureq::Agent::new_with_config(config)
+            .put(&url)
+            .header("Content-Type", media_type)
+            .send(bytes)
+            .with_context(|| format!("PUT {url}"))?;
+        Ok(())
+    }
+
     /// A manifest as the registry serves it (OCI or Docker v2), with the sha256 digest of its
     /// bytes.
     pub fn manifest(
@@ -98,16 +173,31 @@ impl Registry {
     }
 }
 
-fn spawn(binary: &Path, dir: &Path, address: &str, log_path: &Path) -> Result<ChildGuard> {
+fn spawn(
+    binary: &Path,
+    dir: &Path,
+    address: &str,
+    log_path: &Path,
+    secure: bool,
+) -> Result<ChildGuard> {
     let storage = dir.join("storage");
     let config_path = dir.join("config.yml");
-    let config = format!(
+    let mut config = format!(
         "version: 0.1\n\
          log:\n  level: info\n  accesslog:\n    disabled: true\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
          http:\n  addr: {address}\n  secret: filterkit-e2e\n",
         storage.display()
     );
+    if secure {
+        config.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n\
+             auth:\n  htpasswd:\n    realm: filterkit-e2e\n    path: {}\n",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display(),
+            dir.join("htpasswd").display(),
+        ));
+    }
     std::fs::write(&config_path, config)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -122,11 +212,20 @@ fn spawn(binary: &Path, dir: &Path, address: &str, log_path: &Path) -> Result<Ch
     Ok(ChildGuard(child))
 }
 
-fn wait_until_ready(mut process: ChildGuard, address: &str, log_path: &Path) -> Result<ChildGuard> {
+fn wait_until_ready(
+    mut process: ChildGuard,
+    address: &str,
+    log_path: &Path,
+    secure: bool,
+) -> Result<ChildGuard> {
     let url = format!("http://{address}/v2/");
     // Only our registry logs that it listens on this address: probing before that could reach
     // whatever else holds the port.
-    let listening = format!("msg=\"listening on {address}\"");
+    let listening = if secure {
+        format!("msg=\"listening on {address}, tls\"")
+    } else {
+        format!("msg=\"listening on {address}\"")
+    };
     let what = format!("the registry to answer GET {url}");
     poll_until(Instant::now() + READY_TIMEOUT, &what, || {
         if let Some(status) = process.0.try_wait().context("waiting for the registry")? {
@@ -138,9 +237,67 @@ fn wait_until_ready(mut process: ChildGuard, address: &str, log_path: &Path) -> 
         if !read(log_path).contains(&listening) {
             return Ok(None);
         }
-        Ok(get(&url).ok().filter(|response| response.status == 200))
+        if secure {
+            // The log line comes once the listener is bound; the clients check the TLS.
+            return Ok(std::net::TcpStream::connect(address).ok().map(|_| ()));
+        }
+        Ok(get(&url)
+            .ok()
+            .filter(|response| response.status == 200)
+            .map(|_| ()))
     })?;
     Ok(process)
+}
+
+/// Writes ca.pem, server.pem, server.key and htpasswd into `dir`.
+fn make_secrets(dir: &Path) -> Result<Secure> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "filterkit test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    server_params.is_ca = IsCa::ExplicitNoCa;
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_key = KeyPair::generate()?;
+    let server_cert = server_params.signed_by(&server_key, &issuer)?;
+
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem())?;
+    std::fs::write(dir.join("server.pem"), server_cert.pem())?;
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem())?;
+
+    // -i reads the password from stdin: it stays off htpasswd's command line too.
+    let mut child = Command::new(tool("htpasswd")?)
+        .args(["-niB", USERNAME])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting htpasswd")?;
+    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), PASSWORD.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "htpasswd failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::write(dir.join("htpasswd"), &output.stdout)?;
+    Ok(Secure { ca_cert: ca_path })
 }
 
 fn read(path: &Path) -> String {
