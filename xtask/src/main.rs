@@ -8,6 +8,7 @@
 
 mod bench;
 mod build;
+mod config_schema;
 mod diff;
 mod envoy;
 mod manifests;
