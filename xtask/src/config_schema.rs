@@ -100,6 +100,12 @@ mod tests {
                   field /name: 5 is not of type "string""#]],
         );
         check(
+            json!({"name": "bad name", "value": "x"}),
+            expect![[r#"
+                --parameters do not match add-header's configuration schema (filters/add-header/config.schema.json):
+                  field /name: "bad name" does not match "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$""#]],
+        );
+        check(
             json!(["hello"]),
             expect![[r#"
                 --parameters do not match add-header's configuration schema (filters/add-header/config.schema.json):

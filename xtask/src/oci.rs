@@ -137,6 +137,10 @@ struct RuntimeConfig<'a> {
 #[serde(rename_all = "camelCase")]
 struct RootIds<'a> {
     root_ids: &'a [String],
+    /// The filter's filters/<name>/config.schema.json, so a registry's image says what
+    /// configuration it takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_schema: Option<serde_json::Value>,
 }
 
 #[derive(clap::Args)]
@@ -311,7 +315,10 @@ impl Artifact {
         let config = serde_json::to_vec(&RuntimeConfig {
             kind: "envoy_proxy",
             abi_versions: vec![module.abi.oci_name()],
-            config: RootIds { root_ids },
+            config: RootIds {
+                root_ids,
+                config_schema: crate::config_schema::load(filter)?,
+            },
         })
         .context("serializing the runtime config")?;
 
@@ -938,21 +945,21 @@ mod tests {
         check_artifact(
             false,
             expect![[r#"
-            config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
-            manifest sha256:3b27d613d9e4ebd2216e16b10df38904ba1f6cacf61b92ae903848c3f6a29823:
+            config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"],"configSchema":{"$schema":"https://json-schema.org/draft/2020-12/schema","additionalProperties":false,"description":"The plugin configuration: one header to add to every response besides the demo one.","properties":{"name":{"description":"Header name: an RFC 9110 token, sent lowercased.","pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","type":"string"},"value":{"description":"Header value: no control characters except horizontal tab.","type":"string"}},"required":["name","value"],"title":"Config","type":"object"}}}
+            manifest sha256:295c303f29baf1608512824ae4f7c78a3ee13d76396f63a0eb521b1a1ae9c3e9:
             {
               "schemaVersion": 2,
               "mediaType": "application/vnd.oci.image.manifest.v1+json",
               "config": {
                 "mediaType": "application/vnd.module.wasm.config.v1+json",
-                "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                "size": 83
+                "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
+                "size": 595
               },
               "layers": [
                 {
                   "mediaType": "application/vnd.module.wasm.config.v1+json",
-                  "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                  "size": 83,
+                  "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
+                  "size": 595,
                   "annotations": {
                     "org.opencontainers.image.title": "runtime-config.json"
                   }
@@ -967,8 +974,8 @@ mod tests {
                 }
               ]
             }
-            index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:3b27d613d9e4ebd2216e16b10df38904ba1f6cacf61b92ae903848c3f6a29823","size":697,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
-        "#]],
+            index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:295c303f29baf1608512824ae4f7c78a3ee13d76396f63a0eb521b1a1ae9c3e9","size":699,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
+            "#]],
         );
     }
 
@@ -977,15 +984,15 @@ mod tests {
         check_artifact(
             true,
             expect![[r#"
-            config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
-            manifest sha256:18bd8ef67bc81612f3d09834e17ab499fd59e2a0d6d153735c87f5c3d229dc5f:
+            config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"],"configSchema":{"$schema":"https://json-schema.org/draft/2020-12/schema","additionalProperties":false,"description":"The plugin configuration: one header to add to every response besides the demo one.","properties":{"name":{"description":"Header name: an RFC 9110 token, sent lowercased.","pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","type":"string"},"value":{"description":"Header value: no control characters except horizontal tab.","type":"string"}},"required":["name","value"],"title":"Config","type":"object"}}}
+            manifest sha256:cb1c063a54242597882147f33f3dd6d061a83d599399faffd420bc0520bf806c:
             {
               "schemaVersion": 2,
               "mediaType": "application/vnd.oci.image.manifest.v1+json",
               "config": {
                 "mediaType": "application/vnd.module.wasm.config.v1+json",
-                "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                "size": 83
+                "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
+                "size": 595
               },
               "layers": [
                 {
@@ -998,8 +1005,8 @@ mod tests {
                 }
               ]
             }
-            index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:18bd8ef67bc81612f3d09834e17ab499fd59e2a0d6d153735c87f5c3d229dc5f","size":474,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
-        "#]],
+            index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:cb1c063a54242597882147f33f3dd6d061a83d599399faffd420bc0520bf806c","size":475,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
+            "#]],
         );
     }
 

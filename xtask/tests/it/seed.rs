@@ -190,7 +190,8 @@ fn publish_refuses_parameters_the_filter_rejects() -> Result<()> {
             "--name",
             "refused-parameters",
             "--parameters",
-            r#"{"name":"bad name","value":"x"}"#,
+            // Passes the config schema (which has no rule for values); host-sim's canary refuses it.
+            r#"{"name":"hello","value":"a\u0001b"}"#,
         ])?
     };
     let reason: Vec<&str> = stderr
