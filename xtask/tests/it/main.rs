@@ -19,6 +19,7 @@ mod util;
 mod envoy;
 
 mod bootstrap;
+mod deploy;
 mod differential;
 mod envoy_filters;
 mod interop;
