@@ -166,7 +166,7 @@ pub struct ImagePullOptions {
 }
 
 impl AsmFilterDeployment {
-    /// Reads and checks a YAML file such as `target/deploy/<name>/asmfilterdeployment.yaml`.
+    /// Reads and checks a YAML file such as `target/deploy/<name>/asm/asmfilterdeployment.yaml`.
     pub fn read(path: &Path) -> Result<AsmFilterDeployment> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
