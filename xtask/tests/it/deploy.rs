@@ -205,3 +205,60 @@ fn the_wasm_plugin_as_istiod_renders_it_runs_in_envoy() -> Result<()> {
         "#]],
     )
 }
+
+/// What `cargo xtask manifests --json` prints, the part used here.
+#[derive(Debug, Deserialize)]
+struct Written {
+    wasmplugin: Option<PathBuf>,
+    envoyextensionpolicy: Option<PathBuf>,
+}
+
+#[test]
+fn manifests_pin_what_the_registry_holds_not_the_local_layout() -> Result<()> {
+    let registry = Registry::start()?;
+    let reference = format!("{}/deploy/pinned:v0.1", registry.address);
+    // Holds target/filters/ and so target/oci/add-header/, which this test repackages.
+    let _filters = lock_filters();
+    xtask(&["package", "add-header"])?;
+    xtask(&["push", "target/oci/add-header", &reference])?;
+    // The local layout changes (a one-layer repackage) after the push.
+    xtask(&["package", "add-header", "--single-layer"])?;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "manifests",
+            "add-header",
+            "--name",
+            "deploy-test-pinned",
+            "--registry",
+            &reference,
+            "--json",
+        ])
+        .current_dir(crate::util::project_root())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(output.status.success(), "{stderr}");
+    xtask(&["package", "add-header"])?;
+    let written: Written = serde_json::from_slice(&output.stdout)?;
+    assert!(
+        stderr.contains("the resources pin what the registry holds"),
+        "{stderr}"
+    );
+    let wasm_plugin = read_yaml(written.wasmplugin.as_deref().context("a WasmPlugin")?)?;
+    let policy = read_yaml(
+        written
+            .envoyextensionpolicy
+            .as_deref()
+            .context("an EnvoyExtensionPolicy")?,
+    )?;
+    let (registry_digest, _) = registry.manifest("deploy/pinned", "v0.1")?;
+    let pinned = format!(
+        "sha256:{}",
+        wasm_plugin["spec"]["sha256"].as_str().unwrap_or_default()
+    );
+    assert_eq!(pinned, registry_digest);
+    assert_eq!(
+        policy["spec"]["wasm"][0]["code"]["image"]["sha256"],
+        wasm_plugin["spec"]["sha256"]
+    );
+    Ok(())
+}
