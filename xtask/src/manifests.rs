@@ -119,7 +119,8 @@ impl PatchContext {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The filter; its layout target/oci/<FILTER>/ must exist (`cargo xtask package <FILTER>`).
+    /// The filter; without --registry its layout target/oci/<FILTER>/ must exist
+    /// (`cargo xtask package <FILTER>`).
     pub filter: String,
     #[command(flatten)]
     pub deploy: DeployArgs,
@@ -143,17 +144,23 @@ pub fn run(args: Args) -> Result<()> {
     args.deploy.check(&args.filter)?;
     let layout_dir = oci::layout_dir(&args.filter);
     let layout = oci::Layout::read(&layout_dir, None)
-        .with_context(|| format!("reading the layout of {}", args.filter))?;
-    let layout_tag = layout
-        .tag
-        .clone()
-        .unwrap_or_else(|| oci::DEFAULT_TAG.to_string());
-    let tag = resolve_tag(args.registry.as_deref(), args.tag.as_deref(), &layout_tag)?;
-    let source = match &args.registry {
-        Some(registry) => {
+        .with_context(|| format!("reading the layout of {}", args.filter));
+    let source = match (&args.registry, layout) {
+        (Some(registry), layout) => {
+            // The registry's image is what counts; a local layout only supplies a default tag
+            // and a comparison.
+            let layout = layout.ok();
+            let layout_tag = layout.as_ref().and_then(|layout| layout.tag.clone());
+            let tag = resolve_tag(
+                Some(registry),
+                args.tag.as_deref(),
+                layout_tag.as_deref().unwrap_or(oci::DEFAULT_TAG),
+            )?;
             let image = registry_image(registry, &tag)?;
             let source = ImageSource::from_registry(&image, &args.registry_options)?;
-            if source.manifest_digest != layout.manifest_digest {
+            if let Some(layout) =
+                layout.filter(|layout| layout.manifest_digest != source.manifest_digest)
+            {
                 eprintln!(
                     "warning: {image} is {} but the local layout is {}: the resources pin what the registry holds",
                     source.manifest_digest, layout.manifest_digest
@@ -161,7 +168,12 @@ pub fn run(args: Args) -> Result<()> {
             }
             source
         }
-        None => ImageSource::from_layout(&layout_dir, &tag, &layout)?,
+        (None, layout) => {
+            let layout = layout?;
+            let layout_tag = layout.tag.as_deref().unwrap_or(oci::DEFAULT_TAG);
+            let tag = resolve_tag(None, args.tag.as_deref(), layout_tag)?;
+            ImageSource::from_layout(&layout_dir, &tag, &layout)?
+        }
     };
     let deployment = Deployment::new(&args.filter, &args.deploy, source)?;
     let written = deployment.write()?;
