@@ -28,7 +28,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "tests/it/config_schema.rs",
         include_str!("new/config_schema.rs.tmpl"),
     ),
-    ("config.schema.json", include_str!("new/config.schema.json.tmpl")),
+    (
+        "config.schema.json",
+        include_str!("new/config.schema.json.tmpl"),
+    ),
 ];
 
 /// Names longer than this make unwieldy crate, type and header names.
@@ -299,6 +302,9 @@ mod tests {
                 ENVOY_TESTED_FILTERS (same file)
               - a size budget: ("demo-filter", 32 * 1024) in SIZE_BUDGETS (xtask/tests/it/workspace.rs), and a
                 line in the filters_depend_on_filterkit_not_proxy_wasm snapshot there (UPDATE_EXPECT=1)
+
+            When you change Config, `UPDATE_EXPECT=1 cargo test -p filter-demo-filter` rewrites
+            filters/demo-filter/config.schema.json, which publish checks --parameters against.
 
             Next:
               cargo test -p filter-demo-filter
