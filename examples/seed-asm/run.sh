@@ -30,12 +30,12 @@ cargo xtask publish add-header --registry "$image" \
   --root-id my_root_id --parameters '{"name":"hello","value":"hello details"}'
 
 echo "== 2. the ASMFilterDeployment"
-cat target/deploy/details-v1-wasmfiltersample/asmfilterdeployment.yaml
+cat target/deploy/details-v1-wasmfiltersample/asm/asmfilterdeployment.yaml
 
 echo "== 3. pull it back, as ASM's node agent would"
 cargo xtask pull "$image" "$work/pulled"
 
 echo "== 4. Envoy with the pulled module, configured from the ASMFilterDeployment"
 cargo xtask run add-header --once \
-  --deployment target/deploy/details-v1-wasmfiltersample/asmfilterdeployment.yaml \
+  --deployment target/deploy/details-v1-wasmfiltersample/asm/asmfilterdeployment.yaml \
   --wasm "$work/pulled/add-header.wasm"

@@ -36,7 +36,7 @@ pub struct RunArgs {
     /// The filter to run (a crate under filters/).
     filter: String,
     /// The ASMFilterDeployment whose rootID and parameters configure the filter
-    /// [default: target/deploy/<FILTER>/asmfilterdeployment.yaml].
+    /// [default: target/deploy/<FILTER>/asm/asmfilterdeployment.yaml].
     #[arg(long)]
     deployment: Option<PathBuf>,
     /// The module Envoy loads as a local file [default: target/filters/<FILTER>.wasm].
@@ -64,6 +64,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         util::target_dir()
             .join("deploy")
             .join(filter)
+            .join("asm")
             .join("asmfilterdeployment.yaml")
     });
     if !deployment_path.is_file() {
@@ -165,7 +166,7 @@ pub struct ImagePullOptions {
 }
 
 impl AsmFilterDeployment {
-    /// Reads and checks a YAML file such as `target/deploy/<name>/asmfilterdeployment.yaml`.
+    /// Reads and checks a YAML file such as `target/deploy/<name>/asm/asmfilterdeployment.yaml`.
     pub fn read(path: &Path) -> Result<AsmFilterDeployment> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -230,6 +231,12 @@ pub struct Plugin<'a> {
     pub configuration: &'a str,
 }
 
+/// The vm_id of the plugin a deployment named `name` describes: this bootstrap and the
+/// generated EnvoyFilter use the same, so both share or separate VMs alike.
+pub fn vm_id(name: &str) -> &str {
+    name
+}
+
 /// The plugin an ASMFilterDeployment describes: name = `spec.filter.id`, vm_id =
 /// `metadata.name`, rootID and parameters as they are, the code from `wasm` (made absolute).
 pub fn bootstrap_from_deployment(deployment: &AsmFilterDeployment, wasm: &Path) -> Result<Value> {
@@ -239,7 +246,7 @@ pub fn bootstrap_from_deployment(deployment: &AsmFilterDeployment, wasm: &Path) 
     Ok(bootstrap(&[Plugin {
         name: &filter.id,
         root_id: &filter.root_id,
-        vm_id: &deployment.metadata.name,
+        vm_id: vm_id(&deployment.metadata.name),
         wasm: &wasm,
         configuration: &filter.parameters,
     }]))

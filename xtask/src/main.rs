@@ -8,6 +8,7 @@
 
 mod bench;
 mod build;
+mod config_schema;
 mod credentials;
 mod diff;
 mod envoy;

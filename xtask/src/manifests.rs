@@ -1,20 +1,34 @@
 //! `cargo xtask manifests <FILTER>`: the Kubernetes resources that deploy a packaged filter.
 //!
-//! Writes, under target/deploy/<NAME>/:
-//! - `asmfilterdeployment.yaml`: the seed's ASMFilterDeployment (istio.alibabacloud.com/v1beta1),
-//!   field names exactly as the seed spells them;
-//! - `envoyfilter.yaml`: the Istio EnvoyFilter ASM's controller generates from it (the module
-//!   read from `/var/local/lib/wasm-filters/<wasm sha256>.wasm` on the node);
-//! - `wasmplugin.yaml`: the plain-Istio equivalent (extensions.istio.io/v1alpha1 WasmPlugin).
+//! Writes, under target/deploy/<NAME>/, one directory per way of deploying, each applied alone
+//! with `kubectl apply -f <dir>` (two of them together would run the filter twice):
+//! - `asm/asmfilterdeployment.yaml`: the seed's ASMFilterDeployment
+//!   (istio.alibabacloud.com/v1beta1), field names exactly as the seed spells them;
+//! - `istio/wasmplugin.yaml`: Istio's WasmPlugin (extensions.istio.io/v1alpha1), pulled by
+//!   istiod's agent from the registry, pinned by the manifest digest the registry reports;
+//! - `istio-hostpath/envoyfilter.yaml`: the EnvoyFilter ASM's controller generates (the module
+//!   read from `/var/local/lib/wasm-filters/<wasm sha256>.wasm` on the node), which needs
+//!   `workload-patch.yaml` (beside the directories, for `kubectl patch`: it is no resource);
+//! - `envoy-gateway/envoyextensionpolicy.yaml`: Envoy Gateway's EnvoyExtensionPolicy with an
+//!   OCI image source, pinned the same way;
+//! - `README.md`: the commands.
 //!
-//! The digests come from the filter's image layout, target/oci/<FILTER>/ (`cargo xtask package`).
+//! Without `--registry` no registry holds the image, so the WasmPlugin and the
+//! EnvoyExtensionPolicy are written as `*.yaml.template` (which `kubectl apply -f <dir>` skips):
+//! an unpullable image under `failStrategy: FAIL_CLOSE` would install a deny-all filter. A
+//! one-layer image gets neither: Istio's image fetcher (which Envoy Gateway reuses) needs the
+//! two-layer variant.
+//!
+//! The digests come from the registry when `--registry` is given (the image is pulled back),
+//! else from the filter's image layout, target/oci/<FILTER>/ (`cargo xtask package`).
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
-use crate::oci;
+use crate::oci::{self, RegistryArgs};
 use crate::util;
 
 /// Where the ASM node cache puts modules (hostPath mounted into the sidecar).
@@ -33,6 +47,7 @@ pub struct DeployArgs {
     #[arg(long, default_value = oci::DEFAULT_ROOT_ID)]
     pub root_id: String,
     /// Plugin configuration, a JSON document (spec.filter.parameters); absent = no configuration.
+    /// Checked against filters/<FILTER>/config.schema.json when the filter has one.
     #[arg(long)]
     pub parameters: Option<String>,
     /// Workload labels, k=v,k=v [default: app=<filter name>].
@@ -44,6 +59,35 @@ pub struct DeployArgs {
     /// Where the filter goes in the chain.
     #[arg(long, value_enum, default_value_t = PatchContext::SidecarInbound)]
     pub patch_context: PatchContext,
+    /// What the proxy does when the module cannot be fetched, loaded or configured, or traps:
+    /// FAIL_OPEN skips the filter; FAIL_CLOSE denies every request the filter would see (right
+    /// for an auth filter, a full outage for a typo).
+    #[arg(long, value_enum, default_value_t = FailStrategy::FailOpen)]
+    pub fail_strategy: FailStrategy,
+    /// The Gateway the EnvoyExtensionPolicy attaches to (targetRefs, kind Gateway).
+    #[arg(long, default_value = "eg")]
+    pub gateway: String,
+}
+
+/// WasmPlugin spec.failStrategy (EnvoyFilter `fail_open`, EnvoyExtensionPolicy `failOpen`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[clap(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailStrategy {
+    FailOpen,
+    FailClose,
+}
+
+impl FailStrategy {
+    fn as_str(self) -> &'static str {
+        match self {
+            FailStrategy::FailOpen => "FAIL_OPEN",
+            FailStrategy::FailClose => "FAIL_CLOSE",
+        }
+    }
+
+    fn is_open(self) -> bool {
+        self == FailStrategy::FailOpen
+    }
 }
 
 /// spec.filter.patchContext.
@@ -75,35 +119,63 @@ impl PatchContext {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The filter; its layout target/oci/<FILTER>/ must exist (`cargo xtask package <FILTER>`).
+    /// The filter; without --registry its layout target/oci/<FILTER>/ must exist
+    /// (`cargo xtask package <FILTER>`).
     pub filter: String,
     #[command(flatten)]
     pub deploy: DeployArgs,
-    /// The pushed image, registry/repository[:tag] [default: the local layout, target/oci/<FILTER>:<tag>].
+    /// The pushed image, registry/repository[:tag]: it is pulled back and the resources are
+    /// pinned by the digest the registry serves [default: none; the WasmPlugin and the
+    /// EnvoyExtensionPolicy are then templates].
     #[arg(long)]
     pub registry: Option<String>,
     /// Tag used when --registry has none [default: the layout's tag].
     #[arg(long)]
     pub tag: Option<String>,
+    #[command(flatten)]
+    pub registry_options: RegistryArgs,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Check the options (and the parameters against the filter's schema) before any I/O.
+    args.deploy.check(&args.filter)?;
     let layout_dir = oci::layout_dir(&args.filter);
     let layout = oci::Layout::read(&layout_dir, None)
-        .with_context(|| format!("reading the layout of {}", args.filter))?;
-    let layout_tag = layout
-        .tag
-        .clone()
-        .unwrap_or_else(|| oci::DEFAULT_TAG.to_string());
-    let tag = resolve_tag(args.registry.as_deref(), args.tag.as_deref(), &layout_tag)?;
-    let image = match &args.registry {
-        Some(registry) => registry_image(registry, &tag)?,
-        None => oci::layout_reference(&layout_dir, &tag),
+        .with_context(|| format!("reading the layout of {}", args.filter));
+    let source = match (&args.registry, layout) {
+        (Some(registry), layout) => {
+            // The registry's image is what counts; a local layout only supplies a default tag
+            // and a comparison.
+            let layout = layout.ok();
+            let layout_tag = layout.as_ref().and_then(|layout| layout.tag.clone());
+            let tag = resolve_tag(
+                Some(registry),
+                args.tag.as_deref(),
+                layout_tag.as_deref().unwrap_or(oci::DEFAULT_TAG),
+            )?;
+            let image = registry_image(registry, &tag)?;
+            let source = ImageSource::from_registry(&image, &args.registry_options)?;
+            if let Some(layout) =
+                layout.filter(|layout| layout.manifest_digest != source.manifest_digest)
+            {
+                eprintln!(
+                    "warning: {image} is {} but the local layout is {}: the resources pin what the registry holds",
+                    source.manifest_digest, layout.manifest_digest
+                );
+            }
+            source
+        }
+        (None, layout) => {
+            let layout = layout?;
+            let layout_tag = layout.tag.as_deref().unwrap_or(oci::DEFAULT_TAG);
+            let tag = resolve_tag(None, args.tag.as_deref(), layout_tag)?;
+            ImageSource::from_layout(&layout_dir, &tag, &layout)?
+        }
     };
-    let deployment = Deployment::new(&args.filter, &args.deploy, image, &layout)?;
+    let deployment = Deployment::new(&args.filter, &args.deploy, source)?;
     let written = deployment.write()?;
     if args.json {
         println!(
@@ -144,7 +216,51 @@ pub fn registry_image(registry: &str, tag: &str) -> Result<String> {
     })
 }
 
-/// Everything the three resources are made from.
+/// The image the resources name, and where its digests come from.
+#[derive(Debug, Clone)]
+pub struct ImageSource {
+    /// registry/repository:tag, or the local layout's reference.
+    pub image: String,
+    /// True when a registry served `manifest_digest` for `image`.
+    pub in_registry: bool,
+    pub manifest_digest: String,
+    pub wasm_digest: String,
+    /// The seed's one-layer manifest, which Istio's image fetcher rejects.
+    pub single_layer: bool,
+}
+
+impl ImageSource {
+    /// A local layout only: no registry holds the image.
+    pub fn from_layout(dir: &Path, tag: &str, layout: &oci::Layout) -> Result<ImageSource> {
+        Ok(ImageSource {
+            image: oci::layout_reference(dir, tag),
+            in_registry: false,
+            manifest_digest: layout.manifest_digest.clone(),
+            wasm_digest: layout.manifest.wasm_layer()?.digest.clone(),
+            single_layer: layout.manifest.layers.len() == 1 && layout.manifest.layers[0].is_wasm(),
+        })
+    }
+
+    /// Pulls `image` back (into a scratch directory) and takes the digests the registry serves.
+    pub fn from_registry(image: &str, registry: &RegistryArgs) -> Result<ImageSource> {
+        let scratch = util::target_dir()
+            .join("tmp")
+            .join(format!("manifests-pull-{}", std::process::id()));
+        let pulled = crate::pull::pull_to_dir(image, &scratch, registry, false)
+            .with_context(|| format!("asking the registry for {image}"));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let pulled = pulled?;
+        Ok(ImageSource {
+            image: image.to_string(),
+            in_registry: true,
+            manifest_digest: pulled.manifest_digest,
+            wasm_digest: pulled.wasm_digest,
+            single_layer: pulled.single_wasm_layer,
+        })
+    }
+}
+
+/// Everything the resources are made from.
 #[derive(Debug)]
 pub struct Deployment {
     pub name: String,
@@ -155,21 +271,23 @@ pub struct Deployment {
     pub parameters: Option<String>,
     pub pull_secret: Option<String>,
     pub patch_context: PatchContext,
-    /// registry/repository:tag, or the local layout's reference.
-    pub image: String,
-    pub manifest_digest: String,
-    pub wasm_digest: String,
+    pub fail_strategy: FailStrategy,
+    pub gateway: String,
+    pub source: ImageSource,
 }
 
-/// The files written.
+/// The files written; `wasmplugin` and `envoyextensionpolicy` end in `.yaml.template` when no
+/// registry holds the image, and are absent for a one-layer image.
 #[derive(Serialize, Debug)]
 pub struct Written {
     pub dir: PathBuf,
     pub asmfilterdeployment: PathBuf,
+    pub wasmplugin: Option<PathBuf>,
     pub envoyfilter: PathBuf,
-    pub wasmplugin: PathBuf,
-    /// The pod-template annotations ASM's controller adds to the workload.
+    /// The strategic-merge patch that mounts the node's module directory into the sidecar.
     pub workload_patch: PathBuf,
+    pub envoyextensionpolicy: Option<PathBuf>,
+    pub readme: PathBuf,
 }
 
 impl Written {
@@ -178,15 +296,23 @@ impl Written {
             "asmfilterdeployment\t{}",
             self.asmfilterdeployment.display()
         );
+        if let Some(path) = &self.wasmplugin {
+            println!("wasmplugin\t{}", path.display());
+        }
         println!("envoyfilter\t{}", self.envoyfilter.display());
-        println!("wasmplugin\t{}", self.wasmplugin.display());
         println!("workload_patch\t{}", self.workload_patch.display());
+        if let Some(path) = &self.envoyextensionpolicy {
+            println!("envoyextensionpolicy\t{}", path.display());
+        }
+        println!("readme\t{}", self.readme.display());
     }
 }
 
 impl DeployArgs {
     /// Checks the options (before any slow step) and returns the resources' name and the
-    /// workload labels, with their defaults for `filter` filled in.
+    /// workload labels, with their defaults for `filter` filled in. The parameters are checked
+    /// against the filter's config schema, and a warning names fields that look like
+    /// credentials.
     pub fn check(&self, filter: &str) -> Result<(String, Vec<(String, String)>)> {
         let name = self.name.clone().unwrap_or_else(|| filter.to_string());
         ensure!(
@@ -199,9 +325,22 @@ impl DeployArgs {
             self.namespace
         );
         ensure!(!self.root_id.is_empty(), "--root-id must not be empty");
+        ensure!(
+            is_dns_subdomain(&self.gateway),
+            "--gateway {:?} is not a valid Kubernetes name",
+            self.gateway
+        );
         if let Some(parameters) = &self.parameters {
-            serde_json::from_str::<serde_json::Value>(parameters)
+            let value = serde_json::from_str::<serde_json::Value>(parameters)
                 .with_context(|| format!("--parameters is not JSON: {parameters}"))?;
+            for field in credential_fields(&value) {
+                eprintln!(
+                    "warning: --parameters field {field} looks like a credential: the resources \
+                     carry it in plain text, readable by anyone who can read them or the proxy's \
+                     config dump; keep secrets out of plugin configuration"
+                );
+            }
+            crate::config_schema::check_parameters(filter, &value)?;
         }
         let labels = match &self.labels {
             Some(labels) => parse_labels(labels)?,
@@ -211,14 +350,56 @@ impl DeployArgs {
     }
 }
 
+/// Paths (`a.b[0].c`) of fields whose name says password, secret, token, key or credential.
+pub fn credential_fields(value: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                for (key, field) in object {
+                    let field_path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    let normalized: String = key
+                        .chars()
+                        .filter(char::is_ascii_alphanumeric)
+                        .collect::<String>()
+                        .to_ascii_lowercase();
+                    let looks_secret = [
+                        "password",
+                        "passwd",
+                        "secret",
+                        "token",
+                        "apikey",
+                        "privatekey",
+                        "credential",
+                        "authorization",
+                    ]
+                    .iter()
+                    .any(|word| normalized.contains(word));
+                    if looks_secret && !field.is_null() {
+                        found.push(field_path.clone());
+                    }
+                    walk(field, &field_path, found);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{index}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(value, "", &mut found);
+    found
+}
+
 impl Deployment {
-    /// Checks the options and takes the digests from a layout.
-    pub fn new(
-        filter: &str,
-        args: &DeployArgs,
-        image: String,
-        layout: &oci::Layout,
-    ) -> Result<Deployment> {
+    /// Checks the options; the image and its digests come from `source`.
+    pub fn new(filter: &str, args: &DeployArgs, source: ImageSource) -> Result<Deployment> {
         let (name, labels) = args.check(filter)?;
         Ok(Deployment {
             name,
@@ -228,9 +409,9 @@ impl Deployment {
             parameters: args.parameters.clone(),
             pull_secret: args.pull_secret.clone(),
             patch_context: args.patch_context,
-            image,
-            manifest_digest: layout.manifest_digest.clone(),
-            wasm_digest: layout.manifest.wasm_layer()?.digest.clone(),
+            fail_strategy: args.fail_strategy,
+            gateway: args.gateway.clone(),
+            source,
         })
     }
 
@@ -261,7 +442,7 @@ impl Deployment {
                     patch_context: (self.patch_context != PatchContext::SidecarInbound)
                         .then(|| self.patch_context.as_str()),
                     parameters: self.parameters.as_deref(),
-                    image: &self.image,
+                    image: &self.source.image,
                     image_pull_options: self
                         .pull_secret
                         .as_deref()
@@ -276,7 +457,7 @@ impl Deployment {
 
     /// The EnvoyFilter ASM's controller would generate.
     pub fn envoy_filter(&self) -> Result<String> {
-        let wasm_hex = self.wasm_digest.trim_start_matches("sha256:");
+        let wasm_hex = self.source.wasm_digest.trim_start_matches("sha256:");
         let resource = EnvoyFilter {
             api_version: "networking.istio.io/v1alpha3",
             kind: "EnvoyFilter",
@@ -306,7 +487,7 @@ impl Deployment {
                                     name: self.id(),
                                     root_id: &self.root_id,
                                     vm_config: VmConfig {
-                                        vm_id: self.id(),
+                                        vm_id: crate::envoy::vm_id(&self.name).to_string(),
                                         runtime: "envoy.wasm.runtime.v8",
                                         code: Code { local: LocalCode { filename: format!("{WASM_FILTERS_DIR}/{wasm_hex}.wasm") } },
                                     },
@@ -314,6 +495,7 @@ impl Deployment {
                                         type_url: "type.googleapis.com/google.protobuf.StringValue",
                                         value,
                                     }),
+                                    fail_open: self.fail_strategy.is_open(),
                                 },
                             },
                         },
@@ -324,17 +506,21 @@ impl Deployment {
         serde_yaml_ng::to_string(&resource).context("serializing the EnvoyFilter")
     }
 
-    /// The Istio WasmPlugin equivalent.
-    pub fn wasm_plugin(&self) -> Result<String> {
-        let plugin_config = match &self.parameters {
-            None => None,
+    /// The parameters as a JSON object (WasmPlugin pluginConfig is a Struct).
+    fn parameters_object(&self) -> Result<Option<serde_json::Value>> {
+        match &self.parameters {
+            None => Ok(None),
             Some(parameters) => match serde_json::from_str::<serde_json::Value>(parameters)? {
-                object @ serde_json::Value::Object(_) => Some(object),
+                object @ serde_json::Value::Object(_) => Ok(Some(object)),
                 _ => bail!(
                     "--parameters must be a JSON object for the WasmPlugin's pluginConfig (a Struct), got {parameters}"
                 ),
             },
-        };
+        }
+    }
+
+    /// The Istio WasmPlugin.
+    pub fn wasm_plugin(&self) -> Result<String> {
         let resource = WasmPlugin {
             api_version: "extensions.istio.io/v1alpha1",
             kind: "WasmPlugin",
@@ -343,11 +529,13 @@ impl Deployment {
                 selector: Selector {
                     match_labels: Labels(&self.labels),
                 },
-                url: format!("oci://{}", self.image),
-                sha256: self.manifest_digest.trim_start_matches("sha256:"),
+                url: format!("oci://{}", self.source.image),
+                sha256: self.source.manifest_digest.trim_start_matches("sha256:"),
+                image_pull_policy: "IfNotPresent",
                 image_pull_secret: self.pull_secret.as_deref(),
                 plugin_name: &self.root_id,
-                plugin_config,
+                plugin_config: self.parameters_object()?,
+                fail_strategy: self.fail_strategy.as_str(),
                 r#match: vec![TrafficSelector {
                     mode: self.patch_context.wasm_plugin_mode(),
                 }],
@@ -356,57 +544,204 @@ impl Deployment {
         serde_yaml_ng::to_string(&resource).context("serializing the WasmPlugin")
     }
 
-    /// The patch ASM's controller applies to the workload so its sidecar mounts the node's
-    /// module directory (the seed's `sidecar.istio.io/userVolume` annotations); for
-    /// `kubectl patch deployment <name> --patch-file workload-patch.yaml`.
+    /// Envoy Gateway's EnvoyExtensionPolicy: the module from the OCI image, pinned by its
+    /// manifest digest, attached to the Gateway `--gateway`.
+    pub fn envoy_extension_policy(&self) -> Result<String> {
+        let mut image = serde_json::json!({
+            "url": self.source.image,
+            "sha256": self.source.manifest_digest.trim_start_matches("sha256:"),
+        });
+        if let Some(secret) = &self.pull_secret {
+            image["pullSecretRef"] = serde_json::json!({ "kind": "Secret", "name": secret });
+        }
+        let mut wasm = serde_json::json!({
+            "name": self.id(),
+            "rootID": self.root_id,
+            "code": { "type": "Image", "image": image },
+            "failOpen": self.fail_strategy.is_open(),
+        });
+        if let Some(parameters) = &self.parameters {
+            wasm["config"] = serde_json::from_str(parameters)?;
+        }
+        let resource = serde_json::json!({
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "EnvoyExtensionPolicy",
+            "metadata": { "name": self.name, "namespace": self.namespace },
+            "spec": {
+                "targetRefs": [{
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": self.gateway,
+                }],
+                "wasm": [wasm],
+            },
+        });
+        serde_yaml_ng::to_string(&resource).context("serializing the EnvoyExtensionPolicy")
+    }
+
+    /// The strategic-merge patch for `kubectl patch deployment <name> --type strategic
+    /// --patch-file workload-patch.yaml` that mounts the node's module directory into the
+    /// sidecar. It adds a pod volume and an `istio-proxy` container entry, which Istio's
+    /// injector merges into the sidecar it injects (`image: auto` is its placeholder): lists
+    /// merge by name (volumes, containers) and mountPath (volumeMounts), so existing volumes
+    /// and `sidecar.istio.io/userVolume` / `userVolumeMount` annotations are left as they are,
+    /// unlike a patch that sets those annotations, which would replace their JSON lists.
     pub fn workload_patch(&self) -> Result<String> {
-        let volume = serde_json::json!([{
-            "name": "wasmfilters-dir",
-            "hostPath": { "path": WASM_FILTERS_DIR },
-        }]);
-        let mount = serde_json::json!([{
-            "mountPath": WASM_FILTERS_DIR,
-            "name": "wasmfilters-dir",
-        }]);
         let patch = serde_json::json!({
-            "spec": { "template": { "metadata": { "annotations": {
-                "sidecar.istio.io/userVolume": volume.to_string(),
-                "sidecar.istio.io/userVolumeMount": mount.to_string(),
-            } } } }
+            "spec": { "template": { "spec": {
+                "volumes": [{
+                    "name": "wasmfilters-dir",
+                    "hostPath": { "path": WASM_FILTERS_DIR, "type": "Directory" },
+                }],
+                "containers": [{
+                    "name": "istio-proxy",
+                    "image": "auto",
+                    "volumeMounts": [{
+                        "name": "wasmfilters-dir",
+                        "mountPath": WASM_FILTERS_DIR,
+                        "readOnly": true,
+                    }],
+                }],
+            } } }
         });
         serde_yaml_ng::to_string(&patch).context("serializing the workload patch")
     }
 
-    /// Renders every file (so a bad option fails before anything is written) and writes them
-    /// under target/deploy/<name>/.
-    pub fn write(&self) -> Result<Written> {
-        let rendered = [
-            self.asm_filter_deployment()?,
-            self.envoy_filter()?,
-            self.wasm_plugin()?,
-            self.workload_patch()?,
-        ];
-        let dir = deploy_dir(&self.name);
-        let written = Written {
-            asmfilterdeployment: dir.join("asmfilterdeployment.yaml"),
-            envoyfilter: dir.join("envoyfilter.yaml"),
-            wasmplugin: dir.join("wasmplugin.yaml"),
-            workload_patch: dir.join("workload-patch.yaml"),
-            dir,
-        };
-        for (path, yaml) in [
-            &written.asmfilterdeployment,
-            &written.envoyfilter,
-            &written.wasmplugin,
-            &written.workload_patch,
-        ]
-        .into_iter()
-        .zip(&rendered)
-        {
-            util::write_atomic(path, yaml.as_bytes())?;
+    /// A header comment for a file no registry backs yet.
+    fn template_header(&self, kind: &str) -> String {
+        format!(
+            "# TEMPLATE, not a resource to apply: no registry holds {image}, so the {kind} naming \
+             it\n# would fail to fetch (and under FAIL_CLOSE deny all traffic). `cargo xtask publish \
+             --registry\n# <registry/repository:tag>` pushes the image and writes the real file, \
+             pinned by the\n# digest the registry reports. `kubectl apply -f <dir>` skips this \
+             file (.template).\n",
+            image = self.source.image,
+        )
+    }
+
+    /// The README beside the directories: which to apply, and the commands.
+    pub fn readme(&self) -> String {
+        let mut text = String::new();
+        let name = &self.name;
+        let namespace = &self.namespace;
+        let _ = writeln!(text, "# Deploying {name} ({})\n", self.source.image);
+        let _ = writeln!(
+            text,
+            "Pick one directory and apply it alone: two of them would run the filter twice.\n\
+             Fail strategy: {} (`--fail-strategy`).\n",
+            self.fail_strategy.as_str()
+        );
+        let _ = writeln!(
+            text,
+            "- ASM: `kubectl apply -f asm/` (the ASMFilterDeployment; ASM's node cache pulls the image)."
+        );
+        if self.source.single_layer {
+            let _ = writeln!(
+                text,
+                "- Istio WasmPlugin, Envoy Gateway: not written. The image has the seed's one-layer \
+                 manifest and Istio's image fetcher (which Envoy Gateway reuses) needs the two-layer \
+                 variant: publish without `--single-layer`."
+            );
+        } else if self.source.in_registry {
+            let _ = writeln!(
+                text,
+                "- Istio: `kubectl apply -f istio/` (a WasmPlugin pinned to sha256 {}).\n\
+                 - Envoy Gateway: `kubectl apply -f envoy-gateway/` (an EnvoyExtensionPolicy on Gateway `{}`).",
+                self.source.manifest_digest, self.gateway
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "- Istio, Envoy Gateway: only templates (`*.yaml.template`), since no registry holds \
+                 the image yet: publish with `--registry`."
+            );
         }
-        eprintln!("wrote {}", util::relative(&written.dir));
-        Ok(written)
+        let wasm_hex = self.source.wasm_digest.trim_start_matches("sha256:");
+        let _ = writeln!(
+            text,
+            "- Istio with the module on the node (no registry): put the module at \
+             `{WASM_FILTERS_DIR}/{wasm_hex}.wasm` on every node, then\n\n\
+             ```\n\
+             kubectl -n {namespace} patch deployment <deployment> --type strategic --patch-file workload-patch.yaml\n\
+             kubectl apply -f istio-hostpath/\n\
+             ```\n\n  \
+             The patch adds a hostPath volume and mounts it into the injected `istio-proxy` \
+             container; existing volumes and `sidecar.istio.io/userVolume` annotations stay."
+        );
+        text
+    }
+
+    /// Renders every file (so a bad option fails before anything is written), replaces
+    /// target/deploy/<name>/ with them, and says on stderr what was left out and why.
+    pub fn write(&self) -> Result<Written> {
+        let dir = deploy_dir(&self.name);
+        let suffix = if self.source.in_registry {
+            "yaml"
+        } else {
+            "yaml.template"
+        };
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        let asmfilterdeployment = dir.join("asm").join("asmfilterdeployment.yaml");
+        files.push((asmfilterdeployment.clone(), self.asm_filter_deployment()?));
+        let envoyfilter = dir.join("istio-hostpath").join("envoyfilter.yaml");
+        files.push((envoyfilter.clone(), self.envoy_filter()?));
+        let workload_patch = dir.join("workload-patch.yaml");
+        files.push((workload_patch.clone(), self.workload_patch()?));
+        let (wasmplugin, envoyextensionpolicy) = if self.source.single_layer {
+            eprintln!(
+                "no WasmPlugin or EnvoyExtensionPolicy: {} is a one-layer image, which Istio's \
+                 image fetcher (also Envoy Gateway's) rejects; publish without --single-layer",
+                self.source.image
+            );
+            (None, None)
+        } else {
+            let header = |kind: &str| {
+                if self.source.in_registry {
+                    String::new()
+                } else {
+                    self.template_header(kind)
+                }
+            };
+            let wasmplugin = dir.join("istio").join(format!("wasmplugin.{suffix}"));
+            files.push((
+                wasmplugin.clone(),
+                header("WasmPlugin") + &self.wasm_plugin()?,
+            ));
+            let policy = dir
+                .join("envoy-gateway")
+                .join(format!("envoyextensionpolicy.{suffix}"));
+            files.push((
+                policy.clone(),
+                header("EnvoyExtensionPolicy") + &self.envoy_extension_policy()?,
+            ));
+            if !self.source.in_registry {
+                eprintln!(
+                    "WasmPlugin and EnvoyExtensionPolicy written as templates: no registry holds {} (use --registry)",
+                    self.source.image
+                );
+            }
+            (Some(wasmplugin), Some(policy))
+        };
+        let readme = dir.join("README.md");
+        files.push((readme.clone(), self.readme()));
+        // A previous run's files (e.g. a real wasmplugin.yaml) must not outlive this one.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing the old {}", dir.display()))?;
+        }
+        for (path, text) in &files {
+            util::write_atomic(path, text.as_bytes())?;
+        }
+        eprintln!("wrote {}", util::relative(&dir));
+        Ok(Written {
+            dir,
+            asmfilterdeployment,
+            wasmplugin,
+            envoyfilter,
+            workload_patch,
+            envoyextensionpolicy,
+            readme,
+        })
     }
 }
 
@@ -630,6 +965,9 @@ struct PluginConfig<'a> {
     vm_config: VmConfig<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     configuration: Option<StringValue<'a>>,
+    /// Envoy's PluginConfig.fail_open (deprecated for failure_policy in newer Envoys, which
+    /// still take it; the ASM-era Envoys know only this one).
+    fail_open: bool,
 }
 
 #[derive(Serialize)]
@@ -671,11 +1009,13 @@ struct WasmPluginSpec<'a> {
     selector: Selector<'a>,
     url: String,
     sha256: &'a str,
+    image_pull_policy: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     image_pull_secret: Option<&'a str>,
     plugin_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     plugin_config: Option<serde_json::Value>,
+    fail_strategy: &'a str,
     r#match: Vec<TrafficSelector<'a>>,
 }
 
@@ -694,7 +1034,7 @@ struct TrafficSelector<'a> {
 mod tests {
     use expect_test::{Expect, expect};
 
-    use super::{Deployment, PatchContext};
+    use super::{Deployment, FailStrategy, ImageSource, PatchContext};
 
     pub(super) fn seed() -> Deployment {
         Deployment {
@@ -708,9 +1048,15 @@ mod tests {
             parameters: Some(r#"{"name":"hello","value":"hello details"}"#.to_string()),
             pull_secret: Some("asmwasm-cache".to_string()),
             patch_context: PatchContext::SidecarInbound,
-            image: "127.0.0.1:5000/asm/asm-test:v0.1".to_string(),
-            manifest_digest: format!("sha256:{}", "a".repeat(64)),
-            wasm_digest: format!("sha256:{}", "b".repeat(64)),
+            fail_strategy: FailStrategy::FailOpen,
+            gateway: "eg".to_string(),
+            source: ImageSource {
+                image: "127.0.0.1:5000/asm/asm-test:v0.1".to_string(),
+                in_registry: true,
+                manifest_digest: format!("sha256:{}", "a".repeat(64)),
+                wasm_digest: format!("sha256:{}", "b".repeat(64)),
+                single_layer: false,
+            },
         }
     }
 
@@ -719,10 +1065,11 @@ mod tests {
             result.unwrap_or_else(|error| format!("error: {error:#}\n"))
         };
         let actual = format!(
-            "{}---\n{}---\n{}---\n{}",
+            "{}---\n{}---\n{}---\n{}---\n{}",
             render(deployment.asm_filter_deployment()),
             render(deployment.envoy_filter()),
             render(deployment.wasm_plugin()),
+            render(deployment.envoy_extension_policy()),
             render(deployment.workload_patch())
         );
         expect.assert_eq(&actual);
@@ -782,7 +1129,7 @@ mod tests {
                             name: details-v1-wasmfiltersample.default
                             root_id: my_root_id
                             vm_config:
-                              vm_id: details-v1-wasmfiltersample.default
+                              vm_id: details-v1-wasmfiltersample
                               runtime: envoy.wasm.runtime.v8
                               code:
                                 local:
@@ -790,6 +1137,7 @@ mod tests {
                             configuration:
                               '@type': type.googleapis.com/google.protobuf.StringValue
                               value: '{"name":"hello","value":"hello details"}'
+                            fail_open: true
                 ---
                 apiVersion: extensions.istio.io/v1alpha1
                 kind: WasmPlugin
@@ -803,20 +1151,57 @@ mod tests {
                       version: v1
                   url: oci://127.0.0.1:5000/asm/asm-test:v0.1
                   sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+                  imagePullPolicy: IfNotPresent
                   imagePullSecret: asmwasm-cache
                   pluginName: my_root_id
                   pluginConfig:
                     name: hello
                     value: hello details
+                  failStrategy: FAIL_OPEN
                   match:
                   - mode: SERVER
                 ---
+                apiVersion: gateway.envoyproxy.io/v1alpha1
+                kind: EnvoyExtensionPolicy
+                metadata:
+                  name: details-v1-wasmfiltersample
+                  namespace: default
+                spec:
+                  targetRefs:
+                  - group: gateway.networking.k8s.io
+                    kind: Gateway
+                    name: eg
+                  wasm:
+                  - code:
+                      image:
+                        pullSecretRef:
+                          kind: Secret
+                          name: asmwasm-cache
+                        sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+                        url: 127.0.0.1:5000/asm/asm-test:v0.1
+                      type: Image
+                    config:
+                      name: hello
+                      value: hello details
+                    failOpen: true
+                    name: details-v1-wasmfiltersample.default
+                    rootID: my_root_id
+                ---
                 spec:
                   template:
-                    metadata:
-                      annotations:
-                        sidecar.istio.io/userVolume: '[{"hostPath":{"path":"/var/local/lib/wasm-filters"},"name":"wasmfilters-dir"}]'
-                        sidecar.istio.io/userVolumeMount: '[{"mountPath":"/var/local/lib/wasm-filters","name":"wasmfilters-dir"}]'
+                    spec:
+                      containers:
+                      - image: auto
+                        name: istio-proxy
+                        volumeMounts:
+                        - mountPath: /var/local/lib/wasm-filters
+                          name: wasmfilters-dir
+                          readOnly: true
+                      volumes:
+                      - hostPath:
+                          path: /var/local/lib/wasm-filters
+                          type: Directory
+                        name: wasmfilters-dir
             "#]],
         );
     }
@@ -869,6 +1254,106 @@ mod tests {
         };
         let error = deployment.wasm_plugin().unwrap_err();
         expect!["--parameters must be a JSON object for the WasmPlugin's pluginConfig (a Struct), got [1,2]"].assert_eq(&format!("{error:#}"));
+    }
+
+    #[test]
+    fn warns_about_fields_that_look_like_credentials() {
+        let parameters = serde_json::json!({
+            "name": "x-api-key",
+            "value": "v",
+            "upstream": {"api_key": "k", "clientSecret": "s", "tokens": [{"bearerToken": "t"}]},
+            "password": null,
+        });
+        expect![[r#"
+            [
+                "upstream.api_key",
+                "upstream.clientSecret",
+                "upstream.tokens",
+                "upstream.tokens[0].bearerToken",
+            ]
+        "#]]
+        .assert_debug_eq(&super::credential_fields(&parameters));
+    }
+
+    #[test]
+    fn the_envoy_filter_and_xtask_run_use_one_vm_id() {
+        let deployment = seed();
+        let asm =
+            crate::envoy::AsmFilterDeployment::parse(&deployment.asm_filter_deployment().unwrap())
+                .unwrap();
+        let bootstrap =
+            crate::envoy::bootstrap_from_deployment(&asm, std::path::Path::new("/x.wasm")).unwrap();
+        let run_vm_id = bootstrap.to_string();
+        let envoy_filter: serde_json::Value =
+            serde_yaml_ng::from_str(&deployment.envoy_filter().unwrap()).unwrap();
+        let vm_id = envoy_filter["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]["vm_config"]["vm_id"]
+            .as_str()
+            .unwrap();
+        assert!(
+            run_vm_id.contains(&format!(r#""vm_id":"{vm_id}""#)),
+            "{run_vm_id}"
+        );
+    }
+
+    /// The files `write` leaves, relative to target/deploy/<name>/, and the first line of each.
+    fn written(deployment: &Deployment) -> String {
+        let written = deployment.write().unwrap();
+        let mut files = Vec::new();
+        let mut stack = vec![written.dir.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let relative = path
+                        .strip_prefix(&written.dir)
+                        .unwrap()
+                        .display()
+                        .to_string();
+                    files.push(format!(
+                        "{relative}: {}",
+                        text.lines().next().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        std::fs::remove_dir_all(&written.dir).unwrap();
+        files.sort();
+        files.join("\n")
+    }
+
+    #[test]
+    fn writes_one_directory_per_target() {
+        let mut deployment = Deployment {
+            name: "unit-test-writes-targets".to_string(),
+            ..seed()
+        };
+        expect![[r#"
+            README.md: # Deploying unit-test-writes-targets (127.0.0.1:5000/asm/asm-test:v0.1)
+            asm/asmfilterdeployment.yaml: apiVersion: istio.alibabacloud.com/v1beta1
+            envoy-gateway/envoyextensionpolicy.yaml: apiVersion: gateway.envoyproxy.io/v1alpha1
+            istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
+            istio/wasmplugin.yaml: apiVersion: extensions.istio.io/v1alpha1
+            workload-patch.yaml: spec:"#]]
+        .assert_eq(&written(&deployment));
+        deployment.source.in_registry = false;
+        deployment.source.image = "target/oci/add-header:v0.1".to_string();
+        expect![[r#"
+            README.md: # Deploying unit-test-writes-targets (target/oci/add-header:v0.1)
+            asm/asmfilterdeployment.yaml: apiVersion: istio.alibabacloud.com/v1beta1
+            envoy-gateway/envoyextensionpolicy.yaml.template: # TEMPLATE, not a resource to apply: no registry holds target/oci/add-header:v0.1, so the EnvoyExtensionPolicy naming it
+            istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
+            istio/wasmplugin.yaml.template: # TEMPLATE, not a resource to apply: no registry holds target/oci/add-header:v0.1, so the WasmPlugin naming it
+            workload-patch.yaml: spec:"#]].assert_eq(&written(&deployment));
+        deployment.source.single_layer = true;
+        expect![[r#"
+            README.md: # Deploying unit-test-writes-targets (target/oci/add-header:v0.1)
+            asm/asmfilterdeployment.yaml: apiVersion: istio.alibabacloud.com/v1beta1
+            istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
+            workload-patch.yaml: spec:"#]]
+        .assert_eq(&written(&deployment));
     }
 
     fn check_labels(text: &str, expect: Expect) {
@@ -954,235 +1439,449 @@ mod tests {
     }
 }
 
-/// Checks the generated EnvoyFilter and WasmPlugin against Istio's CRD schemas
-/// (xtask/schemas/, verbatim from istio/istio), rejecting unknown fields as
-/// `kubectl --validate=strict` does. CEL rules (`x-kubernetes-validations`) are not evaluated
-/// here; the few that matter are asserted directly.
+/// Checks the generated resources against their CRDs (xtask/schemas/, verbatim): the
+/// openAPIV3Schema with the `jsonschema` crate, made strict about unknown fields as
+/// `kubectl --validate=strict` is, and every `x-kubernetes-validations` CEL rule on the path
+/// with `cel-interpreter`, plus Kubernetes' `isURL` / `url().getScheme()` library functions,
+/// which it lacks.
 #[cfg(test)]
 mod crd_tests {
+    use std::sync::Arc;
+
+    use cel_interpreter::extractors::This;
+    use cel_interpreter::{Context, Program};
     use expect_test::{Expect, expect};
     use serde_json::Value;
 
-    fn crd_schema(file: &str) -> (String, String, Value) {
+    struct Crd {
+        api_version: String,
+        kind: String,
+        schema: Value,
+    }
+
+    fn crd(file: &str) -> Crd {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("schemas")
             .join(file);
         let text = std::fs::read_to_string(&path).expect("the CRD schema is in xtask/schemas");
         let crd: Value = serde_yaml_ng::from_str(&text).expect("the CRD parses");
-        let group = crd["spec"]["group"].as_str().expect("group").to_string();
-        let kind = crd["spec"]["names"]["kind"]
-            .as_str()
-            .expect("kind")
-            .to_string();
+        let group = crd["spec"]["group"].as_str().expect("group");
         let version = &crd["spec"]["versions"][0];
-        let api_version = format!("{group}/{}", version["name"].as_str().expect("version"));
-        (
-            api_version,
-            kind,
-            version["schema"]["openAPIV3Schema"].clone(),
-        )
+        Crd {
+            api_version: format!("{group}/{}", version["name"].as_str().expect("version")),
+            kind: crd["spec"]["names"]["kind"]
+                .as_str()
+                .expect("kind")
+                .to_string(),
+            schema: version["schema"]["openAPIV3Schema"].clone(),
+        }
     }
 
-    /// A structural OpenAPI v3 check: types, properties, required, enums, lengths, patterns,
-    /// ranges, anyOf/oneOf/not, preserve-unknown-fields, int-or-string.
-    fn validate(value: &Value, schema: &Value, path: &str, errors: &mut Vec<String>) {
-        if value.is_null() && schema["nullable"] == Value::Bool(true) {
-            return;
+    /// The structural schema as JSON Schema: objects with `properties` reject other fields
+    /// (unless they preserve unknown fields), `x-kubernetes-int-or-string` is an anyOf, and
+    /// `nullable` admits null.
+    fn strict(schema: &Value) -> Value {
+        let mut schema = schema.clone();
+        if let Value::Object(object) = &mut schema {
+            for (key, value) in object.iter_mut() {
+                match (key.as_str(), value) {
+                    ("properties", Value::Object(properties)) => {
+                        for property in properties.values_mut() {
+                            *property = strict(property);
+                        }
+                    }
+                    ("anyOf" | "oneOf" | "allOf", Value::Array(options)) => {
+                        for option in options {
+                            *option = strict(option);
+                        }
+                    }
+                    ("items" | "additionalProperties" | "not", value @ Value::Object(_)) => {
+                        *value = strict(value);
+                    }
+                    _ => {}
+                }
+            }
+            let preserve =
+                object.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            if object.contains_key("properties")
+                && !object.contains_key("additionalProperties")
+                && !preserve
+            {
+                object.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            if object.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+                object.insert(
+                    "anyOf".into(),
+                    serde_json::json!([{"type": "integer"}, {"type": "string"}]),
+                );
+            }
+            if object.get("nullable") == Some(&Value::Bool(true))
+                && let Some(Value::String(kind)) = object.get("type").cloned()
+            {
+                object.insert("type".into(), serde_json::json!([kind, "null"]));
+            }
         }
-        if let Some(any_of) = schema["anyOf"].as_array()
-            && !any_of.iter().any(|option| passes(value, option))
+        schema
+    }
+
+    /// Go's `url.Parse` as far as the CRDs' rules need: the scheme, if any.
+    fn parse_url(text: &str) -> Option<String> {
+        let colon = text.find(':');
+        let scheme = colon.map(|at| &text[..at]).filter(|scheme| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        match scheme {
+            Some(scheme) => Some(scheme.to_ascii_lowercase()),
+            None if text.starts_with(':') => None,
+            // Without a scheme, a colon in the first path segment is an error.
+            None if text
+                .split('/')
+                .next()
+                .is_some_and(|first| first.contains(':')) =>
+            {
+                None
+            }
+            None if text.chars().any(|c| c.is_control() || c == ' ') => None,
+            None => Some(String::new()),
+        }
+    }
+
+    fn is_url(text: Arc<String>) -> bool {
+        parse_url(&text).is_some()
+    }
+
+    /// `url(s)` stands for the parsed URL as the string itself; `getScheme` parses it again.
+    fn url(text: Arc<String>) -> Arc<String> {
+        text
+    }
+
+    fn get_scheme(This(text): This<Arc<String>>) -> String {
+        parse_url(&text).unwrap_or_default()
+    }
+
+    /// Evaluates every CEL rule on the schema nodes `value` reaches (Kubernetes runs a rule
+    /// only where its field is present).
+    fn cel(value: &Value, schema: &Value, path: &str, errors: &mut Vec<String>) {
+        for validation in schema["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
         {
-            errors.push(format!("{path}: matches none of anyOf"));
-        }
-        if let Some(one_of) = schema["oneOf"].as_array() {
-            let passing = one_of.iter().filter(|option| passes(value, option)).count();
-            if passing != 1 {
-                errors.push(format!(
-                    "{path}: matches {passing} of oneOf, not exactly one"
-                ));
+            let rule = validation["rule"].as_str().expect("a rule");
+            let program = Program::compile(rule).unwrap_or_else(|error| {
+                panic!("{path}: rule {rule:?} does not compile: {error:?}")
+            });
+            let mut context = Context::default();
+            context.add_function("isURL", is_url);
+            context.add_function("url", url);
+            context.add_function("getScheme", get_scheme);
+            context
+                .add_variable(
+                    "self",
+                    cel_interpreter::to_value(value).expect("JSON converts"),
+                )
+                .expect("self");
+            match program.execute(&context) {
+                Ok(cel_interpreter::Value::Bool(true)) => {}
+                Ok(cel_interpreter::Value::Bool(false)) => errors.push(format!(
+                    "{path}: {} (rule: {})",
+                    validation["message"].as_str().unwrap_or("invalid"),
+                    rule.replace('\n', " ")
+                )),
+                other => panic!("{path}: rule {rule:?} evaluated to {other:?}"),
             }
         }
-        if schema.get("not").is_some() && passes(value, &schema["not"]) {
-            errors.push(format!("{path}: matches a `not` schema"));
-        }
-        if schema["x-kubernetes-int-or-string"] == Value::Bool(true) {
-            if !(value.is_i64() || value.is_u64() || value.is_string()) {
-                errors.push(format!("{path}: not an integer or a string"));
-            }
-            return;
-        }
-        let preserve_unknown = schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true);
-        match schema["type"].as_str() {
-            Some("object") => {
-                let Some(object) = value.as_object() else {
-                    return errors.push(format!("{path}: not an object"));
-                };
-                for required in schema["required"].as_array().into_iter().flatten() {
-                    let required = required.as_str().expect("required names are strings");
-                    if !object.contains_key(required) {
-                        errors.push(format!("{path}: missing required field {required}"));
-                    }
-                }
-                if let Some(max) = schema["maxProperties"].as_u64()
-                    && object.len() as u64 > max
-                {
-                    errors.push(format!("{path}: more than {max} properties"));
-                }
+        match value {
+            Value::Object(object) => {
                 for (key, field) in object {
-                    let field_path = format!("{path}.{key}");
-                    if let Some(property) = schema["properties"].get(key) {
-                        validate(field, property, &field_path, errors);
-                    } else if schema["additionalProperties"].is_object() {
-                        validate(field, &schema["additionalProperties"], &field_path, errors);
-                    } else if !preserve_unknown {
-                        errors.push(format!("{field_path}: unknown field"));
+                    let property = schema["properties"]
+                        .get(key)
+                        .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()));
+                    if let Some(property) = property {
+                        cel(field, property, &format!("{path}/{key}"), errors);
                     }
                 }
             }
-            Some("array") => {
-                let Some(items) = value.as_array() else {
-                    return errors.push(format!("{path}: not an array"));
-                };
-                if let Some(max) = schema["maxItems"].as_u64()
-                    && items.len() as u64 > max
-                {
-                    errors.push(format!("{path}: more than {max} items"));
-                }
+            Value::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
-                    validate(item, &schema["items"], &format!("{path}[{index}]"), errors);
+                    cel(item, &schema["items"], &format!("{path}/{index}"), errors);
                 }
             }
-            Some("string") => {
-                let Some(text) = value.as_str() else {
-                    return errors.push(format!("{path}: not a string"));
-                };
-                if let Some(allowed) = schema["enum"].as_array()
-                    && !allowed.iter().any(|option| option.as_str() == Some(text))
-                {
-                    errors.push(format!("{path}: {text:?} is not one of {allowed:?}"));
-                }
-                let length = text.chars().count() as u64;
-                if schema["minLength"].as_u64().is_some_and(|min| length < min) {
-                    errors.push(format!("{path}: shorter than minLength"));
-                }
-                if schema["maxLength"].as_u64().is_some_and(|max| length > max) {
-                    errors.push(format!("{path}: longer than maxLength"));
-                }
-                if let Some(pattern) = schema["pattern"].as_str() {
-                    let regex = regex::Regex::new(pattern).expect("CRD patterns are valid regexes");
-                    if !regex.is_match(text) {
-                        errors.push(format!("{path}: {text:?} does not match {pattern}"));
-                    }
-                }
-            }
-            Some("integer") if !(value.is_i64() || value.is_u64()) => {
-                errors.push(format!("{path}: not an integer"));
-            }
-            Some("number") if !value.is_number() => errors.push(format!("{path}: not a number")),
-            Some("boolean") if !value.is_boolean() => errors.push(format!("{path}: not a boolean")),
-            Some("integer" | "number" | "boolean") => {}
-            Some(other) => errors.push(format!("{path}: unsupported schema type {other}")),
-            None => {}
+            _ => {}
         }
-    }
-
-    fn passes(value: &Value, schema: &Value) -> bool {
-        let mut errors = Vec::new();
-        validate(value, schema, "", &mut errors);
-        errors.is_empty()
     }
 
     /// Validates a rendered resource against a CRD; returns one line per problem.
     fn problems(yaml: &str, crd_file: &str) -> String {
-        let (api_version, kind, schema) = crd_schema(crd_file);
+        let crd = crd(crd_file);
         let resource: Value = serde_yaml_ng::from_str(yaml).expect("rendered YAML parses");
         let mut errors = Vec::new();
-        if resource["apiVersion"] != Value::String(api_version.clone())
-            || resource["kind"] != Value::String(kind.clone())
+        if resource["apiVersion"] != Value::String(crd.api_version.clone())
+            || resource["kind"] != Value::String(crd.kind.clone())
         {
-            errors.push(format!("not a {kind} in {api_version}"));
+            errors.push(format!("not a {} in {}", crd.kind, crd.api_version));
         }
-        let Some(object) = resource.as_object() else {
-            return "not an object".to_string();
-        };
-        for (key, field) in object {
-            match key.as_str() {
-                "apiVersion" | "kind" => {}
-                "metadata" => {
-                    for name in ["name", "namespace"] {
-                        if field[name].as_str().is_none_or(str::is_empty) {
-                            errors.push(format!("metadata.{name} is missing"));
-                        }
-                    }
-                }
-                _ => match schema["properties"].get(key) {
-                    Some(property) => validate(field, property, key, &mut errors),
-                    None => errors.push(format!("{key}: unknown field")),
-                },
+        for name in ["name", "namespace"] {
+            if resource["metadata"][name]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                errors.push(format!("metadata.{name} is missing"));
             }
         }
+        // Every object has these; the CRDs leave them out of openAPIV3Schema.
+        let mut schema = strict(&crd.schema);
+        for (field, kind) in [
+            ("apiVersion", "string"),
+            ("kind", "string"),
+            ("metadata", "object"),
+        ] {
+            schema["properties"][field] = serde_json::json!({ "type": kind });
+        }
+        let validator = jsonschema::validator_for(&schema).expect("the CRD schema compiles");
+        for error in validator.iter_errors(&resource) {
+            errors.push(format!("{}: {error}", error.instance_path()));
+        }
+        cel(&resource, &crd.schema, "", &mut errors);
         errors.join("\n")
     }
 
     fn check(deployment: super::Deployment, expect: Expect) {
-        let envoy_filter = deployment.envoy_filter().expect("renders");
-        let wasm_plugin = deployment.wasm_plugin().expect("renders");
-        let mut actual = format!(
-            "envoyfilter: [{}]\nwasmplugin: [{}]\n",
-            problems(&envoy_filter, "istio-envoyfilter-crd.yaml"),
-            problems(&wasm_plugin, "istio-wasmplugin-crd.yaml"),
+        let actual = format!(
+            "envoyfilter: [{}]\nwasmplugin: [{}]\nenvoyextensionpolicy: [{}]\n",
+            problems(
+                &deployment.envoy_filter().expect("renders"),
+                "istio-envoyfilter-crd.yaml"
+            ),
+            problems(
+                &deployment.wasm_plugin().expect("renders"),
+                "istio-wasmplugin-crd.yaml"
+            ),
+            problems(
+                &deployment.envoy_extension_policy().expect("renders"),
+                "envoy-gateway-envoyextensionpolicy-crd.yaml"
+            ),
         );
-        // The CEL rule on WasmPlugin.url: the scheme must be one Istio fetches from.
-        let wasm_plugin: Value = serde_yaml_ng::from_str(&wasm_plugin).expect("parses");
-        let url = wasm_plugin["spec"]["url"].as_str().unwrap_or_default();
-        if !["oci://", "http://", "https://", "file://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
-        {
-            actual.push_str(&format!("url {url:?} has no scheme Istio fetches from\n"));
-        }
         expect.assert_eq(&actual);
     }
 
     #[test]
-    fn seed_resources_match_istio_crds() {
+    fn seed_resources_match_the_crds() {
         check(
             super::tests::seed(),
             expect![[r#"
-                envoyfilter: [spec.configPatches[0].match: matches 4 of oneOf, not exactly one]
+                envoyfilter: []
                 wasmplugin: []
+                envoyextensionpolicy: []
             "#]],
         );
     }
 
     #[test]
-    fn resources_without_parameters_or_secret_match_istio_crds() {
+    fn resources_without_parameters_or_secret_match_the_crds() {
         let deployment = super::Deployment {
             parameters: None,
             pull_secret: None,
             patch_context: super::PatchContext::SidecarOutbound,
-            image: "target/oci/add-header:v0.1".to_string(),
+            fail_strategy: super::FailStrategy::FailClose,
             ..super::tests::seed()
         };
         check(
             deployment,
             expect![[r#"
-                envoyfilter: [spec.configPatches[0].match: matches 4 of oneOf, not exactly one]
+                envoyfilter: []
                 wasmplugin: []
+                envoyextensionpolicy: []
             "#]],
         );
     }
 
+    fn check_broken(file: &str, edit: impl Fn(&mut Value), expect: Expect) {
+        let seed = super::tests::seed();
+        let yaml = match file {
+            "istio-wasmplugin-crd.yaml" => seed.wasm_plugin(),
+            "istio-envoyfilter-crd.yaml" => seed.envoy_filter(),
+            _ => seed.envoy_extension_policy(),
+        }
+        .expect("renders");
+        let mut resource: Value = serde_yaml_ng::from_str(&yaml).expect("parses");
+        edit(&mut resource);
+        let yaml = serde_yaml_ng::to_string(&resource).expect("serializes");
+        expect.assert_eq(&problems(&yaml, file));
+    }
+
     #[test]
-    fn the_check_rejects_unknown_fields_and_bad_values() {
-        let wasm_plugin = super::tests::seed().wasm_plugin().expect("renders");
-        let broken = wasm_plugin
-            .replace("pluginName:", "pluginNmae:")
-            .replace("mode: SERVER", "mode: INBOUND")
-            .replace("sha256: aaaa", "sha256: AAAA");
+    fn the_check_rejects_what_the_api_server_would() {
+        let wasm_plugin = "istio-wasmplugin-crd.yaml";
+        check_broken(
+            wasm_plugin,
+            |resource| {
+                let spec = resource["spec"].as_object_mut().expect("spec");
+                let name = spec.remove("pluginName").expect("pluginName");
+                spec.insert("pluginname".into(), name);
+            },
+            expect!["/spec: Additional properties are not allowed ('pluginname' was unexpected)"],
+        );
+        check_broken(
+            wasm_plugin,
+            |resource| {
+                let digest = resource["spec"]["sha256"]
+                    .as_str()
+                    .expect("sha256")
+                    .to_string();
+                resource["spec"]["sha256"] = Value::String(format!("sha256:{digest}"));
+            },
+            expect![[
+                r#"/spec/sha256: "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" does not match "(^$|^[a-f0-9]{64}$)""#
+            ]],
+        );
+        check_broken(
+            wasm_plugin,
+            |resource| {
+                resource["spec"]["targetRefs"] = serde_json::json!([{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "eg"}]);
+            },
+            expect![
+                "/spec: only one of targetRefs or selector can be set (rule: (has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1)"
+            ],
+        );
+        check_broken(
+            wasm_plugin,
+            |resource| {
+                resource["spec"]["url"] =
+                    Value::String("docker://127.0.0.1:5000/asm/asm-test:v0.1".into());
+            },
+            expect![[
+                r#"/spec/url: url must have schema one of [http, https, file, oci] (rule: isURL(self) ? (url(self).getScheme() in ["", "http", "https", "oci", "file"]) : (isURL("http://" + self) && url("http://" + self).getScheme() in ["", "http", "https", "oci", "file"]))"#
+            ]],
+        );
+        check_broken(
+            wasm_plugin,
+            |resource| {
+                resource["spec"]["match"][0]["mode"] = Value::String("INBOUND".into());
+                resource["spec"]["selector"]["matchLabels"]["app"] = Value::String("*".into());
+            },
+            expect![[r#"
+                /spec/match/0/mode: "INBOUND" is not one of "UNDEFINED", "CLIENT" or 2 other candidates
+                /spec/selector/matchLabels/app: wildcard not allowed in label value match (rule: !self.contains("*"))"#]],
+        );
+        let envoy_filter = "istio-envoyfilter-crd.yaml";
+        check_broken(
+            envoy_filter,
+            |resource| {
+                resource["spec"]["targetRefs"] = serde_json::json!([{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "eg"}]);
+                resource["spec"]["configPatches"][0]["match"]["listener"]["portNumber"] =
+                    serde_json::json!(5_000_000_000u64);
+            },
+            expect![[r#"
+                /spec/configPatches/0/match/listener/portNumber: 5000000000 is greater than the maximum of 4294967295
+                /spec: only one of targetRefs or workloadSelector can be set (rule: (has(self.workloadSelector) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1)"#]],
+        );
+        let policy = "envoy-gateway-envoyextensionpolicy-crd.yaml";
+        check_broken(
+            policy,
+            |resource| {
+                resource["spec"]["wasm"][0]["code"]["type"] = Value::String("HTTP".into());
+                resource["spec"]["targetRefs"][0]["kind"] = Value::String("Service".into());
+                resource["spec"]["wasm"][0]["rootId"] = Value::String("x".into());
+            },
+            expect![[r#"
+                /spec/wasm/0: Additional properties are not allowed ('rootId' was unexpected)
+                /spec: this policy can only have a targetRefs[*].kind of Gateway/ListenerSet/HTTPRoute/GRPCRoute/TCPRoute/UDPRoute/TLSRoute (rule: has(self.targetRefs) ? self.targetRefs.all(ref, ref.kind in ['Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute']) : true )
+                /spec/wasm/0/code: If type is HTTP, http field needs to be set. (rule: self.type == 'HTTP' ? has(self.http) : !has(self.http))
+                /spec/wasm/0/code: If type is Image, image field needs to be set. (rule: self.type == 'Image' ? has(self.image) : !has(self.image))"#]],
+        );
+    }
+
+    /// Every rule of the three CRDs parses with cel-interpreter (functions are resolved when a
+    /// rule runs: the tests above run the rules on the fields the resources have).
+    #[test]
+    fn every_cel_rule_compiles() {
+        fn collect(schema: &Value, rules: &mut Vec<String>) {
+            match schema {
+                Value::Object(object) => {
+                    for validation in object
+                        .get("x-kubernetes-validations")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        rules.push(validation["rule"].as_str().expect("a rule").to_string());
+                    }
+                    object.values().for_each(|value| collect(value, rules));
+                }
+                Value::Array(items) => items.iter().for_each(|item| collect(item, rules)),
+                _ => {}
+            }
+        }
+        let mut counts = Vec::new();
+        for file in [
+            "istio-envoyfilter-crd.yaml",
+            "istio-wasmplugin-crd.yaml",
+            "envoy-gateway-envoyextensionpolicy-crd.yaml",
+        ] {
+            let mut rules = Vec::new();
+            collect(&crd(file).schema, &mut rules);
+            let failing: Vec<&String> = rules
+                .iter()
+                .filter(|rule| Program::compile(rule).is_err())
+                .collect();
+            counts.push(format!(
+                "{file}: {} rules, not compiling: {failing:?}",
+                rules.len()
+            ));
+        }
         expect![[r#"
-            spec.match[0].mode: "INBOUND" is not one of [String("UNDEFINED"), String("CLIENT"), String("SERVER"), String("CLIENT_AND_SERVER")]
-            spec.pluginNmae: unknown field
-            spec.sha256: "AAAAaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" does not match (^$|^[a-f0-9]{64}$)"#]].assert_eq(&problems(&broken, "istio-wasmplugin-crd.yaml"));
+            istio-envoyfilter-crd.yaml: 5 rules, not compiling: []
+            istio-wasmplugin-crd.yaml: 8 rules, not compiling: []
+            envoy-gateway-envoyextensionpolicy-crd.yaml: 53 rules, not compiling: []"#]]
+        .assert_eq(&counts.join("\n"));
+    }
+
+    #[test]
+    fn urls_parse_as_kubernetes_does() {
+        let schemes: Vec<_> = [
+            "oci://127.0.0.1:5000/asm/asm-test:v0.1",
+            "127.0.0.1:5000/asm/asm-test:v0.1",
+            "target/oci/add-header:v0.1",
+            "docker://x/y",
+            "://x",
+        ]
+        .iter()
+        .map(|url| (url, parse_url(url)))
+        .collect();
+        expect![[r#"
+            [
+                (
+                    "oci://127.0.0.1:5000/asm/asm-test:v0.1",
+                    Some(
+                        "oci",
+                    ),
+                ),
+                (
+                    "127.0.0.1:5000/asm/asm-test:v0.1",
+                    None,
+                ),
+                (
+                    "target/oci/add-header:v0.1",
+                    Some(
+                        "",
+                    ),
+                ),
+                (
+                    "docker://x/y",
+                    Some(
+                        "docker",
+                    ),
+                ),
+                (
+                    "://x",
+                    None,
+                ),
+            ]
+        "#]]
+        .assert_debug_eq(&schemes);
     }
 }

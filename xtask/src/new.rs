@@ -24,6 +24,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("new/Cargo.toml.tmpl")),
     ("src/lib.rs", include_str!("new/lib.rs.tmpl")),
     ("tests/it/main.rs", include_str!("new/main.rs.tmpl")),
+    (
+        "tests/it/config_schema.rs",
+        include_str!("new/config_schema.rs.tmpl"),
+    ),
+    (
+        "config.schema.json",
+        include_str!("new/config.schema.json.tmpl"),
+    ),
 ];
 
 /// Names longer than this make unwieldy crate, type and header names.
@@ -156,6 +164,9 @@ The workspace's invariant tests now ask for:
     ENVOY_TESTED_FILTERS (same file)
   - a size budget: ("{name}", 32 * 1024) in SIZE_BUDGETS (xtask/tests/it/workspace.rs), and a
     line in the filters_depend_on_filterkit_not_proxy_wasm snapshot there (UPDATE_EXPECT=1)
+
+When you change Config, `UPDATE_EXPECT=1 cargo test -p filter-{name}` rewrites
+filters/{name}/config.schema.json, which publish checks --parameters against.
 
 Next:
   cargo test -p filter-{name}
@@ -292,6 +303,9 @@ mod tests {
               - a size budget: ("demo-filter", 32 * 1024) in SIZE_BUDGETS (xtask/tests/it/workspace.rs), and a
                 line in the filters_depend_on_filterkit_not_proxy_wasm snapshot there (UPDATE_EXPECT=1)
 
+            When you change Config, `UPDATE_EXPECT=1 cargo test -p filter-demo-filter` rewrites
+            filters/demo-filter/config.schema.json, which publish checks --parameters against.
+
             Next:
               cargo test -p filter-demo-filter
               cargo xtask build demo-filter
@@ -346,6 +360,8 @@ mod tests {
                 "Cargo.toml",
                 "src/lib.rs",
                 "tests/it/main.rs",
+                "tests/it/config_schema.rs",
+                "config.schema.json",
             ]
         "#]]
         .assert_debug_eq(&paths);
@@ -369,12 +385,20 @@ mod tests {
             filterkit.workspace = true
             log.workspace = true
             serde.workspace = true
+            schemars = { version = "1", default-features = false, features = ["derive"], optional = true }
 
             [lints]
             workspace = true
 
             [dev-dependencies]
             expect-test.workspace = true
+            serde_json.workspace = true
+            filter-demo-filter = { path = ".", features = ["schema"] }
+
+            [features]
+            # config.schema.json derived with schemars: native builds only; the tests turn it on through
+            # the dev-dependency on this crate itself.
+            schema = ["dep:schemars"]
         "#]]
         .assert_eq(&files[0].1);
         let lib = &files[1].1;

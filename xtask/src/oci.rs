@@ -148,6 +148,10 @@ struct RuntimeConfig<'a> {
 #[serde(rename_all = "camelCase")]
 struct RootIds<'a> {
     root_ids: &'a [String],
+    /// The filter's filters/<name>/config.schema.json, so a registry's image says what
+    /// configuration it takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_schema: Option<serde_json::Value>,
 }
 
 /// The shape of a packaged artifact.
@@ -354,7 +358,10 @@ impl Artifact {
         let config = serde_json::to_vec(&RuntimeConfig {
             kind: "envoy_proxy",
             abi_versions: vec![module.abi.oci_name()],
-            config: RootIds { root_ids },
+            config: RootIds {
+                root_ids,
+                config_schema: crate::config_schema::load(filter)?,
+            },
         })
         .context("serializing the runtime config")?;
 
@@ -756,21 +763,21 @@ mod tests {
         check_artifact(
             super::Format::Oci,
             expect![[r#"
-                config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
-                manifest sha256:d24b2b2bcb6eb180c107f93529a7979856e9b9a27c903088ac5e2d2faa878716:
+                config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"],"configSchema":{"$schema":"https://json-schema.org/draft/2020-12/schema","additionalProperties":false,"description":"The plugin configuration: one header to add to every response besides the demo one.","properties":{"name":{"description":"Header name: an RFC 9110 token, sent lowercased.","pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","type":"string"},"value":{"description":"Header value: no control characters except horizontal tab.","type":"string"}},"required":["name","value"],"title":"Config","type":"object"}}}
+                manifest sha256:b5d73fcd7633440423889d9ade62f7af6db615c64916dcc70bf01fb8dfaad27e:
                 {
                   "schemaVersion": 2,
                   "mediaType": "application/vnd.oci.image.manifest.v1+json",
                   "config": {
                     "mediaType": "application/vnd.module.wasm.config.v1+json",
-                    "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                    "size": 83
+                    "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
+                    "size": 595
                   },
                   "layers": [
                     {
                       "mediaType": "application/vnd.module.wasm.config.v1+json",
-                      "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                      "size": 83,
+                      "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
+                      "size": 595,
                       "annotations": {
                         "org.opencontainers.image.title": "runtime-config.json"
                       }
@@ -788,7 +795,7 @@ mod tests {
                     "org.opencontainers.image.version": "v0.1"
                   }
                 }
-                index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:d24b2b2bcb6eb180c107f93529a7979856e9b9a27c903088ac5e2d2faa878716","size":755,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
+                index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:b5d73fcd7633440423889d9ade62f7af6db615c64916dcc70bf01fb8dfaad27e","size":757,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
             "#]],
         );
     }
@@ -829,15 +836,15 @@ mod tests {
         check_artifact(
             super::Format::Seed,
             expect![[r#"
-                config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}
-                manifest sha256:154f8f413bc6f1213f8cbd362c813634571a56a653943019d31d428715d2b0d9:
+                config: {"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"],"configSchema":{"$schema":"https://json-schema.org/draft/2020-12/schema","additionalProperties":false,"description":"The plugin configuration: one header to add to every response besides the demo one.","properties":{"name":{"description":"Header name: an RFC 9110 token, sent lowercased.","pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","type":"string"},"value":{"description":"Header value: no control characters except horizontal tab.","type":"string"}},"required":["name","value"],"title":"Config","type":"object"}}}
+                manifest sha256:01635f93335ff2e86acac3740abe7608d75efbaab184cb559b00016dbeebd65a:
                 {
                   "schemaVersion": 2,
                   "mediaType": "application/vnd.oci.image.manifest.v1+json",
                   "config": {
                     "mediaType": "application/vnd.module.wasm.config.v1+json",
-                    "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
-                    "size": 83
+                    "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
+                    "size": 595
                   },
                   "layers": [
                     {
@@ -853,7 +860,7 @@ mod tests {
                     "org.opencontainers.image.version": "v0.1"
                   }
                 }
-                index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:154f8f413bc6f1213f8cbd362c813634571a56a653943019d31d428715d2b0d9","size":532,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
+                index: {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:01635f93335ff2e86acac3740abe7608d75efbaab184cb559b00016dbeebd65a","size":533,"annotations":{"org.opencontainers.image.ref.name":"v0.1"}}]}
             "#]],
         );
     }

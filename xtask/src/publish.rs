@@ -1,6 +1,8 @@
 //! `cargo xtask publish <FILTER>`: build, package, write the manifests, and push when given a
 //! registry. Without `--registry` nothing needs a server: the image in the manifests then names
-//! the local layout (`target/oci/<FILTER>:<tag>`).
+//! the local layout (`target/oci/<FILTER>:<tag>`) and the WasmPlugin and EnvoyExtensionPolicy
+//! are templates. With it, the manifests come after the push, pinned by the digest the
+//! registry serves.
 
 use std::path::PathBuf;
 
@@ -102,26 +104,46 @@ pub fn run(args: Args) -> Result<()> {
         Some(registry) => manifests::registry_image(registry, &tag)?,
         None => packaged.image.clone(),
     };
-    eprintln!("[4/5] manifests for {image}");
-    let deployment =
-        manifests::Deployment::new(&args.filter, &args.deploy, image.clone(), &layout)?;
-    let written = deployment.write()?;
-
-    let pushed = match &args.registry {
+    let (source, pushed) = match &args.registry {
         Some(_) => {
-            eprintln!("[5/5] push {image}");
+            eprintln!("[4/5] push {image}");
             let pushed = oci::push_layout(&layout, &image, &args.registry_options)?;
             eprintln!(
                 "      uploaded {} blob(s), {} already there",
                 pushed.uploaded, pushed.skipped
             );
-            true
+            // Pin what the registry serves, not what was sent: pull it back. With --username
+            // the password was read from stdin by the push and cannot be read again.
+            let source = if args.registry_options.username.is_none() {
+                manifests::ImageSource::from_registry(&image, &args.registry_options)?
+            } else {
+                manifests::ImageSource {
+                    in_registry: true,
+                    image: image.clone(),
+                    ..manifests::ImageSource::from_layout(&packaged.layout, &tag, &layout)?
+                }
+            };
+            if source.manifest_digest != packaged.manifest_digest {
+                anyhow::bail!(
+                    "{image} holds {} right after pushing {}: another push raced this one",
+                    source.manifest_digest,
+                    packaged.manifest_digest
+                );
+            }
+            (source, true)
         }
         None => {
-            eprintln!("[5/5] push skipped (no --registry)");
-            false
+            eprintln!("[4/5] push skipped (no --registry)");
+            (
+                manifests::ImageSource::from_layout(&packaged.layout, &tag, &layout)?,
+                false,
+            )
         }
     };
+    eprintln!("[5/5] manifests for {image}");
+    let deployment = manifests::Deployment::new(&args.filter, &args.deploy, source)?;
+    let written = deployment.write()?;
+
     eprintln!("published {} in {}", args.filter, timer.elapsed());
 
     let published = Published {
@@ -153,9 +175,8 @@ pub fn run(args: Args) -> Result<()> {
         published.manifests.print();
         if pushed {
             eprintln!(
-                "next: kubectl apply -f {} (ASM) or -f {} (Istio); check with `cargo xtask pull {} <dir>`",
-                published.manifests.asmfilterdeployment.display(),
-                published.manifests.wasmplugin.display(),
+                "next: see {} (one directory to `kubectl apply -f`); check with `cargo xtask pull {} <dir>`",
+                published.manifests.readme.display(),
                 published.image
             );
         } else {

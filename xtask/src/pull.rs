@@ -52,6 +52,9 @@ pub struct Pulled {
     pub wasm: PathBuf,
     /// Every file written, absolute.
     pub files: Vec<PathBuf>,
+    /// The seed's layout: one layer, the module itself, which Istio's image fetcher refuses.
+    #[serde(skip)]
+    pub single_wasm_layer: bool,
 }
 
 pub fn pull(args: PullArgs) -> Result<()> {
@@ -106,6 +109,7 @@ pub fn pull_to_dir(
         }
         Ok::<_, anyhow::Error>((manifest_digest, manifest, blobs))
     })?;
+    let single_wasm_layer = manifest.layers.len() == 1 && manifest.layers[0].is_wasm();
     let blob = |descriptor: &Descriptor| -> Vec<u8> {
         blobs
             .iter()
@@ -202,6 +206,7 @@ pub fn pull_to_dir(
         wasm_digest,
         wasm: written[module_idx].clone(),
         files: written,
+        single_wasm_layer,
     })
 }
 

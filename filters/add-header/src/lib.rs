@@ -11,6 +11,9 @@ extern crate alloc;
 
 use alloc::rc::Rc;
 use alloc::string::String;
+// The schemars derive calls `to_string` as if `std`'s prelude were there.
+#[cfg(feature = "schema")]
+use alloc::string::ToString;
 
 use filterkit::{Action, HttpContext, RootContext, http, join, quote};
 use serde::Deserialize;
@@ -20,16 +23,23 @@ pub const DEMO_HEADER: (&str, &str) = ("resp-header-demo", "added by our filter"
 
 /// The configured header, as the plugin configuration spells it.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Header {
     /// Header name: an RFC 9110 token, sent lowercased.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))
+    )]
     pub name: String,
     /// Header value: no control characters except horizontal tab.
     pub value: String,
 }
 
-/// The plugin configuration: the header to add besides the demo one, if any.
+/// The plugin configuration: one header to add to every response besides the demo one.
+// Its JSON Schema (config.schema.json, `schema` feature, native builds only) is `Header`'s.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(from = "Header")]
 pub struct Config {
     /// `None` when the configuration is empty.

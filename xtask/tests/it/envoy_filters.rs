@@ -13,7 +13,8 @@ use crate::util;
 
 /// The filters with real-Envoy tests: a new filter must join this list with a test of its own
 /// (here, or in a module of its own such as `ext_authz.rs`).
-const ENVOY_TESTED_FILTERS: &[&str] = &["add-header", "ext-authz", "json-guard", "local-rate-limit"];
+const ENVOY_TESTED_FILTERS: &[&str] =
+    &["add-header", "ext-authz", "json-guard", "local-rate-limit"];
 
 /// Runs `filter` in Envoy with the seed's deployment carrying `parameters`, sends one GET, and
 /// renders the response's head; or, when Envoy refuses to start, its exit status and the

@@ -19,9 +19,23 @@ use crate::util;
 
 const WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.module.wasm.config.v1+json";
-/// The seed's runtime-config.json, byte for byte what `publish` writes for root_id my_root_id.
+/// The seed's runtime-config.json; what `publish` writes for root_id my_root_id and a filter
+/// without a config schema.
 const RUNTIME_CONFIG: &str =
     r#"{"type":"envoy_proxy","abiVersions":["v0.2.1"],"config":{"rootIds":["my_root_id"]}}"#;
+
+/// What `publish` writes for add-header: the seed's runtime config plus the filter's
+/// config.schema.json as `config.configSchema`.
+fn published_runtime_config() -> Result<String> {
+    let path = util::project_root().join("filters/add-header/config.schema.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let schema: serde_json::Value = serde_json::from_str(&text)?;
+    Ok(RUNTIME_CONFIG.replace(
+        r#""rootIds":["my_root_id"]"#,
+        &format!(r#""rootIds":["my_root_id"],"configSchema":{schema}"#),
+    ))
+}
 
 /// What `cargo xtask publish --json` prints (the fields these tests read).
 #[derive(Debug, Deserialize)]
@@ -189,18 +203,18 @@ fn skopeo_reads_our_manifest_and_config() -> Result<()> {
             "org.opencontainers.image.version": "v0.1"
           },
           "config": {
-            "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
+            "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
             "mediaType": "application/vnd.module.wasm.config.v1+json",
-            "size": 83
+            "size": 595
           },
           "layers": [
             {
               "annotations": {
                 "org.opencontainers.image.title": "runtime-config.json"
               },
-              "digest": "sha256:e40006df3a139571ea5e2310775946851b384f54294c2fe9362533ed5ba66da1",
+              "digest": "sha256:5134bf9d8f9e549cd6e1d39b424d36304df0b4cff9ef554a9bd50ccf0a3656fd",
               "mediaType": "application/vnd.module.wasm.config.v1+json",
-              "size": 83
+              "size": 595
             },
             {
               "annotations": {
@@ -224,7 +238,10 @@ fn skopeo_reads_our_manifest_and_config() -> Result<()> {
         "--tls-verify=false",
         &docker_reference,
     ])?;
-    assert_eq!(String::from_utf8_lossy(&config), RUNTIME_CONFIG);
+    assert_eq!(
+        String::from_utf8_lossy(&config),
+        published_runtime_config()?
+    );
     Ok(())
 }
 
@@ -291,7 +308,7 @@ fn skopeo_copies_our_artifact_into_an_oci_layout() -> Result<()> {
             &layout,
             manifest["config"]["digest"].as_str().unwrap_or_default()
         )?),
-        RUNTIME_CONFIG
+        published_runtime_config()?
     );
 
     // And back: skopeo pushes the copy to another repository, keeping the manifest bytes, and
@@ -383,7 +400,7 @@ fn check_oras_py_pull(
     );
     let config = std::fs::read_to_string(outdir.join("runtime-config.json"))
         .context("reading oras-py's runtime-config.json")?;
-    assert_eq!(config, RUNTIME_CONFIG);
+    assert_eq!(config, published_runtime_config()?);
     Ok(())
 }
 

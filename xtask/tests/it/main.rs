@@ -20,6 +20,7 @@ mod envoy;
 
 mod bootstrap;
 mod credentials;
+mod deploy;
 mod differential;
 mod envoy_filters;
 mod ext_authz;

@@ -190,7 +190,8 @@ fn publish_refuses_parameters_the_filter_rejects() -> Result<()> {
             "--name",
             "refused-parameters",
             "--parameters",
-            r#"{"name":"bad name","value":"x"}"#,
+            // Passes the config schema (which has no rule for values); host-sim's canary refuses it.
+            r#"{"name":"hello","value":"a\u0001b"}"#,
         ])?
     };
     let reason: Vec<&str> = stderr
@@ -199,7 +200,7 @@ fn publish_refuses_parameters_the_filter_rejects() -> Result<()> {
         .collect();
     expect![[r#"
         error: Envoy would refuse this plugin configuration (fix --parameters, or pass --no-check to publish anyway):
-          error invalid plugin configuration for root_id=my_root_id: header name "bad name" is not a valid HTTP token"#]]
+          error invalid plugin configuration for root_id=my_root_id: header value "a\u{1}b" contains a control character"#]]
     .assert_eq(&reason.join("\n"));
     assert!(
         !util::target_dir()

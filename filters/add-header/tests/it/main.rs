@@ -2,6 +2,7 @@
 //! against filterkit's fake host.
 
 mod config;
+mod config_schema;
 mod streams;
 
 use expect_test::Expect;
