@@ -268,6 +268,11 @@ pub fn optimize(wasm_opt: &Path, input: &Path) -> Result<Vec<u8>> {
     let mut command = std::process::Command::new(wasm_opt);
     command
         .arg("-Oz")
+        // -Oz alone inlines every function into its only caller, which made add-header's
+        // configure path one 5.3 KB function; V8 (Envoy runs TurboFan only, no Liftoff) needs
+        // memory superlinear in a function's size to optimise it, and Envoy's allocator keeps
+        // it: +1.0 MiB of RSS for 1.6 KB fewer bytes (docs/benchmarks.md, issue 11).
+        .args(["--one-caller-inline-max-function-size", "0"])
         .args(WASM_OPT_FEATURES)
         .arg(input)
         .arg("-o")
