@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{build, util};
 
-use envoy_cost::{Case, Load, Measured, Role};
+use envoy_cost::{Case, Filter, Load, Measured, Role};
 
 /// The plain proxy-wasm reference filter and its profile.
 const REFERENCE_PACKAGE: &str = "proxy-wasm-add-header";
@@ -47,22 +47,47 @@ pub struct Args {
     /// Requests per Envoy case before memory is read and the CPU clock starts.
     #[arg(long, default_value_t = 2_000)]
     pub warmup: u64,
-    /// How many times every Envoy case is measured, the cases taking turns; the table shows
-    /// medians, and the CPU column the spread too.
-    #[arg(long, default_value_t = 3)]
+    /// How many times every Envoy case is measured, the cases taking turns; tables show
+    /// medians and (lowest–highest).
+    #[arg(long, default_value_t = 5)]
     pub rounds: u32,
+    /// Envoy worker counts (`--concurrency`) to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub workers: Vec<u32>,
     /// Keep-alive connections to Envoy, one client thread each (like `wrk -c 8`; with fewer,
     /// Envoy wakes up more often and each request costs it more CPU).
     #[arg(long, default_value_t = 8)]
     pub connections: u64,
+    /// A run of a minute or two that exercises every case once with little traffic, so that
+    /// `cargo xtask test` keeps the bench working; its numbers mean nothing.
+    #[arg(long)]
+    pub smoke: bool,
     /// Extra arguments for `filter-sim bench` after the module path (e.g. `--streams 1000000`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub sim_args: Vec<String>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// `--smoke`'s traffic: one round, a few hundred requests, both worker counts.
+const SMOKE_ROUNDS: u32 = 1;
+const SMOKE_WARMUP: u64 = 100;
+const SMOKE_REQUESTS: u64 = 300;
+const SMOKE_STREAMS: &str = "5000";
+
+pub fn run(mut args: Args) -> Result<()> {
+    if args.smoke {
+        args.rounds = SMOKE_ROUNDS;
+        args.warmup = SMOKE_WARMUP;
+        args.requests = SMOKE_REQUESTS;
+        if !args.sim_args.iter().any(|arg| arg == "--streams") {
+            args.sim_args
+                .extend(["--streams".to_string(), SMOKE_STREAMS.to_string()]);
+        }
+    }
     if args.requests == 0 || args.connections == 0 || args.rounds == 0 {
         bail!("--requests, --connections and --rounds must be at least 1");
+    }
+    if args.workers.is_empty() || args.workers.contains(&0) {
+        bail!("--workers needs worker counts of at least 1, e.g. --workers 1,8");
     }
     let machine = Machine::describe();
     let built = build::build(&[], true)?;
@@ -95,18 +120,13 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(_, copy)| copy.clone())
         .context("filters/add-header is missing: the bench measures it")?;
     let mut sim = util::cargo();
-    sim.current_dir(util::project_root())
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "filterkit-host-sim",
-            "--bin",
-            "filter-sim",
-            "--",
-            "bench",
-        ])
+    sim.current_dir(util::project_root()).args(["run", "--quiet"]);
+    // A smoke run takes the dev build the tests already made: a release build of wasmtime
+    // takes minutes, and a smoke run's speed means nothing.
+    if !args.smoke {
+        sim.arg("--release");
+    }
+    sim.args(["-p", "filterkit-host-sim", "--bin", "filter-sim", "--", "bench"])
         .arg(&add_header)
         .args(["--config", &args.config])
         .args(&args.sim_args);
@@ -115,6 +135,9 @@ pub fn run(args: Args) -> Result<()> {
         util::run_capture(&mut sim).context("running `filter-sim bench` (host-sim)")?;
 
     let mut results = format!("# Filterkit bench\n\n{}", machine.render());
+    if args.smoke {
+        results.push_str("- smoke run (`--smoke`): one round of a few hundred requests; the numbers mean nothing\n");
+    }
     results.push_str("\n## Shipped sizes\n\n| module | bytes |\n|---|---|\n");
     for (filter, copy) in &shipped {
         let size = file_size(copy)?;
@@ -141,8 +164,9 @@ pub fn run(args: Args) -> Result<()> {
     );
     let _ = write!(
         results,
-        "\n## host-sim: filter-sim bench {} (release)\n\n{}",
+        "\n## host-sim: filter-sim bench {} ({})\n\n{}",
         util::relative(&add_header),
+        if args.smoke { "dev build" } else { "release" },
         render_sim(&sim_output)
     );
 
@@ -155,43 +179,60 @@ pub fn run(args: Args) -> Result<()> {
             requests: args.requests,
             connections: args.connections,
         };
-        let trivial = trivial_module()?;
-        let cases = [
+        let mut cases = vec![
             Case {
-                label: "no Wasm filter".to_string(),
+                label: "no HTTP filter".to_string(),
                 role: Role::NoFilter,
-                wasm: None,
-                expected_headers: &[],
+                filter: Filter::None,
+                expected_headers: Vec::new(),
+                expect_ok: true,
             },
             Case {
-                label: "trivial module (callbacks do nothing)".to_string(),
-                role: Role::Trivial,
-                wasm: Some(trivial),
-                expected_headers: &[],
+                label: "Envoy's native header_mutation".to_string(),
+                role: Role::Native,
+                filter: Filter::HeaderMutation(seed_headers()),
+                expected_headers: seed_headers(),
+                expect_ok: true,
             },
-            Case {
-                label: "add-header on filterkit".to_string(),
-                role: Role::Filter,
-                wasm: Some(add_header.clone()),
-                expected_headers: SEED_HEADERS,
-            },
-            Case {
-                label: format!("{REFERENCE_PACKAGE} (proxy-wasm crate)"),
-                role: Role::Filter,
-                wasm: Some(reference.clone()),
-                expected_headers: SEED_HEADERS,
-            },
+            seed_case(
+                "trivial module (callbacks do nothing)",
+                Role::Trivial,
+                assemble("trivial")?,
+                Vec::new(),
+            ),
+            seed_case(
+                "hand-written WAT add-header",
+                Role::HandWritten,
+                assemble("add_header")?,
+                seed_headers(),
+            ),
         ];
-        let measured = measure_envoy(&cases, load, args.rounds)?;
+        for (filter, copy) in &shipped {
+            cases.push(filter_case(&filter.name, copy.clone())?);
+        }
+        cases.push(seed_case(
+            &format!("{REFERENCE_PACKAGE} (proxy-wasm crate)"),
+            Role::Filter,
+            reference.clone(),
+            seed_headers(),
+        ));
+        let measured = measure_envoy(&cases, load, args.rounds, &args.workers)?;
         failed = measured
             .iter()
-            .flatten()
             .filter(|measured| measured.failures.count > 0)
             .map(|measured| measured.label.clone())
             .collect();
+        failed.sort();
         failed.dedup();
+        let raw = util::target_dir().join("bench").join("raw.csv");
+        util::write_atomic(&raw, render_raw(&measured).as_bytes())?;
         results.push('\n');
         results.push_str(&render_envoy(&machine.envoy_version, load, &measured));
+        let _ = writeln!(
+            results,
+            "\nEvery round of every case: target/bench/raw.csv (one line each).\n\n{}",
+            render_sim_against_envoy(&sim_output, &measured)
+        );
     }
 
     let path = util::target_dir().join("bench").join("results.md");
@@ -206,6 +247,71 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn seed_headers() -> Vec<(String, String)> {
+    SEED_HEADERS
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A module configured as the seed configures add-header.
+fn seed_case(label: &str, role: Role, wasm: PathBuf, headers: Vec<(String, String)>) -> Case {
+    Case {
+        label: label.to_string(),
+        role,
+        filter: Filter::Wasm {
+            path: wasm,
+            root_id: SEED_ROOT_ID.to_string(),
+            configuration: SEED_CONFIG.to_string(),
+        },
+        expected_headers: headers,
+        expect_ok: true,
+    }
+}
+
+/// How a filter under filters/ is benched: add-header as the seed configures it; any other
+/// filter as its optional `filters/<name>/bench.json` says (`root_id`, `configuration`,
+/// `expected_headers` as `[[name, value], ...]`), else with root_id `my_root_id`, an empty
+/// configuration and any HTTP response accepted.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BenchJson {
+    root_id: Option<String>,
+    configuration: Option<String>,
+    #[serde(default)]
+    expected_headers: Vec<(String, String)>,
+    #[serde(default)]
+    expect_ok: bool,
+}
+
+fn filter_case(name: &str, wasm: PathBuf) -> Result<Case> {
+    let label = format!("{name} on filterkit");
+    if name == "add-header" {
+        return Ok(seed_case(&label, Role::Filter, wasm, seed_headers()));
+    }
+    let path = util::project_root()
+        .join("filters")
+        .join(name)
+        .join("bench.json");
+    let bench: BenchJson = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("reading {}: fix its JSON", path.display()))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => BenchJson::default(),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(Case {
+        label,
+        role: Role::Filter,
+        filter: Filter::Wasm {
+            path: wasm,
+            root_id: bench.root_id.unwrap_or_else(|| SEED_ROOT_ID.to_string()),
+            configuration: bench.configuration.unwrap_or_default(),
+        },
+        expected_headers: bench.expected_headers,
+        expect_ok: bench.expect_ok,
+    })
 }
 
 /// Copies a module into target/bench/modules/, so that what is measured stays the same while
@@ -229,39 +335,51 @@ fn file_size(path: &Path) -> Result<u64> {
         .len())
 }
 
-/// Measures every case `rounds` times, the cases taking turns so that a change in the
-/// machine's load touches them all alike; the result has one entry per case, its rounds in order.
-fn measure_envoy(cases: &[Case], load: Load, rounds: u32) -> Result<Vec<Vec<Measured>>> {
+/// Measures every case `rounds` times at each worker count, the cases taking turns (round 1
+/// of every case at every worker count, then round 2, ...) so that a change in the machine's
+/// load touches them all alike and each round pairs the cases under the same load.
+fn measure_envoy(
+    cases: &[Case],
+    load: Load,
+    rounds: u32,
+    workers: &[u32],
+) -> Result<Vec<Measured>> {
     let envoy_binary = util::tool("envoy")?;
     let ticks_per_second = envoy_cost::ticks_per_second()?;
     let work_root = util::target_dir().join("bench").join("envoy");
-    let mut measured: Vec<Vec<Measured>> = cases.iter().map(|_| Vec::new()).collect();
+    let mut measured = Vec::new();
     for round in 1..=rounds {
-        for (case_idx, case) in cases.iter().enumerate() {
-            let work_dir = work_root.join(format!("case-{case_idx}-round-{round}"));
-            eprintln!("envoy, round {round} of {rounds}: {}", case.label);
-            measured[case_idx].push(envoy_cost::measure(
-                &envoy_binary,
-                case,
-                (SEED_ROOT_ID, SEED_CONFIG),
-                load,
-                &work_dir,
-                ticks_per_second,
-            )?);
+        for &n_workers in workers {
+            for (case_idx, case) in cases.iter().enumerate() {
+                let work_dir =
+                    work_root.join(format!("case-{case_idx}-workers-{n_workers}-round-{round}"));
+                eprintln!(
+                    "envoy, round {round} of {rounds}, {n_workers} worker(s): {}",
+                    case.label
+                );
+                measured.push(envoy_cost::measure(
+                    &envoy_binary,
+                    case,
+                    n_workers,
+                    load,
+                    &work_dir,
+                    ticks_per_second,
+                )?);
+            }
         }
     }
     Ok(measured)
 }
 
-/// Assembles bench/trivial.wat (with wabt's `wat2wasm`: xtask links no Wasm crate) into
-/// target/bench/trivial.wasm.
-fn trivial_module() -> Result<PathBuf> {
+/// Assembles bench/<name>.wat (with wabt's `wat2wasm`: xtask links no Wasm crate) into
+/// target/bench/<name>.wasm.
+fn assemble(name: &str) -> Result<PathBuf> {
     let source = util::project_root()
         .join("xtask")
         .join("src")
         .join("bench")
-        .join("trivial.wat");
-    let output = util::target_dir().join("bench").join("trivial.wasm");
+        .join(format!("{name}.wat"));
+    let output = util::target_dir().join("bench").join(format!("{name}.wasm"));
     std::fs::create_dir_all(util::target_dir().join("bench")).context("creating target/bench")?;
     util::run(
         std::process::Command::new(util::tool("wat2wasm")?)
@@ -269,7 +387,7 @@ fn trivial_module() -> Result<PathBuf> {
             .arg("-o")
             .arg(&output),
     )
-    .context("assembling the trivial module")?;
+    .with_context(|| format!("assembling xtask/src/bench/{name}.wat"))?;
     Ok(output)
 }
 
@@ -410,76 +528,159 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// The Envoy section: the table of medians, how it was measured, then every round.
-fn render_envoy(envoy_version: &str, load: Load, cases: &[Vec<Measured>]) -> String {
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let rss_mib = |rounds: &[Measured]| {
-        median(
-            rounds
-                .iter()
-                .map(|measured| mib(measured.rss_after_warmup_kib))
-                .collect(),
-        )
-    };
-    let rss_of = |role: Role| {
-        cases
-            .iter()
-            .find(|rounds| rounds.first().is_some_and(|first| first.role == role))
-            .map(|rounds| rss_mib(rounds))
-    };
-    let n_rounds = cases.first().map_or(0, Vec::len);
-    let mut text = format!(
-        "## Envoy {envoy_version}, one worker\n\n\
-         Medians of {n_rounds} round(s); CPU also as (lowest–highest).\n\n\
-         | module | size (bytes) | RSS MiB | above no filter | above trivial module | CPU µs/request | requests/s | failures |\n\
-         |---|---|---|---|---|---|---|---|\n"
-    );
-    for rounds in cases {
-        let Some(first) = rounds.first() else {
-            continue;
-        };
-        let rss = rss_mib(rounds);
-        let above = |role: Role| match rss_of(role) {
-            Some(baseline) if first.role != role && first.role != Role::NoFilter => {
-                format!("{:+.1} MiB", rss - baseline)
+/// `median (lowest–highest)` with `decimals`, or just the value for one number, `—` for none.
+fn spread(values: &[f64], decimals: usize) -> String {
+    let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    match values.len() {
+        0 => "—".to_string(),
+        1 => format!("{:.decimals$}", values[0]),
+        _ => format!(
+            "{:.decimals$} ({lowest:.decimals$}–{highest:.decimals$})",
+            median(values.to_vec())
+        ),
+    }
+}
+
+/// The rounds of one case at one worker count, in round order.
+struct Rounds<'a> {
+    first: &'a Measured,
+    all: Vec<&'a Measured>,
+}
+
+/// Groups measurements by worker count, then by case, both in the order they were measured.
+fn group(measured: &[Measured]) -> Vec<(u32, Vec<Rounds<'_>>)> {
+    let mut groups: Vec<(u32, Vec<Rounds<'_>>)> = Vec::new();
+    for one in measured {
+        let idx = match groups.iter().position(|(workers, _)| *workers == one.workers) {
+            Some(idx) => idx,
+            None => {
+                groups.push((one.workers, Vec::new()));
+                groups.len() - 1
             }
-            _ => "—".to_string(),
         };
-        let cpu: Vec<f64> = rounds.iter().map(Measured::cpu_us_per_request).collect();
-        let cpu_lowest = cpu.iter().copied().fold(f64::INFINITY, f64::min);
-        let cpu_highest = cpu.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let cpu_text = if rounds.len() > 1 {
-            format!(
-                "{:.1} ({cpu_lowest:.1}–{cpu_highest:.1})",
-                median(cpu.clone())
-            )
-        } else {
-            format!("{:.1}", median(cpu.clone()))
-        };
-        let _ = writeln!(
+        let cases = &mut groups[idx].1;
+        match cases.iter_mut().find(|rounds| rounds.first.label == one.label) {
+            Some(rounds) => rounds.all.push(one),
+            None => cases.push(Rounds {
+                first: one,
+                all: vec![one],
+            }),
+        }
+    }
+    groups
+}
+
+/// Per round, `combine(case, baseline)` of a case against the baseline measured in the same
+/// round (paired), or nothing when the case is the baseline or there is none.
+fn paired(
+    rounds: &Rounds<'_>,
+    cases: &[Rounds<'_>],
+    baseline: Role,
+    combine: impl Fn(&Measured, &Measured) -> f64,
+) -> Vec<f64> {
+    if rounds.first.role == baseline {
+        return Vec::new();
+    }
+    let Some(base) = cases.iter().find(|case| case.first.role == baseline) else {
+        return Vec::new();
+    };
+    rounds
+        .all
+        .iter()
+        .zip(&base.all)
+        .map(|(case, base)| combine(case, base))
+        .collect()
+}
+
+fn rss_mib(measured: &Measured) -> f64 {
+    measured.rss_after_warmup_kib as f64 / 1024.0
+}
+
+/// The Envoy section: per worker count, a table of medians with (lowest–highest).
+fn render_envoy(envoy_version: &str, load: Load, measured: &[Measured]) -> String {
+    let mut text = format!("## Envoy {envoy_version}\n");
+    for (workers, cases) in group(measured) {
+        let n_rounds = cases.first().map_or(0, |rounds| rounds.all.len());
+        let _ = write!(
             text,
-            "| {} | {} | {rss:.1} | {} | {} | {cpu_text} | {:.0} | {} |",
-            first.label,
-            first
-                .wasm_size
-                .map_or_else(|| "—".to_string(), |size| size.to_string()),
-            above(Role::NoFilter),
-            above(Role::Trivial),
-            median(rounds.iter().map(Measured::requests_per_second).collect()),
-            rounds
-                .iter()
-                .map(|measured| measured.failures.count)
-                .sum::<u64>(),
+            "\n### {workers} worker(s), n = {n_rounds} round(s)\n\n\
+             Medians (lowest–highest). \"Paired\": per round, against the baseline measured in the \
+             same round, then the median of those.\n\n\
+             | module | bytes | RSS MiB | RSS above trivial module, paired | CPU µs/request | CPU ÷ hand-written WAT, paired | CPU ÷ native header_mutation, paired | configuration accepted, ms | failures |\n\
+             |---|---|---|---|---|---|---|---|---|\n"
         );
+        for rounds in &cases {
+            let first = rounds.first;
+            let values = |of: fn(&Measured) -> f64| -> Vec<f64> {
+                rounds.all.iter().map(|measured| of(measured)).collect()
+            };
+            let rss_above = paired(rounds, &cases, Role::Trivial, |case, base| {
+                rss_mib(case) - rss_mib(base)
+            });
+            let cpu_ratio = |baseline| {
+                paired(rounds, &cases, baseline, |case, base| {
+                    case.cpu_us_per_request() / base.cpu_us_per_request()
+                })
+            };
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                first.label,
+                first
+                    .wasm_size
+                    .map_or_else(|| "—".to_string(), |size| size.to_string()),
+                spread(&values(rss_mib), 1),
+                spread(&rss_above, 2),
+                spread(&values(Measured::cpu_us_per_request), 1),
+                spread(&cpu_ratio(Role::HandWritten), 3),
+                spread(&cpu_ratio(Role::Native), 3),
+                spread(
+                    &values(|measured| measured.ready_after.as_secs_f64() * 1e3),
+                    0
+                ),
+                rounds
+                    .all
+                    .iter()
+                    .map(|measured| measured.failures.count)
+                    .sum::<u64>(),
+            );
+        }
+        if let Some(add_header) = cases
+            .iter()
+            .find(|rounds| rounds.first.label.starts_with("add-header"))
+        {
+            let ratios = paired(add_header, &cases, Role::HandWritten, |case, base| {
+                case.cpu_us_per_request() / base.cpu_us_per_request()
+            });
+            if ratios.len() > 1 {
+                let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let highest = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let width = (highest - lowest) / median(ratios.clone()) * 100.0;
+                let _ = writeln!(
+                    text,
+                    "\nResolution: add-header's paired CPU ratio to the hand-written WAT spans {width:.1}% \
+                     across {} rounds; {}.",
+                    ratios.len(),
+                    if width <= 3.0 {
+                        "a 3% difference is resolved"
+                    } else {
+                        "this run cannot resolve a 3% difference (more rounds, or a quieter machine)"
+                    }
+                );
+            }
+        }
     }
     let _ = write!(
         text,
-        "\nEach round of a case: a fresh Envoy (`--concurrency 1`, direct_response route; each \
-         module with root_id {SEED_ROOT_ID} and `{SEED_CONFIG}`), {} warm-up requests, then VmRSS; \
-         then {} requests over {} keep-alive connections from an in-process client, Envoy's utime \
-         + stime (all threads) over them divided by the count. Every response must be 200 and, \
-         from a filter, carry {}; failures counts the others (warm-up included). requests/s is \
-         the client's wall-clock rate on this shared machine, not Envoy's capacity.\n\n",
+        "\nEach round of a case: a fresh Envoy (`--concurrency` as titled, direct_response route; \
+         each module with root_id {SEED_ROOT_ID} and `{SEED_CONFIG}`, other filters as their \
+         bench.json says), {} warm-up requests, then VmRSS; then {} requests over {} keep-alive \
+         connections from an in-process client, Envoy's utime + stime (all threads) over them \
+         divided by the count. \"configuration accepted\" is from starting Envoy to its listener \
+         being open (the configuration, with the module compiled and its plugin configured). \
+         Every response must be 200 and, from an add-header, carry {}; failures counts the \
+         others (warm-up included).\n",
         load.warmup,
         load.requests,
         load.connections,
@@ -489,30 +690,81 @@ fn render_envoy(envoy_version: &str, load: Load, cases: &[Vec<Measured>]) -> Str
             .collect::<Vec<_>>()
             .join(" and "),
     );
-    for (round, measured) in cases.iter().flat_map(|rounds| (1..).zip(rounds.iter())) {
-        let counter = |value: Option<u64>| value.map_or_else(|| "?".to_string(), |v| v.to_string());
+    text
+}
+
+/// Every round of every case, one CSV line each.
+fn render_raw(measured: &[Measured]) -> String {
+    let mut text = String::from(
+        "workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,\
+         requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,log\n",
+    );
+    let mut seen: Vec<(u32, &str)> = Vec::new();
+    for one in measured {
+        seen.push((one.workers, &one.label));
+        let round = seen
+            .iter()
+            .filter(|(workers, label)| *workers == one.workers && *label == one.label)
+            .count();
+        let optional = |value: Option<u64>| value.map_or_else(String::new, |v| v.to_string());
         let _ = writeln!(
             text,
-            "- {}, round {round}: RSS {:.1} MiB after warm-up, {:.1} MiB at end; {:.1} µs/request ({:.2} s CPU \
-             in {:.2} s); Envoy counted {} connections and {} 2xx responses; log {}{}",
-            measured.label,
-            mib(measured.rss_after_warmup_kib),
-            mib(measured.rss_at_end_kib),
-            measured.cpu_us_per_request(),
-            measured.cpu.as_secs_f64(),
-            measured.elapsed.as_secs_f64(),
-            counter(measured.connections_opened),
-            counter(measured.responses_2xx),
-            util::relative(&measured.work_dir.join("envoy.log")),
-            measured
-                .failures
-                .first
-                .as_ref()
-                .map(|first| format!("; first failure: {first}"))
-                .unwrap_or_default(),
+            "{},{round},\"{}\",{:?},{},{},{},{:.2},{},{:.3},{:.1},{},{},{},{}",
+            one.workers,
+            one.label,
+            one.role,
+            optional(one.wasm_size),
+            one.rss_after_warmup_kib,
+            one.rss_at_end_kib,
+            one.cpu_us_per_request(),
+            one.requests,
+            one.elapsed.as_secs_f64(),
+            one.ready_after.as_secs_f64() * 1e3,
+            one.failures.count,
+            optional(one.connections_opened),
+            optional(one.responses_2xx),
+            util::relative(&one.work_dir.join("envoy.log")),
         );
     }
     text
+}
+
+/// host-sim's time per stream beside Envoy's CPU per request for add-header (one worker).
+fn render_sim_against_envoy(sim_output: &str, measured: &[Measured]) -> String {
+    let streams_per_second = sim_output.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "streams_per_second")
+            .then(|| value.trim().parse::<f64>().ok())
+            .flatten()
+    });
+    let groups = group(measured);
+    let Some((_, cases)) = groups.iter().find(|(workers, _)| *workers == 1) else {
+        return String::new();
+    };
+    let Some(add_header) = cases
+        .iter()
+        .find(|rounds| rounds.first.label.starts_with("add-header"))
+    else {
+        return String::new();
+    };
+    let total: Vec<f64> = add_header
+        .all
+        .iter()
+        .map(|measured| measured.cpu_us_per_request())
+        .collect();
+    let above_none = paired(add_header, cases, Role::NoFilter, |case, base| {
+        case.cpu_us_per_request() - base.cpu_us_per_request()
+    });
+    format!(
+        "## host-sim against Envoy (add-header, one worker)\n\n\
+         | measure | µs |\n|---|---|\n\
+         | host-sim: one stream (request headers, response headers, done; tracing on) | {} |\n\
+         | Envoy: CPU per request, whole process | {} |\n\
+         | Envoy: CPU per request above no HTTP filter, paired | {} |\n",
+        streams_per_second.map_or_else(|| "—".to_string(), |rate| format!("{:.2}", 1e6 / rate)),
+        spread(&total, 1),
+        spread(&above_none, 1),
+    )
 }
 
 #[cfg(test)]
@@ -563,6 +815,8 @@ mod tests {
         Measured {
             label: label.to_string(),
             role,
+            workers: 1,
+            ready_after: Duration::from_millis(200),
             wasm_size,
             rss_after_warmup_kib: rss_mib * 1024,
             rss_at_end_kib: rss_mib * 1024 + 512,
@@ -576,52 +830,63 @@ mod tests {
         }
     }
 
-    /// Two rounds of a case: the second with 1 MiB more memory and 1 s more CPU.
-    fn two_rounds(label: &str, role: Role, wasm_size: Option<u64>, rss_mib: u64) -> Vec<Measured> {
-        let mut second = measured(label, role, wasm_size, rss_mib + 1);
-        second.cpu += Duration::from_secs(1);
-        vec![measured(label, role, wasm_size, rss_mib), second]
+    /// Two rounds of the cases, as `measure_envoy` returns them: the second round with 1 MiB
+    /// more memory, 1 s more CPU and 100 ms longer to start for every case but the trivial
+    /// module, whose memory stays.
+    fn two_rounds(cases: &[(&str, Role, Option<u64>, u64)]) -> Vec<Measured> {
+        let mut all = Vec::new();
+        for round in 0..2 {
+            for &(label, role, wasm_size, rss_mib) in cases {
+                let mut one = measured(label, role, wasm_size, rss_mib);
+                if round == 1 && role != Role::Trivial {
+                    one.rss_after_warmup_kib += 1024;
+                    one.cpu += Duration::from_secs(1);
+                    one.ready_after += Duration::from_millis(100);
+                }
+                all.push(one);
+            }
+        }
+        all
     }
 
     #[test]
-    fn envoy_table_shows_medians_against_no_filter_and_the_trivial_module() {
-        let mut reference = two_rounds("reference", Role::Filter, Some(210_000), 90);
-        reference[1].failures.count = 3;
-        reference[1].failures.first = Some("no hello header".to_string());
-        reference[1].connections_opened = None;
-        let cases = [
-            two_rounds("none", Role::NoFilter, None, 64),
-            two_rounds("trivial", Role::Trivial, Some(322), 79),
-            two_rounds("add-header", Role::Filter, Some(29_000), 83),
-            reference,
-        ];
+    fn envoy_table_pairs_rounds_against_the_baselines() {
+        let mut measured = two_rounds(&[
+            ("none", Role::NoFilter, None, 64),
+            ("native", Role::Native, None, 64),
+            ("trivial", Role::Trivial, Some(322), 79),
+            ("wat", Role::HandWritten, Some(473), 79),
+            ("add-header on filterkit", Role::Filter, Some(29_000), 83),
+        ]);
+        measured[9].failures.count = 3;
         let load = Load {
             warmup: 2_000,
             requests: 50_000,
             connections: 8,
         };
         expect![[r###"
-            ## Envoy 1.40.0, one worker
+            ## Envoy 1.40.0
 
-            Medians of 2 round(s); CPU also as (lowest–highest).
+            ### 1 worker(s), n = 2 round(s)
 
-            | module | size (bytes) | RSS MiB | above no filter | above trivial module | CPU µs/request | requests/s | failures |
-            |---|---|---|---|---|---|---|---|
-            | none | — | 64.5 | — | — | 60.0 (50.0–70.0) | 10000 | 0 |
-            | trivial | 322 | 79.5 | +15.0 MiB | — | 60.0 (50.0–70.0) | 10000 | 0 |
-            | add-header | 29000 | 83.5 | +19.0 MiB | +4.0 MiB | 60.0 (50.0–70.0) | 10000 | 0 |
-            | reference | 210000 | 90.5 | +26.0 MiB | +11.0 MiB | 60.0 (50.0–70.0) | 10000 | 3 |
+            Medians (lowest–highest). "Paired": per round, against the baseline measured in the same round, then the median of those.
 
-            Each round of a case: a fresh Envoy (`--concurrency 1`, direct_response route; each module with root_id my_root_id and `{"name":"hello","value":"hello details"}`), 2000 warm-up requests, then VmRSS; then 50000 requests over 8 keep-alive connections from an in-process client, Envoy's utime + stime (all threads) over them divided by the count. Every response must be 200 and, from a filter, carry `resp-header-demo: added by our filter` and `hello: hello details`; failures counts the others (warm-up included). requests/s is the client's wall-clock rate on this shared machine, not Envoy's capacity.
+            | module | bytes | RSS MiB | RSS above trivial module, paired | CPU µs/request | CPU ÷ hand-written WAT, paired | CPU ÷ native header_mutation, paired | configuration accepted, ms | failures |
+            |---|---|---|---|---|---|---|---|---|
+            | none | — | 64.5 (64.0–65.0) | -14.50 (-15.00–-14.00) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) | 250 (200–300) | 0 |
+            | native | — | 64.5 (64.0–65.0) | -14.50 (-15.00–-14.00) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | — | 250 (200–300) | 0 |
+            | trivial | 322 | 79.0 (79.0–79.0) | — | 50.0 (50.0–50.0) | 0.857 (0.714–1.000) | 0.857 (0.714–1.000) | 200 (200–200) | 0 |
+            | wat | 473 | 79.5 (79.0–80.0) | 0.50 (0.00–1.00) | 60.0 (50.0–70.0) | — | 1.000 (1.000–1.000) | 250 (200–300) | 0 |
+            | add-header on filterkit | 29000 | 83.5 (83.0–84.0) | 4.50 (4.00–5.00) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) | 250 (200–300) | 3 |
 
-            - none, round 1: RSS 64.0 MiB after warm-up, 64.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - none, round 2: RSS 65.0 MiB after warm-up, 65.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - trivial, round 1: RSS 79.0 MiB after warm-up, 79.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - trivial, round 2: RSS 80.0 MiB after warm-up, 80.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - add-header, round 1: RSS 83.0 MiB after warm-up, 83.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - add-header, round 2: RSS 84.0 MiB after warm-up, 84.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - reference, round 1: RSS 90.0 MiB after warm-up, 90.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - reference, round 2: RSS 91.0 MiB after warm-up, 91.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted ? connections and 52000 2xx responses; log /tmp/case/envoy.log; first failure: no hello header
-        "###]].assert_eq(&super::render_envoy("1.40.0", load, &cases));
+            Resolution: add-header's paired CPU ratio to the hand-written WAT spans 0.0% across 2 rounds; a 3% difference is resolved.
+
+            Each round of a case: a fresh Envoy (`--concurrency` as titled, direct_response route; each module with root_id my_root_id and `{"name":"hello","value":"hello details"}`, other filters as their bench.json says), 2000 warm-up requests, then VmRSS; then 50000 requests over 8 keep-alive connections from an in-process client, Envoy's utime + stime (all threads) over them divided by the count. "configuration accepted" is from starting Envoy to its listener being open (the configuration, with the module compiled and its plugin configured). Every response must be 200 and, from an add-header, carry `resp-header-demo: added by our filter` and `hello: hello details`; failures counts the others (warm-up included).
+        "###]].assert_eq(&super::render_envoy("1.40.0", load, &measured));
+        expect![[r#"
+            workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,log
+            1,1,"none",NoFilter,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,/tmp/case/envoy.log
+            1,1,"native",Native,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,/tmp/case/envoy.log
+        "#]].assert_eq(&super::render_raw(&measured[..2]));
     }
 }

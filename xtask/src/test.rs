@@ -90,6 +90,10 @@ pub fn run(_args: Args) -> Result<()> {
     step("tests", || {
         util::run(&mut cargo(&["test", "--workspace", "--no-fail-fast"]))
     })?;
+    // Keeps `cargo xtask bench` from rotting: every case once, little traffic, nothing timed.
+    step("bench smoke", || {
+        util::run(&mut cargo(&["xtask", "bench", "--smoke"]))
+    })?;
     eprintln!("cargo xtask test: all steps passed in {}", total.elapsed());
     Ok(())
 }
