@@ -120,16 +120,24 @@ pub fn run(mut args: Args) -> Result<()> {
         .map(|(_, copy)| copy.clone())
         .context("filters/add-header is missing: the bench measures it")?;
     let mut sim = util::cargo();
-    sim.current_dir(util::project_root()).args(["run", "--quiet"]);
+    sim.current_dir(util::project_root())
+        .args(["run", "--quiet"]);
     // A smoke run takes the dev build the tests already made: a release build of wasmtime
     // takes minutes, and a smoke run's speed means nothing.
     if !args.smoke {
         sim.arg("--release");
     }
-    sim.args(["-p", "filterkit-host-sim", "--bin", "filter-sim", "--", "bench"])
-        .arg(&add_header)
-        .args(["--config", &args.config])
-        .args(&args.sim_args);
+    sim.args([
+        "-p",
+        "filterkit-host-sim",
+        "--bin",
+        "filter-sim",
+        "--",
+        "bench",
+    ])
+    .arg(&add_header)
+    .args(["--config", &args.config])
+    .args(&args.sim_args);
     eprintln!("host-sim: filter-sim bench {}", util::relative(&add_header));
     let sim_output =
         util::run_capture(&mut sim).context("running `filter-sim bench` (host-sim)")?;
@@ -379,7 +387,9 @@ fn assemble(name: &str) -> Result<PathBuf> {
         .join("src")
         .join("bench")
         .join(format!("{name}.wat"));
-    let output = util::target_dir().join("bench").join(format!("{name}.wasm"));
+    let output = util::target_dir()
+        .join("bench")
+        .join(format!("{name}.wasm"));
     std::fs::create_dir_all(util::target_dir().join("bench")).context("creating target/bench")?;
     util::run(
         std::process::Command::new(util::tool("wat2wasm")?)
@@ -552,7 +562,10 @@ struct Rounds<'a> {
 fn group(measured: &[Measured]) -> Vec<(u32, Vec<Rounds<'_>>)> {
     let mut groups: Vec<(u32, Vec<Rounds<'_>>)> = Vec::new();
     for one in measured {
-        let idx = match groups.iter().position(|(workers, _)| *workers == one.workers) {
+        let idx = match groups
+            .iter()
+            .position(|(workers, _)| *workers == one.workers)
+        {
             Some(idx) => idx,
             None => {
                 groups.push((one.workers, Vec::new()));
@@ -560,7 +573,10 @@ fn group(measured: &[Measured]) -> Vec<(u32, Vec<Rounds<'_>>)> {
             }
         };
         let cases = &mut groups[idx].1;
-        match cases.iter_mut().find(|rounds| rounds.first.label == one.label) {
+        match cases
+            .iter_mut()
+            .find(|rounds| rounds.first.label == one.label)
+        {
             Some(rounds) => rounds.all.push(one),
             None => cases.push(Rounds {
                 first: one,

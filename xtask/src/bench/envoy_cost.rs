@@ -127,7 +127,9 @@ fn with_header_mutation(headers: &[(String, String)]) -> serde_json::Value {
         },
     });
     if let Some(filters) = bootstrap
-        .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
         .and_then(serde_json::Value::as_array_mut)
     {
         filters.insert(0, filter);
@@ -278,9 +280,7 @@ impl<'a> Client<'a> {
                     scope.spawn(move || {
                         let mut failures = Failures::default();
                         for sent in 0..share {
-                            if let Err(problem) =
-                                get_and_check(agent, &self.url, self.case)
-                            {
+                            if let Err(problem) = get_and_check(agent, &self.url, self.case) {
                                 failures.record(problem);
                             }
                             // A hung or broken Envoy must not keep the bench waiting on

@@ -106,7 +106,7 @@ fn sdk_depends_only_on_small_no_std_crates() -> Result<()> {
     let all = normal_dependencies()?;
     let sdk = all.get("filterkit").context("filterkit is not a member")?;
     expect![[r#"{"log", "serde", "serde_core", "serde_derive"}"#]]
-    .assert_eq(&format!("{:?}", direct_names(sdk)));
+        .assert_eq(&format!("{:?}", direct_names(sdk)));
     Ok(())
 }
 
