@@ -588,7 +588,8 @@ fn group(measured: &[Measured]) -> Vec<(u32, Vec<Rounds<'_>>)> {
 }
 
 /// Per round, `combine(case, baseline)` of a case against the baseline measured in the same
-/// round (paired), or nothing when the case is the baseline or there is none.
+/// round (paired), or nothing when the case is the baseline or there is none; non-finite
+/// results are left out.
 fn paired(
     rounds: &Rounds<'_>,
     cases: &[Rounds<'_>],
@@ -606,6 +607,8 @@ fn paired(
         .iter()
         .zip(&base.all)
         .map(|(case, base)| combine(case, base))
+        // A ratio to a round with no measurable CPU (a smoke run's few requests) means nothing.
+        .filter(|value| value.is_finite())
         .collect()
 }
 
