@@ -72,16 +72,25 @@ impl State {
             self.top = core::arch::wasm32::memory_size(0) * PAGE;
             self.end = self.top;
         }
-        let start = (self.top + align - 1) & !(align - 1);
-        let Some(needed) = start.checked_add(size) else {
+        // Checked arithmetic: a wrapped address would hand out the module's own data.
+        let Some(needed) = self
+            .top
+            .checked_add(align - 1)
+            .map(|unaligned| unaligned & !(align - 1))
+            .and_then(|start| start.checked_add(size))
+        else {
             return null_mut();
         };
+        let start = needed - size;
         if needed > self.end {
             let pages = (needed - self.end).div_ceil(PAGE);
+            let Some(end) = self.end.checked_add(pages * PAGE) else {
+                return null_mut();
+            };
             if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
                 return null_mut();
             }
-            self.end += pages * PAGE;
+            self.end = end;
         }
         self.top = needed;
         start as *mut u8
