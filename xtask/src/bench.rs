@@ -365,14 +365,22 @@ fn measure_envoy(
                     "envoy, round {round} of {rounds}, {n_workers} worker(s): {}",
                     case.label
                 );
-                measured.push(envoy_cost::measure(
+                let one = envoy_cost::measure(
                     &envoy_binary,
                     case,
                     n_workers,
                     load,
                     &work_dir,
                     ticks_per_second,
-                )?);
+                );
+                measured.push(one.with_context(|| {
+                    format!(
+                        "measuring {}: a filter that needs a configuration to load takes it from \
+                         filters/<name>/bench.json (root_id, configuration, expected_headers, \
+                         expect_ok; see docs/benchmarks.md)",
+                        case.label
+                    )
+                })?);
             }
         }
     }
