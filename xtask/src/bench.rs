@@ -1,15 +1,19 @@
-//! `cargo xtask bench`: what a filter costs, written to target/bench/results.md.
+//! `cargo xtask bench`: what a filter costs, written to target/bench/results.md and raw.csv.
 //!
 //! Three sections. Shipped sizes: every filter as shipped (target/filters/) and the plain
 //! proxy-wasm reference filter built with proxy-wasm-rust-sdk's example profile. host-sim:
 //! `filter-sim bench` on add-header (time to a ready instance, streams per second with tracing
 //! on, guest memory). Envoy (the reason Filterkit exists: module size becomes resident memory in
-//! every sidecar): Envoy without a Wasm filter, with add-header, and with the reference, each
-//! measured by [`envoy_cost`]. Numbers are printed, never asserted: this machine is shared and
-//! its timings move by several percent from run to run. docs/benchmarks.md keeps a run's
-//! numbers with the method.
+//! every sidecar): no HTTP filter, Envoy's native `header_mutation`, the trivial and the
+//! hand-written add-header modules (bench/*.wat), every filter under filters/ and the
+//! reference, at each worker count, measured by [`envoy_cost`] in alternated rounds and
+//! rendered by [`report`] with paired comparisons. Numbers are printed, never asserted: this
+//! machine is shared and its timings move by several percent from run to run.
+//! docs/benchmarks.md keeps runs' numbers with the method; `--smoke` keeps the code running in
+//! `cargo xtask test`.
 
 mod envoy_cost;
+mod report;
 
 use std::fmt::Write as _;
 
@@ -19,7 +23,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::{build, util};
 
-use envoy_cost::{Case, Load, Measured, Role};
+use envoy_cost::{Case, Filter, Load, Measured, Role};
+use report::{render_envoy, render_raw, render_sim, render_sim_against_envoy};
 
 /// The plain proxy-wasm reference filter and its profile.
 const REFERENCE_PACKAGE: &str = "proxy-wasm-add-header";
@@ -47,22 +52,47 @@ pub struct Args {
     /// Requests per Envoy case before memory is read and the CPU clock starts.
     #[arg(long, default_value_t = 2_000)]
     pub warmup: u64,
-    /// How many times every Envoy case is measured, the cases taking turns; the table shows
-    /// medians, and the CPU column the spread too.
-    #[arg(long, default_value_t = 3)]
+    /// How many times every Envoy case is measured, the cases taking turns; tables show
+    /// medians and (lowest–highest).
+    #[arg(long, default_value_t = 5)]
     pub rounds: u32,
+    /// Envoy worker counts (`--concurrency`) to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub workers: Vec<u32>,
     /// Keep-alive connections to Envoy, one client thread each (like `wrk -c 8`; with fewer,
     /// Envoy wakes up more often and each request costs it more CPU).
     #[arg(long, default_value_t = 8)]
     pub connections: u64,
+    /// A run of a minute or two that exercises every case once with little traffic, so that
+    /// `cargo xtask test` keeps the bench working; its numbers mean nothing.
+    #[arg(long)]
+    pub smoke: bool,
     /// Extra arguments for `filter-sim bench` after the module path (e.g. `--streams 1000000`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub sim_args: Vec<String>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// `--smoke`'s traffic: one round, a few hundred requests, both worker counts.
+const SMOKE_ROUNDS: u32 = 1;
+const SMOKE_WARMUP: u64 = 100;
+const SMOKE_REQUESTS: u64 = 300;
+const SMOKE_STREAMS: &str = "5000";
+
+pub fn run(mut args: Args) -> Result<()> {
+    if args.smoke {
+        args.rounds = SMOKE_ROUNDS;
+        args.warmup = SMOKE_WARMUP;
+        args.requests = SMOKE_REQUESTS;
+        if !args.sim_args.iter().any(|arg| arg == "--streams") {
+            args.sim_args
+                .extend(["--streams".to_string(), SMOKE_STREAMS.to_string()]);
+        }
+    }
     if args.requests == 0 || args.connections == 0 || args.rounds == 0 {
         bail!("--requests, --connections and --rounds must be at least 1");
+    }
+    if args.workers.is_empty() || args.workers.contains(&0) {
+        bail!("--workers needs worker counts of at least 1, e.g. --workers 1,8");
     }
     let machine = Machine::describe();
     let built = build::build(&[], true)?;
@@ -96,25 +126,31 @@ pub fn run(args: Args) -> Result<()> {
         .context("filters/add-header is missing: the bench measures it")?;
     let mut sim = util::cargo();
     sim.current_dir(util::project_root())
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "filterkit-host-sim",
-            "--bin",
-            "filter-sim",
-            "--",
-            "bench",
-        ])
-        .arg(&add_header)
-        .args(["--config", &args.config])
-        .args(&args.sim_args);
+        .args(["run", "--quiet"]);
+    // A smoke run takes the dev build the tests already made: a release build of wasmtime
+    // takes minutes, and a smoke run's speed means nothing.
+    if !args.smoke {
+        sim.arg("--release");
+    }
+    sim.args([
+        "-p",
+        "filterkit-host-sim",
+        "--bin",
+        "filter-sim",
+        "--",
+        "bench",
+    ])
+    .arg(&add_header)
+    .args(["--config", &args.config])
+    .args(&args.sim_args);
     eprintln!("host-sim: filter-sim bench {}", util::relative(&add_header));
     let sim_output =
         util::run_capture(&mut sim).context("running `filter-sim bench` (host-sim)")?;
 
     let mut results = format!("# Filterkit bench\n\n{}", machine.render());
+    if args.smoke {
+        results.push_str("- smoke run (`--smoke`): one round of a few hundred requests; the numbers mean nothing\n");
+    }
     results.push_str("\n## Shipped sizes\n\n| module | bytes |\n|---|---|\n");
     for (filter, copy) in &shipped {
         let size = file_size(copy)?;
@@ -141,8 +177,9 @@ pub fn run(args: Args) -> Result<()> {
     );
     let _ = write!(
         results,
-        "\n## host-sim: filter-sim bench {} (release)\n\n{}",
+        "\n## host-sim: filter-sim bench {} ({})\n\n{}",
         util::relative(&add_header),
+        if args.smoke { "dev build" } else { "release" },
         render_sim(&sim_output)
     );
 
@@ -155,43 +192,60 @@ pub fn run(args: Args) -> Result<()> {
             requests: args.requests,
             connections: args.connections,
         };
-        let trivial = trivial_module()?;
-        let cases = [
+        let mut cases = vec![
             Case {
-                label: "no Wasm filter".to_string(),
+                label: "no HTTP filter".to_string(),
                 role: Role::NoFilter,
-                wasm: None,
-                expected_headers: &[],
+                filter: Filter::None,
+                expected_headers: Vec::new(),
+                expect_ok: true,
             },
             Case {
-                label: "trivial module (callbacks do nothing)".to_string(),
-                role: Role::Trivial,
-                wasm: Some(trivial),
-                expected_headers: &[],
+                label: "Envoy's native header_mutation".to_string(),
+                role: Role::Native,
+                filter: Filter::HeaderMutation(seed_headers()),
+                expected_headers: seed_headers(),
+                expect_ok: true,
             },
-            Case {
-                label: "add-header on filterkit".to_string(),
-                role: Role::Filter,
-                wasm: Some(add_header.clone()),
-                expected_headers: SEED_HEADERS,
-            },
-            Case {
-                label: format!("{REFERENCE_PACKAGE} (proxy-wasm crate)"),
-                role: Role::Filter,
-                wasm: Some(reference.clone()),
-                expected_headers: SEED_HEADERS,
-            },
+            seed_case(
+                "trivial module (callbacks do nothing)",
+                Role::Trivial,
+                assemble("trivial")?,
+                Vec::new(),
+            ),
+            seed_case(
+                "hand-written WAT add-header",
+                Role::HandWritten,
+                assemble("add_header")?,
+                seed_headers(),
+            ),
         ];
-        let measured = measure_envoy(&cases, load, args.rounds)?;
+        for (filter, copy) in &shipped {
+            cases.push(filter_case(&filter.name, copy.clone())?);
+        }
+        cases.push(seed_case(
+            &format!("{REFERENCE_PACKAGE} (proxy-wasm crate)"),
+            Role::Filter,
+            reference.clone(),
+            seed_headers(),
+        ));
+        let measured = measure_envoy(&cases, load, args.rounds, &args.workers)?;
         failed = measured
             .iter()
-            .flatten()
             .filter(|measured| measured.failures.count > 0)
             .map(|measured| measured.label.clone())
             .collect();
+        failed.sort();
         failed.dedup();
+        let raw = util::target_dir().join("bench").join("raw.csv");
+        util::write_atomic(&raw, render_raw(&measured).as_bytes())?;
         results.push('\n');
         results.push_str(&render_envoy(&machine.envoy_version, load, &measured));
+        let _ = writeln!(
+            results,
+            "\nEvery round of every case: target/bench/raw.csv (one line each).\n\n{}",
+            render_sim_against_envoy(&sim_output, &measured)
+        );
     }
 
     let path = util::target_dir().join("bench").join("results.md");
@@ -206,6 +260,71 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn seed_headers() -> Vec<(String, String)> {
+    SEED_HEADERS
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A module configured as the seed configures add-header.
+fn seed_case(label: &str, role: Role, wasm: PathBuf, headers: Vec<(String, String)>) -> Case {
+    Case {
+        label: label.to_string(),
+        role,
+        filter: Filter::Wasm {
+            path: wasm,
+            root_id: SEED_ROOT_ID.to_string(),
+            configuration: SEED_CONFIG.to_string(),
+        },
+        expected_headers: headers,
+        expect_ok: true,
+    }
+}
+
+/// How a filter under filters/ is benched: add-header as the seed configures it; any other
+/// filter as its optional `filters/<name>/bench.json` says (`root_id`, `configuration`,
+/// `expected_headers` as `[[name, value], ...]`), else with root_id `my_root_id`, an empty
+/// configuration and any HTTP response accepted.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BenchJson {
+    root_id: Option<String>,
+    configuration: Option<String>,
+    #[serde(default)]
+    expected_headers: Vec<(String, String)>,
+    #[serde(default)]
+    expect_ok: bool,
+}
+
+fn filter_case(name: &str, wasm: PathBuf) -> Result<Case> {
+    let label = format!("{name} on filterkit");
+    if name == "add-header" {
+        return Ok(seed_case(&label, Role::Filter, wasm, seed_headers()));
+    }
+    let path = util::project_root()
+        .join("filters")
+        .join(name)
+        .join("bench.json");
+    let bench: BenchJson = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("reading {}: fix its JSON", path.display()))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => BenchJson::default(),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(Case {
+        label,
+        role: Role::Filter,
+        filter: Filter::Wasm {
+            path: wasm,
+            root_id: bench.root_id.unwrap_or_else(|| SEED_ROOT_ID.to_string()),
+            configuration: bench.configuration.unwrap_or_default(),
+        },
+        expected_headers: bench.expected_headers,
+        expect_ok: bench.expect_ok,
+    })
 }
 
 /// Copies a module into target/bench/modules/, so that what is measured stays the same while
@@ -229,39 +348,61 @@ fn file_size(path: &Path) -> Result<u64> {
         .len())
 }
 
-/// Measures every case `rounds` times, the cases taking turns so that a change in the
-/// machine's load touches them all alike; the result has one entry per case, its rounds in order.
-fn measure_envoy(cases: &[Case], load: Load, rounds: u32) -> Result<Vec<Vec<Measured>>> {
+/// Measures every case `rounds` times at each worker count, the cases taking turns (round 1
+/// of every case at every worker count, then round 2, ...) so that a change in the machine's
+/// load touches them all alike and each round pairs the cases under the same load.
+fn measure_envoy(
+    cases: &[Case],
+    load: Load,
+    rounds: u32,
+    workers: &[u32],
+) -> Result<Vec<Measured>> {
     let envoy_binary = util::tool("envoy")?;
     let ticks_per_second = envoy_cost::ticks_per_second()?;
     let work_root = util::target_dir().join("bench").join("envoy");
-    let mut measured: Vec<Vec<Measured>> = cases.iter().map(|_| Vec::new()).collect();
+    let mut measured = Vec::new();
     for round in 1..=rounds {
-        for (case_idx, case) in cases.iter().enumerate() {
-            let work_dir = work_root.join(format!("case-{case_idx}-round-{round}"));
-            eprintln!("envoy, round {round} of {rounds}: {}", case.label);
-            measured[case_idx].push(envoy_cost::measure(
-                &envoy_binary,
-                case,
-                (SEED_ROOT_ID, SEED_CONFIG),
-                load,
-                &work_dir,
-                ticks_per_second,
-            )?);
+        for &n_workers in workers {
+            for (case_idx, case) in cases.iter().enumerate() {
+                let work_dir =
+                    work_root.join(format!("case-{case_idx}-workers-{n_workers}-round-{round}"));
+                eprintln!(
+                    "envoy, round {round} of {rounds}, {n_workers} worker(s): {}",
+                    case.label
+                );
+                let one = envoy_cost::measure(
+                    &envoy_binary,
+                    case,
+                    n_workers,
+                    load,
+                    &work_dir,
+                    ticks_per_second,
+                );
+                measured.push(one.with_context(|| {
+                    format!(
+                        "measuring {}: a filter that needs a configuration to load takes it from \
+                         filters/<name>/bench.json (root_id, configuration, expected_headers, \
+                         expect_ok; see docs/benchmarks.md)",
+                        case.label
+                    )
+                })?);
+            }
         }
     }
     Ok(measured)
 }
 
-/// Assembles bench/trivial.wat (with wabt's `wat2wasm`: xtask links no Wasm crate) into
-/// target/bench/trivial.wasm.
-fn trivial_module() -> Result<PathBuf> {
+/// Assembles bench/<name>.wat (with wabt's `wat2wasm`: xtask links no Wasm crate) into
+/// target/bench/<name>.wasm.
+fn assemble(name: &str) -> Result<PathBuf> {
     let source = util::project_root()
         .join("xtask")
         .join("src")
         .join("bench")
-        .join("trivial.wat");
-    let output = util::target_dir().join("bench").join("trivial.wasm");
+        .join(format!("{name}.wat"));
+    let output = util::target_dir()
+        .join("bench")
+        .join(format!("{name}.wasm"));
     std::fs::create_dir_all(util::target_dir().join("bench")).context("creating target/bench")?;
     util::run(
         std::process::Command::new(util::tool("wat2wasm")?)
@@ -269,7 +410,7 @@ fn trivial_module() -> Result<PathBuf> {
             .arg("-o")
             .arg(&output),
     )
-    .context("assembling the trivial module")?;
+    .with_context(|| format!("assembling xtask/src/bench/{name}.wat"))?;
     Ok(output)
 }
 
@@ -370,159 +511,9 @@ fn format_utc(seconds: u64) -> String {
     )
 }
 
-/// `filter-sim bench`'s `key: value` lines as a table, each known key explained.
-fn render_sim(output: &str) -> String {
-    let mut table = String::from("| measure | value | meaning |\n|---|---|---|\n");
-    for line in output.lines().filter(|line| !line.trim().is_empty()) {
-        let (key, value) = line.split_once(':').unwrap_or((line, ""));
-        let key = key.trim();
-        let _ = writeln!(table, "| {key} | {} | {} |", value.trim(), sim_meaning(key));
-    }
-    table
-}
-
-fn sim_meaning(key: &str) -> &'static str {
-    match key {
-        "module_load_first_us" => "µs to compile the module with wasmtime (first load)",
-        "module_load_cached_us" => "µs to load the same bytes again (in-process module cache)",
-        "ready_instance_us" => {
-            "µs from the cached module to a configured plugin ready for streams (mean of 2,000; issue 3 target < 100)"
-        }
-        "streams" => "add-header streams run in one VM (the first 1,000 are warm-up)",
-        "streams_per_second" => {
-            "request headers + response headers + done, one thread, every host call traced (issue 3 target >= 100,000)"
-        }
-        "tracing" => "whether the trace of host calls was recorded",
-        "memory_after_warmup_bytes" => "guest linear memory after the warm-up",
-        "memory_at_end_bytes" => "guest linear memory after every stream (equal = no growth)",
-        _ => "",
-    }
-}
-
-/// The median of some numbers (the mean of the middle two for an even count), 0 for none.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    match values.len() {
-        0 => 0.0,
-        len if len % 2 == 1 => values[middle],
-        _ => (values[middle - 1] + values[middle]) / 2.0,
-    }
-}
-
-/// The Envoy section: the table of medians, how it was measured, then every round.
-fn render_envoy(envoy_version: &str, load: Load, cases: &[Vec<Measured>]) -> String {
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let rss_mib = |rounds: &[Measured]| {
-        median(
-            rounds
-                .iter()
-                .map(|measured| mib(measured.rss_after_warmup_kib))
-                .collect(),
-        )
-    };
-    let rss_of = |role: Role| {
-        cases
-            .iter()
-            .find(|rounds| rounds.first().is_some_and(|first| first.role == role))
-            .map(|rounds| rss_mib(rounds))
-    };
-    let n_rounds = cases.first().map_or(0, Vec::len);
-    let mut text = format!(
-        "## Envoy {envoy_version}, one worker\n\n\
-         Medians of {n_rounds} round(s); CPU also as (lowest–highest).\n\n\
-         | module | size (bytes) | RSS MiB | above no filter | above trivial module | CPU µs/request | requests/s | failures |\n\
-         |---|---|---|---|---|---|---|---|\n"
-    );
-    for rounds in cases {
-        let Some(first) = rounds.first() else {
-            continue;
-        };
-        let rss = rss_mib(rounds);
-        let above = |role: Role| match rss_of(role) {
-            Some(baseline) if first.role != role && first.role != Role::NoFilter => {
-                format!("{:+.1} MiB", rss - baseline)
-            }
-            _ => "—".to_string(),
-        };
-        let cpu: Vec<f64> = rounds.iter().map(Measured::cpu_us_per_request).collect();
-        let cpu_lowest = cpu.iter().copied().fold(f64::INFINITY, f64::min);
-        let cpu_highest = cpu.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let cpu_text = if rounds.len() > 1 {
-            format!(
-                "{:.1} ({cpu_lowest:.1}–{cpu_highest:.1})",
-                median(cpu.clone())
-            )
-        } else {
-            format!("{:.1}", median(cpu.clone()))
-        };
-        let _ = writeln!(
-            text,
-            "| {} | {} | {rss:.1} | {} | {} | {cpu_text} | {:.0} | {} |",
-            first.label,
-            first
-                .wasm_size
-                .map_or_else(|| "—".to_string(), |size| size.to_string()),
-            above(Role::NoFilter),
-            above(Role::Trivial),
-            median(rounds.iter().map(Measured::requests_per_second).collect()),
-            rounds
-                .iter()
-                .map(|measured| measured.failures.count)
-                .sum::<u64>(),
-        );
-    }
-    let _ = write!(
-        text,
-        "\nEach round of a case: a fresh Envoy (`--concurrency 1`, direct_response route; each \
-         module with root_id {SEED_ROOT_ID} and `{SEED_CONFIG}`), {} warm-up requests, then VmRSS; \
-         then {} requests over {} keep-alive connections from an in-process client, Envoy's utime \
-         + stime (all threads) over them divided by the count. Every response must be 200 and, \
-         from a filter, carry {}; failures counts the others (warm-up included). requests/s is \
-         the client's wall-clock rate on this shared machine, not Envoy's capacity.\n\n",
-        load.warmup,
-        load.requests,
-        load.connections,
-        SEED_HEADERS
-            .iter()
-            .map(|(name, value)| format!("`{name}: {value}`"))
-            .collect::<Vec<_>>()
-            .join(" and "),
-    );
-    for (round, measured) in cases.iter().flat_map(|rounds| (1..).zip(rounds.iter())) {
-        let counter = |value: Option<u64>| value.map_or_else(|| "?".to_string(), |v| v.to_string());
-        let _ = writeln!(
-            text,
-            "- {}, round {round}: RSS {:.1} MiB after warm-up, {:.1} MiB at end; {:.1} µs/request ({:.2} s CPU \
-             in {:.2} s); Envoy counted {} connections and {} 2xx responses; log {}{}",
-            measured.label,
-            mib(measured.rss_after_warmup_kib),
-            mib(measured.rss_at_end_kib),
-            measured.cpu_us_per_request(),
-            measured.cpu.as_secs_f64(),
-            measured.elapsed.as_secs_f64(),
-            counter(measured.connections_opened),
-            counter(measured.responses_2xx),
-            util::relative(&measured.work_dir.join("envoy.log")),
-            measured
-                .failures
-                .first
-                .as_ref()
-                .map(|first| format!("; first failure: {first}"))
-                .unwrap_or_default(),
-        );
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::time::Duration;
-
     use expect_test::{Expect, expect};
-
-    use super::envoy_cost::{Failures, Load, Measured, Role};
 
     fn check_utc(seconds: u64, expect: Expect) {
         expect.assert_eq(&super::format_utc(seconds));
@@ -546,82 +537,5 @@ mod tests {
     #[test]
     fn formats_march_first_of_a_century_without_leap_day() {
         check_utc(4_107_542_400, expect!["2100-03-01 00:00 UTC"]);
-    }
-
-    #[test]
-    fn explains_known_filter_sim_lines_and_keeps_unknown_ones() {
-        expect![[r#"
-            | measure | value | meaning |
-            |---|---|---|
-            | ready_instance_us | 66.2 | µs from the cached module to a configured plugin ready for streams (mean of 2,000; issue 3 target < 100) |
-            | new_measure | 7 |  |
-        "#]]
-        .assert_eq(&super::render_sim("ready_instance_us: 66.2\n\nnew_measure: 7\n"));
-    }
-
-    fn measured(label: &str, role: Role, wasm_size: Option<u64>, rss_mib: u64) -> Measured {
-        Measured {
-            label: label.to_string(),
-            role,
-            wasm_size,
-            rss_after_warmup_kib: rss_mib * 1024,
-            rss_at_end_kib: rss_mib * 1024 + 512,
-            cpu: Duration::from_millis(2_500),
-            elapsed: Duration::from_secs(5),
-            requests: 50_000,
-            failures: Failures::default(),
-            connections_opened: Some(8),
-            responses_2xx: Some(52_000),
-            work_dir: PathBuf::from("/tmp/case"),
-        }
-    }
-
-    /// Two rounds of a case: the second with 1 MiB more memory and 1 s more CPU.
-    fn two_rounds(label: &str, role: Role, wasm_size: Option<u64>, rss_mib: u64) -> Vec<Measured> {
-        let mut second = measured(label, role, wasm_size, rss_mib + 1);
-        second.cpu += Duration::from_secs(1);
-        vec![measured(label, role, wasm_size, rss_mib), second]
-    }
-
-    #[test]
-    fn envoy_table_shows_medians_against_no_filter_and_the_trivial_module() {
-        let mut reference = two_rounds("reference", Role::Filter, Some(210_000), 90);
-        reference[1].failures.count = 3;
-        reference[1].failures.first = Some("no hello header".to_string());
-        reference[1].connections_opened = None;
-        let cases = [
-            two_rounds("none", Role::NoFilter, None, 64),
-            two_rounds("trivial", Role::Trivial, Some(322), 79),
-            two_rounds("add-header", Role::Filter, Some(29_000), 83),
-            reference,
-        ];
-        let load = Load {
-            warmup: 2_000,
-            requests: 50_000,
-            connections: 8,
-        };
-        expect![[r###"
-            ## Envoy 1.40.0, one worker
-
-            Medians of 2 round(s); CPU also as (lowest–highest).
-
-            | module | size (bytes) | RSS MiB | above no filter | above trivial module | CPU µs/request | requests/s | failures |
-            |---|---|---|---|---|---|---|---|
-            | none | — | 64.5 | — | — | 60.0 (50.0–70.0) | 10000 | 0 |
-            | trivial | 322 | 79.5 | +15.0 MiB | — | 60.0 (50.0–70.0) | 10000 | 0 |
-            | add-header | 29000 | 83.5 | +19.0 MiB | +4.0 MiB | 60.0 (50.0–70.0) | 10000 | 0 |
-            | reference | 210000 | 90.5 | +26.0 MiB | +11.0 MiB | 60.0 (50.0–70.0) | 10000 | 3 |
-
-            Each round of a case: a fresh Envoy (`--concurrency 1`, direct_response route; each module with root_id my_root_id and `{"name":"hello","value":"hello details"}`), 2000 warm-up requests, then VmRSS; then 50000 requests over 8 keep-alive connections from an in-process client, Envoy's utime + stime (all threads) over them divided by the count. Every response must be 200 and, from a filter, carry `resp-header-demo: added by our filter` and `hello: hello details`; failures counts the others (warm-up included). requests/s is the client's wall-clock rate on this shared machine, not Envoy's capacity.
-
-            - none, round 1: RSS 64.0 MiB after warm-up, 64.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - none, round 2: RSS 65.0 MiB after warm-up, 65.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - trivial, round 1: RSS 79.0 MiB after warm-up, 79.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - trivial, round 2: RSS 80.0 MiB after warm-up, 80.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - add-header, round 1: RSS 83.0 MiB after warm-up, 83.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - add-header, round 2: RSS 84.0 MiB after warm-up, 84.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - reference, round 1: RSS 90.0 MiB after warm-up, 90.5 MiB at end; 50.0 µs/request (2.50 s CPU in 5.00 s); Envoy counted 8 connections and 52000 2xx responses; log /tmp/case/envoy.log
-            - reference, round 2: RSS 91.0 MiB after warm-up, 91.5 MiB at end; 70.0 µs/request (3.50 s CPU in 5.00 s); Envoy counted ? connections and 52000 2xx responses; log /tmp/case/envoy.log; first failure: no hello header
-        "###]].assert_eq(&super::render_envoy("1.40.0", load, &cases));
     }
 }

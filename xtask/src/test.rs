@@ -2,7 +2,7 @@
 //!
 //! setup, rustfmt, clippy (native, then wasm32 per package with the build's RUSTFLAGS so nothing
 //! is rebuilt twice), the build of every filter and test guest, then every test (unit, host-sim, end-to-end;
-//! `--no-fail-fast`, so one run reports every failing test binary).
+//! `--no-fail-fast`, so one run reports every failing test binary), then `cargo xtask bench --smoke`.
 
 use std::process::Command;
 
@@ -94,6 +94,10 @@ pub fn run(_args: Args) -> Result<()> {
     })?;
     step("tests", || {
         util::run(&mut cargo(&["test", "--workspace", "--no-fail-fast"]))
+    })?;
+    // Keeps `cargo xtask bench` from rotting: every case once, little traffic, nothing timed.
+    step("bench smoke", || {
+        util::run(&mut cargo(&["xtask", "bench", "--smoke"]))
     })?;
     eprintln!("cargo xtask test: all steps passed in {}", total.elapsed());
     Ok(())

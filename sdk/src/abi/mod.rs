@@ -44,6 +44,8 @@ pub(crate) mod fake;
 use fake as backend;
 
 #[cfg(target_arch = "wasm32")]
+mod allocator;
+#[cfg(target_arch = "wasm32")]
 mod wasm;
 #[cfg(target_arch = "wasm32")]
 use wasm as backend;

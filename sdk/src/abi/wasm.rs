@@ -187,11 +187,10 @@ unsafe extern "C" {
     fn proxy_done() -> u32;
 }
 
-/// The allocator: talc, growing linear memory with `memory.grow` (see the README's "Size"
-/// section for why this one). It frees and coalesces; it never gives pages back, which wasm
-/// cannot do anyway.
+/// The allocator: power-of-two size classes on pages from `memory.grow` (see
+/// `allocator.rs` for why this one, and the README's "Size" section).
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: super::allocator::SizeClasses = super::allocator::SizeClasses::new();
 
 /// A panic is a bug in filterkit or the filter: trap without formatting anything, so no
 /// formatting code and no source paths end up in the module.

@@ -22,19 +22,38 @@ pub struct Case {
     /// What the table calls it.
     pub label: String,
     pub role: Role,
-    /// The module Envoy loads, or `None` for Envoy without a Wasm filter.
-    pub wasm: Option<PathBuf>,
+    pub filter: Filter,
     /// Headers every response must carry (name, value).
-    pub expected_headers: &'static [(&'static str, &'static str)],
+    pub expected_headers: Vec<(String, String)>,
+    /// Whether every response must be a 200; when false any HTTP response counts as answered
+    /// (a filter under filters/ without a bench.json may well reject the bench's requests).
+    pub expect_ok: bool,
+}
+
+/// The HTTP filter in front of the router.
+pub enum Filter {
+    None,
+    /// Envoy's native `header_mutation` filter, appending these response headers.
+    HeaderMutation(Vec<(String, String)>),
+    /// A Wasm module (V8) with its root_id and plugin configuration.
+    Wasm {
+        path: PathBuf,
+        root_id: String,
+        configuration: String,
+    },
 }
 
 /// What a case is compared with.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Role {
-    /// Envoy without a Wasm filter: the baseline for every filter.
+    /// Envoy without an HTTP filter: the baseline for every filter.
     NoFilter,
+    /// Envoy's native `header_mutation` filter adding the same headers.
+    Native,
     /// A module whose callbacks do nothing: what any Wasm filter costs, whatever its code.
     Trivial,
+    /// The hand-written WAT add-header: the floor for a Wasm add-header.
+    HandWritten,
     /// A real filter.
     Filter,
 }
@@ -54,6 +73,10 @@ pub struct Load {
 pub struct Measured {
     pub label: String,
     pub role: Role,
+    /// Envoy's worker threads (`--concurrency`).
+    pub workers: u32,
+    /// From starting Envoy to its listener open, the configuration (and module) accepted.
+    pub ready_after: Duration,
     /// Size of the module in bytes, `None` without a filter.
     pub wasm_size: Option<u64>,
     pub rss_after_warmup_kib: u64,
@@ -83,6 +106,37 @@ impl Measured {
     }
 }
 
+/// The bootstrap without a Wasm filter, with Envoy's `header_mutation` appending `headers` to
+/// every response before the router.
+fn with_header_mutation(headers: &[(String, String)]) -> serde_json::Value {
+    let mut bootstrap = envoy::bootstrap(&[]);
+    let mutations: Vec<serde_json::Value> = headers
+        .iter()
+        .map(|(key, value)| {
+            serde_json::json!({ "append": {
+                "header": { "key": key, "value": value },
+                "append_action": "APPEND_IF_EXISTS_OR_ADD",
+            }})
+        })
+        .collect();
+    let filter = serde_json::json!({
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": { "response_mutations": mutations },
+        },
+    });
+    if let Some(filters) = bootstrap
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        filters.insert(0, filter);
+    }
+    bootstrap
+}
+
 /// Failed requests: how many, and the first problem as an example.
 #[derive(Default)]
 pub struct Failures {
@@ -105,52 +159,42 @@ impl Failures {
     }
 }
 
-/// Starts Envoy for `case`, drives `load` through it and stops it (also on error).
-///
-/// `plugin` is the root_id and configuration the module gets.
+/// Starts Envoy for `case` with `workers` worker threads, drives `load` through it and stops it
+/// (also on error).
 pub fn measure(
     envoy_binary: &Path,
     case: &Case,
-    plugin: (&str, &str),
+    workers: u32,
     load: Load,
     work_dir: &Path,
     ticks_per_second: u64,
 ) -> Result<Measured> {
-    let (root_id, configuration) = plugin;
-    let wasm_size = match &case.wasm {
-        Some(wasm) => Some(
-            std::fs::metadata(wasm)
-                .with_context(|| format!("reading {}", wasm.display()))?
-                .len(),
-        ),
-        None => None,
-    };
-    let wasm = case
-        .wasm
-        .as_deref()
-        .map(std::path::absolute)
-        .transpose()
-        .context("resolving the module's path")?;
-    let plugins: Vec<Plugin<'_>> = wasm
-        .as_deref()
-        .map(|wasm| Plugin {
-            name: "bench",
+    let (wasm_size, bootstrap) = match &case.filter {
+        Filter::None => (None, envoy::bootstrap(&[])),
+        Filter::HeaderMutation(headers) => (None, with_header_mutation(headers)),
+        Filter::Wasm {
+            path,
             root_id,
-            vm_id: "bench",
-            wasm,
             configuration,
-        })
-        .into_iter()
-        .collect();
-
-    let envoy = Envoy::start(envoy_binary, &envoy::bootstrap(&plugins), work_dir)
+        } => {
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len();
+            let wasm = std::path::absolute(path).context("resolving the module's path")?;
+            let plugin = Plugin {
+                name: "bench",
+                root_id,
+                vm_id: "bench",
+                wasm: &wasm,
+                configuration,
+            };
+            (Some(size), envoy::bootstrap(&[plugin]))
+        }
+    };
+    let envoy = Envoy::start_with_workers(envoy_binary, &bootstrap, work_dir, workers)
         .with_context(|| format!("starting envoy for {}", case.label))?;
     let pid = envoy.pid();
-    let client = Client::new(
-        envoy.listener_url(),
-        load.connections,
-        case.expected_headers,
-    );
+    let client = Client::new(envoy.listener_url(), load.connections, case);
 
     let mut failures = client.send(load.warmup)?;
     let rss_after_warmup_kib = rss_kib(pid)?;
@@ -165,6 +209,8 @@ pub fn measure(
     let measured = Measured {
         label: case.label.clone(),
         role: case.role,
+        workers,
+        ready_after: envoy.ready_after(),
         wasm_size,
         rss_after_warmup_kib,
         rss_at_end_kib,
@@ -179,7 +225,7 @@ pub fn measure(
         work_dir: work_dir.to_path_buf(),
     };
     eprintln!(
-        "envoy: {}: {:.1} MiB, {:.1} µs/request, {:.0} requests/s, {} failures",
+        "envoy ({workers} worker(s)): {}: {:.1} MiB, {:.1} µs/request, {:.0} requests/s, {} failures",
         case.label,
         measured.rss_after_warmup_kib as f64 / 1024.0,
         measured.cpu_us_per_request(),
@@ -199,11 +245,11 @@ const GIVE_UP_AFTER_FAILURES: u64 = 20;
 struct Client<'a> {
     url: String,
     agents: Vec<Agent>,
-    expected_headers: &'a [(&'a str, &'a str)],
+    case: &'a Case,
 }
 
 impl<'a> Client<'a> {
-    fn new(url: String, connections: u64, expected_headers: &'a [(&'a str, &'a str)]) -> Self {
+    fn new(url: String, connections: u64, case: &'a Case) -> Self {
         let agents = (0..connections.max(1))
             .map(|_| {
                 // One pooled connection per agent.
@@ -217,11 +263,7 @@ impl<'a> Client<'a> {
                 Agent::new_with_config(config)
             })
             .collect();
-        Client {
-            url,
-            agents,
-            expected_headers,
-        }
+        Client { url, agents, case }
     }
 
     /// Sends `total` GETs spread over the connections at once and checks every response.
@@ -238,9 +280,7 @@ impl<'a> Client<'a> {
                     scope.spawn(move || {
                         let mut failures = Failures::default();
                         for sent in 0..share {
-                            if let Err(problem) =
-                                get_and_check(agent, &self.url, self.expected_headers)
-                            {
+                            if let Err(problem) = get_and_check(agent, &self.url, self.case) {
                                 failures.record(problem);
                             }
                             // A hung or broken Envoy must not keep the bench waiting on
@@ -266,11 +306,7 @@ impl<'a> Client<'a> {
     }
 }
 
-fn get_and_check(
-    agent: &Agent,
-    url: &str,
-    expected_headers: &[(&str, &str)],
-) -> std::result::Result<(), String> {
+fn get_and_check(agent: &Agent, url: &str, case: &Case) -> std::result::Result<(), String> {
     let mut response = agent
         .get(url)
         .call()
@@ -280,11 +316,11 @@ fn get_and_check(
         .body_mut()
         .read_to_vec()
         .map_err(|error| format!("reading the body of GET {url}: {error}"))?;
-    if response.status() != 200 {
+    if case.expect_ok && response.status() != 200 {
         return Err(format!("status {}", response.status().as_u16()));
     }
-    for (name, value) in expected_headers {
-        match response.headers().get(*name) {
+    for (name, value) in &case.expected_headers {
+        match response.headers().get(name.as_str()) {
             Some(found) if found.as_bytes() == value.as_bytes() => {}
             Some(found) => {
                 return Err(format!(
