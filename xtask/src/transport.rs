@@ -4,7 +4,10 @@
 //! HTTPS with the system roots (plus `--ca-cert`) is the default; plain HTTP only for loopback
 //! registries or with `--plain-http`. Credentials come from `--username` + `--password-stdin`,
 //! else from docker's store (see `credentials`). Each registry call is retried with exponential
-//! backoff and jitter on 408, 429, 5xx and connection errors.
+//! backoff and jitter on 408, 429, 5xx and connection errors. On a 429 the wait is the
+//! registry's Retry-After (capped at [`MAX_RETRY_AFTER`]): oci-client drops response headers
+//! from its errors, so a `GET /v2/` through our own client (same TLS roots) reads it; a rate
+//! limiter answers every request of a limited client alike.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,6 +27,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest Retry-After honoured; a longer one is cut to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// How to reach a registry: protocol and credentials.
 #[derive(clap::Args, Clone, Default)]
@@ -74,6 +79,10 @@ pub struct Session {
     pub registry: String,
     /// Where the credentials came from, for messages; `None` when anonymous.
     pub credentials_source: Option<String>,
+    /// Asks the registry for a 429's Retry-After (see [`Session::retry_after`]).
+    probe: reqwest::Client,
+    /// `http[s]://registry/v2/`.
+    version_url: String,
 }
 
 impl Session {
@@ -101,6 +110,18 @@ impl Session {
                 data,
             });
         }
+        let mut probe = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT);
+        for certificate in &extra_root_certificates {
+            probe = probe.tls_certs_merge([reqwest::Certificate::from_pem(&certificate.data)
+                .context("reading --ca-cert: not a PEM certificate")?]);
+        }
+        let probe = probe.build().context("building the HTTP client")?;
+        let version_url = format!(
+            "{}://{registry}/v2/",
+            if plain_http { "http" } else { "https" }
+        );
         let client = Client::new(ClientConfig {
             protocol,
             extra_root_certificates,
@@ -139,6 +160,8 @@ impl Session {
             auth,
             registry: registry.to_string(),
             credentials_source,
+            probe,
+            version_url,
         })
     }
 
@@ -171,9 +194,16 @@ impl Session {
             match call().await {
                 Ok(value) => return Ok(value),
                 Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
-                    let delay = backoff(attempt);
+                    let retry_after = match status_of(&error) {
+                        Some(429) => self.retry_after().await,
+                        _ => None,
+                    };
+                    let (delay, why) = match retry_after {
+                        Some(delay) => (delay, " (Retry-After)"),
+                        None => (backoff(attempt), ""),
+                    };
                     eprintln!(
-                        "{what}: {} (try {attempt} of {ATTEMPTS}); retrying in {:.1}s",
+                        "{what}: {} (try {attempt} of {ATTEMPTS}); retrying in {:.1}s{why}",
                         summary(&error),
                         delay.as_secs_f64()
                     );
@@ -183,6 +213,17 @@ impl Session {
                 Err(error) => return Err(self.explain(error)).context(what.to_string()),
             }
         }
+    }
+
+    /// How long a rate-limited client should wait: the Retry-After of a 429 to `GET /v2/`,
+    /// capped. `None` (back off as usual) when the registry does not say.
+    async fn retry_after(&self) -> Option<Duration> {
+        let response = self.probe.get(&self.version_url).send().await.ok()?;
+        if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return None;
+        }
+        let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+        parse_retry_after(value.to_str().ok()?)
     }
 
     /// Adds what to do about the usual registry failures to an oci-client error.
@@ -306,10 +347,15 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     innermost.to_string()
 }
 
+/// A Retry-After in seconds, capped at [`MAX_RETRY_AFTER`]. The HTTP-date form is not read
+/// (`None`: back off as usual); registries send seconds.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
 /// Exponential backoff with jitter: a random delay between half and all of 200ms, 400ms,
 /// 800ms, … (10s at most), so clients that failed together do not retry together.
-/// FIXME: a 429's Retry-After is not honoured: oci-client drops the response headers from its
-/// errors, so only the status reaches us.
 fn backoff(attempt: u32) -> Duration {
     let ceiling = FIRST_BACKOFF
         .saturating_mul(1 << (attempt - 1).min(16))
@@ -356,4 +402,18 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_retry_after_in_seconds_and_caps_it() {
+        let parsed: Vec<Option<u64>> = ["0", " 7 ", "3600", "Wed, 21 Oct 2015 07:28:00 GMT", "-1"]
+            .iter()
+            .map(|value| parse_retry_after(value).map(|delay| delay.as_secs()))
+            .collect();
+        assert_eq!(parsed, [Some(0), Some(7), Some(60), None, None]);
+    }
 }

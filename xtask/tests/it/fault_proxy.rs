@@ -21,6 +21,9 @@ pub enum Fault {
     CutRequest,
     /// Forward, then flip a byte of the response body.
     CorruptResponse,
+    /// Rate limiting as a registry does it: answer 429 with `Retry-After: <seconds>`, and
+    /// answer the next `GET /v2/` (how xtask reads a 429's Retry-After) the same way.
+    RateLimit(u64),
 }
 
 /// A fault for the next `times` requests with this method whose path contains `path`.
@@ -132,10 +135,27 @@ fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> Result<
                 && path.contains(&rule.path)
                 && content_length >= rule.min_body
         });
-        rule.map(|rule| {
+        let fault = rule.map(|rule| {
             rule.times -= 1;
             rule.fault.clone()
-        })
+        });
+        match fault {
+            Some(Fault::RateLimit(seconds)) => {
+                let answer = Fault::Status(429, vec![("Retry-After", seconds.to_string())]);
+                state.rules.insert(
+                    0,
+                    Rule {
+                        method: "GET",
+                        path: "/v2/".to_string(),
+                        min_body: 0,
+                        times: 1,
+                        fault: answer.clone(),
+                    },
+                );
+                Some(answer)
+            }
+            fault => fault,
+        }
     };
     let log = |status: &str| {
         state

@@ -87,18 +87,47 @@ fn retries_429() -> Result<()> {
         path: "/manifests/".to_string(),
         min_body: 0,
         times: 1,
-        fault: Fault::Status(429, vec![("Retry-After", "1".to_string())]),
+        fault: Fault::RateLimit(1),
     });
-    let stdout = setup.push().ok()?;
-    assert_eq!(pushed(&stdout)?, (2, 0));
-    let manifest_puts: Vec<String> = setup
+    let output = setup.push().output()?;
+    assert!(output.status.success());
+    assert_eq!(pushed(&String::from_utf8(output.stdout)?)?, (2, 0));
+    // The 429, the probe that reads its Retry-After (rate-limited too), oci-client's own
+    // `GET /v2/` (an anonymous client looks for a challenge before each push), and the retry.
+    let after_auth: Vec<String> = setup
         .proxy
         .log()
         .into_iter()
-        .filter(|line| line.starts_with("PUT ") && line.contains("/manifests/"))
-        .map(|line| line.rsplit(' ').next().unwrap_or_default().to_string())
+        .skip_while(|line| !(line.starts_with("PUT ") && line.contains("/manifests/")))
+        .map(|line| {
+            let mut words = line.split(' ');
+            let method = words.next().unwrap_or_default();
+            let path = words.next().unwrap_or_default();
+            let status = words.next().unwrap_or_default();
+            let path = if path.contains("/manifests/") {
+                "manifests"
+            } else {
+                path
+            };
+            format!("{method} {path} {status}")
+        })
         .collect();
-    assert_eq!(manifest_puts, ["429", "201"]);
+    assert_eq!(
+        after_auth,
+        [
+            "PUT manifests 429",
+            "GET /v2/ 429",
+            "GET /v2/ 200",
+            "PUT manifests 201"
+        ]
+    );
+    // The wait was the registry's, not the backoff's.
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(
+        stderr.contains("pushing the manifest")
+            && stderr.contains("status 429 (try 1 of 5); retrying in 1.0s (Retry-After)"),
+        "{stderr}"
+    );
     Ok(())
 }
 
