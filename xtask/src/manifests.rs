@@ -17,7 +17,9 @@
 //! EnvoyExtensionPolicy are written as `*.yaml.template` (which `kubectl apply -f <dir>` skips):
 //! an unpullable image under `failStrategy: FAIL_CLOSE` would install a deny-all filter. A
 //! one-layer image gets neither: Istio's image fetcher (which Envoy Gateway reuses) needs the
-//! two-layer variant.
+//! two-layer variant or the compat image. Both pin the manifest digest, which is what Istio
+//! compares their `sha256` with for an `oci://` image; the hostpath EnvoyFilter names the
+//! module by its own sha256 (for a compat image, that of the `plugin.wasm` inside the layer).
 //!
 //! The digests come from the registry when `--registry` is given (the image is pulled back),
 //! else from the filter's image layout, target/oci/<FILTER>/ (`cargo xtask package`).
@@ -223,7 +225,11 @@ pub struct ImageSource {
     pub image: String,
     /// True when a registry served `manifest_digest` for `image`.
     pub in_registry: bool,
+    /// What Istio's WasmPlugin `sha256` and Envoy Gateway's image `sha256` pin: Istio's image
+    /// fetcher compares them with the manifest digest (`img.Digest()`), whatever the layout.
     pub manifest_digest: String,
+    /// The module's own sha256 (in a compat image, of the `plugin.wasm` inside the layer),
+    /// which names the file in ASM's node cache.
     pub wasm_digest: String,
     /// The seed's one-layer manifest, which Istio's image fetcher rejects.
     pub single_layer: bool,
@@ -236,7 +242,7 @@ impl ImageSource {
             image: oci::layout_reference(dir, tag),
             in_registry: false,
             manifest_digest: layout.manifest_digest.clone(),
-            wasm_digest: layout.manifest.wasm_layer()?.digest.clone(),
+            wasm_digest: layout.module_digest()?,
             single_layer: layout.manifest.layers.len() == 1 && layout.manifest.layers[0].is_wasm(),
         })
     }
@@ -640,7 +646,7 @@ impl Deployment {
                 text,
                 "- Istio WasmPlugin, Envoy Gateway: not written. The image has the seed's one-layer \
                  manifest and Istio's image fetcher (which Envoy Gateway reuses) needs the two-layer \
-                 variant: publish without `--single-layer`."
+                 or the compat variant: publish with `--format oci` or `--format compat`."
             );
         } else if self.source.in_registry {
             let _ = writeln!(
@@ -690,7 +696,7 @@ impl Deployment {
         let (wasmplugin, envoyextensionpolicy) = if self.source.single_layer {
             eprintln!(
                 "no WasmPlugin or EnvoyExtensionPolicy: {} is a one-layer image, which Istio's \
-                 image fetcher (also Envoy Gateway's) rejects; publish without --single-layer",
+                 image fetcher (also Envoy Gateway's) rejects; publish with --format oci or --format compat",
                 self.source.image
             );
             (None, None)

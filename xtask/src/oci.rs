@@ -39,6 +39,8 @@ pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// The title of the runtime config when it is also a layer (two-layer variant).
 pub const RUNTIME_CONFIG_TITLE: &str = "runtime-config.json";
+/// The largest `plugin.wasm` read out of a compat layer.
+const MAX_MODULE_SIZE: u64 = 256 * 1024 * 1024;
 /// The default tag, the seed's.
 pub const DEFAULT_TAG: &str = "v0.1";
 /// The default root_id, the seed's.
@@ -163,17 +165,6 @@ pub enum Format {
     Seed,
     /// Istio's compat image: an OCI image config and one tar+gzip layer holding plugin.wasm.
     Compat,
-}
-
-impl Format {
-    /// `--single-layer` as a format.
-    pub fn from_single_layer(single_layer: bool) -> Format {
-        if single_layer {
-            Format::Seed
-        } else {
-            Format::Oci
-        }
-    }
 }
 
 #[derive(clap::Args)]
@@ -527,6 +518,18 @@ impl Layout {
     pub fn blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
         read_blob(&self.dir, descriptor)
     }
+
+    /// The sha256 of the module itself (what ASM's node cache names it by): the wasm layer's
+    /// digest, or, in a compat image, the digest of the `plugin.wasm` inside its tar+gzip layer.
+    pub fn module_digest(&self) -> Result<String> {
+        let layer = self.manifest.wasm_layer()?;
+        if layer.is_wasm() {
+            return Ok(layer.digest.clone());
+        }
+        let module = crate::image::find_plugin(&self.blob(layer)?, MAX_MODULE_SIZE)?
+            .with_context(|| format!("layer {} holds no plugin.wasm", layer.digest))?;
+        Ok(util::sha256_digest(&module))
+    }
 }
 
 fn read_blob(dir: &Path, descriptor: &Descriptor) -> Result<Vec<u8>> {
@@ -649,7 +652,7 @@ pub fn push_layout(layout: &Layout, reference: &str, registry: &RegistryArgs) ->
     let reference = reference.as_str();
     let parsed = parse_reference(reference)?;
     let session = Session::new(&parsed, registry)?;
-    let wasm_digest = layout.manifest.wasm_layer()?.digest.clone();
+    let wasm_digest = layout.module_digest()?;
     let mut blobs: Vec<&Descriptor> = vec![&layout.manifest.config];
     for layer in &layout.manifest.layers {
         if !blobs.iter().any(|blob| blob.digest == layer.digest) {

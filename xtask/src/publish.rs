@@ -23,8 +23,12 @@ pub struct Args {
     /// Tag of the layout and, when --registry has none, of the pushed image.
     #[arg(long)]
     pub tag: Option<String>,
-    /// The seed's one-layer manifest instead of the two-layer one Istio accepts.
-    #[arg(long)]
+    /// The layout, as `package --format`: `oci` (two layers), `seed` (one wasm layer, which
+    /// Istio's image fetcher rejects) or `compat` (Istio's compat image).
+    #[arg(long, value_enum, default_value_t = oci::Format::Oci)]
+    pub format: oci::Format,
+    /// Same as `--format seed`.
+    #[arg(long, conflicts_with = "format")]
     pub single_layer: bool,
     #[command(flatten)]
     pub deploy: DeployArgs,
@@ -96,7 +100,11 @@ pub fn run(args: Args) -> Result<()> {
         &built.wasm,
         &root_ids,
         &tag,
-        oci::Format::from_single_layer(args.single_layer),
+        if args.single_layer {
+            oci::Format::Seed
+        } else {
+            args.format
+        },
     )?;
     let layout = oci::Layout::read(&packaged.layout, None)?;
 

@@ -21,6 +21,7 @@ const PARAMETERS: &str = r#"{"name":"hello","value":"hello details"}"#;
 #[derive(Debug, Deserialize)]
 struct Published {
     wasm: PathBuf,
+    wasm_digest: String,
     manifest_digest: String,
     manifests: Manifests,
 }
@@ -34,6 +35,16 @@ struct Manifests {
 /// Publishes add-header as `name` (pushing to `registry` when given); returns publish's result
 /// and a copy of the shipped module in `dir`.
 fn publish(name: &str, registry: Option<&str>, dir: &Path) -> Result<(Published, PathBuf)> {
+    publish_with(name, registry, &[], dir)
+}
+
+/// [`publish`] with extra arguments.
+fn publish_with(
+    name: &str,
+    registry: Option<&str>,
+    extra: &[&str],
+    dir: &Path,
+) -> Result<(Published, PathBuf)> {
     let _filters = lock_filters();
     let mut args = vec![
         "publish",
@@ -51,6 +62,7 @@ fn publish(name: &str, registry: Option<&str>, dir: &Path) -> Result<(Published,
     if let Some(registry) = registry {
         args.extend(["--registry", registry]);
     }
+    args.extend(extra);
     let stdout = xtask(&args)?;
     let published: Published =
         serde_json::from_str(&stdout).with_context(|| format!("parsing {stdout}"))?;
@@ -204,6 +216,56 @@ fn the_wasm_plugin_as_istiod_renders_it_runs_in_envoy() -> Result<()> {
             server: envoy
         "#]],
     )
+}
+
+/// A compat image (one tar+gzip layer holding plugin.wasm): the WasmPlugin pins the manifest
+/// digest, which Istio's image fetcher compares `sha256` with for every `oci://` layout, and the
+/// hostpath EnvoyFilter and `wasm_digest` name the module by its own sha256, not the layer's.
+#[test]
+fn publish_compat_pins_the_manifest_and_names_the_module_by_its_digest() -> Result<()> {
+    let registry = Registry::start()?;
+    let dir = temp_dir()?;
+    let reference = format!("{}/deploy/compat:v0.1", registry.address);
+    let (published, wasm) = publish_with(
+        "deploy-test-compat",
+        Some(&reference),
+        &["--format", "compat"],
+        dir.path(),
+    )?;
+    let module_digest = crate::util::sha256_digest(&std::fs::read(&wasm)?);
+    assert_eq!(published.wasm_digest, module_digest);
+    let wasm_plugin = read_yaml(
+        published
+            .manifests
+            .wasmplugin
+            .as_deref()
+            .context("a WasmPlugin for a compat image")?,
+    )?;
+    let (registry_digest, manifest) = registry.manifest("deploy/compat", "v0.1")?;
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            wasm_plugin["spec"]["sha256"].as_str().unwrap_or_default()
+        ),
+        registry_digest
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let module_file = format!("{}.wasm", module_digest.trim_start_matches("sha256:"));
+    let envoy_filter = std::fs::read_to_string(&published.manifests.envoyfilter)?;
+    assert!(envoy_filter.contains(&module_file), "{envoy_filter}");
+    // Without a registry the digests come from the local layout.
+    let (local, _) = publish_with(
+        "deploy-test-compat-local",
+        None,
+        &["--format", "compat"],
+        dir.path(),
+    )?;
+    let envoy_filter = std::fs::read_to_string(&local.manifests.envoyfilter)?;
+    assert!(envoy_filter.contains(&module_file), "{envoy_filter}");
+    Ok(())
 }
 
 /// What `cargo xtask manifests --json` prints, the part used here.

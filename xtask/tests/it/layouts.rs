@@ -60,7 +60,10 @@ fn every_format_round_trips_through_a_registry() -> Result<()> {
         let packaged = package(&name, format, &wasm)?;
         let layout = packaged["layout"].as_str().context("layout")?;
         let image = format!("{}/asm/{name}:v1", registry.address);
-        Run::new(&["push", layout, &image]).ok()?;
+        let pushed: Value =
+            serde_json::from_str(&Run::new(&["push", layout, &image, "--json"]).ok()?)?;
+        assert_eq!(pushed["wasm_digest"], module_digest.as_str(), "{format}");
+        assert_eq!(packaged["wasm_digest"], module_digest.as_str(), "{format}");
         let out = dir.path().join(format!("pulled-{format}"));
         let pulled = pull(&image, &out, &[])?;
         assert_eq!(pulled["wasm_digest"], module_digest.as_str(), "{format}");
