@@ -4,7 +4,9 @@
 //! It reads the three layouts `package` writes (`oci`, `seed`, `compat`), other clients' Wasm
 //! artifacts, Docker images whose layer holds `plugin.wasm`, and image indexes (choosing the
 //! Wasm manifest). Sizes are bounded, file names come only from plain titles, and nothing is
-//! written until everything is fetched and checked.
+//! written until everything is fetched and checked; then the files are written all or nothing
+//! (staged beside the destination, then renamed into place), so a failed write leaves the
+//! directory as it was.
 
 use std::path::{Path, PathBuf};
 
@@ -192,14 +194,9 @@ pub fn pull_to_dir(
         module_idx
     };
 
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let mut written = Vec::new();
-    for (name, bytes) in &files {
-        let path = dir.join(name);
-        util::write_atomic(&path, bytes)?;
+    let written = write_all_or_nothing(dir, &files)?;
+    for (path, (_, bytes)) in written.iter().zip(&files) {
         eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
-        written.push(path);
     }
     Ok(Pulled {
         manifest_digest,
@@ -208,6 +205,95 @@ pub fn pull_to_dir(
         files: written,
         single_wasm_layer,
     })
+}
+
+/// Writes `files` into `dir` so that a failure leaves `dir` as it was. Every file is first
+/// written (and synced) into a staging directory on the same file system; when `dir` does not
+/// exist the staging directory then becomes it in one rename, else each file is renamed into
+/// place, and a failed rename puts back what was already moved and what it replaced.
+fn write_all_or_nothing(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<PathBuf>> {
+    let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let parent = dir
+        .parent()
+        .with_context(|| format!("{} has no parent directory", dir.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let exists = dir.exists();
+    ensure!(
+        !exists || dir.is_dir(),
+        "{} exists and is not a directory",
+        dir.display()
+    );
+    let staging_name = format!(".pull-{}", std::process::id());
+    let staging = if exists {
+        dir.join(&staging_name)
+    } else {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        parent.join(format!(".{name}{staging_name}"))
+    };
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    let result = stage(&staging, files).and_then(|()| {
+        if exists {
+            move_into_place(&staging, &dir, files)
+        } else {
+            std::fs::rename(&staging, &dir)
+                .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))
+        }
+    });
+    // Gone after a fresh directory's rename; else holds what the pull replaced, or, after a
+    // failure, what it wrote.
+    let _ = std::fs::remove_dir_all(&staging);
+    result?;
+    Ok(files.iter().map(|(name, _)| dir.join(name)).collect())
+}
+
+fn stage(staging: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    for (name, bytes) in files {
+        let path = staging.join(name);
+        let mut file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut file, bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Renames the staged files into `dir`; an existing file of the same name is moved into
+/// `staging/.replaced/` first, so a failure can undo every step.
+fn move_into_place(staging: &Path, dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    let replaced_dir = staging.join(".replaced");
+    std::fs::create_dir(&replaced_dir)
+        .with_context(|| format!("creating {}", replaced_dir.display()))?;
+    // (name, whether a file of that name was replaced), in the order moved.
+    let mut moved: Vec<(&str, bool)> = Vec::new();
+    let mut result = Ok(());
+    for (name, _) in files {
+        let target = dir.join(name);
+        let replaced = target.is_file();
+        if replaced && let Err(error) = std::fs::rename(&target, replaced_dir.join(name)) {
+            result = Err(error).with_context(|| format!("moving {} aside", target.display()));
+            break;
+        }
+        if let Err(error) = std::fs::rename(staging.join(name), &target) {
+            if replaced {
+                let _ = std::fs::rename(replaced_dir.join(name), &target);
+            }
+            result = Err(error).with_context(|| format!("renaming into {}", target.display()));
+            break;
+        }
+        moved.push((name, replaced));
+    }
+    if result.is_err() {
+        for (name, replaced) in moved.into_iter().rev() {
+            let target = dir.join(name);
+            let _ = std::fs::remove_file(&target);
+            if replaced {
+                let _ = std::fs::rename(replaced_dir.join(name), &target);
+            }
+        }
+    }
+    result
 }
 
 /// The image manifest a reference names, with its digest: directly, or the Wasm one of the

@@ -430,3 +430,60 @@ fn large_blobs_show_progress_on_a_terminal() -> Result<()> {
     assert_eq!(pulled["wasm_digest"], digest.as_str());
     Ok(())
 }
+
+/// A write that fails partway (here the module's name is taken by a directory, after the
+/// runtime config was written) leaves the directory as it was: the file the pull had replaced
+/// is back and nothing of the pull remains; into a fresh directory, a pull writes all or nothing.
+#[test]
+fn a_pull_that_fails_writing_leaves_the_directory_as_it_was() -> Result<()> {
+    let registry = Registry::start()?;
+    let dir = temp_dir()?;
+    let wasm = built_filter("add-header", dir.path())?;
+    let packaged = package("layout-atomic", "oci", &wasm)?;
+    let layout = packaged["layout"].as_str().context("layout")?;
+    let image = format!("{}/asm/layout-atomic:v1", registry.address);
+    Run::new(&["push", layout, &image]).ok()?;
+
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("layout-atomic.wasm").join("taken"))?;
+    std::fs::write(out.join("runtime-config.json"), "old")?;
+    let out_arg = out.display().to_string();
+    let stderr = Run::new(&["pull", &image, &out_arg]).fails()?;
+    assert!(stderr.contains("renaming into"), "{stderr}");
+    assert_eq!(
+        file_names(&out)?,
+        ["layout-atomic.wasm", "runtime-config.json"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("runtime-config.json"))?,
+        "old"
+    );
+    assert!(out.join("layout-atomic.wasm").join("taken").is_dir());
+
+    // Once the name is free the same pull completes and replaces the old file.
+    std::fs::remove_dir_all(out.join("layout-atomic.wasm"))?;
+    pull(&image, &out, &[])?;
+    assert_eq!(
+        file_names(&out)?,
+        ["layout-atomic.wasm", "runtime-config.json"]
+    );
+    assert_ne!(
+        std::fs::read_to_string(out.join("runtime-config.json"))?,
+        "old"
+    );
+
+    let fresh = dir.path().join("fresh");
+    pull(&image, &fresh, &[])?;
+    assert_eq!(
+        file_names(&fresh)?,
+        ["layout-atomic.wasm", "runtime-config.json"]
+    );
+    assert_eq!(
+        file_names(dir.path())?
+            .iter()
+            .filter(|name| name.contains(".pull-"))
+            .count(),
+        0
+    );
+    Ok(())
+}
