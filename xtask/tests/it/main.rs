@@ -34,5 +34,6 @@ mod registry;
 mod reproducible;
 mod seed;
 mod support;
+mod token_auth;
 mod toolchain;
 mod workspace;

@@ -54,18 +54,31 @@ impl Registry {
         Registry::start_in(
             dir,
             Some(secure),
+            "",
+            std::iter::repeat_with(free_port).take(ATTEMPTS),
+        )
+    }
+
+    /// Starts a plain-HTTP registry with this `auth:` section of its configuration (e.g.
+    /// Distribution's token auth); ready once `GET /v2/` answers 200 or 401.
+    pub fn start_with_auth(auth: &str) -> Result<Registry> {
+        Registry::start_in(
+            temp_dir()?,
+            None,
+            auth,
             std::iter::repeat_with(free_port).take(ATTEMPTS),
         )
     }
 
     /// Tries the ports in turn while the registry finds its port taken.
     fn start_on(ports: impl IntoIterator<Item = Result<u16>>) -> Result<Registry> {
-        Registry::start_in(temp_dir()?, None, ports)
+        Registry::start_in(temp_dir()?, None, "", ports)
     }
 
     fn start_in(
         dir: TempDir,
         secure: Option<Secure>,
+        auth: &str,
         ports: impl IntoIterator<Item = Result<u16>>,
     ) -> Result<Registry> {
         let binary = tool("docker-registry")?;
@@ -75,7 +88,14 @@ impl Registry {
             attempt += 1;
             let address = format!("127.0.0.1:{}", port?);
             let log_path = dir.path().join(format!("registry-{attempt}.log"));
-            let process = spawn(&binary, dir.path(), &address, &log_path, secure.is_some())?;
+            let process = spawn(
+                &binary,
+                dir.path(),
+                &address,
+                &log_path,
+                secure.is_some(),
+                auth,
+            )?;
             match wait_until_ready(process, &address, &log_path, secure.is_some()) {
                 Ok(process) => {
                     return Ok(Registry {
@@ -179,6 +199,7 @@ fn spawn(
     address: &str,
     log_path: &Path,
     secure: bool,
+    auth: &str,
 ) -> Result<ChildGuard> {
     let storage = dir.join("storage");
     let config_path = dir.join("config.yml");
@@ -198,6 +219,7 @@ fn spawn(
             dir.join("htpasswd").display(),
         ));
     }
+    config.push_str(auth);
     std::fs::write(&config_path, config)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -243,7 +265,7 @@ fn wait_until_ready(
         }
         Ok(get(&url)
             .ok()
-            .filter(|response| response.status == 200)
+            .filter(|response| response.status == 200 || response.status == 401)
             .map(|_| ()))
     })?;
     Ok(process)
