@@ -223,7 +223,7 @@ impl Session {
             return None;
         }
         let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
-        parse_retry_after(value.to_str().ok()?)
+        parse_retry_after(value.to_str().ok()?, std::time::SystemTime::now())
     }
 
     /// Adds what to do about the usual registry failures to an oci-client error.
@@ -347,11 +347,55 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     innermost.to_string()
 }
 
-/// A Retry-After in seconds, capped at [`MAX_RETRY_AFTER`]. The HTTP-date form is not read
-/// (`None`: back off as usual); registries send seconds.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+/// A Retry-After, delay-seconds or an HTTP-date (IMF-fixdate, as RFC 9110 says senders write
+/// it) relative to `now`, capped at [`MAX_RETRY_AFTER`]; a date in the past means no wait.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(parse_imf_fixdate(value)?);
+            at.duration_since(now).unwrap_or_default()
+        }
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+/// Seconds since the epoch of `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn parse_imf_fixdate(value: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_weekday, rest) = value.split_once(", ")?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = fields[..] else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = MONTHS.iter().position(|name| *name == month)? as u64 + 1;
+    let year: u64 = year.parse().ok()?;
+    let clock: Vec<u64> = time
+        .split(':')
+        .map(|part| part.parse().ok())
+        .collect::<Option<_>>()?;
+    let [hours, minutes, seconds] = clock[..] else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || year < 1970 || hours > 23 || minutes > 59 || seconds > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm, years from March).
+    let (year, month) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let day_of_year = (153 * month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    Some(days * 86_400 + hours * 3_600 + minutes * 60 + seconds)
 }
 
 /// Exponential backoff with jitter: a random delay between half and all of 200ms, 400ms,
@@ -409,11 +453,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_retry_after_in_seconds_and_caps_it() {
-        let parsed: Vec<Option<u64>> = ["0", " 7 ", "3600", "Wed, 21 Oct 2015 07:28:00 GMT", "-1"]
-            .iter()
-            .map(|value| parse_retry_after(value).map(|delay| delay.as_secs()))
-            .collect();
-        assert_eq!(parsed, [Some(0), Some(7), Some(60), None, None]);
+    fn reads_retry_after_as_seconds_or_a_date_and_caps_it() {
+        // 2015-10-21T07:28:00Z.
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let parsed: Vec<String> = [
+            "0",
+            " 7 ",
+            "3600",
+            "Wed, 21 Oct 2015 07:28:30 GMT",
+            "Wed, 21 Oct 2015 07:27:00 GMT",
+            "Thu, 22 Oct 2015 07:28:00 GMT",
+            "Wed, 21 Oct 2015 07:28:30 UTC",
+            "-1",
+            "soon",
+        ]
+        .iter()
+        .map(|value| match parse_retry_after(value, now) {
+            Some(delay) => format!("{value:?}: {}s", delay.as_secs()),
+            None => format!("{value:?}: back off"),
+        })
+        .collect();
+        expect_test::expect![[r#"
+            "0": 0s
+            " 7 ": 7s
+            "3600": 60s
+            "Wed, 21 Oct 2015 07:28:30 GMT": 30s
+            "Wed, 21 Oct 2015 07:27:00 GMT": 0s
+            "Thu, 22 Oct 2015 07:28:00 GMT": 60s
+            "Wed, 21 Oct 2015 07:28:30 UTC": back off
+            "-1": back off
+            "soon": back off
+        "#]].assert_eq(&(parsed.join("\n") + "\n"));
+    }
+
+    #[test]
+    fn reads_imf_fixdates() {
+        assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_imf_fixdate("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        assert_eq!(parse_imf_fixdate("Sun, 06 Foo 1994 08:49:37 GMT"), None);
     }
 }
