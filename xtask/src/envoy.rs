@@ -84,7 +84,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     eprintln!("{}", deployment.describe());
     let mut bootstrap = bootstrap_from_deployment(&deployment, &wasm)?;
-    if crate::manifests::filter_needs(filter)?.allow_on_headers_stop_iteration {
+    if needs_stop_iteration(filter)? {
         eprintln!("allow_on_headers_stop_iteration: true (filters/{filter}/deploy.json)");
         allow_on_headers_stop_iteration(&mut bootstrap);
     }
@@ -257,6 +257,23 @@ pub fn bootstrap_from_deployment(deployment: &AsmFilterDeployment, wasm: &Path) 
         wasm: &wasm,
         configuration: &filter.parameters,
     }]))
+}
+
+/// Whether filters/<filter>/deploy.json asks for `allow_on_headers_stop_iteration` (the file
+/// `manifests::FilterNeeds` describes and checks in full).
+fn needs_stop_iteration(filter: &str) -> Result<bool> {
+    let path = util::project_root()
+        .join("filters")
+        .join(filter)
+        .join("deploy.json");
+    let needs: Value = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(needs["allow_on_headers_stop_iteration"] == true)
 }
 
 /// Sets `allow_on_headers_stop_iteration: true` on every Wasm filter of a [`bootstrap`], for a

@@ -781,7 +781,9 @@ impl Deployment {
             "yaml.template"
         };
         let mut files: Vec<(PathBuf, String)> = Vec::new();
-        let asmfilterdeployment = dir.join("asm").join(format!("asmfilterdeployment.{suffix}"));
+        let asmfilterdeployment = dir
+            .join("asm")
+            .join(format!("asmfilterdeployment.{suffix}"));
         let asm_header = if self.source.in_registry {
             String::new()
         } else {
@@ -1505,7 +1507,8 @@ mod tests {
             .collect();
         expect![[r#"
                         fail_open: false
-                        allow_on_headers_stop_iteration: true"#]].assert_eq(&plugin_config.join("\n"));
+                        allow_on_headers_stop_iteration: true"#]]
+        .assert_eq(&plugin_config.join("\n"));
         expect![[r#"
             # Deploying details-v1-wasmfiltersample (127.0.0.1:5000/asm/asm-test:v0.1)
 
