@@ -757,6 +757,29 @@ impl Deployment {
         text
     }
 
+    /// The header comments of a `kind` file: a template's, then what its API cannot carry.
+    fn headers(&self, kind: &str) -> String {
+        let template = if self.source.in_registry {
+            String::new()
+        } else {
+            self.template_header(kind)
+        };
+        template + &self.unexpressible_header(kind)
+    }
+
+    /// A header comment for a resource whose API cannot carry what the filter needs.
+    fn unexpressible_header(&self, kind: &str) -> String {
+        if self.allow_on_headers_stop_iteration {
+            format!(
+                "# WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the {kind} API \
+                 cannot\n# set: requests with a body would get no answer. Use \
+                 istio-hostpath/envoyfilter.yaml.\n"
+            )
+        } else {
+            String::new()
+        }
+    }
+
     /// Where the targets stand on allow_on_headers_stop_iteration, when the filter needs it.
     fn stop_iteration_note(&self) -> Option<String> {
         self.allow_on_headers_stop_iteration.then(|| {
@@ -784,11 +807,7 @@ impl Deployment {
         let asmfilterdeployment = dir
             .join("asm")
             .join(format!("asmfilterdeployment.{suffix}"));
-        let asm_header = if self.source.in_registry {
-            String::new()
-        } else {
-            self.template_header("ASMFilterDeployment")
-        };
+        let asm_header = self.headers("ASMFilterDeployment");
         files.push((
             asmfilterdeployment.clone(),
             asm_header + &self.asm_filter_deployment()?,
@@ -814,13 +833,7 @@ impl Deployment {
             );
             (None, None)
         } else {
-            let header = |kind: &str| {
-                if self.source.in_registry {
-                    String::new()
-                } else {
-                    self.template_header(kind)
-                }
-            };
+            let header = |kind: &str| self.headers(kind);
             let wasmplugin = dir.join("istio").join(format!("wasmplugin.{suffix}"));
             files.push((
                 wasmplugin.clone(),
@@ -1477,6 +1490,16 @@ mod tests {
             istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
             workload-patch.yaml: spec:"#]]
         .assert_eq(&written(&deployment));
+        deployment.source.in_registry = true;
+        deployment.source.single_layer = false;
+        deployment.allow_on_headers_stop_iteration = true;
+        expect![[r#"
+            README.md: # Deploying unit-test-writes-targets (target/oci/add-header:v0.1)
+            asm/asmfilterdeployment.yaml: # WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the ASMFilterDeployment API cannot
+            envoy-gateway/envoyextensionpolicy.yaml: # WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the EnvoyExtensionPolicy API cannot
+            istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
+            istio/wasmplugin.yaml: # WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the WasmPlugin API cannot
+            workload-patch.yaml: spec:"#]].assert_eq(&written(&deployment));
     }
 
     #[test]
