@@ -5,6 +5,8 @@
 //! istio-agent does before handing Envoy a local file); the EnvoyExtensionPolicy rendered into
 //! the filter Envoy Gateway sends (the module served over HTTP, as its Wasm cache does); and
 //! json-guard, which needs `allow_on_headers_stop_iteration`, through its generated EnvoyFilter.
+//! A module the cache serves wrong shows what `failOpen` means: true skips the filter, false
+//! answers 503.
 
 use std::path::{Path, PathBuf};
 
@@ -456,7 +458,51 @@ fn the_envoy_extension_policy_as_envoy_gateway_renders_it_runs_in_envoy() -> Res
             hello: hello details
             server: envoy
         "#]],
-    )
+    )?;
+    // The cache serving something else than the module the filter is pinned to: what each
+    // rendered failOpen makes of it.
+    let wrong = serve(b"not the module".to_vec())?;
+    let mut outcomes = Vec::new();
+    for fail_open in [true, false] {
+        let mut policy = policy.clone();
+        policy["spec"]["wasm"][0]["failOpen"] = json!(fail_open);
+        let url = format!("http://{wrong}/{wasm_sha256}.wasm");
+        let (filter, per_route) = envoy_gateway_filter(&policy, 0, &url, wasm_sha256);
+        let mut broken = config.clone();
+        let resources = &mut broken["static_resources"];
+        let hcm = &mut resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        hcm["http_filters"][0] = filter;
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["typed_per_filter_config"] = per_route;
+        resources["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ["address"]["socket_address"]["port_value"] = json!(wrong.port());
+        let work_dir = dir.path().join(format!("envoy-fail-open-{fail_open}"));
+        let outcome = match Envoy::start(&tool("envoy")?, &broken, &work_dir) {
+            // The listener warms until the fetch gives up (Envoy retries it first).
+            Ok(envoy) => stable_head(&crate::util::poll_until(
+                std::time::Instant::now() + std::time::Duration::from_secs(30),
+                "the listener after the failed fetch",
+                || Ok(get(&envoy.listener_url()).ok()),
+            )?),
+            Err(error) => match error.downcast_ref::<crate::envoy::Exited>() {
+                Some(exited) => format!("envoy exited: {}\n", exited.status),
+                None => return Err(error),
+            },
+        };
+        outcomes.push(format!("failOpen {fail_open}:\n{outcome}"));
+    }
+    expect![[r#"
+        failOpen true:
+        HTTP/1.1 200 OK
+        content-length: 18
+        content-type: text/plain
+        server: envoy
+        failOpen false:
+        HTTP/1.1 503 Service Unavailable
+        server: envoy
+        content-length: 0
+    "#]]
+    .assert_eq(&outcomes.concat());
+    Ok(())
 }
 
 /// One POST over plain HTTP; the status and body.
