@@ -1527,6 +1527,7 @@ mod tests {
         let plugin_config: Vec<&str> = envoy_filter
             .lines()
             .filter(|line| line.contains("fail_open") || line.contains("allow_on_headers"))
+            .map(str::trim)
             .collect();
         expect![[r#"
                         fail_open: false
