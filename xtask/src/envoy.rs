@@ -36,7 +36,8 @@ pub struct RunArgs {
     /// The filter to run (a crate under filters/).
     filter: String,
     /// The ASMFilterDeployment whose rootID and parameters configure the filter
-    /// [default: target/deploy/<FILTER>/asm/asmfilterdeployment.yaml].
+    /// [default: target/deploy/<FILTER>/asm/asmfilterdeployment.yaml, else the `.yaml.template`
+    /// written when no registry holds the image].
     #[arg(long)]
     deployment: Option<PathBuf>,
     /// The module Envoy loads as a local file [default: target/filters/<FILTER>.wasm].
@@ -61,11 +62,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
     }
     let deployment_path = args.deployment.unwrap_or_else(|| {
-        util::target_dir()
-            .join("deploy")
-            .join(filter)
-            .join("asm")
-            .join("asmfilterdeployment.yaml")
+        let asm = util::target_dir().join("deploy").join(filter).join("asm");
+        let real = asm.join("asmfilterdeployment.yaml");
+        if real.is_file() {
+            real
+        } else {
+            asm.join("asmfilterdeployment.yaml.template")
+        }
     });
     if !deployment_path.is_file() {
         bail!(
@@ -80,7 +83,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         .unwrap_or_else(|| util::target_dir().join("run").join(filter));
 
     eprintln!("{}", deployment.describe());
-    let bootstrap = bootstrap_from_deployment(&deployment, &wasm)?;
+    let mut bootstrap = bootstrap_from_deployment(&deployment, &wasm)?;
+    if needs_stop_iteration(filter)? {
+        eprintln!("allow_on_headers_stop_iteration: true (filters/{filter}/deploy.json)");
+        allow_on_headers_stop_iteration(&mut bootstrap);
+    }
     let mut envoy = Envoy::start(&envoy_binary, &bootstrap, &work_dir)?;
     let url = envoy.listener_url();
     if args.once {
@@ -250,6 +257,35 @@ pub fn bootstrap_from_deployment(deployment: &AsmFilterDeployment, wasm: &Path) 
         wasm: &wasm,
         configuration: &filter.parameters,
     }]))
+}
+
+/// Whether filters/<filter>/deploy.json asks for `allow_on_headers_stop_iteration` (the file
+/// `manifests::FilterNeeds` describes and checks in full).
+fn needs_stop_iteration(filter: &str) -> Result<bool> {
+    let path = util::project_root()
+        .join("filters")
+        .join(filter)
+        .join("deploy.json");
+    let needs: Value = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(needs["allow_on_headers_stop_iteration"] == true)
+}
+
+/// Sets `allow_on_headers_stop_iteration: true` on every Wasm filter of a [`bootstrap`], for a
+/// filter that pauses in its headers callback and still needs the body.
+pub fn allow_on_headers_stop_iteration(bootstrap: &mut Value) {
+    let filters = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+        [0]["typed_config"]["http_filters"];
+    for filter in filters.as_array_mut().into_iter().flatten() {
+        if filter["name"] == "envoy.filters.http.wasm" {
+            filter["typed_config"]["config"]["allow_on_headers_stop_iteration"] = json!(true);
+        }
+    }
 }
 
 /// An Envoy bootstrap: admin and one listener on 127.0.0.1 port 0, the HTTP connection manager

@@ -64,16 +64,18 @@ pub struct DeployArgs {
     /// What the proxy does when the module cannot be fetched, loaded or configured, or traps:
     /// FAIL_OPEN skips the filter; FAIL_CLOSE denies every request the filter would see (right
     /// for an auth filter, a full outage for a typo).
-    #[arg(long, value_enum, default_value_t = FailStrategy::FailOpen)]
-    pub fail_strategy: FailStrategy,
+    /// [default: the filter's `fail_strategy` in filters/<FILTER>/deploy.json, else FAIL_OPEN].
+    #[arg(long, value_enum)]
+    pub fail_strategy: Option<FailStrategy>,
     /// The Gateway the EnvoyExtensionPolicy attaches to (targetRefs, kind Gateway).
     #[arg(long, default_value = "eg")]
     pub gateway: String,
 }
 
 /// WasmPlugin spec.failStrategy (EnvoyFilter `fail_open`, EnvoyExtensionPolicy `failOpen`).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[clap(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailStrategy {
     FailOpen,
     FailClose,
@@ -89,6 +91,55 @@ impl FailStrategy {
 
     fn is_open(self) -> bool {
         self == FailStrategy::FailOpen
+    }
+
+    /// What the proxy does with traffic when the filter is broken.
+    fn meaning(self) -> &'static str {
+        match self {
+            FailStrategy::FailOpen => {
+                "a filter that cannot be fetched, loaded or configured, or that traps, is skipped: \
+                 traffic bypasses it"
+            }
+            FailStrategy::FailClose => {
+                "a filter that cannot be fetched, loaded or configured, or that traps, denies the \
+                 requests it would see: they fail instead of reaching the workload"
+            }
+        }
+    }
+}
+
+/// What a filter declares about how it must be deployed, in filters/<FILTER>/deploy.json
+/// (absent = no needs):
+/// `{"allow_on_headers_stop_iteration": true, "fail_strategy": "FAIL_CLOSE"}`.
+#[derive(serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterNeeds {
+    /// Envoy's PluginConfig.allow_on_headers_stop_iteration: the filter pauses in its headers
+    /// callback and must still get the body (without it Envoy holds the body back).
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: bool,
+    /// The filter's default fail strategy (e.g. FAIL_CLOSE for an authorization filter);
+    /// `--fail-strategy` overrides it.
+    #[serde(default)]
+    pub fail_strategy: Option<FailStrategy>,
+}
+
+/// filters/<filter>/deploy.json.
+pub fn needs_path(filter: &str) -> PathBuf {
+    util::project_root()
+        .join("filters")
+        .join(filter)
+        .join("deploy.json")
+}
+
+/// The filter's declared needs; none when it has no deploy.json.
+pub fn filter_needs(filter: &str) -> Result<FilterNeeds> {
+    let path = needs_path(filter);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", util::relative(&path))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(FilterNeeds::default()),
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
     }
 }
 
@@ -278,6 +329,10 @@ pub struct Deployment {
     pub pull_secret: Option<String>,
     pub patch_context: PatchContext,
     pub fail_strategy: FailStrategy,
+    /// Where `fail_strategy` came from: `--fail-strategy`, the filter's deploy.json, or the default.
+    pub fail_strategy_origin: &'static str,
+    /// Sets Envoy's allow_on_headers_stop_iteration where the target's API has it.
+    pub allow_on_headers_stop_iteration: bool,
     pub gateway: String,
     pub source: ImageSource,
 }
@@ -407,6 +462,13 @@ impl Deployment {
     /// Checks the options; the image and its digests come from `source`.
     pub fn new(filter: &str, args: &DeployArgs, source: ImageSource) -> Result<Deployment> {
         let (name, labels) = args.check(filter)?;
+        let needs = filter_needs(filter)?;
+        let (fail_strategy, fail_strategy_origin) = match (args.fail_strategy, needs.fail_strategy)
+        {
+            (Some(chosen), _) => (chosen, "--fail-strategy"),
+            (None, Some(declared)) => (declared, "the filter's deploy.json"),
+            (None, None) => (FailStrategy::FailOpen, "the default"),
+        };
         Ok(Deployment {
             name,
             namespace: args.namespace.clone(),
@@ -415,7 +477,9 @@ impl Deployment {
             parameters: args.parameters.clone(),
             pull_secret: args.pull_secret.clone(),
             patch_context: args.patch_context,
-            fail_strategy: args.fail_strategy,
+            fail_strategy,
+            fail_strategy_origin,
+            allow_on_headers_stop_iteration: needs.allow_on_headers_stop_iteration,
             gateway: args.gateway.clone(),
             source,
         })
@@ -502,6 +566,9 @@ impl Deployment {
                                         value,
                                     }),
                                     fail_open: self.fail_strategy.is_open(),
+                                    allow_on_headers_stop_iteration: self
+                                        .allow_on_headers_stop_iteration
+                                        .then_some(true),
                                 },
                             },
                         },
@@ -633,14 +700,33 @@ impl Deployment {
         let _ = writeln!(text, "# Deploying {name} ({})\n", self.source.image);
         let _ = writeln!(
             text,
-            "Pick one directory and apply it alone: two of them would run the filter twice.\n\
-             Fail strategy: {} (`--fail-strategy`).\n",
-            self.fail_strategy.as_str()
+            "Pick one directory and apply it alone: two of them would run the filter twice.\n"
         );
         let _ = writeln!(
             text,
-            "- ASM: `kubectl apply -f asm/` (the ASMFilterDeployment; ASM's node cache pulls the image)."
+            "Fail strategy: **{}** (from {}; change it with `--fail-strategy`).\n\n\
+             - FAIL_OPEN: {}.\n\
+             - FAIL_CLOSE: {}.\n",
+            self.fail_strategy.as_str(),
+            self.fail_strategy_origin,
+            FailStrategy::FailOpen.meaning(),
+            FailStrategy::FailClose.meaning(),
         );
+        if let Some(note) = self.stop_iteration_note() {
+            let _ = writeln!(text, "{note}\n");
+        }
+        if self.source.in_registry {
+            let _ = writeln!(
+                text,
+                "- ASM: `kubectl apply -f asm/` (the ASMFilterDeployment; ASM's node cache pulls the image)."
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "- ASM: only a template (`asm/asmfilterdeployment.yaml.template`): its image names no \
+                 registry. Publish with `--registry`. (`cargo xtask run` reads the template as it is.)"
+            );
+        }
         if self.source.single_layer {
             let _ = writeln!(
                 text,
@@ -677,6 +763,43 @@ impl Deployment {
         text
     }
 
+    /// The header comments of a `kind` file: a template's, then what its API cannot carry.
+    fn headers(&self, kind: &str) -> String {
+        let template = if self.source.in_registry {
+            String::new()
+        } else {
+            self.template_header(kind)
+        };
+        template + &self.unexpressible_header(kind)
+    }
+
+    /// A header comment for a resource whose API cannot carry what the filter needs.
+    fn unexpressible_header(&self, kind: &str) -> String {
+        if self.allow_on_headers_stop_iteration {
+            format!(
+                "# WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the {kind} API \
+                 cannot\n# set: requests with a body would get no answer. Use \
+                 istio-hostpath/envoyfilter.yaml.\n"
+            )
+        } else {
+            String::new()
+        }
+    }
+
+    /// Where the targets stand on allow_on_headers_stop_iteration, when the filter needs it.
+    fn stop_iteration_note(&self) -> Option<String> {
+        self.allow_on_headers_stop_iteration.then(|| {
+            "This filter needs Envoy's `allow_on_headers_stop_iteration: true` (it pauses in its \
+             headers callback and must still get the body; filters/<filter>/deploy.json). Set in: \
+             `istio-hostpath/envoyfilter.yaml` and `cargo xtask run`. NOT expressible in: the \
+             WasmPlugin (no such field; istiod never sets it), the EnvoyExtensionPolicy (no such \
+             field in Envoy Gateway's Wasm API), the ASMFilterDeployment (ASM's controller \
+             generates the EnvoyFilter without it): through those, requests with a body get no \
+             answer. Use `istio-hostpath/`."
+                .to_string()
+        })
+    }
+
     /// Renders every file (so a bad option fails before anything is written), replaces
     /// target/deploy/<name>/ with them, and says on stderr what was left out and why.
     pub fn write(&self) -> Result<Written> {
@@ -687,8 +810,23 @@ impl Deployment {
             "yaml.template"
         };
         let mut files: Vec<(PathBuf, String)> = Vec::new();
-        let asmfilterdeployment = dir.join("asm").join("asmfilterdeployment.yaml");
-        files.push((asmfilterdeployment.clone(), self.asm_filter_deployment()?));
+        let asmfilterdeployment = dir
+            .join("asm")
+            .join(format!("asmfilterdeployment.{suffix}"));
+        let asm_header = self.headers("ASMFilterDeployment");
+        files.push((
+            asmfilterdeployment.clone(),
+            asm_header + &self.asm_filter_deployment()?,
+        ));
+        eprintln!(
+            "fail strategy: {} (from {}): {}",
+            self.fail_strategy.as_str(),
+            self.fail_strategy_origin,
+            self.fail_strategy.meaning()
+        );
+        if let Some(note) = self.stop_iteration_note() {
+            eprintln!("{note}");
+        }
         let envoyfilter = dir.join("istio-hostpath").join("envoyfilter.yaml");
         files.push((envoyfilter.clone(), self.envoy_filter()?));
         let workload_patch = dir.join("workload-patch.yaml");
@@ -701,13 +839,7 @@ impl Deployment {
             );
             (None, None)
         } else {
-            let header = |kind: &str| {
-                if self.source.in_registry {
-                    String::new()
-                } else {
-                    self.template_header(kind)
-                }
-            };
+            let header = |kind: &str| self.headers(kind);
             let wasmplugin = dir.join("istio").join(format!("wasmplugin.{suffix}"));
             files.push((
                 wasmplugin.clone(),
@@ -722,7 +854,7 @@ impl Deployment {
             ));
             if !self.source.in_registry {
                 eprintln!(
-                    "WasmPlugin and EnvoyExtensionPolicy written as templates: no registry holds {} (use --registry)",
+                    "ASMFilterDeployment, WasmPlugin and EnvoyExtensionPolicy written as templates: no registry holds {} (use --registry)",
                     self.source.image
                 );
             }
@@ -974,6 +1106,8 @@ struct PluginConfig<'a> {
     /// Envoy's PluginConfig.fail_open (deprecated for failure_policy in newer Envoys, which
     /// still take it; the ASM-era Envoys know only this one).
     fail_open: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_on_headers_stop_iteration: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -1055,6 +1189,8 @@ mod tests {
             pull_secret: Some("asmwasm-cache".to_string()),
             patch_context: PatchContext::SidecarInbound,
             fail_strategy: FailStrategy::FailOpen,
+            fail_strategy_origin: "the default",
+            allow_on_headers_stop_iteration: false,
             gateway: "eg".to_string(),
             source: ImageSource {
                 image: "127.0.0.1:5000/asm/asm-test:v0.1".to_string(),
@@ -1348,7 +1484,7 @@ mod tests {
         deployment.source.image = "target/oci/add-header:v0.1".to_string();
         expect![[r#"
             README.md: # Deploying unit-test-writes-targets (target/oci/add-header:v0.1)
-            asm/asmfilterdeployment.yaml: apiVersion: istio.alibabacloud.com/v1beta1
+            asm/asmfilterdeployment.yaml.template: # TEMPLATE, not a resource to apply: no registry holds target/oci/add-header:v0.1, so the ASMFilterDeployment naming it
             envoy-gateway/envoyextensionpolicy.yaml.template: # TEMPLATE, not a resource to apply: no registry holds target/oci/add-header:v0.1, so the EnvoyExtensionPolicy naming it
             istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
             istio/wasmplugin.yaml.template: # TEMPLATE, not a resource to apply: no registry holds target/oci/add-header:v0.1, so the WasmPlugin naming it
@@ -1356,10 +1492,77 @@ mod tests {
         deployment.source.single_layer = true;
         expect![[r#"
             README.md: # Deploying unit-test-writes-targets (target/oci/add-header:v0.1)
-            asm/asmfilterdeployment.yaml: apiVersion: istio.alibabacloud.com/v1beta1
+            asm/asmfilterdeployment.yaml.template: # TEMPLATE, not a resource to apply: no registry holds target/oci/add-header:v0.1, so the ASMFilterDeployment naming it
             istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
             workload-patch.yaml: spec:"#]]
         .assert_eq(&written(&deployment));
+        deployment.source.in_registry = true;
+        deployment.source.single_layer = false;
+        deployment.allow_on_headers_stop_iteration = true;
+        expect![[r#"
+            README.md: # Deploying unit-test-writes-targets (target/oci/add-header:v0.1)
+            asm/asmfilterdeployment.yaml: # WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the ASMFilterDeployment API cannot
+            envoy-gateway/envoyextensionpolicy.yaml: # WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the EnvoyExtensionPolicy API cannot
+            istio-hostpath/envoyfilter.yaml: apiVersion: networking.istio.io/v1alpha3
+            istio/wasmplugin.yaml: # WARNING: the filter needs Envoy's allow_on_headers_stop_iteration, which the WasmPlugin API cannot
+            workload-patch.yaml: spec:"#]].assert_eq(&written(&deployment));
+    }
+
+    #[test]
+    fn reads_the_filters_declared_needs() {
+        let needs: Vec<String> = ["add-header", "ext-authz", "json-guard", "local-rate-limit"]
+            .iter()
+            .map(|filter| format!("{filter}: {:?}", super::filter_needs(filter).unwrap()))
+            .collect();
+        expect![[r#"
+            add-header: FilterNeeds { allow_on_headers_stop_iteration: false, fail_strategy: None }
+            ext-authz: FilterNeeds { allow_on_headers_stop_iteration: false, fail_strategy: Some(FailClose) }
+            json-guard: FilterNeeds { allow_on_headers_stop_iteration: true, fail_strategy: None }
+            local-rate-limit: FilterNeeds { allow_on_headers_stop_iteration: false, fail_strategy: None }"#]].assert_eq(&needs.join("\n"));
+    }
+
+    #[test]
+    fn declared_needs_reach_the_envoy_filter_and_the_readme() {
+        let deployment = Deployment {
+            fail_strategy: FailStrategy::FailClose,
+            fail_strategy_origin: "the filter's deploy.json",
+            allow_on_headers_stop_iteration: true,
+            ..seed()
+        };
+        let envoy_filter = deployment.envoy_filter().unwrap();
+        let plugin_config: Vec<&str> = envoy_filter
+            .lines()
+            .filter(|line| line.contains("fail_open") || line.contains("allow_on_headers"))
+            .map(str::trim)
+            .collect();
+        expect![[r#"
+                        fail_open: false
+                        allow_on_headers_stop_iteration: true"#]]
+        .assert_eq(&plugin_config.join("\n"));
+        expect![[r#"
+            # Deploying details-v1-wasmfiltersample (127.0.0.1:5000/asm/asm-test:v0.1)
+
+            Pick one directory and apply it alone: two of them would run the filter twice.
+
+            Fail strategy: **FAIL_CLOSE** (from the filter's deploy.json; change it with `--fail-strategy`).
+
+            - FAIL_OPEN: a filter that cannot be fetched, loaded or configured, or that traps, is skipped: traffic bypasses it.
+            - FAIL_CLOSE: a filter that cannot be fetched, loaded or configured, or that traps, denies the requests it would see: they fail instead of reaching the workload.
+
+            This filter needs Envoy's `allow_on_headers_stop_iteration: true` (it pauses in its headers callback and must still get the body; filters/<filter>/deploy.json). Set in: `istio-hostpath/envoyfilter.yaml` and `cargo xtask run`. NOT expressible in: the WasmPlugin (no such field; istiod never sets it), the EnvoyExtensionPolicy (no such field in Envoy Gateway's Wasm API), the ASMFilterDeployment (ASM's controller generates the EnvoyFilter without it): through those, requests with a body get no answer. Use `istio-hostpath/`.
+
+            - ASM: `kubectl apply -f asm/` (the ASMFilterDeployment; ASM's node cache pulls the image).
+            - Istio: `kubectl apply -f istio/` (a WasmPlugin pinned to sha256 sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa).
+            - Envoy Gateway: `kubectl apply -f envoy-gateway/` (an EnvoyExtensionPolicy on Gateway `eg`).
+            - Istio with the module on the node (no registry): put the module at `/var/local/lib/wasm-filters/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.wasm` on every node, then
+
+            ```
+            kubectl -n default patch deployment <deployment> --type strategic --patch-file workload-patch.yaml
+            kubectl apply -f istio-hostpath/
+            ```
+
+              The patch adds a hostPath volume and mounts it into the injected `istio-proxy` container; existing volumes and `sidecar.istio.io/userVolume` annotations stay.
+        "#]].assert_eq(&deployment.readme());
     }
 
     fn check_labels(text: &str, expect: Expect) {

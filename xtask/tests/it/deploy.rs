@@ -2,7 +2,11 @@
 //! the EnvoyFilter's `patch.value` verbatim (only the module path pointed at a local copy) before
 //! the router, and the WasmPlugin rendered into the filter config istiod sends (the module
 //! pulled from the registry by `cargo xtask pull`, pinned by the WasmPlugin's sha256, as
-//! istio-agent does before handing Envoy a local file).
+//! istio-agent does before handing Envoy a local file); the EnvoyExtensionPolicy rendered into
+//! the filter Envoy Gateway sends (the module served over HTTP, as its Wasm cache does); and
+//! json-guard, which needs `allow_on_headers_stop_iteration`, through its generated EnvoyFilter.
+//! A module the cache serves wrong shows what `failOpen` means: true skips the filter, false
+//! answers 503.
 
 use std::path::{Path, PathBuf};
 
@@ -30,12 +34,13 @@ struct Published {
 struct Manifests {
     envoyfilter: PathBuf,
     wasmplugin: Option<PathBuf>,
+    envoyextensionpolicy: Option<PathBuf>,
 }
 
 /// Publishes add-header as `name` (pushing to `registry` when given); returns publish's result
 /// and a copy of the shipped module in `dir`.
 fn publish(name: &str, registry: Option<&str>, dir: &Path) -> Result<(Published, PathBuf)> {
-    publish_with(name, registry, &[], dir)
+    publish_filter("add-header", PARAMETERS, name, registry, &[], dir)
 }
 
 /// [`publish`] with extra arguments.
@@ -45,10 +50,22 @@ fn publish_with(
     extra: &[&str],
     dir: &Path,
 ) -> Result<(Published, PathBuf)> {
+    publish_filter("add-header", PARAMETERS, name, registry, extra, dir)
+}
+
+/// Publishes `filter` with `parameters` as `name` and `extra` arguments, like [`publish`].
+fn publish_filter(
+    filter: &str,
+    parameters: &str,
+    name: &str,
+    registry: Option<&str>,
+    extra: &[&str],
+    dir: &Path,
+) -> Result<(Published, PathBuf)> {
     let _filters = lock_filters();
     let mut args = vec![
         "publish",
-        "add-header",
+        filter,
         "--name",
         name,
         "--root-id",
@@ -56,7 +73,7 @@ fn publish_with(
         "--labels",
         "app=details",
         "--parameters",
-        PARAMETERS,
+        parameters,
         "--json",
     ];
     if let Some(registry) = registry {
@@ -66,7 +83,7 @@ fn publish_with(
     let stdout = xtask(&args)?;
     let published: Published =
         serde_json::from_str(&stdout).with_context(|| format!("parsing {stdout}"))?;
-    let copy = dir.join("add-header.wasm");
+    let copy = dir.join(format!("{filter}.wasm"));
     std::fs::copy(&published.wasm, &copy).context("copying the module")?;
     Ok((published, copy))
 }
@@ -77,16 +94,38 @@ fn read_yaml(path: &Path) -> Result<Value> {
     serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Envoy with `filter` before the router of the test listener; one GET; the response head.
-fn run_in_envoy(filter: Value, dir: &Path, expect: Expect) -> Result<()> {
+/// The project's bootstrap with `filter` before the router of the test listener.
+fn bootstrap_with(filter: Value) -> Value {
     let mut config = bootstrap(&[]);
     let filters = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"]["http_filters"];
     let router = filters[0].clone();
     *filters = json!([filter, router]);
-    let envoy = Envoy::start(&tool("envoy")?, &config, &dir.join("envoy"))?;
+    config
+}
+
+/// Envoy on `config`; one GET; the response head.
+fn get_from_envoy(config: &Value, dir: &Path, expect: Expect) -> Result<()> {
+    let envoy = Envoy::start(&tool("envoy")?, config, &dir.join("envoy"))?;
     expect.assert_eq(&stable_head(&get(&envoy.listener_url())?));
     Ok(())
+}
+
+/// Envoy with `filter` before the router of the test listener; one GET; the response head.
+fn run_in_envoy(filter: Value, dir: &Path, expect: Expect) -> Result<()> {
+    get_from_envoy(&bootstrap_with(filter), dir, expect)
+}
+
+/// The EnvoyFilter's single `patch.value`, its module path pointed at `wasm`.
+fn envoy_filter_value(envoy_filter: &Value, wasm: &Path) -> Result<Value> {
+    let patches = envoy_filter["spec"]["configPatches"]
+        .as_array()
+        .context("configPatches")?;
+    ensure!(patches.len() == 1, "{envoy_filter:#}");
+    let mut value = patches[0]["patch"]["value"].clone();
+    value["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+        Value::String(wasm.display().to_string());
+    Ok(value)
 }
 
 #[test]
@@ -322,5 +361,268 @@ fn manifests_pin_what_the_registry_holds_not_the_local_layout() -> Result<()> {
         policy["spec"]["wasm"][0]["code"]["image"]["sha256"],
         wasm_plugin["spec"]["sha256"]
     );
+    Ok(())
+}
+
+/// The HTTP filter and route entry Envoy Gateway builds from wasm[`index`] of an
+/// EnvoyExtensionPolicy with an Image source (internal/gatewayapi/envoyextensionpolicy.go
+/// buildWasm, internal/xds/translator/wasm.go): its Wasm cache pulls the image, checks the
+/// manifest digest against `sha256` and serves the module over HTTP from the control plane;
+/// the filter takes it as remote code from `wasm_cluster`, pinned by the module's own sha256.
+/// The filter is named `envoy.filters.http.wasm/<ir name>`, disabled in the HCM and enabled
+/// per route (a FilterConfig with an empty config); plugin name = spec `name`, vm_id = the IR
+/// name, configuration = the `config` JSON as a StringValue (empty without one), `failOpen`
+/// as fail_open (absent = false). Envoy Gateway's `wasm_cluster` speaks TLS to the control
+/// plane; here it is plain HTTP.
+fn envoy_gateway_filter(
+    policy: &Value,
+    index: usize,
+    serving_url: &str,
+    wasm_sha256: &str,
+) -> (Value, Value) {
+    let metadata = &policy["metadata"];
+    let wasm = &policy["spec"]["wasm"][index];
+    let ir_name = format!(
+        "envoyextensionpolicy/{}/{}/wasm/{index}",
+        metadata["namespace"].as_str().unwrap_or("default"),
+        metadata["name"].as_str().unwrap_or_default()
+    );
+    let filter_name = format!("envoy.filters.http.wasm/{ir_name}");
+    let configuration = if wasm["config"].is_null() {
+        String::new()
+    } else {
+        wasm["config"].to_string()
+    };
+    let mut config = json!({
+        "name": wasm["name"].as_str().unwrap_or(&ir_name),
+        "vm_config": {
+            "vm_id": ir_name,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": { "remote": {
+                "http_uri": { "uri": serving_url, "cluster": "wasm_cluster", "timeout": "10s" },
+                "sha256": wasm_sha256,
+            } },
+        },
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": configuration,
+        },
+        "fail_open": wasm["failOpen"].as_bool().unwrap_or(false),
+    });
+    if let Some(root_id) = wasm["rootID"].as_str() {
+        config["root_id"] = json!(root_id);
+    }
+    let filter = json!({
+        "name": filter_name,
+        "disabled": true,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": config,
+        },
+    });
+    let per_route = json!({
+        filter_name: {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "config": {},
+        },
+    });
+    (filter, per_route)
+}
+
+/// Serves `body` to every HTTP request on 127.0.0.1 (a thread that lives as long as the test
+/// process); returns the address.
+fn serve(body: Vec<u8>) -> Result<std::net::SocketAddr> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the server")?;
+    let address = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|read| read > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/wasm\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let mut stream = &stream;
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    Ok(address)
+}
+
+#[test]
+fn the_envoy_extension_policy_as_envoy_gateway_renders_it_runs_in_envoy() -> Result<()> {
+    let registry = Registry::start()?;
+    let dir = temp_dir()?;
+    let reference = format!("{}/deploy/eg-add-header:v0.1", registry.address);
+    let (published, _) = publish("deploy-test-eep", Some(&reference), dir.path())?;
+    let policy = read_yaml(
+        published
+            .manifests
+            .envoyextensionpolicy
+            .as_deref()
+            .context("an EnvoyExtensionPolicy for a pushed two-layer image")?,
+    )?;
+    let image = &policy["spec"]["wasm"][0]["code"]["image"];
+    assert_eq!(image["url"].as_str(), Some(reference.as_str()));
+    assert_eq!(policy["spec"]["wasm"][0]["failOpen"], true);
+    // Envoy Gateway's Wasm cache: pull, check the manifest digest, serve the module.
+    let pulled_dir = dir.path().join("pulled");
+    let stdout = xtask(&[
+        "pull",
+        &reference,
+        &pulled_dir.display().to_string(),
+        "--json",
+    ])?;
+    let pulled: Pulled = serde_json::from_str(&stdout)?;
+    assert_eq!(
+        format!("sha256:{}", image["sha256"].as_str().context("sha256")?),
+        pulled.manifest_digest,
+        "the policy pins the digest the registry serves"
+    );
+    let module = std::fs::read(&pulled.wasm)?;
+    let wasm_sha256 = crate::util::sha256_digest(&module);
+    let wasm_sha256 = wasm_sha256.trim_start_matches("sha256:");
+    let address = serve(module)?;
+    let serving_url = format!("http://{address}/{wasm_sha256}.wasm");
+    let (filter, per_route) = envoy_gateway_filter(&policy, 0, &serving_url, wasm_sha256);
+    assert_eq!(
+        filter["typed_config"]["config"]["fail_open"], true,
+        "failOpen as rendered"
+    );
+    let mut config = bootstrap_with(filter);
+    let resources = &mut config["static_resources"];
+    resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+        [0]["routes"][0]["typed_per_filter_config"] = per_route;
+    resources["clusters"] = json!([{
+        "name": "wasm_cluster",
+        "type": "STATIC",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": "wasm_cluster",
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": address.ip().to_string(),
+                "port_value": address.port(),
+            } } } }] }],
+        },
+    }]);
+    get_from_envoy(
+        &config,
+        dir.path(),
+        expect![[r#"
+            HTTP/1.1 200 OK
+            content-length: 18
+            content-type: text/plain
+            resp-header-demo: added by our filter
+            hello: hello details
+            server: envoy
+        "#]],
+    )?;
+    // The cache serving something else than the module the filter is pinned to: what each
+    // rendered failOpen makes of it.
+    let wrong = serve(b"not the module".to_vec())?;
+    let mut outcomes = Vec::new();
+    for fail_open in [true, false] {
+        let mut policy = policy.clone();
+        policy["spec"]["wasm"][0]["failOpen"] = json!(fail_open);
+        let url = format!("http://{wrong}/{wasm_sha256}.wasm");
+        let (filter, per_route) = envoy_gateway_filter(&policy, 0, &url, wasm_sha256);
+        let mut broken = config.clone();
+        let resources = &mut broken["static_resources"];
+        let hcm = &mut resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        hcm["http_filters"][0] = filter;
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["typed_per_filter_config"] = per_route;
+        resources["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ["address"]["socket_address"]["port_value"] = json!(wrong.port());
+        let work_dir = dir.path().join(format!("envoy-fail-open-{fail_open}"));
+        let outcome = match Envoy::start(&tool("envoy")?, &broken, &work_dir) {
+            // The listener warms until the fetch gives up (Envoy retries it first).
+            Ok(envoy) => stable_head(&crate::util::poll_until(
+                std::time::Instant::now() + std::time::Duration::from_secs(30),
+                "the listener after the failed fetch",
+                || Ok(get(&envoy.listener_url()).ok()),
+            )?),
+            Err(error) => match error.downcast_ref::<crate::envoy::Exited>() {
+                Some(exited) => format!("envoy exited: {}\n", exited.status),
+                None => return Err(error),
+            },
+        };
+        outcomes.push(format!("failOpen {fail_open}:\n{outcome}"));
+    }
+    expect![[r#"
+        failOpen true:
+        HTTP/1.1 200 OK
+        content-length: 18
+        content-type: text/plain
+        server: envoy
+        failOpen false:
+        HTTP/1.1 503 Service Unavailable
+        server: envoy
+        content-length: 0
+    "#]]
+    .assert_eq(&outcomes.concat());
+    Ok(())
+}
+
+/// One POST over plain HTTP; the status and body.
+fn post(url: &str, body: &str) -> Result<String> {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build();
+    let mut response = ureq::Agent::new_with_config(config)
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .with_context(|| format!("POST {url}"))?;
+    let text = response.body_mut().read_to_string()?;
+    Ok(format!(
+        "{} {}",
+        response.status().as_u16(),
+        text.trim_end()
+    ))
+}
+
+/// json-guard pauses in its headers callback; its deploy.json asks for
+/// `allow_on_headers_stop_iteration`, which the generated EnvoyFilter carries (without it
+/// Envoy never hands the body over and the first two POSTs get no answer).
+#[test]
+fn json_guard_gets_the_body_through_its_envoy_filter() -> Result<()> {
+    let dir = temp_dir()?;
+    let (published, wasm) = publish_filter(
+        "json-guard",
+        r#"{"max_body_bytes":64}"#,
+        "deploy-test-json-guard",
+        None,
+        &[],
+        dir.path(),
+    )?;
+    let envoy_filter = read_yaml(&published.manifests.envoyfilter)?;
+    let value = envoy_filter_value(&envoy_filter, &wasm)?;
+    assert_eq!(
+        value["typed_config"]["config"]["allow_on_headers_stop_iteration"], true,
+        "filters/json-guard/deploy.json asks for it"
+    );
+    let envoy = Envoy::start(
+        &tool("envoy")?,
+        &bootstrap_with(value),
+        &dir.path().join("envoy"),
+    )?;
+    let url = envoy.listener_url();
+    let answers = [
+        post(&url, r#"{"user":"ann"}"#)?,
+        post(&url, "not json")?,
+        post(&url, &format!(r#"{{"pad":"{}"}}"#, "x".repeat(100)))?,
+    ];
+    expect![[r#"
+        200 answered by envoy
+        400 invalid JSON: expected value at byte 0
+        413 request body larger than 64 bytes"#]]
+    .assert_eq(&answers.join("\n"));
     Ok(())
 }
