@@ -26,13 +26,22 @@ pub(crate) enum CloseType {
     Remote = 2,
 }
 
-/// One connection through one plugin's network filter.
+/// One plugin's network filter on a connection. A connection through several plugins has one
+/// context each; the first (the lead) holds what they share: the chain, Envoy's read and write
+/// buffers, what passed, and the close. The other filters' buffers hold the data only while
+/// their callback runs.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionData {
     /// The VM the connection was created on ([`crate::Sim`]'s generation).
     pub(crate) generation: u32,
     pub(crate) plugin: usize,
     pub(crate) root: u32,
+    /// The first filter's context (its own id for the first filter).
+    pub(crate) lead: u32,
+    /// On the lead: every filter's context, in the filter chain's order.
+    pub(crate) chain: Vec<u32>,
+    /// `proxy_on_new_connection` ran (Envoy's `initialized_` per read filter).
+    pub(crate) initialized: bool,
     /// Envoy created no filter for it (FAIL_OPEN on a failed VM): bytes pass untouched.
     pub(crate) without_filter: bool,
     /// Envoy's read buffer: bytes from the client the filter has not let through yet.

@@ -91,14 +91,10 @@ pub fn run_traced(
         clusters: &scenario.clusters,
         due: HashMap::new(),
     };
-    let connections = match scenario.plugins.as_slice() {
-        _ if scenario.connections.is_empty() => Vec::new(),
-        [plugin] => tcp::run(&mut sim, &plugin.root_id, &scenario.connections)?,
-        _ => {
-            return Err(Error::Scenario(
-                "a TCP scenario has exactly one plugin".to_string(),
-            ));
-        }
+    let connections = if scenario.connections.is_empty() {
+        Vec::new()
+    } else {
+        tcp::run(&mut sim, &root_ids, &scenario.connections)?
     };
     let mut responses = Vec::new();
     for (index, request) in scenario.requests.iter().enumerate() {

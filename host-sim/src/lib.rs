@@ -4,7 +4,7 @@
 //! `proxy-wasm` crate or another SDK), refuses what Envoy would refuse, and drives it the way
 //! Envoy does: VM start, the configuration canary, several plugins (root_ids) in one VM,
 //! HTTP streams with Envoy's pause, buffering and local-reply semantics, TCP connections through
-//! a network filter ([`Sim::connection`]), a virtual clock for
+//! network filters ([`Sim::connection`], [`Sim::connection_chain`]), a virtual clock for
 //! ticks and callout timeouts, callouts the test answers. Every host call is traced.
 //!
 //! It is the test oracle: it implements the ABI from the spec and Envoy's sources

@@ -243,11 +243,16 @@ impl Sim {
         });
     }
 
-    /// Forgets the trace and the logs recorded so far.
+    /// Forgets the trace recorded so far. The logs stay (a test that clears the trace after
+    /// setup still sees what the filter logged while configuring); [`Sim::clear_logs`]
+    /// forgets them.
     pub fn clear_trace(&mut self) {
-        let state = self.store.data_mut();
-        state.world.trace.clear();
-        state.world.logs.clear();
+        self.store.data_mut().world.trace.clear();
+    }
+
+    /// Forgets the log lines recorded so far ([`Sim::logs`]).
+    pub fn clear_logs(&mut self) {
+        self.store.data_mut().world.logs.clear();
     }
 
     /// Turns tracing on or off.

@@ -228,6 +228,7 @@ fn bench(path: &PathBuf, config: &str, root_id: &str, streams: u64) -> anyhow::R
                 anyhow::bail!("a stream did not continue: {request:?} {response:?} {done:?}");
             }
             sim.clear_trace();
+            sim.clear_logs();
         }
         Ok(())
     };

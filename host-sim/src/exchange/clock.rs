@@ -141,7 +141,13 @@ impl Clock<'_> {
         };
         let pairs = |items: &Pairs| -> Vec<(String, String)> { items.clone() };
         if call.is_stream {
-            let initial = pairs(&cluster.initial_metadata);
+            // A stream's metadata maps are the whole header and trailer maps the server sent
+            // (seen in Envoy 1.40: differential `grpc-stream-metadata-message-trailers-close`).
+            let mut initial = vec![
+                (":status".to_string(), "200".to_string()),
+                ("content-type".to_string(), "application/grpc".to_string()),
+            ];
+            initial.extend(pairs(&cluster.initial_metadata));
             let initial: Vec<(&str, &str)> = initial
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -149,7 +155,11 @@ impl Clock<'_> {
             if cluster.grpc_status == 0 {
                 sim.grpc_stream_message(token, &initial, &message);
             }
-            let trailing = pairs(&cluster.trailing_metadata);
+            let mut trailing = vec![("grpc-status".to_string(), cluster.grpc_status.to_string())];
+            if !cluster.grpc_message.is_empty() {
+                trailing.push(("grpc-message".to_string(), cluster.grpc_message.clone()));
+            }
+            trailing.extend(pairs(&cluster.trailing_metadata));
             let trailing: Vec<(&str, &str)> = trailing
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -1,5 +1,5 @@
 //! TCP scenarios (`tests/differential/README.md`, "TCP scenarios"): connections a client opens
-//! through the plugin's network filter in front of `tcp_proxy` ([`Sim::connection`]), to an
+//! through the plugins' network filters in front of `tcp_proxy` ([`Sim::connection_chain`]), to an
 //! upstream that answers as the scenario says, on the virtual clock.
 
 use std::time::Duration;
@@ -72,24 +72,24 @@ pub struct ConnectionObservation {
     pub upstream_saw_eof: bool,
 }
 
-/// Runs the connections one after another through the network filter of the only plugin.
+/// Runs the connections one after another through the plugins' network filters, in order.
 pub(super) fn run(
     sim: &mut Sim,
-    root_id: &str,
+    root_ids: &[&str],
     connections: &[ClientConnection],
 ) -> Result<Vec<ConnectionObservation>, Error> {
     connections
         .iter()
-        .map(|connection| run_one(sim, root_id, connection))
+        .map(|connection| run_one(sim, root_ids, connection))
         .collect()
 }
 
 fn run_one(
     sim: &mut Sim,
-    root_id: &str,
+    root_ids: &[&str],
     spec: &ClientConnection,
 ) -> Result<ConnectionObservation, Error> {
-    let mut connection = sim.connection(root_id)?;
+    let mut connection = sim.connection_chain(root_ids)?;
     // tcp_proxy connects upstream once the filter let the new connection through.
     let mut connected = connection.opened() == &crate::Outcome::Continue;
     let mut upstream = Upstream::default();

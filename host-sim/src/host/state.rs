@@ -234,6 +234,9 @@ pub(crate) struct StreamData {
     pub(crate) started_ns: u64,
     /// The request headers left the chain: the router picked the upstream host (`sim::chain`).
     pub(crate) upstream_selected: bool,
+    /// The filter's request-headers callback is running (`proxy_continue_stream(RESPONSE)`
+    /// there crashes Envoy 1.40).
+    pub(crate) in_request_headers_callback: bool,
 }
 
 /// An event that passed a filter, in order, for the next filter of a chain.

@@ -3,17 +3,39 @@
 
 use wasmtime::Linker;
 
-use super::HostState;
 use super::call::{BAD_ARGUMENT, E, IMA, OK, UNIMPLEMENTED, answer, host};
 use super::memory::read;
 use super::{After, LocalReply};
+use super::{HostState, HostTrap};
 use crate::headers::parse_pairs;
 use crate::trace::FirstArg;
 
+/// What the trap says when a filter continues the response from its request-headers callback
+/// before any response: Envoy 1.40 dereferences the absent response and its process dies.
+pub(crate) const CONTINUE_RESPONSE_CRASHES_ENVOY: &str = "the filter continued the response \
+    (proxy_continue_stream(RESPONSE) or proxy_continue_response) from its request-headers \
+    callback before any response: Envoy 1.40 crashes on this call (segmentation fault), so \
+    host-sim refuses it";
+
 /// `Context::continueStream`: defers the continuation and, as Envoy does, forgets the request
-/// maps and body of the current callback.
-pub(super) fn continue_stream(state: &mut HostState, stream_type: u32) -> u32 {
+/// maps and body of the current callback. Continuing the response from the request-headers
+/// callback before any response traps: it crashes Envoy 1.40.
+pub(super) fn continue_stream(state: &mut HostState, stream_type: u32) -> wasmtime::Result<u32> {
     let ctx = state.context();
+    if stream_type == 1
+        && state
+            .streams
+            .get(&ctx)
+            .is_some_and(|stream| stream.in_request_headers_callback && !stream.response_started)
+    {
+        return Err(wasmtime::Error::new(HostTrap(
+            CONTINUE_RESPONSE_CRASHES_ENVOY.into(),
+        )));
+    }
+    Ok(continue_stream_checked(state, ctx, stream_type))
+}
+
+fn continue_stream_checked(state: &mut HostState, ctx: u32, stream_type: u32) -> u32 {
     match stream_type {
         0 | 1 => {
             if state.streams.contains_key(&ctx) {
@@ -46,7 +68,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ("proxy_continue_response", 1),
     ] {
         host!(l, E, name, Plain, |c| {
-            Ok(answer(continue_stream(c.data_mut(), stream_type)))
+            Ok(answer(continue_stream(c.data_mut(), stream_type)?))
         });
     }
 
@@ -59,7 +81,7 @@ pub(super) fn register(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let status = if stream_type > 3 {
                 BAD_ARGUMENT
             } else {
-                continue_stream(c.data_mut(), stream_type)
+                continue_stream(c.data_mut(), stream_type)?
             };
             Ok(answer(status).nums(&[stream_type]))
         }

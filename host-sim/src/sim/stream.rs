@@ -99,16 +99,19 @@ impl Sim {
                 (None, None) => 0,
             }
         } else {
-            match (
+            self.stream_mut(ctx).in_request_headers_callback = true;
+            let result = match (
                 self.exports.on_request_headers.clone(),
                 self.exports.on_request_headers_01.clone(),
             ) {
-                (Some(func), _) => {
-                    self.call("proxy_on_request_headers", ctx, func, (ctx, n, eos))?
-                }
-                (None, Some(func)) => self.call("proxy_on_request_headers", ctx, func, (ctx, n))?,
-                (None, None) => 0,
+                (Some(func), _) => self.call("proxy_on_request_headers", ctx, func, (ctx, n, eos)),
+                (None, Some(func)) => self.call("proxy_on_request_headers", ctx, func, (ctx, n)),
+                (None, None) => Ok(0),
+            };
+            if let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) {
+                stream.in_request_headers_callback = false;
             }
+            result?
         };
         self.continue_in_own_callback(ctx, response, end_of_stream);
         let pause = self.headers_pause(ctx, result);

@@ -356,6 +356,24 @@ fn stream_control_statuses() {
     );
 }
 
+/// Envoy 1.40 segfaults when a filter continues the response from its request-headers
+/// callback before any response (seen with the probe and a 0.1.0 guest); host-sim traps
+/// with a message saying so instead of answering OK.
+#[test]
+fn continue_response_from_request_headers_traps_as_envoy_crashes() {
+    check(
+        &calls(&["$proxy_continue_stream (i32.const 1)"]),
+        expect![[r#"
+            proxy_on_context_create(ctx=2, 1)
+              => ()
+            proxy_on_request_headers(ctx=2, 4, 0)
+              => trap "the filter continued the response (proxy_continue_stream(RESPONSE) or proxy_continue_response) from its request-headers callback before any response: Envoy 1.40 crashes on this call (segmentation fault), so host-sim refuses it"
+            # local reply by envoy ctx=2 503 "wasm_fail_stream"
+            -> Trapped in proxy_on_request_headers: the filter continued the response (proxy_continue_stream(RESPONSE) or proxy_continue_response) from its request-headers callback before any response: Envoy 1.40 crashes on this call (segmentation fault), so host-sim refuses it
+        "#]],
+    );
+}
+
 #[test]
 fn foreign_functions_are_not_found_unless_registered() {
     check(

@@ -773,3 +773,64 @@ fn fail_reload_gives_a_later_connection_a_fresh_vm() {
         "#]],
     );
 }
+
+/// Two plugins' network filters on one connection (differential `tcp-chain-two-plugins-order`
+/// and the other `tcp-chain-*` scenarios check the same in Envoy 1.40): every filter's
+/// `proxy_on_new_connection` in order, downstream data through the first then the second,
+/// upstream data through the second then the first, close events to each in order.
+#[test]
+fn two_plugins_see_downstream_data_in_order_and_upstream_data_in_reverse() {
+    let guest = TcpGuest::default();
+    let mut sim = Sim::builder(&guest.module())
+        .plugin("first", "")
+        .plugin("second", "")
+        .build()
+        .unwrap();
+    sim.clear_trace();
+    let mut connection = sim.connection_chain(&["first", "second"]).unwrap();
+    let ids = connection.context_ids();
+    let down = connection.send_downstream_data(b"hi", true);
+    let up = connection.send_upstream_data(b"yo", true);
+    let summary = format!(
+        "contexts {ids:?}: down {down:?}, up {up:?}; upstream read {:?}, client read {:?}, closed: {:?}\n",
+        String::from_utf8_lossy(connection.upstream_bytes()),
+        String::from_utf8_lossy(connection.downstream_bytes()),
+        connection.close_reason(),
+    );
+    expect![[r#"
+        contexts [3, 4]: down Continue, up Continue; upstream read "hi", client read "yo", closed: Some("both directions ended")
+        proxy_on_context_create(ctx=3, 1)
+          => ()
+        proxy_on_context_create(ctx=4, 2)
+          => ()
+        proxy_on_new_connection(ctx=3)
+          => 0
+        proxy_on_new_connection(ctx=4)
+          => 0
+        proxy_on_downstream_data(ctx=3, 2, 1)
+          => 0
+        proxy_on_downstream_data(ctx=4, 2, 1)
+          => 0
+        proxy_on_upstream_data(ctx=4, 2, 1)
+          => 0
+        proxy_on_upstream_connection_close(ctx=4, 0)
+          => ()
+        proxy_on_upstream_data(ctx=3, 2, 1)
+          => 0
+        proxy_on_upstream_connection_close(ctx=3, 0)
+          => ()
+        # connection closed ctx=3 1 "both directions ended"
+        proxy_on_downstream_connection_close(ctx=3, 1)
+          => ()
+        proxy_on_done(ctx=3)
+          => 1
+        proxy_on_delete(ctx=3)
+          => ()
+        proxy_on_downstream_connection_close(ctx=4, 1)
+          => ()
+        proxy_on_done(ctx=4)
+          => 1
+        proxy_on_delete(ctx=4)
+          => ()
+    "#]].assert_eq(&(summary + &sim.render_trace()));
+}

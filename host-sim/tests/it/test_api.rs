@@ -234,3 +234,32 @@ fn grpc_send_with_end_of_stream_half_closes_and_the_stream_still_receives() {
         sim.render_trace()
     ));
 }
+
+/// `clear_trace` forgets the trace only: what the filter logged while configuring stays in
+/// `logs()` until `clear_logs`.
+#[test]
+fn clear_trace_keeps_the_logs_and_clear_logs_forgets_them() {
+    let guest = Guest {
+        fields: data(100, "configured"),
+        configure: Some(
+            "(drop (call $proxy_log (i32.const 2) (i32.const 100) (i32.const 10))) i32.const 1"
+                .into(),
+        ),
+        without_forwarders: true,
+        ..Guest::default()
+    };
+    let mut sim = root_plugin(&guest).build().unwrap();
+    sim.clear_trace();
+    let logged =
+        |sim: &Sim| -> Vec<String> { sim.logs().iter().map(|log| log.message.clone()).collect() };
+    let after_clear_trace = logged(&sim);
+    sim.clear_logs();
+    let after_clear_logs = logged(&sim);
+    expect![[r#"
+        after clear_trace: ["configured"], trace: ""
+        after clear_logs: []"#]]
+    .assert_eq(&format!(
+        "after clear_trace: {after_clear_trace:?}, trace: {:?}\nafter clear_logs: {after_clear_logs:?}",
+        sim.render_trace()
+    ));
+}

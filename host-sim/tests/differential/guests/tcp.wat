@@ -3,6 +3,7 @@
 ;;   p  passes everything through;
 ;;   d  prepends ">" to every downstream data chunk (buffer 2);
 ;;   u  prepends "<" to every upstream data chunk (buffer 3);
+;;   b  prepends ">" to every downstream and "<" to every upstream data chunk;
 ;;   w  pauses the new connection and continues it (DOWNSTREAM) from the next tick (500 ms);
 ;;   c  calls proxy_close_stream(DOWNSTREAM) from the first downstream data;
 ;;   t  traps in downstream data;
@@ -11,6 +12,9 @@
 ;;   a  passes everything through and, in each callback of the connection, reads the property
 ;;      `upstream.address`: the counter `upstream_address_<callback>` counts the calls where it
 ;;      was found (these counters exist only in this mode).
+;; A second configuration byte replaces ">" and "<" in modes d, u and b (so "b1" prepends "1"
+;; both ways). Each plugin's mode is kept per root context and copied to its connection
+;; contexts, so several plugins of one VM can differ (the chain scenarios).
 ;; Every callback counts itself in a counter; `downstream_bytes_seen` adds up the sizes the
 ;; downstream data callback got (`upstream_bytes_seen` the upstream one's), `*_eos` count end-of-stream flags, the gauge `close_order`
 ;; appends 1 for a downstream close and 2 for an upstream close (in decimal digits), and
@@ -27,7 +31,8 @@
   (import "env" "proxy_close_stream" (func $close_stream (param i32) (result i32)))
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
-  ;; Metric ids at 64 + 4 * n; out-pointers at 200 and 204; text from 300; allocations from 1024.
+  ;; Metric ids at 64 + 4 * n; out-pointers at 200 and 204; text from 300; the mark at 542;
+;; mode and mark of context n at 900 + 2 * n (n < 62); allocations from 1024.
   (data (i32.const 300) "new_connection")
   (data (i32.const 320) "downstream_data")
   (data (i32.const 340) "upstream_data")
@@ -50,6 +55,7 @@
   (global $heap (mut i32) (i32.const 1024))
   (global $mode (mut i32) (i32.const 112))
   (global $paused (mut i32) (i32.const 0))
+  (global $mark (mut i32) (i32.const 0))
   (global $order (mut i64) (i64.const 0))
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
@@ -76,7 +82,21 @@
     (if (i32.eq (global.get $mode) (i32.const 97))
       (then (if (i32.eqz (call $get_property (i32.const 800) (i32.const 16) (i32.const 200) (i32.const 204)))
         (then (call $count (local.get $n) (i64.const 1)))))))
-  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_context_create") (param $ctx i32) (param $parent i32)
+    (if (local.get $parent)
+      (then (i32.store16 (i32.add (i32.const 900) (i32.mul (local.get $ctx) (i32.const 2)))
+        (i32.load16_u (i32.add (i32.const 900) (i32.mul (local.get $parent) (i32.const 2))))))))
+  ;; The mode and mark of this context's plugin.
+  (func $plugin_of (param $ctx i32)
+    (local $at i32)
+    (local.set $at (i32.add (i32.const 900) (i32.mul (local.get $ctx) (i32.const 2))))
+    (global.set $mode (i32.load8_u (local.get $at)))
+    (global.set $mark (i32.load8_u (i32.add (local.get $at) (i32.const 1)))))
+  ;; Where the byte to prepend is: the mark, else $default (540 ">" or 541 "<").
+  (func $mark_at (param $default i32) (result i32)
+    (if (result i32) (global.get $mark)
+      (then (i32.store8 (i32.const 542) (global.get $mark)) (i32.const 542))
+      (else (local.get $default))))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
     (call $define (i32.const 0) (i32.const 300) (i32.const 14) (i32.const 0))
     (call $define (i32.const 0) (i32.const 320) (i32.const 15) (i32.const 1))
@@ -91,11 +111,16 @@
     (call $define (i32.const 0) (i32.const 520) (i32.const 12) (i32.const 10))
     (call $define (i32.const 0) (i32.const 560) (i32.const 19) (i32.const 11))
     (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+  (func (export "proxy_on_configure") (param $ctx i32) (param i32) (result i32)
     ;; Plugin configuration: buffer type 7.
     (if (i32.eqz (call $get_buffer_bytes (i32.const 7) (i32.const 0) (i32.const 1) (i32.const 200) (i32.const 204)))
       (then (if (i32.load (i32.const 204))
         (then (global.set $mode (i32.load8_u (i32.load (i32.const 200))))))))
+    (i32.store8 (i32.add (i32.const 900) (i32.mul (local.get $ctx) (i32.const 2))) (global.get $mode))
+    (if (i32.eqz (call $get_buffer_bytes (i32.const 7) (i32.const 1) (i32.const 1) (i32.const 200) (i32.const 204)))
+      (then (if (i32.eq (i32.load (i32.const 204)) (i32.const 1))
+        (then (i32.store8 (i32.add (i32.const 901) (i32.mul (local.get $ctx) (i32.const 2)))
+          (i32.load8_u (i32.load (i32.const 200))))))))
     (if (i32.eq (global.get $mode) (i32.const 119))
       (then (drop (call $set_tick_period (i32.const 500)))))
     (if (i32.eq (global.get $mode) (i32.const 97))
@@ -113,12 +138,14 @@
         (drop (call $continue_stream (i32.const 2)))
         (global.set $paused (i32.const 0)))))
   (func (export "proxy_on_new_connection") (param $ctx i32) (result i32)
+    (call $plugin_of (local.get $ctx))
     (call $count (i32.const 0) (i64.const 1))
     (call $upstream_address (i32.const 12))
     (if (i32.eq (global.get $mode) (i32.const 119))
       (then (global.set $paused (local.get $ctx)) (return (i32.const 1))))
     (i32.const 0))
   (func (export "proxy_on_downstream_data") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
+    (call $plugin_of (local.get $ctx))
     (call $count (i32.const 1) (i64.const 1))
     (call $upstream_address (i32.const 13))
     (call $count (i32.const 7) (i64.extend_i32_u (local.get $size)))
@@ -126,27 +153,32 @@
     (if (i32.eq (global.get $mode) (i32.const 116)) (then unreachable))
     (if (i32.eq (global.get $mode) (i32.const 99))
       (then (drop (call $close_stream (i32.const 2)))))
-    (if (i32.and (i32.eq (global.get $mode) (i32.const 100)) (i32.ne (local.get $size) (i32.const 0)))
-      (then (drop (call $set_buffer_bytes (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 540) (i32.const 1)))))
+    (if (i32.and (i32.or (i32.eq (global.get $mode) (i32.const 100)) (i32.eq (global.get $mode) (i32.const 98)))
+          (i32.ne (local.get $size) (i32.const 0)))
+      (then (drop (call $set_buffer_bytes (i32.const 2) (i32.const 0) (i32.const 0) (call $mark_at (i32.const 540)) (i32.const 1)))))
     (if (i32.eq (global.get $mode) (i32.const 115))
       (then (if (i32.and (i32.ne (local.get $size) (i32.const 0)) (i32.lt_u (local.get $size) (i32.const 10)))
         (then (return (i32.const 1))))))
     (i32.const 0))
   (func (export "proxy_on_upstream_data") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
+    (call $plugin_of (local.get $ctx))
     (call $count (i32.const 2) (i64.const 1))
     (call $upstream_address (i32.const 14))
     (call $count (i32.const 10) (i64.extend_i32_u (local.get $eos)))
     (call $count (i32.const 11) (i64.extend_i32_u (local.get $size)))
-    (if (i32.and (i32.eq (global.get $mode) (i32.const 117)) (i32.ne (local.get $size) (i32.const 0)))
-      (then (drop (call $set_buffer_bytes (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 541) (i32.const 1)))))
+    (if (i32.and (i32.or (i32.eq (global.get $mode) (i32.const 117)) (i32.eq (global.get $mode) (i32.const 98)))
+          (i32.ne (local.get $size) (i32.const 0)))
+      (then (drop (call $set_buffer_bytes (i32.const 3) (i32.const 0) (i32.const 0) (call $mark_at (i32.const 541)) (i32.const 1)))))
     (if (i32.eq (global.get $mode) (i32.const 120)) (then (return (i32.const 1))))
     (i32.const 0))
   (func (export "proxy_on_downstream_connection_close") (param $ctx i32) (param $peer i32)
+    (call $plugin_of (local.get $ctx))
     (call $count (i32.const 3) (i64.const 1))
     (call $upstream_address (i32.const 15))
     (call $record (i32.const 8) (i64.extend_i32_u (local.get $peer)))
     (call $closed (i64.const 1)))
   (func (export "proxy_on_upstream_connection_close") (param $ctx i32) (param $peer i32)
+    (call $plugin_of (local.get $ctx))
     (call $count (i32.const 4) (i64.const 1))
     (call $upstream_address (i32.const 16))
     (call $closed (i64.const 2)))

@@ -142,6 +142,23 @@ unsafe extern "C" {
         timeout_milliseconds: u32,
         return_token: *mut u32,
     ) -> u32;
+    fn proxy_grpc_stream(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        service_name_data: *const u8,
+        service_name_size: usize,
+        method_name_data: *const u8,
+        method_name_size: usize,
+        initial_metadata_data: *const u8,
+        initial_metadata_size: usize,
+        return_token: *mut u32,
+    ) -> u32;
+    fn proxy_grpc_send(
+        token: u32,
+        message_data: *const u8,
+        message_size: usize,
+        end_of_stream: u32,
+    ) -> u32;
     fn proxy_grpc_cancel(token: u32) -> u32;
     fn proxy_grpc_close(token: u32) -> u32;
     fn proxy_get_status(
@@ -419,6 +436,41 @@ pub fn grpc_call(call: &GrpcCall<'_>) -> (u32, u32) {
         )
     };
     (status, token)
+}
+
+/// `proxy_grpc_stream`: (status, token).
+pub fn grpc_stream(
+    upstream: &str,
+    service: &str,
+    method: &str,
+    initial_metadata: &[u8],
+) -> (u32, u32) {
+    let mut token = 0;
+    let status = unsafe {
+        proxy_grpc_stream(
+            upstream.as_ptr(),
+            upstream.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            initial_metadata.as_ptr(),
+            initial_metadata.len(),
+            &mut token,
+        )
+    };
+    (status, token)
+}
+
+pub fn grpc_send(token: u32, message: &[u8], end_of_stream: bool) -> u32 {
+    unsafe {
+        proxy_grpc_send(
+            token,
+            message.as_ptr(),
+            message.len(),
+            u32::from(end_of_stream),
+        )
+    }
 }
 
 pub fn grpc_cancel(token: u32) -> u32 {

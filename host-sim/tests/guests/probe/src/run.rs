@@ -319,6 +319,29 @@ fn run(call: &Call, action: &Action) -> Option<String> {
             }
             status_only(status)
         }
+        Action::GrpcStream {
+            cluster,
+            service,
+            method,
+            initial_metadata,
+        } => {
+            let metadata = pairs_of(initial_metadata);
+            let (status, token) = abi::grpc_stream(cluster, service, method, &metadata);
+            if status == 0 {
+                with_vm(|vm| {
+                    vm.contexts.entry(context_id).or_default().last_grpc_token = token;
+                    vm.grpc_calls.insert(token, context_id);
+                });
+            }
+            status_only(status)
+        }
+        Action::GrpcSend {
+            message,
+            end_of_stream,
+        } => {
+            let token = with_vm(|vm| vm.contexts.entry(context_id).or_default().last_grpc_token);
+            status_only(abi::grpc_send(token, message.as_bytes(), *end_of_stream))
+        }
         Action::GrpcCancel {} => {
             let token = with_vm(|vm| vm.contexts.entry(context_id).or_default().last_grpc_token);
             status_only(abi::grpc_cancel(token))

@@ -169,6 +169,23 @@ pub enum Action {
         #[serde(default = "default_timeout")]
         timeout_ms: u32,
     },
+    /// Opens a gRPC stream (`proxy_grpc_stream`); it becomes this context's last gRPC call.
+    GrpcStream {
+        cluster: String,
+        #[serde(default = "default_grpc_service")]
+        service: String,
+        #[serde(default = "default_grpc_method")]
+        method: String,
+        #[serde(default)]
+        initial_metadata: Vec<(String, String)>,
+    },
+    /// Sends a message on this context's last gRPC call (`proxy_grpc_send`).
+    GrpcSend {
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        end_of_stream: bool,
+    },
     /// Cancels this context's last gRPC call.
     GrpcCancel {},
     /// Closes this context's last gRPC call.
