@@ -21,6 +21,9 @@ pub mod rewrite;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
+// The schemars derive calls `to_string` as if `std`'s prelude were there.
+#[cfg(feature = "schema")]
+use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use filterkit::{Action, HttpContext, RootContext, http, join, quote};
@@ -34,6 +37,7 @@ pub const ENVOY_DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
 /// The plugin configuration.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The largest body accepted, in bytes (at least 1, at most `buffer_limit_bytes`).

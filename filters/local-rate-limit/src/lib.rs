@@ -24,6 +24,9 @@ pub mod bucket;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
+// The schemars derive calls `to_string` as if `std`'s prelude were there.
+#[cfg(feature = "schema")]
+use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use filterkit::metrics::Counter;
@@ -34,6 +37,7 @@ use bucket::{Bucket, Rate, Verdict};
 
 /// The plugin configuration.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The bucket's size: the burst a key may send at once (1 to 1 000 000).
