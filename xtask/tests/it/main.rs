@@ -26,6 +26,7 @@ mod envoy_filters;
 mod ext_authz;
 mod fault_proxy;
 mod faults;
+mod filter_dir;
 mod interop;
 mod json_guard;
 mod layouts;
