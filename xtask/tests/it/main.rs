@@ -33,6 +33,7 @@ mod layouts;
 mod local_rate_limit;
 mod registry;
 mod reproducible;
+mod scaffold;
 mod seed;
 mod support;
 mod toolchain;
