@@ -21,9 +21,6 @@ pub mod rewrite;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
-// The schemars derive calls `to_string` as if `std`'s prelude were there.
-#[cfg(feature = "schema")]
-use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use filterkit::{Action, HttpContext, RootContext, http, join, quote};

@@ -24,9 +24,6 @@ pub mod bucket;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
-// The schemars derive calls `to_string` as if `std`'s prelude were there.
-#[cfg(feature = "schema")]
-use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use filterkit::metrics::Counter;
