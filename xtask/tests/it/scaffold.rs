@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::support::temp_dir;
+use crate::support::{lock_filters, temp_dir};
 use crate::{envoy_filters, filter_dir, reproducible, util};
 
 /// Not a name any real filter takes: its build lands in the shared target dir.
@@ -31,7 +31,10 @@ fn a_scaffolded_filter_passes_its_host_sim_and_envoy_checks() -> Result<()> {
 
     // Built with this workspace's target dir and wasm flags, so only filterkit (at the copy's
     // path) and the new crate compile; the registry crates' artifacts are reused as they are.
-    // No wasm-opt: the checks do not depend on the module's size.
+    // No wasm-opt: the checks do not depend on the module's size. The copy's filterkit shares
+    // its artifact name with this workspace's (cargo hashes path crates relative to the
+    // workspace root), so the build holds target/filters/ still like `publish` does.
+    let filters = lock_filters();
     util::run(
         util::cargo_wasm()
             .args(["build", "--quiet", "--target", util::WASM_TARGET])
@@ -46,6 +49,12 @@ fn a_scaffolded_filter_passes_its_host_sim_and_envoy_checks() -> Result<()> {
         .join(util::WASM_PROFILE)
         .join(format!("filter_{}.wasm", NAME.replace('-', "_")));
     ensure!(wasm.is_file(), "{} was not built", wasm.display());
+    let wasm = {
+        let copied = dir.path().join(format!("{NAME}.wasm"));
+        std::fs::copy(&wasm, &copied).with_context(|| format!("copying {}", wasm.display()))?;
+        drop(filters);
+        copied
+    };
 
     filter_dir::check_scenarios(&copy, NAME, &wasm)?;
     envoy_filters::check_envoy_cases(&copy, NAME, &wasm)
