@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use filterkit_host_sim::{Module, scenario};
+use filterkit_host_sim::{Module, Sim, scenario};
 
 fn filters_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters")
@@ -74,4 +74,31 @@ fn every_filter_scenario_gives_its_trace() {
             expect_test::expect_file![path.with_extension("trace")].assert_eq(&output);
         }
     }
+}
+
+/// `cargo xtask bench` runs every filter with the configuration its `bench.json` gives, or an
+/// empty one: a filter that refuses the empty configuration needs the file.
+#[test]
+fn every_filter_loads_with_an_empty_configuration_or_has_a_bench_json() {
+    let mut missing = Vec::new();
+    for filter in filter_names() {
+        if filters_dir().join(&filter).join("bench.json").is_file() {
+            continue;
+        }
+        let wasm = filters_dir().join(format!("../target/filters/{filter}.wasm"));
+        let module = Module::load(&wasm).expect("a built filter loads");
+        if Sim::builder(&module)
+            .plugin("my_root_id", "")
+            .build()
+            .is_err()
+        {
+            missing.push(format!("filters/{filter}/bench.json"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "these filters refuse an empty configuration, so `cargo xtask bench` needs theirs in a \
+         bench.json (root_id, configuration, expected_headers, expect_ok; see \
+         docs/benchmarks.md): add {missing:?}"
+    );
 }
