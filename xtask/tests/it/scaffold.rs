@@ -1,6 +1,6 @@
 //! `cargo xtask new` as CI sees it: a filter scaffolded into a copy of the workspace passes the
-//! checks it carries (its host-sim scenarios and its real-Envoy cases) as generated, with
-//! nothing added elsewhere.
+//! checks it carries (its native tests, clippy, its host-sim scenarios and its real-Envoy
+//! cases) as generated, with nothing added elsewhere.
 
 use std::process::Command;
 
@@ -13,7 +13,7 @@ use crate::{envoy_filters, filter_dir, reproducible, util};
 const NAME: &str = "scaffold-check";
 
 #[test]
-fn a_scaffolded_filter_passes_its_host_sim_and_envoy_checks() -> Result<()> {
+fn a_scaffolded_filter_passes_its_own_tests_as_generated() -> Result<()> {
     let dir = temp_dir()?;
     let copy = dir.path().join("filterkit");
     reproducible::copy_sources(&copy)?;
@@ -55,6 +55,25 @@ fn a_scaffolded_filter_passes_its_host_sim_and_envoy_checks() -> Result<()> {
         drop(filters);
         copied
     };
+
+    // Its native tests and clippy, as `cargo xtask test` runs them on every filter (stdout
+    // captured: the test harness does not see a child's output).
+    let in_copy = |verb: &str| {
+        let mut command = util::cargo();
+        command
+            .args([
+                verb,
+                "--quiet",
+                "-p",
+                &format!("filter-{NAME}"),
+                "--manifest-path",
+            ])
+            .arg(copy.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", util::target_dir());
+        command
+    };
+    util::run_capture(&mut in_copy("test"))?;
+    util::run_capture(in_copy("clippy").args(["--all-targets", "--", "-D", "warnings"]))?;
 
     filter_dir::check_scenarios(&copy, NAME, &wasm)?;
     envoy_filters::check_envoy_cases(&copy, NAME, &wasm)
