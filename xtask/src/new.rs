@@ -32,6 +32,25 @@ const TEMPLATES: &[(&str, &str)] = &[
         "config.schema.json",
         include_str!("new/config.schema.json.tmpl"),
     ),
+    ("README.md", include_str!("new/README.md.tmpl")),
+    ("filter.json", include_str!("new/filter.json.tmpl")),
+    ("bench.json", include_str!("new/bench.json.tmpl")),
+    (
+        "tests/scenarios/greets.json",
+        include_str!("new/scenario.json.tmpl"),
+    ),
+    (
+        "tests/scenarios/greets.trace",
+        include_str!("new/scenario.trace.tmpl"),
+    ),
+    (
+        "tests/envoy/greets.json",
+        include_str!("new/envoy.json.tmpl"),
+    ),
+    (
+        "tests/envoy/greets.head",
+        include_str!("new/envoy.head.tmpl"),
+    ),
 ];
 
 /// Names longer than this make unwieldy crate, type and header names.
@@ -153,17 +172,15 @@ impl Drop for TemporaryDir {
     }
 }
 
-/// What the workspace's invariant tests ask of a new filter, and the commands that come next.
+/// What the workspace's generic tests run from a new filter's directory, and the commands that
+/// come next.
 fn next_steps(name: &str) -> String {
     format!(
         r#"
-The workspace's invariant tests now ask for:
-  - host-sim tests: a module in host-sim/tests/it/ (like add_header.rs), and "{name}" in
-    TESTED_FILTERS (host-sim/tests/it/filters.rs)
-  - a real-Envoy test in xtask/tests/it/envoy_filters.rs, and "{name}" in
-    ENVOY_TESTED_FILTERS (same file)
-  - a size budget: ("{name}", 32 * 1024) in SIZE_BUDGETS (xtask/tests/it/workspace.rs), and a
-    line in the filters_depend_on_filterkit_not_proxy_wasm snapshot there (UPDATE_EXPECT=1)
+The workspace's generic tests find it and run what it carries in filters/{name}/:
+  tests/scenarios/*.json (host-sim, against their .trace), tests/envoy/*.json (a real Envoy,
+  against their .head), filter.json (its size budget) and bench.json (cargo xtask bench).
+  `UPDATE_EXPECT=1` rewrites the .trace and .head files when the filter changes.
 
 When you change Config, `UPDATE_EXPECT=1 cargo test -p filter-{name}` rewrites
 filters/{name}/config.schema.json, which publish checks --parameters against.
@@ -292,16 +309,13 @@ mod tests {
     }
 
     #[test]
-    fn names_what_the_invariant_tests_will_ask_for() {
+    fn says_what_the_generic_tests_run() {
         expect![[r#"
 
-            The workspace's invariant tests now ask for:
-              - host-sim tests: a module in host-sim/tests/it/ (like add_header.rs), and "demo-filter" in
-                TESTED_FILTERS (host-sim/tests/it/filters.rs)
-              - a real-Envoy test in xtask/tests/it/envoy_filters.rs, and "demo-filter" in
-                ENVOY_TESTED_FILTERS (same file)
-              - a size budget: ("demo-filter", 32 * 1024) in SIZE_BUDGETS (xtask/tests/it/workspace.rs), and a
-                line in the filters_depend_on_filterkit_not_proxy_wasm snapshot there (UPDATE_EXPECT=1)
+            The workspace's generic tests find it and run what it carries in filters/demo-filter/:
+              tests/scenarios/*.json (host-sim, against their .trace), tests/envoy/*.json (a real Envoy,
+              against their .head), filter.json (its size budget) and bench.json (cargo xtask bench).
+              `UPDATE_EXPECT=1` rewrites the .trace and .head files when the filter changes.
 
             When you change Config, `UPDATE_EXPECT=1 cargo test -p filter-demo-filter` rewrites
             filters/demo-filter/config.schema.json, which publish checks --parameters against.
@@ -362,6 +376,13 @@ mod tests {
                 "tests/it/main.rs",
                 "tests/it/config_schema.rs",
                 "config.schema.json",
+                "README.md",
+                "filter.json",
+                "bench.json",
+                "tests/scenarios/greets.json",
+                "tests/scenarios/greets.trace",
+                "tests/envoy/greets.json",
+                "tests/envoy/greets.head",
             ]
         "#]]
         .assert_debug_eq(&paths);

@@ -40,6 +40,7 @@ pub const FAILURE_MODE_ALLOWED_HEADER: &str = "x-envoy-auth-failure-mode-allowed
 
 /// How the filter talks to the authorization service.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A plain HTTP request: 200 allows, a 5xx is a failure, any other status denies.
@@ -51,6 +52,7 @@ pub enum Mode {
 
 /// The plugin configuration. Only `cluster` is required.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The Envoy cluster of the authorization service (HTTP/2 for `grpc`).

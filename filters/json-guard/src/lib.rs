@@ -34,6 +34,7 @@ pub const ENVOY_DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
 /// The plugin configuration.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The largest body accepted, in bytes (at least 1, at most `buffer_limit_bytes`).

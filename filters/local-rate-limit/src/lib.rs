@@ -34,6 +34,7 @@ use bucket::{Bucket, Rate, Verdict};
 
 /// The plugin configuration.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The bucket's size: the burst a key may send at once (1 to 1 000 000).

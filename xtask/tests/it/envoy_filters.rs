@@ -1,6 +1,8 @@
 //! Every filter in a real Envoy, configured from the seed's ASMFilterDeployment: what a
 //! response looks like, and how Envoy refuses a configuration the filter rejects.
 
+use std::path::Path;
+
 use anyhow::Result;
 use expect_test::{Expect, expect};
 
@@ -9,12 +11,7 @@ use crate::support::{
     built_filter, error_lines, seed_deployment_with_parameters, stable_head, start_envoy, temp_dir,
     xtask, xtask_fails,
 };
-use crate::util;
-
-/// The filters with real-Envoy tests: a new filter must join this list with a test of its own
-/// (here, or in a module of its own such as `ext_authz.rs`).
-const ENVOY_TESTED_FILTERS: &[&str] =
-    &["add-header", "ext-authz", "json-guard", "local-rate-limit"];
+use crate::{filter_dir, util};
 
 /// Runs `filter` in Envoy with the seed's deployment carrying `parameters`, sends one GET, and
 /// renders the response's head; or, when Envoy refuses to start, its exit status and the
@@ -49,8 +46,13 @@ fn check_rejected(filter: &str, parameters: &str, mentions: &str, expect: Expect
 fn render(filter: &str, parameters: &str) -> Result<String> {
     let dir = temp_dir()?;
     let wasm = built_filter(filter, dir.path())?;
+    render_module(&wasm, parameters, dir.path())
+}
+
+/// Runs the module `wasm` in Envoy as [`render`] does, with Envoy's files under `dir`.
+pub fn render_module(wasm: &Path, parameters: &str, dir: &Path) -> Result<String> {
     let deployment = AsmFilterDeployment::parse(&seed_deployment_with_parameters(parameters)?)?;
-    let rendered = match start_envoy(&deployment, &wasm, dir.path()) {
+    let rendered = match start_envoy(&deployment, wasm, dir) {
         Ok(envoy) => stable_head(&get(&envoy.listener_url())?),
         Err(error) => match error.downcast_ref::<Exited>() {
             Some(exited) => format!(
@@ -64,13 +66,28 @@ fn render(filter: &str, parameters: &str) -> Result<String> {
     Ok(rendered)
 }
 
+/// Runs each of the filter's `filters/<filter>/tests/envoy/<case>.json` in Envoy with `wasm`
+/// and compares what it gives with `<case>.head` beside it (`UPDATE_EXPECT=1` rewrites it).
+pub fn check_envoy_cases(root: &Path, filter: &str, wasm: &Path) -> Result<()> {
+    for (path, case) in filter_dir::envoy_cases(root, filter)? {
+        let dir = temp_dir()?;
+        let rendered = render_module(wasm, &case.parameters, dir.path())?;
+        expect_test::expect_file![path.with_extension("head")].assert_eq(&rendered);
+    }
+    Ok(())
+}
+
+/// Every filter under filters/ runs in a real Envoy as its own `tests/envoy/` cases say: a new
+/// filter without one fails here, naming the file to add. Filters' deeper Envoy tests keep their
+/// own modules (`ext_authz.rs`, ...).
 #[test]
-fn every_filter_has_an_envoy_test() -> Result<()> {
-    assert_eq!(
-        util::filter_names()?,
-        ENVOY_TESTED_FILTERS,
-        "a new filter needs a real-Envoy test in xtask/tests/it/envoy_filters.rs"
-    );
+fn every_filter_passes_its_envoy_cases() -> Result<()> {
+    let root = util::project_root();
+    for filter in util::filter_names()? {
+        let dir = temp_dir()?;
+        let wasm = built_filter(&filter, dir.path())?;
+        check_envoy_cases(&root, &filter, &wasm)?;
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use crate::support::{lock_filters, temp_dir};
 use crate::util;
 
 /// Copies the workspace's sources (what git tracks, and new files it does not ignore) to `to`.
-fn copy_sources(to: &Path) -> Result<()> {
+pub fn copy_sources(to: &Path) -> Result<()> {
     let root = util::project_root();
     let listed = Command::new("git")
         .args([

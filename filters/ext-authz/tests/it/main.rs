@@ -2,6 +2,8 @@
 //! streams is tested in host-sim (`host-sim/tests/it/ext_authz.rs`) and in Envoy
 //! (`xtask/tests/it/ext_authz.rs`, where protobuf itself reads these bytes).
 
+mod config_schema;
+
 use expect_test::{Expect, expect};
 use filter_ext_authz::{HttpRequest, decode_check_response, encode_check_request};
 

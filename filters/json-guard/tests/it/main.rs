@@ -2,4 +2,5 @@
 //! generated and mutated documents, and the filter's configuration contract.
 
 mod config;
+mod config_schema;
 mod rewrite;

@@ -1,6 +1,8 @@
 //! local-rate-limit's native tests: the bucket arithmetic, and the filter against
 //! filterkit's fake host (one VM; several workers are host-sim's part).
 
+mod config_schema;
+
 use std::time::Duration;
 
 use expect_test::{Expect, expect};
