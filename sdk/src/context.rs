@@ -177,9 +177,9 @@ pub trait RootContext: Default + 'static {
 
     /// Whether the filter makes callouts ([`crate::http::call`], [`crate::grpc::call`],
     /// [`crate::grpc::Stream::open`]). `true` (the default) links the dispatch of their
-    /// answers; `false` compiles it away (about 3.7 KB and 0.26 MiB of Envoy memory for a
-    /// filter that never calls out, as add-header) and makes any callout fail with
-    /// [`crate::Error::CalloutsDisabled`] before it is sent.
+    /// answers; `false` compiles it away (about 4 KB of a shipped filter: add-header 31,200 →
+    /// 27,098 bytes) and makes any callout fail with [`crate::Error::CalloutsDisabled`] before
+    /// it is sent.
     ///
     /// ```
     /// # use std::rc::Rc;
