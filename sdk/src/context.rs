@@ -175,6 +175,31 @@ pub trait RootContext: Default + 'static {
     /// ```
     const TCP: bool = false;
 
+    /// Whether the filter makes callouts ([`crate::http::call`], [`crate::grpc::call`],
+    /// [`crate::grpc::Stream::open`]). `true` (the default) links the dispatch of their
+    /// answers; `false` compiles it away (about 4 KB of a shipped filter: add-header 31,200 →
+    /// 27,098 bytes) and makes any callout fail with [`crate::Error::CalloutsDisabled`] before
+    /// it is sent.
+    ///
+    /// ```
+    /// # use std::rc::Rc;
+    /// # #[derive(serde::Deserialize)] struct C; impl filterkit::Config for C {}
+    /// # struct S; impl filterkit::HttpContext for S {}
+    /// #[derive(Default)]
+    /// struct Quiet;
+    /// impl filterkit::RootContext for Quiet {
+    ///     type Config = C;
+    ///     type Http = S;
+    ///     const CALLOUTS: bool = false;
+    ///     fn create_http_context(&mut self, _: u32, _: Rc<C>) -> S { S }
+    /// }
+    /// let vm = filterkit::testing::Vm::<Quiet>::new();
+    /// assert!(vm.configure("r", b"null"));
+    /// let sent = filterkit::http::call("c", &[], b"", std::time::Duration::ZERO, |_: &mut S, _| {});
+    /// assert_eq!(sent, Err(filterkit::Error::CalloutsDisabled));
+    /// ```
+    const CALLOUTS: bool = true;
+
     /// For a network filter (with [`RootContext::TCP`] set): the context of a new TCP
     /// connection. `None` makes the stream an HTTP stream
     /// ([`RootContext::create_http_context`]).

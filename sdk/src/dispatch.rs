@@ -238,6 +238,9 @@ impl<R: RootContext> Filter<R> {
     pub fn on_context_create(&self, context_id: u32, parent_context_id: u32) {
         if parent_context_id == 0 {
             logger::install();
+            if !R::CALLOUTS {
+                registry::disable_callouts();
+            }
             let root = Root::<R> {
                 context: Box::default(),
                 config: None,
@@ -398,6 +401,9 @@ impl<R: RootContext> Filter<R> {
         let previous = registry::enter(context_id);
         drop(removed);
         registry::leave(previous);
+        if !R::CALLOUTS {
+            return;
+        }
         let n_dropped = registry::with_globals(|globals| {
             globals
                 .callouts
@@ -471,6 +477,10 @@ impl<R: RootContext> Filter<R> {
         body_size: usize,
         n_trailers: usize,
     ) {
+        // Without callouts the continuation plumbing compiles away.
+        if !R::CALLOUTS {
+            return;
+        }
         let Some(pending) =
             registry::with_globals(|globals| globals.callouts.remove(token)).flatten()
         else {
@@ -494,6 +504,9 @@ impl<R: RootContext> Filter<R> {
     /// Runs the handler registered with `token` with the context that made the call, then
     /// puts it back unless the call is over or the handler cancelled it.
     fn on_grpc_signal(&self, context_id: u32, token: u32, signal: GrpcSignal) {
+        if !R::CALLOUTS {
+            return;
+        }
         let Some(pending) = registry::with_globals(|globals| globals.grpc.remove(token)).flatten()
         else {
             return;

@@ -126,6 +126,9 @@ pub enum Error {
     },
     /// A duration does not fit the ABI's `u32` milliseconds.
     DurationTooLong,
+    /// An http or gRPC callout was made by a filter whose root sets
+    /// [`crate::RootContext::CALLOUTS`] to `false`: its answer could not be delivered.
+    CalloutsDisabled,
 }
 
 /// Writes `value` in decimal without `core::fmt`'s integer machinery (which pads and aligns).
@@ -161,6 +164,7 @@ impl fmt::Display for Error {
                 f.write_str(" times")
             }
             Error::DurationTooLong => f.write_str("duration does not fit u32 milliseconds"),
+            Error::CalloutsDisabled => f.write_str("callouts are disabled (RootContext::CALLOUTS)"),
         }
     }
 }

@@ -114,6 +114,7 @@ pub fn call<C: Any>(
     timeout: Duration,
     continuation: impl FnOnce(&mut C, Reply) + 'static,
 ) -> Result<u32, Error> {
+    registry::check_callouts()?;
     let token = abi::grpc_call(
         upstream.as_bytes(),
         service.as_bytes(),
@@ -201,6 +202,7 @@ impl Stream {
         initial_metadata: &[(&str, &[u8])],
         mut handler: impl FnMut(&mut C, Event) + 'static,
     ) -> Result<Stream, Error> {
+        registry::check_callouts()?;
         let token = abi::grpc_stream(
             upstream.as_bytes(),
             service.as_bytes(),

@@ -657,6 +657,7 @@ pub fn call<C: Any>(
     timeout: Duration,
     continuation: impl FnOnce(&mut C, CallResponse) + 'static,
 ) -> Result<u32, Error> {
+    registry::check_callouts()?;
     let timeout = u32::try_from(timeout.as_millis()).map_err(|_| Error::DurationTooLong)?;
     let no_trailers: [(&str, &str); 0] = [];
     let token = abi::http_call(

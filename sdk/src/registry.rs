@@ -164,6 +164,9 @@ pub(crate) struct Globals {
     /// The context the guest runs as: the one whose callback is running, or the one it made
     /// effective since; 0 outside callbacks.
     pub(crate) context_id: u32,
+    /// Set when the filter's root has [`crate::RootContext::CALLOUTS`] `false`: the
+    /// dispatcher would drop the answers, so callouts are refused up front.
+    pub(crate) callouts_disabled: bool,
 }
 
 impl Globals {
@@ -173,6 +176,7 @@ impl Globals {
             grpc: Slots::new(),
             cancelled_grpc_token: 0,
             context_id: 0,
+            callouts_disabled: false,
         }
     }
 }
@@ -212,6 +216,19 @@ pub(crate) fn enter(context_id: u32) -> u32 {
 /// Restores the context [`enter`] returned.
 pub(crate) fn leave(previous_context_id: u32) {
     with_globals(|globals| globals.context_id = previous_context_id);
+}
+
+/// Refuses callouts from now on (a root with [`crate::RootContext::CALLOUTS`] `false`).
+pub(crate) fn disable_callouts() {
+    with_globals(|globals| globals.callouts_disabled = true);
+}
+
+/// `Err` when callouts are disabled: checked before asking the host for one.
+pub(crate) fn check_callouts() -> Result<(), crate::Error> {
+    if with_globals(|globals| globals.callouts_disabled) == Some(true) {
+        return Err(crate::Error::CalloutsDisabled);
+    }
+    Ok(())
 }
 
 /// Registers an http callout's continuation under its token, for the running context.

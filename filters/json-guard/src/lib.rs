@@ -123,6 +123,8 @@ pub struct JsonGuardRoot {
 impl RootContext for JsonGuardRoot {
     type Config = Config;
     type Http = JsonGuard;
+    // Makes no callouts: their dispatch is compiled away.
+    const CALLOUTS: bool = false;
 
     fn on_configure(&mut self, config: &Rc<Config>) -> bool {
         // `validate` has parsed the paths already, so this cannot fail.

@@ -133,6 +133,8 @@ pub struct Plugin {
 impl RootContext for RateLimitRoot {
     type Config = Config;
     type Http = RateLimit;
+    // Makes no callouts: their dispatch is compiled away.
+    const CALLOUTS: bool = false;
 
     fn on_configure(&mut self, _config: &Rc<Config>) -> bool {
         let root_id = match filterkit::properties::plugin_root_id() {
