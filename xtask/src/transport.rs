@@ -483,7 +483,8 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:30 UTC": back off
             "-1": back off
             "soon": back off
-        "#]].assert_eq(&(parsed.join("\n") + "\n"));
+        "#]]
+        .assert_eq(&(parsed.join("\n") + "\n"));
     }
 
     #[test]
