@@ -6,9 +6,11 @@
 //! on, guest memory). Envoy (the reason Filterkit exists: module size becomes resident memory in
 //! every sidecar): no HTTP filter, Envoy's native `header_mutation`, the trivial and the
 //! hand-written add-header modules (bench/*.wat), every filter under filters/ and the
-//! reference, at each worker count, measured by [`envoy_cost`] in alternated rounds and
-//! rendered by [`report`] with paired comparisons. Numbers are printed, never asserted: this
-//! machine is shared and its timings move by several percent from run to run.
+//! reference, at each worker count, measured by [`envoy_cost`] in alternated rounds, then at one
+//! worker under valgrind's callgrind by [`instructions`] (instructions per request, which the
+//! machine's load does not move), rendered by [`report`] with paired comparisons. Numbers are
+//! printed, never asserted: this machine is shared and its timings move by several percent
+//! from run to run.
 //! docs/benchmarks.md keeps runs' numbers with the method; `--smoke` keeps the code running in
 //! `cargo xtask test`.
 
@@ -70,8 +72,9 @@ pub struct Args {
     /// machine's load does not move. 0 skips it.
     #[arg(long, default_value_t = 2_000)]
     pub callgrind_requests: u64,
-    /// A run of a minute or two that exercises every case once with little traffic, so that
-    /// `cargo xtask test` keeps the bench working; its numbers mean nothing.
+    /// A run of a minute or less that exercises every case once with little traffic, and the
+    /// two add-headers under callgrind, so that `cargo xtask test` keeps the bench working; its
+    /// numbers mean nothing.
     #[arg(long)]
     pub smoke: bool,
     /// Extra arguments for `filter-sim bench` after the module path (e.g. `--streams 1000000`).
