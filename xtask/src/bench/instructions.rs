@@ -5,7 +5,7 @@
 //! counts the instructions Envoy's threads execute in user space, whatever else runs. Each case
 //! gets a fresh Envoy (one worker) under `valgrind --tool=callgrind --instr-atstart=no`, with
 //! `--smc-check=all-non-file` because V8 writes the code it runs. The warm-up runs
-//! uninstrumented (valgrind still runs Envoy, about ten times slower, while V8 compiles and
+//! uninstrumented (valgrind still runs Envoy, only without counting, while V8 compiles and
 //! tiers up the module); then `callgrind_control` turns instrumentation on, a few requests run,
 //! the counters are zeroed, the measured requests are sent over one keep-alive connection (one
 //! request in flight, so Envoy wakes up once per request however fast the machine is), and the
