@@ -6,13 +6,16 @@
 //! on, guest memory). Envoy (the reason Filterkit exists: module size becomes resident memory in
 //! every sidecar): no HTTP filter, Envoy's native `header_mutation`, the trivial and the
 //! hand-written add-header modules (bench/*.wat), every filter under filters/ and the
-//! reference, at each worker count, measured by [`envoy_cost`] in alternated rounds and
-//! rendered by [`report`] with paired comparisons. Numbers are printed, never asserted: this
-//! machine is shared and its timings move by several percent from run to run.
+//! reference, at each worker count, measured by [`envoy_cost`] in alternated rounds, then at one
+//! worker under valgrind's callgrind by [`instructions`] (instructions per request, which the
+//! machine's load does not move), rendered by [`report`] with paired comparisons. Numbers are
+//! printed, never asserted: this machine is shared and its timings move by several percent
+//! from run to run.
 //! docs/benchmarks.md keeps runs' numbers with the method; `--smoke` keeps the code running in
 //! `cargo xtask test`.
 
 mod envoy_cost;
+mod instructions;
 mod report;
 
 use std::fmt::Write as _;
@@ -24,7 +27,8 @@ use anyhow::{Context, Result, bail};
 use crate::{build, util};
 
 use envoy_cost::{Case, Filter, Load, Measured, Role};
-use report::{render_envoy, render_raw, render_sim, render_sim_against_envoy};
+use instructions::Counted;
+use report::{render_envoy, render_instructions, render_raw, render_sim, render_sim_against_envoy};
 
 /// The plain proxy-wasm reference filter and its profile.
 const REFERENCE_PACKAGE: &str = "proxy-wasm-add-header";
@@ -63,8 +67,14 @@ pub struct Args {
     /// Envoy wakes up more often and each request costs it more CPU).
     #[arg(long, default_value_t = 8)]
     pub connections: u64,
-    /// A run of a minute or two that exercises every case once with little traffic, so that
-    /// `cargo xtask test` keeps the bench working; its numbers mean nothing.
+    /// Requests per case over which valgrind's callgrind counts the instructions Envoy
+    /// executes (one worker, one connection, after the warm-up): the CPU figure that the
+    /// machine's load does not move. 0 skips it.
+    #[arg(long, default_value_t = 2_000)]
+    pub callgrind_requests: u64,
+    /// A run of a minute or less that exercises every case once with little traffic, and the
+    /// two add-headers under callgrind, so that `cargo xtask test` keeps the bench working; its
+    /// numbers mean nothing.
     #[arg(long)]
     pub smoke: bool,
     /// Extra arguments for `filter-sim bench` after the module path (e.g. `--streams 1000000`).
@@ -77,12 +87,14 @@ const SMOKE_ROUNDS: u32 = 1;
 const SMOKE_WARMUP: u64 = 100;
 const SMOKE_REQUESTS: u64 = 300;
 const SMOKE_STREAMS: &str = "5000";
+const SMOKE_CALLGRIND_REQUESTS: u64 = 50;
 
 pub fn run(mut args: Args) -> Result<()> {
     if args.smoke {
         args.rounds = SMOKE_ROUNDS;
         args.warmup = SMOKE_WARMUP;
         args.requests = SMOKE_REQUESTS;
+        args.callgrind_requests = args.callgrind_requests.min(SMOKE_CALLGRIND_REQUESTS);
         if !args.sim_args.iter().any(|arg| arg == "--streams") {
             args.sim_args
                 .extend(["--streams".to_string(), SMOKE_STREAMS.to_string()]);
@@ -187,6 +199,12 @@ pub fn run(mut args: Args) -> Result<()> {
     if args.skip_envoy {
         results.push_str("\n## Envoy\n\nskipped (--skip-envoy)\n");
     } else {
+        // Before anything is measured: a missing valgrind should not cost a whole run.
+        let callgrind_tools = if args.callgrind_requests > 0 {
+            Some(instructions::Tools::find()?)
+        } else {
+            None
+        };
         let load = Load {
             warmup: args.warmup,
             requests: args.requests,
@@ -230,17 +248,47 @@ pub fn run(mut args: Args) -> Result<()> {
             seed_headers(),
         ));
         let measured = measure_envoy(&cases, load, args.rounds, &args.workers)?;
+        let counted = match &callgrind_tools {
+            Some(tools) => {
+                // Under valgrind a case takes several seconds: a smoke run counts only the
+                // two add-headers, enough to keep every step and the paired ratio working.
+                let callgrind_cases: Vec<&Case> = cases
+                    .iter()
+                    .filter(|case| {
+                        !args.smoke
+                            || case.role == Role::HandWritten
+                            || case.label.starts_with("add-header")
+                    })
+                    .collect();
+                let callgrind_load = instructions::Load {
+                    warmup: args.warmup,
+                    requests: args.callgrind_requests,
+                };
+                count_instructions(tools, &callgrind_cases, callgrind_load, args.rounds)?
+            }
+            None => Vec::new(),
+        };
         failed = measured
             .iter()
-            .filter(|measured| measured.failures.count > 0)
-            .map(|measured| measured.label.clone())
+            .map(|measured| (&measured.label, measured.failures.count))
+            .chain(
+                counted
+                    .iter()
+                    .map(|counted| (&counted.label, counted.failures.count)),
+            )
+            .filter(|(_, failures)| *failures > 0)
+            .map(|(label, _)| label.clone())
             .collect();
         failed.sort();
         failed.dedup();
         let raw = util::target_dir().join("bench").join("raw.csv");
-        util::write_atomic(&raw, render_raw(&measured).as_bytes())?;
+        util::write_atomic(&raw, render_raw(&measured, &counted).as_bytes())?;
         results.push('\n');
         results.push_str(&render_envoy(&machine.envoy_version, load, &measured));
+        if !counted.is_empty() {
+            results.push('\n');
+            results.push_str(&render_instructions(args.warmup, &counted));
+        }
         let _ = writeln!(
             results,
             "\nEvery round of every case: target/bench/raw.csv (one line each).\n\n{}",
@@ -390,6 +438,32 @@ fn measure_envoy(
         }
     }
     Ok(measured)
+}
+
+/// Counts the instructions of every case `rounds` times under callgrind (one worker), the
+/// cases taking turns as in [`measure_envoy`].
+fn count_instructions(
+    tools: &instructions::Tools,
+    cases: &[&Case],
+    load: instructions::Load,
+    rounds: u32,
+) -> Result<Vec<Counted>> {
+    let envoy_binary = util::tool("envoy")?;
+    let work_root = util::target_dir().join("bench").join("callgrind");
+    let mut counted = Vec::new();
+    for round in 1..=rounds {
+        for (case_idx, case) in cases.iter().enumerate() {
+            let work_dir = work_root.join(format!("case-{case_idx}-round-{round}"));
+            eprintln!(
+                "envoy under callgrind, round {round} of {rounds}: {}",
+                case.label
+            );
+            let one = instructions::count(tools, &envoy_binary, case, load, &work_dir)
+                .with_context(|| format!("counting the instructions of {}", case.label))?;
+            counted.push(one);
+        }
+    }
+    Ok(counted)
 }
 
 /// Assembles bench/<name>.wat (with wabt's `wat2wasm`: xtask links no Wasm crate) into

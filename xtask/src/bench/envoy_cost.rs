@@ -150,7 +150,7 @@ impl Failures {
         self.first.get_or_insert(problem);
     }
 
-    fn merge(mut self, other: Failures) -> Failures {
+    pub(super) fn merge(mut self, other: Failures) -> Failures {
         self.count += other.count;
         if self.first.is_none() {
             self.first = other.first;
@@ -159,17 +159,10 @@ impl Failures {
     }
 }
 
-/// Starts Envoy for `case` with `workers` worker threads, drives `load` through it and stops it
-/// (also on error).
-pub fn measure(
-    envoy_binary: &Path,
-    case: &Case,
-    workers: u32,
-    load: Load,
-    work_dir: &Path,
-    ticks_per_second: u64,
-) -> Result<Measured> {
-    let (wasm_size, bootstrap) = match &case.filter {
+/// The case's bootstrap (see [`envoy::bootstrap`]), and its module's size in bytes (`None`
+/// without a module).
+pub(super) fn bootstrap(case: &Case) -> Result<(Option<u64>, serde_json::Value)> {
+    Ok(match &case.filter {
         Filter::None => (None, envoy::bootstrap(&[])),
         Filter::HeaderMutation(headers) => (None, with_header_mutation(headers)),
         Filter::Wasm {
@@ -190,7 +183,20 @@ pub fn measure(
             };
             (Some(size), envoy::bootstrap(&[plugin]))
         }
-    };
+    })
+}
+
+/// Starts Envoy for `case` with `workers` worker threads, drives `load` through it and stops it
+/// (also on error).
+pub fn measure(
+    envoy_binary: &Path,
+    case: &Case,
+    workers: u32,
+    load: Load,
+    work_dir: &Path,
+    ticks_per_second: u64,
+) -> Result<Measured> {
+    let (wasm_size, bootstrap) = bootstrap(case)?;
     let envoy = Envoy::start_with_workers(envoy_binary, &bootstrap, work_dir, workers)
         .with_context(|| format!("starting envoy for {}", case.label))?;
     let pid = envoy.pid();
@@ -242,14 +248,14 @@ const GIVE_UP_AFTER_FAILURES: u64 = 20;
 
 /// Keep-alive connections to one listener, one agent (and client thread) each, kept from the
 /// warm-up to the end so that Envoy sees exactly `connections` connections.
-struct Client<'a> {
+pub(super) struct Client<'a> {
     url: String,
     agents: Vec<Agent>,
     case: &'a Case,
 }
 
 impl<'a> Client<'a> {
-    fn new(url: String, connections: u64, case: &'a Case) -> Self {
+    pub(super) fn new(url: String, connections: u64, case: &'a Case) -> Self {
         let agents = (0..connections.max(1))
             .map(|_| {
                 // One pooled connection per agent.
@@ -267,7 +273,7 @@ impl<'a> Client<'a> {
     }
 
     /// Sends `total` GETs spread over the connections at once and checks every response.
-    fn send(&self, total: u64) -> Result<Failures> {
+    pub(super) fn send(&self, total: u64) -> Result<Failures> {
         let connections = self.agents.len() as u64;
         std::thread::scope(|scope| {
             let threads: Vec<_> = self

@@ -1,9 +1,11 @@
 //! The bench's output: host-sim's lines as a table, the Envoy tables (medians, spreads and
-//! paired comparisons per worker count), the raw CSV, and host-sim against Envoy.
+//! paired comparisons per worker count, then the instructions callgrind counted), the raw CSV,
+//! and host-sim against Envoy.
 
 use std::fmt::Write as _;
 
 use super::envoy_cost::{Load, Measured, Role};
+use super::instructions::{Counted, Split};
 use super::{SEED_CONFIG, SEED_HEADERS, SEED_ROOT_ID};
 use crate::util;
 
@@ -221,12 +223,117 @@ pub(super) fn render_envoy(envoy_version: &str, load: Load, measured: &[Measured
     text
 }
 
-/// Every round of every case, one CSV line each.
-pub(super) fn render_raw(measured: &[Measured]) -> String {
-    let mut text = String::from(
-        "workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,\
-         requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,log\n",
+/// The instructions section: per case, instructions per request under callgrind, paired
+/// ratios and where the instructions run, medians with (lowest–highest).
+pub(super) fn render_instructions(warmup: u64, counted: &[Counted]) -> String {
+    let mut cases: Vec<Vec<&Counted>> = Vec::new();
+    for one in counted {
+        match cases.iter_mut().find(|rounds| rounds[0].label == one.label) {
+            Some(rounds) => rounds.push(one),
+            None => cases.push(vec![one]),
+        }
+    }
+    let n_rounds = cases.first().map_or(0, Vec::len);
+    let requests = counted.first().map_or(0, |one| one.requests);
+    // Per round, `combine(case, baseline)` against the baseline counted in the same round.
+    let paired = |rounds: &[&Counted], baseline: Role, combine: fn(&Counted, &Counted) -> f64| {
+        if rounds[0].role == baseline {
+            return Vec::new();
+        }
+        let Some(base) = cases.iter().find(|base| base[0].role == baseline) else {
+            return Vec::new();
+        };
+        rounds
+            .iter()
+            .zip(base)
+            .map(|(case, base)| combine(case, base))
+            .filter(|value| value.is_finite())
+            .collect::<Vec<f64>>()
+    };
+    let ratio: fn(&Counted, &Counted) -> f64 = |case, base| case.per_request() / base.per_request();
+    let mut text = format!(
+        "## Instructions per request (callgrind), 1 worker, n = {n_rounds} round(s)\n\n\
+         Medians (lowest–highest); \"paired\" as above. The last three columns split the \
+         instructions by where the code lives.\n\n\
+         | module | bytes | instructions/request | ÷ hand-written WAT, paired | ÷ native header_mutation, paired | above no HTTP filter, paired | in Envoy's binary | in shared libraries | in code V8 generated | failures |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
     );
+    for rounds in &cases {
+        let first = rounds[0];
+        let per_request = |of: fn(&Split) -> u64| -> Vec<f64> {
+            rounds
+                .iter()
+                .map(|one| of(&one.instructions) as f64 / one.requests as f64)
+                .collect()
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            first.label,
+            first
+                .wasm_size
+                .map_or_else(|| "—".to_string(), |size| size.to_string()),
+            spread(&per_request(Split::total), 0),
+            spread(&paired(rounds, Role::HandWritten, ratio), 4),
+            spread(&paired(rounds, Role::Native, ratio), 4),
+            spread(
+                &paired(rounds, Role::NoFilter, |case, base| case.per_request()
+                    - base.per_request()),
+                0
+            ),
+            spread(&per_request(|split| split.envoy), 0),
+            spread(&per_request(|split| split.libraries), 0),
+            spread(&per_request(|split| split.generated), 0),
+            rounds.iter().map(|one| one.failures.count).sum::<u64>(),
+        );
+    }
+    if let Some(add_header) = cases
+        .iter()
+        .find(|rounds| rounds[0].label.starts_with("add-header"))
+    {
+        let ratios = paired(add_header, Role::HandWritten, ratio);
+        if ratios.len() > 1 {
+            let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let highest = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let width = (highest - lowest) / median(ratios.clone()) * 100.0;
+            let _ = writeln!(
+                text,
+                "\nResolution: add-header's paired instruction ratio to the hand-written WAT spans \
+                 {width:.2}% across {} rounds; {}.",
+                ratios.len(),
+                if width <= 3.0 {
+                    "a 3% difference is resolved"
+                } else {
+                    "this run cannot resolve a 3% difference"
+                }
+            );
+        }
+    }
+    let _ = write!(
+        text,
+        "\nEach round of a case: a fresh Envoy (`--concurrency 1`) under `valgrind \
+         --tool=callgrind --instr-atstart=no --smc-check=all-non-file`, {warmup} warm-up requests \
+         uninstrumented, then instrumentation on, a few requests, the counters zeroed, {requests} \
+         requests over one keep-alive connection, and the counters dumped: the instructions \
+         Envoy's threads executed in user space, divided by the count. Not counted: the kernel's \
+         work for Envoy's system calls, and what an instruction costs (cache misses, mispredicted \
+         branches). \"in code V8 generated\" is code in no file (the module compiled by V8, its \
+         stubs); Envoy's binary includes tcmalloc and V8's runtime. callgrind's output per \
+         round is under target/bench/callgrind/ (`callgrind_annotate` reads it).\n"
+    );
+    text
+}
+
+/// Every round of every case, one CSV line each: the clock rounds (`method` clock), then the
+/// callgrind rounds (`method` callgrind); a column that does not apply is empty.
+pub(super) fn render_raw(measured: &[Measured], counted: &[Counted]) -> String {
+    let mut text = String::from(
+        "method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,\
+         requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,\
+         instructions_per_request,instructions_envoy_per_request,\
+         instructions_libraries_per_request,instructions_generated_per_request,log\n",
+    );
+    let optional = |value: Option<u64>| value.map_or_else(String::new, |v| v.to_string());
     let mut seen: Vec<(u32, &str)> = Vec::new();
     for one in measured {
         seen.push((one.workers, &one.label));
@@ -234,10 +341,9 @@ pub(super) fn render_raw(measured: &[Measured]) -> String {
             .iter()
             .filter(|(workers, label)| *workers == one.workers && *label == one.label)
             .count();
-        let optional = |value: Option<u64>| value.map_or_else(String::new, |v| v.to_string());
         let _ = writeln!(
             text,
-            "{},{round},\"{}\",{:?},{},{},{},{:.2},{},{:.3},{:.1},{},{},{},{}",
+            "clock,{},{round},\"{}\",{:?},{},{},{},{:.2},{},{:.3},{:.1},{},{},{},,,,,{}",
             one.workers,
             one.label,
             one.role,
@@ -251,6 +357,26 @@ pub(super) fn render_raw(measured: &[Measured]) -> String {
             one.failures.count,
             optional(one.connections_opened),
             optional(one.responses_2xx),
+            util::relative(&one.work_dir.join("envoy.log")),
+        );
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for one in counted {
+        seen.push(&one.label);
+        let round = seen.iter().filter(|label| **label == one.label).count();
+        let per_request = |instructions: u64| instructions as f64 / one.requests as f64;
+        let _ = writeln!(
+            text,
+            "callgrind,1,{round},\"{}\",{:?},{},,,,{},,,{},,,{:.1},{:.1},{:.1},{:.1},{}",
+            one.label,
+            one.role,
+            optional(one.wasm_size),
+            one.requests,
+            one.failures.count,
+            one.per_request(),
+            per_request(one.instructions.envoy),
+            per_request(one.instructions.libraries),
+            per_request(one.instructions.generated),
             util::relative(&one.work_dir.join("envoy.log")),
         );
     }
@@ -303,6 +429,7 @@ mod tests {
     use expect_test::expect;
 
     use super::super::envoy_cost::{Failures, Load, Measured, Role};
+    use super::super::instructions::{Counted, Split};
 
     #[test]
     fn explains_known_filter_sim_lines_and_keeps_unknown_ones() {
@@ -388,9 +515,86 @@ mod tests {
             Each round of a case: a fresh Envoy (`--concurrency` as titled, direct_response route; each module with root_id my_root_id and `{"name":"hello","value":"hello details"}`, other filters as their bench.json says), 2000 warm-up requests, then VmRSS; then 50000 requests over 8 keep-alive connections from an in-process client, Envoy's utime + stime (all threads) over them divided by the count. "configuration accepted" is from starting Envoy to its listener being open (the configuration, with the module compiled and its plugin configured). Every response must be 200 and, from an add-header, carry `resp-header-demo: added by our filter` and `hello: hello details`; failures counts the others (warm-up included).
         "###]].assert_eq(&super::render_envoy("1.40.0", load, &measured));
         expect![[r#"
-            workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,log
-            1,1,"none",NoFilter,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,/tmp/case/envoy.log
-            1,1,"native",Native,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,/tmp/case/envoy.log
-        "#]].assert_eq(&super::render_raw(&measured[..2]));
+            method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,instructions_per_request,instructions_envoy_per_request,instructions_libraries_per_request,instructions_generated_per_request,log
+            clock,1,1,"none",NoFilter,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
+            clock,1,1,"native",Native,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
+        "#]].assert_eq(&super::render_raw(&measured[..2], &[]));
+    }
+
+    /// Two callgrind rounds of four cases over 1,000 requests: the second round 1% more in
+    /// Envoy's binary for every case, and add-header 30 instructions more in generated code.
+    fn counted_rounds() -> Vec<Counted> {
+        let cases = [
+            ("none", Role::NoFilter, None, 70_000, 0),
+            ("native", Role::Native, None, 75_000, 0),
+            ("wat", Role::HandWritten, Some(473), 80_000, 300),
+            (
+                "add-header on filterkit",
+                Role::Filter,
+                Some(27_098),
+                82_000,
+                3_600,
+            ),
+        ];
+        let mut all = Vec::new();
+        for round in 0..2 {
+            for (label, role, wasm_size, envoy, generated) in cases {
+                let envoy = if round == 1 {
+                    envoy + envoy / 100
+                } else {
+                    envoy
+                };
+                let generated = if round == 1 && label.starts_with("add-header") {
+                    generated + 30
+                } else {
+                    generated
+                };
+                all.push(Counted {
+                    label: label.to_string(),
+                    role,
+                    wasm_size,
+                    requests: 1_000,
+                    instructions: Split {
+                        envoy: envoy * 1_000,
+                        libraries: 7_000_000,
+                        generated: generated * 1_000,
+                    },
+                    failures: Failures::default(),
+                    work_dir: PathBuf::from(format!("/tmp/callgrind/{label}")),
+                });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn instructions_table_pairs_rounds_and_splits_by_place() {
+        expect![[r###"
+            ## Instructions per request (callgrind), 1 worker, n = 2 round(s)
+
+            Medians (lowest–highest); "paired" as above. The last three columns split the instructions by where the code lives.
+
+            | module | bytes | instructions/request | ÷ hand-written WAT, paired | ÷ native header_mutation, paired | above no HTTP filter, paired | in Envoy's binary | in shared libraries | in code V8 generated | failures |
+            |---|---|---|---|---|---|---|---|---|---|
+            | none | — | 77350 (77000–77700) | 0.8820 (0.8820–0.8820) | 0.9390 (0.9390–0.9390) | — | 70350 (70000–70700) | 7000 (7000–7000) | 0 (0–0) | 0 |
+            | native | — | 82375 (82000–82750) | 0.9393 (0.9393–0.9393) | — | 5025 (5000–5050) | 75375 (75000–75750) | 7000 (7000–7000) | 0 (0–0) | 0 |
+            | wat | 473 | 87700 (87300–88100) | — | 1.0646 (1.0646–1.0647) | 10350 (10300–10400) | 80400 (80000–80800) | 7000 (7000–7000) | 300 (300–300) | 0 |
+            | add-header on filterkit | 27098 | 93025 (92600–93450) | 1.0607 (1.0607–1.0607) | 1.1293 (1.1293–1.1293) | 15675 (15600–15750) | 82410 (82000–82820) | 7000 (7000–7000) | 3615 (3600–3630) | 0 |
+
+            Resolution: add-header's paired instruction ratio to the hand-written WAT spans 0.00% across 2 rounds; a 3% difference is resolved.
+
+            Each round of a case: a fresh Envoy (`--concurrency 1`) under `valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file`, 2000 warm-up requests uninstrumented, then instrumentation on, a few requests, the counters zeroed, 1000 requests over one keep-alive connection, and the counters dumped: the instructions Envoy's threads executed in user space, divided by the count. Not counted: the kernel's work for Envoy's system calls, and what an instruction costs (cache misses, mispredicted branches). "in code V8 generated" is code in no file (the module compiled by V8, its stubs); Envoy's binary includes tcmalloc and V8's runtime. callgrind's output per round is under target/bench/callgrind/ (`callgrind_annotate` reads it).
+        "###]].assert_eq(&super::render_instructions(2_000, &counted_rounds()));
+    }
+
+    #[test]
+    fn raw_csv_holds_clock_and_callgrind_rounds() {
+        let measured = two_rounds(&[("none", Role::NoFilter, None, 64)]);
+        expect![[r#"
+            method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,instructions_per_request,instructions_envoy_per_request,instructions_libraries_per_request,instructions_generated_per_request,log
+            clock,1,1,"none",NoFilter,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
+            callgrind,1,1,"none",NoFilter,,,,,1000,,,0,,,77000.0,70000.0,7000.0,0.0,/tmp/callgrind/none/envoy.log
+            callgrind,1,1,"native",Native,,,,,1000,,,0,,,82000.0,75000.0,7000.0,0.0,/tmp/callgrind/native/envoy.log
+        "#]].assert_eq(&super::render_raw(&measured[..1], &counted_rounds()[..2]));
     }
 }
