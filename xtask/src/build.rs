@@ -282,7 +282,7 @@ pub fn optimize(wasm_opt: &Path, input: &Path) -> Result<Vec<u8>> {
         // -Oz alone inlines every function into its only caller, which made add-header's
         // configure path one 5.3 KB function; V8 (Envoy runs TurboFan only, no Liftoff) needs
         // memory superlinear in a function's size to optimise it, and Envoy's allocator keeps
-        // it: +1.0 MiB of RSS for 1.6 KB fewer bytes (docs/benchmarks.md, issue 11). Inlining
+        // it: +1.0 MiB of RSS for 1.6 KB fewer bytes (docs/benchmarks.md, "Cutting it"). Inlining
         // every function of up to 15 bytes everywhere (default 2) removes about 45 small
         // functions, each of which V8 compiles on its own: about −0.6 MiB for +0.2 KB.
         .args(["--one-caller-inline-max-function-size", "0"])

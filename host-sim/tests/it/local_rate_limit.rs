@@ -188,7 +188,7 @@ fn the_number_of_buckets_never_exceeds_max_keys() {
     assert!(slots <= 8, "{slots} buckets");
 }
 
-/// The measure: four workers, a client sending four times faster than the limit
+/// The measure: four workers, a client sending four times faster than the limit
 /// (round-robin over the workers, one request every 5 ms of virtual time for 10 s); the
 /// allowed rate after the initial burst is the configured 50 per second within 10%.
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 4 item 5: every public item of filterkit has a doc example that compiles and runs.
+//! Every public item of filterkit has a doc example that compiles and runs.
 //!
 //! rustdoc's `--show-coverage` needs nightly, so this scans `sdk/src` instead. A public item
 //! is a `pub` fn, struct, enum, trait, type, const, static or `#[macro_export]` `macro_rules!`, a method or

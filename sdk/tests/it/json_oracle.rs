@@ -279,7 +279,7 @@ fn config_types_parse_as_serde_json_parses_them() {
     assert!(differences.is_empty(), "{differences:#?}");
 }
 
-/// The cases issue 8 names. Only the first differs, deliberately: filterkit does not fill a
+/// The cases that once differed. Only the first differs, deliberately: filterkit does not fill a
 /// struct from an array by position (see sdk/README.md, "JSON").
 #[test]
 fn the_issues_cases() {

@@ -25,11 +25,11 @@ fn sim_meaning(key: &str) -> &'static str {
         "module_load_first_us" => "µs to compile the module with wasmtime (first load)",
         "module_load_cached_us" => "µs to load the same bytes again (in-process module cache)",
         "ready_instance_us" => {
-            "µs from the cached module to a configured plugin ready for streams (mean of 2,000; issue 3 target < 100)"
+            "µs from the cached module to a configured plugin ready for streams (mean of 2,000; target < 100)"
         }
         "streams" => "add-header streams run in one VM (the first 1,000 are warm-up)",
         "streams_per_second" => {
-            "request headers + response headers + done, one thread, every host call traced (issue 3 target >= 100,000)"
+            "request headers + response headers + done, one thread, every host call traced (target >= 100,000)"
         }
         "tracing" => "whether the trace of host calls was recorded",
         "memory_after_warmup_bytes" => "guest linear memory after the warm-up",
@@ -436,7 +436,7 @@ mod tests {
         expect![[r#"
             | measure | value | meaning |
             |---|---|---|
-            | ready_instance_us | 66.2 | µs from the cached module to a configured plugin ready for streams (mean of 2,000; issue 3 target < 100) |
+            | ready_instance_us | 66.2 | µs from the cached module to a configured plugin ready for streams (mean of 2,000; target < 100) |
             | new_measure | 7 |  |
         "#]]
         .assert_eq(&super::render_sim("ready_instance_us: 66.2\n\nnew_measure: 7\n"));
