@@ -156,6 +156,7 @@ pub trait RootContext: Default + 'static {
     /// ```
     fn create_http_context(&mut self, context_id: u32, config: Rc<Self::Config>) -> Self::Http;
 
+    #[cfg(feature = "tcp")]
     /// Whether this root serves a network filter (`envoy.filters.network.wasm`), whose streams
     /// are TCP connections from [`RootContext::create_tcp_context`]. `false` (the default)
     /// compiles the TCP plumbing away (it would add about 1.2 KB to a shipped HTTP filter).
@@ -200,6 +201,7 @@ pub trait RootContext: Default + 'static {
     /// ```
     const CALLOUTS: bool = true;
 
+    #[cfg(feature = "tcp")]
     /// For a network filter (with [`RootContext::TCP`] set): the context of a new TCP
     /// connection. `None` makes the stream an HTTP stream
     /// ([`RootContext::create_http_context`]).
@@ -236,6 +238,7 @@ pub trait RootContext: Default + 'static {
         None
     }
 
+    #[cfg(feature = "tick")]
     /// Called every tick period (see [`crate::time::set_tick_period`]).
     ///
     /// ```
@@ -257,6 +260,7 @@ pub trait RootContext: Default + 'static {
     /// ```
     fn on_tick(&mut self) {}
 
+    #[cfg(feature = "queue")]
     /// Called when a shared queue this root registered has items.
     ///
     /// ```
@@ -279,6 +283,7 @@ pub trait RootContext: Default + 'static {
         let _ = queue_id;
     }
 
+    #[cfg(feature = "foreign-function")]
     /// The host called this root's foreign function `function_id` with `arguments`
     /// (`proxy_on_foreign_function`; the arguments are the host's buffer 8, `CallData`).
     ///
@@ -371,6 +376,7 @@ pub trait HttpContext: 'static {
         Action::Continue
     }
 
+    #[cfg(feature = "request-body")]
     /// A request body chunk arrived; `body_size` is the size buffered so far.
     ///
     /// Returning [`Action::Pause`] until `end_of_stream` buffers the whole body:
@@ -394,6 +400,7 @@ pub trait HttpContext: 'static {
         Action::Continue
     }
 
+    #[cfg(feature = "request-trailers")]
     /// Request trailers arrived.
     ///
     /// ```
@@ -426,6 +433,7 @@ pub trait HttpContext: 'static {
         Action::Continue
     }
 
+    #[cfg(feature = "response-body")]
     /// A response body chunk arrived; `body_size` is the size buffered so far.
     ///
     /// ```
@@ -445,6 +453,7 @@ pub trait HttpContext: 'static {
         Action::Continue
     }
 
+    #[cfg(feature = "response-trailers")]
     /// Response trailers arrived.
     ///
     /// ```
@@ -460,6 +469,7 @@ pub trait HttpContext: 'static {
         Action::Continue
     }
 
+    #[cfg(feature = "stream-log")]
     /// The stream is complete and about to be logged by the host.
     ///
     /// ```
@@ -470,6 +480,7 @@ pub trait HttpContext: 'static {
     /// ```
     fn on_log(&mut self) {}
 
+    #[cfg(feature = "foreign-function")]
     /// The host called foreign function `function_id` on this stream with `arguments`
     /// (`proxy_on_foreign_function`); see [`RootContext::on_foreign_function`].
     ///

@@ -15,7 +15,9 @@ use core::any::Any;
 
 use crate::abi::{self, GuestCell};
 use crate::registry::{self, Fit, GrpcSignal, GrpcStep, HttpAnswer, Route, Slots};
-use crate::tcp::{PeerType, TcpContext};
+#[cfg(feature = "tcp")]
+use crate::tcp::PeerType;
+use crate::tcp::TcpContext;
 use crate::{Action, Config, HttpContext, RootContext, logger};
 
 struct Root<R: RootContext> {
@@ -120,6 +122,13 @@ pub fn on_memory_allocate(size: usize) -> *mut u8 {
 }
 
 impl<R: RootContext> Filter<R> {
+    /// Whether the root serves a network filter: without the `tcp` feature never, and the
+    /// connection plumbing compiles away.
+    #[cfg(feature = "tcp")]
+    const TCP: bool = R::TCP;
+    #[cfg(not(feature = "tcp"))]
+    const TCP: bool = false;
+
     /// No contexts yet.
     pub const fn new() -> Filter<R> {
         Filter(GuestCell::new(Inner {
@@ -169,7 +178,7 @@ impl<R: RootContext> Filter<R> {
         default: T,
         f: impl FnOnce(&mut dyn TcpContext) -> T,
     ) -> T {
-        if !R::TCP {
+        if !Self::TCP {
             return default;
         }
         let Some(mut connection) = self
@@ -189,9 +198,10 @@ impl<R: RootContext> Filter<R> {
 
     fn is_connection(&self, context_id: u32) -> bool {
         // Without TCP support the connection plumbing compiles away.
-        R::TCP && self.0.with(|inner| inner.connections.contains(context_id)) == Some(true)
+        Self::TCP && self.0.with(|inner| inner.connections.contains(context_id)) == Some(true)
     }
 
+    #[cfg(feature = "tcp")]
     /// `proxy_on_new_connection`.
     pub fn on_new_connection(&self, context_id: u32) -> u32 {
         self.on_connection(context_id, Action::Continue, |connection| {
@@ -200,6 +210,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "tcp")]
     /// `proxy_on_downstream_data`.
     pub fn on_downstream_data(&self, context_id: u32, data_size: usize, eos: u32) -> u32 {
         self.on_connection(context_id, Action::Continue, |connection| {
@@ -208,6 +219,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "tcp")]
     /// `proxy_on_upstream_data`.
     pub fn on_upstream_data(&self, context_id: u32, data_size: usize, eos: u32) -> u32 {
         self.on_connection(context_id, Action::Continue, |connection| {
@@ -216,6 +228,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "tcp")]
     /// `proxy_on_downstream_connection_close`.
     pub fn on_downstream_connection_close(&self, context_id: u32, peer: u32) {
         self.on_connection(context_id, (), |connection| {
@@ -223,6 +236,7 @@ impl<R: RootContext> Filter<R> {
         });
     }
 
+    #[cfg(feature = "tcp")]
     /// `proxy_on_upstream_connection_close`.
     pub fn on_upstream_connection_close(&self, context_id: u32, peer: u32) {
         self.on_connection(context_id, (), |connection| {
@@ -250,6 +264,7 @@ impl<R: RootContext> Filter<R> {
         }
         let created = self.on_root(parent_context_id, None, |root| {
             let config = root.config.clone()?;
+            #[cfg(feature = "tcp")]
             if R::TCP
                 && let Some(connection) =
                     root.context.create_tcp_context(context_id, config.clone())
@@ -302,12 +317,14 @@ impl<R: RootContext> Filter<R> {
         .into()
     }
 
+    #[cfg(feature = "tick")]
     /// `proxy_on_tick`.
     pub fn on_tick(&self, context_id: u32) {
         let _ = logger::refresh_level();
         self.on_root(context_id, (), |root| root.context.on_tick());
     }
 
+    #[cfg(feature = "queue")]
     /// `proxy_on_queue_ready`.
     pub fn on_queue_ready(&self, context_id: u32, queue_id: u32) {
         self.on_root(context_id, (), |root| root.context.on_queue_ready(queue_id));
@@ -321,6 +338,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "request-body")]
     /// `proxy_on_request_body`.
     pub fn on_request_body(&self, context_id: u32, body_size: usize, eos: u32) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
@@ -329,6 +347,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "request-trailers")]
     /// `proxy_on_request_trailers`.
     pub fn on_request_trailers(&self, context_id: u32, n_trailers: usize) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
@@ -345,6 +364,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "response-body")]
     /// `proxy_on_response_body`.
     pub fn on_response_body(&self, context_id: u32, body_size: usize, eos: u32) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
@@ -353,6 +373,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "response-trailers")]
     /// `proxy_on_response_trailers`.
     pub fn on_response_trailers(&self, context_id: u32, n_trailers: usize) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
@@ -361,6 +382,7 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
+    #[cfg(feature = "stream-log")]
     /// `proxy_on_log`.
     pub fn on_log(&self, context_id: u32) {
         if self.is_connection(context_id) {
@@ -390,7 +412,7 @@ impl<R: RootContext> Filter<R> {
         let removed = self.0.with(|inner| {
             (
                 inner.streams.remove(context_id),
-                if R::TCP {
+                if Self::TCP {
                     inner.connections.remove(context_id)
                 } else {
                     None
@@ -572,6 +594,7 @@ impl<R: RootContext> Filter<R> {
         self.on_grpc_signal(context_id, token, GrpcSignal::Close { status_code });
     }
 
+    #[cfg(feature = "foreign-function")]
     /// `proxy_on_foreign_function`: the host calls `function_id` on context `context_id`.
     pub fn on_foreign_function(&self, context_id: u32, function_id: u32, arguments_size: usize) {
         let arguments = read_buffer(crate::http::BufferType::CallData.as_raw(), arguments_size);

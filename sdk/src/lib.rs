@@ -164,25 +164,33 @@ macro_rules! export_filter {
             pub extern "C" fn proxy_on_configure(context_id: u32, size: usize) -> u32 {
                 FILTER.on_configure(context_id, size)
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_tick(context_id: u32) {
-                FILTER.on_tick(context_id)
+            $crate::__if_tick! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_tick(context_id: u32) {
+                    FILTER.on_tick(context_id)
+                }
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_queue_ready(context_id: u32, queue_id: u32) {
-                FILTER.on_queue_ready(context_id, queue_id)
+            $crate::__if_queue! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_queue_ready(context_id: u32, queue_id: u32) {
+                    FILTER.on_queue_ready(context_id, queue_id)
+                }
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_request_headers(context_id: u32, n: usize, eos: u32) -> u32 {
                 FILTER.on_request_headers(context_id, n, eos)
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, eos: u32) -> u32 {
-                FILTER.on_request_body(context_id, size, eos)
+            $crate::__if_request_body! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, eos: u32) -> u32 {
+                    FILTER.on_request_body(context_id, size, eos)
+                }
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_request_trailers(context_id: u32, n: usize) -> u32 {
-                FILTER.on_request_trailers(context_id, n)
+            $crate::__if_request_trailers! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_request_trailers(context_id: u32, n: usize) -> u32 {
+                    FILTER.on_request_trailers(context_id, n)
+                }
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_response_headers(
@@ -192,21 +200,27 @@ macro_rules! export_filter {
             ) -> u32 {
                 FILTER.on_response_headers(context_id, n, eos)
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_response_body(
-                context_id: u32,
-                size: usize,
-                eos: u32,
-            ) -> u32 {
-                FILTER.on_response_body(context_id, size, eos)
+            $crate::__if_response_body! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_response_body(
+                    context_id: u32,
+                    size: usize,
+                    eos: u32,
+                ) -> u32 {
+                    FILTER.on_response_body(context_id, size, eos)
+                }
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_response_trailers(context_id: u32, n: usize) -> u32 {
-                FILTER.on_response_trailers(context_id, n)
+            $crate::__if_response_trailers! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_response_trailers(context_id: u32, n: usize) -> u32 {
+                    FILTER.on_response_trailers(context_id, n)
+                }
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_log(context_id: u32) {
-                FILTER.on_log(context_id)
+            $crate::__if_stream_log! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_log(context_id: u32) {
+                    FILTER.on_log(context_id)
+                }
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_done(context_id: u32) -> u32 {
@@ -250,44 +264,161 @@ macro_rules! export_filter {
             pub extern "C" fn proxy_on_grpc_close(context_id: u32, token: u32, status_code: u32) {
                 FILTER.on_grpc_close(context_id, token, status_code)
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_new_connection(context_id: u32) -> u32 {
-                FILTER.on_new_connection(context_id)
+            $crate::__if_tcp! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_new_connection(context_id: u32) -> u32 {
+                    FILTER.on_new_connection(context_id)
+                }
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_downstream_data(
+                    context_id: u32,
+                    size: usize,
+                    eos: u32,
+                ) -> u32 {
+                    FILTER.on_downstream_data(context_id, size, eos)
+                }
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_upstream_data(
+                    context_id: u32,
+                    size: usize,
+                    eos: u32,
+                ) -> u32 {
+                    FILTER.on_upstream_data(context_id, size, eos)
+                }
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_downstream_connection_close(context_id: u32, peer: u32) {
+                    FILTER.on_downstream_connection_close(context_id, peer)
+                }
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_upstream_connection_close(context_id: u32, peer: u32) {
+                    FILTER.on_upstream_connection_close(context_id, peer)
+                }
             }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_downstream_data(
-                context_id: u32,
-                size: usize,
-                eos: u32,
-            ) -> u32 {
-                FILTER.on_downstream_data(context_id, size, eos)
-            }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_upstream_data(
-                context_id: u32,
-                size: usize,
-                eos: u32,
-            ) -> u32 {
-                FILTER.on_upstream_data(context_id, size, eos)
-            }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_downstream_connection_close(context_id: u32, peer: u32) {
-                FILTER.on_downstream_connection_close(context_id, peer)
-            }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_upstream_connection_close(context_id: u32, peer: u32) {
-                FILTER.on_upstream_connection_close(context_id, peer)
-            }
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_foreign_function(
-                context_id: u32,
-                function_id: u32,
-                arguments_size: usize,
-            ) {
-                FILTER.on_foreign_function(context_id, function_id, arguments_size)
+            $crate::__if_foreign_function! {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn proxy_on_foreign_function(
+                    context_id: u32,
+                    function_id: u32,
+                    arguments_size: usize,
+                ) {
+                    FILTER.on_foreign_function(context_id, function_id, arguments_size)
+                }
             }
         };
     };
+}
+
+// `export_filter!` expands in the filter's crate, where `cfg(feature = …)` would test the
+// filter's own features. Each of these carries one of filterkit's features instead: it emits
+// its tokens only when the feature is on, so a callback whose trait method does not exist is
+// not exported either (and the host, finding no export, never calls it).
+#[cfg(feature = "request-body")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_request_body {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "request-body"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_request_body {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "request-trailers")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_request_trailers {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "request-trailers"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_request_trailers {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "response-body")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_response_body {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "response-body"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_response_body {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "response-trailers")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_response_trailers {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "response-trailers"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_response_trailers {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "stream-log")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_stream_log {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "stream-log"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_stream_log {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "tick")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_tick {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "tick"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_tick {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "queue")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_queue {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "queue"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_queue {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "tcp")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_tcp {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "tcp"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_tcp {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(feature = "foreign-function")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_foreign_function {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+#[cfg(not(feature = "foreign-function"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __if_foreign_function {
+    ($($tokens:tt)*) => {};
 }
 
 #[doc(hidden)]

@@ -127,6 +127,7 @@ pub trait TcpContext: core::any::Any {
         let _ = peer;
     }
 
+    #[cfg(feature = "stream-log")]
     /// The connection is complete and about to be logged.
     ///
     /// ```
@@ -137,6 +138,7 @@ pub trait TcpContext: core::any::Any {
     /// ```
     fn on_log(&mut self) {}
 
+    #[cfg(feature = "foreign-function")]
     /// The host called foreign function `function_id` on this connection with `arguments`;
     /// see [`crate::RootContext::on_foreign_function`].
     ///

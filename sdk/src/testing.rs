@@ -60,6 +60,10 @@ impl HttpContext for NoFilter {}
 /// until the callback returns, and Pause holding back later callbacks; body buffering and
 /// Envoy's buffer limits; timeouts, ticks and callout failures on a clock; several workers.
 ///
+/// Like Envoy, it skips a callback the filter does not export (its SDK feature is off, see
+/// `sdk/README.md`): [`Vm::response_body`] then only sets the body and returns
+/// [`Action::Continue`], [`Vm::end_stream`] calls no `on_log`.
+///
 /// [`http::LocalReply::send`]: crate::http::LocalReply::send
 ///
 /// ```
@@ -94,6 +98,20 @@ fn stream_callback(callback: impl FnOnce() -> u32) -> Action {
     } else {
         action(raw)
     }
+}
+
+/// The answer to a callback whose feature is off: the filter does not export it, so, as in
+/// Envoy, nothing runs and the data goes on.
+#[cfg(not(all(
+    feature = "request-body",
+    feature = "request-trailers",
+    feature = "response-body",
+    feature = "response-trailers",
+    feature = "tcp"
+)))]
+fn not_exported<T>(context_id: u32, arguments: T) -> Action {
+    let _ = (context_id, arguments);
+    Action::Continue
 }
 
 fn owned_pairs(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -255,10 +273,13 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn request_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
         self.set_buffer(BufferType::HttpRequestBody, body);
-        stream_callback(|| {
+        #[cfg(feature = "request-body")]
+        return stream_callback(|| {
             self.filter
                 .on_request_body(context_id, body.len(), end_of_stream.into())
-        })
+        });
+        #[cfg(not(feature = "request-body"))]
+        not_exported(context_id, end_of_stream)
     }
 
     /// Delivers request trailers to stream `context_id`.
@@ -271,7 +292,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn request_trailers(&self, context_id: u32, trailers: &[(&str, &str)]) -> Action {
         self.set_headers(MapType::RequestTrailers, trailers);
-        stream_callback(|| self.filter.on_request_trailers(context_id, trailers.len()))
+        #[cfg(feature = "request-trailers")]
+        return stream_callback(|| self.filter.on_request_trailers(context_id, trailers.len()));
+        #[cfg(not(feature = "request-trailers"))]
+        not_exported(context_id, ())
     }
 
     /// Delivers response headers to stream `context_id` (not end of stream).
@@ -300,10 +324,13 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn response_body(&self, context_id: u32, body: &[u8], end_of_stream: bool) -> Action {
         self.set_buffer(BufferType::HttpResponseBody, body);
-        stream_callback(|| {
+        #[cfg(feature = "response-body")]
+        return stream_callback(|| {
             self.filter
                 .on_response_body(context_id, body.len(), end_of_stream.into())
-        })
+        });
+        #[cfg(not(feature = "response-body"))]
+        not_exported(context_id, end_of_stream)
     }
 
     /// Delivers response trailers to stream `context_id`.
@@ -316,7 +343,10 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn response_trailers(&self, context_id: u32, trailers: &[(&str, &str)]) -> Action {
         self.set_headers(MapType::ResponseTrailers, trailers);
-        stream_callback(|| self.filter.on_response_trailers(context_id, trailers.len()))
+        #[cfg(feature = "response-trailers")]
+        return stream_callback(|| self.filter.on_response_trailers(context_id, trailers.len()));
+        #[cfg(not(feature = "response-trailers"))]
+        not_exported(context_id, ())
     }
 
     /// Delivers a new connection and downstream data (everything received so far) to
@@ -330,11 +360,16 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn downstream_data(&self, context_id: u32, data: &[u8], end_of_stream: bool) -> Action {
         self.set_buffer(BufferType::DownstreamData, data);
-        self.filter.on_new_connection(context_id);
-        action(
-            self.filter
-                .on_downstream_data(context_id, data.len(), end_of_stream.into()),
-        )
+        #[cfg(feature = "tcp")]
+        {
+            self.filter.on_new_connection(context_id);
+            action(
+                self.filter
+                    .on_downstream_data(context_id, data.len(), end_of_stream.into()),
+            )
+        }
+        #[cfg(not(feature = "tcp"))]
+        not_exported(context_id, end_of_stream)
     }
 
     /// Ends stream `context_id`: `on_log`, `on_done`, `on_delete`.
@@ -346,6 +381,7 @@ impl<R: RootContext> Vm<R> {
     /// vm.end_stream(s);
     /// ```
     pub fn end_stream(&self, context_id: u32) {
+        #[cfg(feature = "stream-log")]
         self.filter.on_log(context_id);
         self.filter.on_done(context_id);
         self.filter.on_delete(context_id);
@@ -438,8 +474,11 @@ impl<R: RootContext> Vm<R> {
     /// ```
     pub fn foreign_function(&self, context_id: u32, function_id: u32, arguments: &[u8]) {
         self.set_buffer(BufferType::CallData, arguments);
+        #[cfg(feature = "foreign-function")]
         self.filter
             .on_foreign_function(context_id, function_id, arguments.len());
+        #[cfg(not(feature = "foreign-function"))]
+        let _ = (context_id, function_id);
     }
 
     /// Delivers one gRPC message for `token` to context `context_id` (`on_grpc_receive`).
@@ -474,6 +513,7 @@ impl<R: RootContext> Vm<R> {
         let roots: Vec<u32> = self.roots.borrow().iter().map(|(_, id)| *id).collect();
         for id in roots {
             self.enter_root(id);
+            #[cfg(feature = "tick")]
             self.filter.on_tick(id);
         }
     }
