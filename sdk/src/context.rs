@@ -158,8 +158,8 @@ pub trait RootContext: Default + 'static {
 
     #[cfg(feature = "tcp")]
     /// Whether this root serves a network filter (`envoy.filters.network.wasm`), whose streams
-    /// are TCP connections from [`RootContext::create_tcp_context`]. `false` (the default)
-    /// compiles the TCP plumbing away (it would add about 1.2 KB to a shipped HTTP filter).
+    /// are TCP connections from [`RootContext::create_tcp_context`]; needs the `tcp` feature.
+    /// `false` (the default) compiles the TCP plumbing away (it would add about 1.2 KB to a shipped HTTP filter).
     ///
     /// ```
     /// # use std::rc::Rc;

@@ -16,7 +16,14 @@
 //!   shared data with compare-and-swap retries ([`shared`]), ticks ([`time`]) and typed
 //!   properties ([`properties`]).
 //!
-//! Network filters set [`RootContext::TCP`] and get a [`tcp::TcpContext`] per connection.
+//! Network filters turn on the `tcp` feature, set `RootContext::TCP` and get a
+//! [`tcp::TcpContext`] per connection.
+//!
+//! Callbacks beyond the lifecycle and the headers (bodies, trailers, `on_log`, ticks, queues,
+//! TCP, foreign functions) are cargo features, all in `default`. With one off, its trait method
+//! does not exist (implementing it does not compile) and [`export_filter!`] does not export it,
+//! so the host never calls it: a filter pays only for the callbacks it implements
+//! (`sdk/README.md`, "Callbacks a filter exports").
 //!
 //! What it does not do: there is no `std`. A filter crate is `#![no_std]` too (the SDK brings
 //! the allocator and the panic handler on wasm32, so a filter that linked `std` would have two
@@ -112,7 +119,9 @@ pub use error::{Error, Status};
 pub use log;
 pub use text::{join, quote};
 
-/// Exports a filter's Proxy-Wasm entry points (ABI 0.2.1) for the root context type `$root`.
+/// Exports a filter's Proxy-Wasm entry points (ABI 0.2.1) for the root context type `$root`:
+/// the lifecycle, headers and callout callbacks, and each optional callback whose `filterkit`
+/// feature is on.
 ///
 /// This macro is the only place a filter crate gets exported symbols from; it carries the one
 /// `#[allow(unsafe_code)]` that `#[unsafe(no_mangle)]` needs, so filter crates can
