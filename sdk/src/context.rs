@@ -156,7 +156,6 @@ pub trait RootContext: Default + 'static {
     /// ```
     fn create_http_context(&mut self, context_id: u32, config: Rc<Self::Config>) -> Self::Http;
 
-    #[cfg(feature = "tcp")]
     /// Whether this root serves a network filter (`envoy.filters.network.wasm`), whose streams
     /// are TCP connections from [`RootContext::create_tcp_context`]; needs the `tcp` feature.
     /// `false` (the default) compiles the TCP plumbing away (it would add about 1.2 KB to a shipped HTTP filter).
@@ -174,6 +173,7 @@ pub trait RootContext: Default + 'static {
     /// }
     /// assert!(!<HttpOnly as filterkit::RootContext>::TCP);
     /// ```
+    #[cfg(feature = "tcp")]
     const TCP: bool = false;
 
     /// Whether the filter makes callouts ([`crate::http::call`], [`crate::grpc::call`],
@@ -201,7 +201,6 @@ pub trait RootContext: Default + 'static {
     /// ```
     const CALLOUTS: bool = true;
 
-    #[cfg(feature = "tcp")]
     /// For a network filter (with [`RootContext::TCP`] set): the context of a new TCP
     /// connection. `None` makes the stream an HTTP stream
     /// ([`RootContext::create_http_context`]).
@@ -229,6 +228,7 @@ pub trait RootContext: Default + 'static {
     /// let connection = vm.create_stream();
     /// assert_eq!(vm.downstream_data(connection, b"hello", false), filterkit::Action::Continue);
     /// ```
+    #[cfg(feature = "tcp")]
     fn create_tcp_context(
         &mut self,
         context_id: u32,
@@ -238,7 +238,6 @@ pub trait RootContext: Default + 'static {
         None
     }
 
-    #[cfg(feature = "tick")]
     /// Called every tick period (see [`crate::time::set_tick_period`]).
     ///
     /// ```
@@ -258,9 +257,9 @@ pub trait RootContext: Default + 'static {
     /// vm.tick();
     /// assert_eq!(vm.logs(), ["info: tick"]);
     /// ```
+    #[cfg(feature = "tick")]
     fn on_tick(&mut self) {}
 
-    #[cfg(feature = "queue")]
     /// Called when a shared queue this root registered has items.
     ///
     /// ```
@@ -279,11 +278,11 @@ pub trait RootContext: Default + 'static {
     /// filterkit::RootContext::on_queue_ready(&mut root, 3);
     /// assert_eq!(root.seen, [3]);
     /// ```
+    #[cfg(feature = "queue")]
     fn on_queue_ready(&mut self, queue_id: u32) {
         let _ = queue_id;
     }
 
-    #[cfg(feature = "foreign-function")]
     /// The host called this root's foreign function `function_id` with `arguments`
     /// (`proxy_on_foreign_function`; the arguments are the host's buffer 8, `CallData`).
     ///
@@ -310,6 +309,7 @@ pub trait RootContext: Default + 'static {
     /// vm.foreign_function(vm.root("r"), 7, b"args");
     /// assert_eq!(vm.logs(), ["info: function 7 got 4 bytes"]);
     /// ```
+    #[cfg(feature = "foreign-function")]
     fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
         let _ = (function_id, arguments);
     }
@@ -376,7 +376,6 @@ pub trait HttpContext: 'static {
         Action::Continue
     }
 
-    #[cfg(feature = "request-body")]
     /// A request body chunk arrived; `body_size` is the size buffered so far.
     ///
     /// Returning [`Action::Pause`] until `end_of_stream` buffers the whole body:
@@ -395,12 +394,12 @@ pub trait HttpContext: 'static {
     ///     }
     /// }
     /// ```
+    #[cfg(feature = "request-body")]
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let _ = (body_size, end_of_stream);
         Action::Continue
     }
 
-    #[cfg(feature = "request-trailers")]
     /// Request trailers arrived.
     ///
     /// ```
@@ -411,6 +410,7 @@ pub trait HttpContext: 'static {
     ///     }
     /// }
     /// ```
+    #[cfg(feature = "request-trailers")]
     fn on_http_request_trailers(&mut self, n_trailers: usize) -> Action {
         let _ = n_trailers;
         Action::Continue
@@ -433,7 +433,6 @@ pub trait HttpContext: 'static {
         Action::Continue
     }
 
-    #[cfg(feature = "response-body")]
     /// A response body chunk arrived; `body_size` is the size buffered so far.
     ///
     /// ```
@@ -448,12 +447,12 @@ pub trait HttpContext: 'static {
     ///     }
     /// }
     /// ```
+    #[cfg(feature = "response-body")]
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let _ = (body_size, end_of_stream);
         Action::Continue
     }
 
-    #[cfg(feature = "response-trailers")]
     /// Response trailers arrived.
     ///
     /// ```
@@ -464,12 +463,12 @@ pub trait HttpContext: 'static {
     ///     }
     /// }
     /// ```
+    #[cfg(feature = "response-trailers")]
     fn on_http_response_trailers(&mut self, n_trailers: usize) -> Action {
         let _ = n_trailers;
         Action::Continue
     }
 
-    #[cfg(feature = "stream-log")]
     /// The stream is complete and about to be logged by the host.
     ///
     /// ```
@@ -478,9 +477,9 @@ pub trait HttpContext: 'static {
     ///     fn on_log(&mut self) { log::info!("stream done"); }
     /// }
     /// ```
+    #[cfg(feature = "stream-log")]
     fn on_log(&mut self) {}
 
-    #[cfg(feature = "foreign-function")]
     /// The host called foreign function `function_id` on this stream with `arguments`
     /// (`proxy_on_foreign_function`); see [`RootContext::on_foreign_function`].
     ///
@@ -492,6 +491,7 @@ pub trait HttpContext: 'static {
     ///     }
     /// }
     /// ```
+    #[cfg(feature = "foreign-function")]
     fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
         let _ = (function_id, arguments);
     }

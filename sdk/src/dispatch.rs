@@ -201,8 +201,8 @@ impl<R: RootContext> Filter<R> {
         Self::TCP && self.0.with(|inner| inner.connections.contains(context_id)) == Some(true)
     }
 
-    #[cfg(feature = "tcp")]
     /// `proxy_on_new_connection`.
+    #[cfg(feature = "tcp")]
     pub fn on_new_connection(&self, context_id: u32) -> u32 {
         self.on_connection(context_id, Action::Continue, |connection| {
             connection.on_new_connection()
@@ -210,8 +210,8 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "tcp")]
     /// `proxy_on_downstream_data`.
+    #[cfg(feature = "tcp")]
     pub fn on_downstream_data(&self, context_id: u32, data_size: usize, eos: u32) -> u32 {
         self.on_connection(context_id, Action::Continue, |connection| {
             connection.on_downstream_data(data_size, eos != 0)
@@ -219,8 +219,8 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "tcp")]
     /// `proxy_on_upstream_data`.
+    #[cfg(feature = "tcp")]
     pub fn on_upstream_data(&self, context_id: u32, data_size: usize, eos: u32) -> u32 {
         self.on_connection(context_id, Action::Continue, |connection| {
             connection.on_upstream_data(data_size, eos != 0)
@@ -228,16 +228,16 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "tcp")]
     /// `proxy_on_downstream_connection_close`.
+    #[cfg(feature = "tcp")]
     pub fn on_downstream_connection_close(&self, context_id: u32, peer: u32) {
         self.on_connection(context_id, (), |connection| {
             connection.on_downstream_close(PeerType::from_raw(peer))
         });
     }
 
-    #[cfg(feature = "tcp")]
     /// `proxy_on_upstream_connection_close`.
+    #[cfg(feature = "tcp")]
     pub fn on_upstream_connection_close(&self, context_id: u32, peer: u32) {
         self.on_connection(context_id, (), |connection| {
             connection.on_upstream_close(PeerType::from_raw(peer))
@@ -317,15 +317,15 @@ impl<R: RootContext> Filter<R> {
         .into()
     }
 
-    #[cfg(feature = "tick")]
     /// `proxy_on_tick`.
+    #[cfg(feature = "tick")]
     pub fn on_tick(&self, context_id: u32) {
         let _ = logger::refresh_level();
         self.on_root(context_id, (), |root| root.context.on_tick());
     }
 
-    #[cfg(feature = "queue")]
     /// `proxy_on_queue_ready`.
+    #[cfg(feature = "queue")]
     pub fn on_queue_ready(&self, context_id: u32, queue_id: u32) {
         self.on_root(context_id, (), |root| root.context.on_queue_ready(queue_id));
     }
@@ -338,8 +338,8 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "request-body")]
     /// `proxy_on_request_body`.
+    #[cfg(feature = "request-body")]
     pub fn on_request_body(&self, context_id: u32, body_size: usize, eos: u32) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
             stream.on_http_request_body(body_size, eos != 0)
@@ -347,8 +347,8 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "request-trailers")]
     /// `proxy_on_request_trailers`.
+    #[cfg(feature = "request-trailers")]
     pub fn on_request_trailers(&self, context_id: u32, n_trailers: usize) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
             stream.on_http_request_trailers(n_trailers)
@@ -364,8 +364,8 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "response-body")]
     /// `proxy_on_response_body`.
+    #[cfg(feature = "response-body")]
     pub fn on_response_body(&self, context_id: u32, body_size: usize, eos: u32) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
             stream.on_http_response_body(body_size, eos != 0)
@@ -373,8 +373,8 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "response-trailers")]
     /// `proxy_on_response_trailers`.
+    #[cfg(feature = "response-trailers")]
     pub fn on_response_trailers(&self, context_id: u32, n_trailers: usize) -> u32 {
         self.on_stream(context_id, Action::Continue, |stream| {
             stream.on_http_response_trailers(n_trailers)
@@ -382,8 +382,8 @@ impl<R: RootContext> Filter<R> {
         .as_raw()
     }
 
-    #[cfg(feature = "stream-log")]
     /// `proxy_on_log`.
+    #[cfg(feature = "stream-log")]
     pub fn on_log(&self, context_id: u32) {
         if self.is_connection(context_id) {
             self.on_connection(context_id, (), |connection| connection.on_log());
@@ -594,8 +594,8 @@ impl<R: RootContext> Filter<R> {
         self.on_grpc_signal(context_id, token, GrpcSignal::Close { status_code });
     }
 
-    #[cfg(feature = "foreign-function")]
     /// `proxy_on_foreign_function`: the host calls `function_id` on context `context_id`.
+    #[cfg(feature = "foreign-function")]
     pub fn on_foreign_function(&self, context_id: u32, function_id: u32, arguments_size: usize) {
         let arguments = read_buffer(crate::http::BufferType::CallData.as_raw(), arguments_size);
         if self.is_stream(context_id) {

@@ -127,7 +127,6 @@ pub trait TcpContext: core::any::Any {
         let _ = peer;
     }
 
-    #[cfg(feature = "stream-log")]
     /// The connection is complete and about to be logged.
     ///
     /// ```
@@ -136,9 +135,9 @@ pub trait TcpContext: core::any::Any {
     ///     fn on_log(&mut self) { log::info!("connection done"); }
     /// }
     /// ```
+    #[cfg(feature = "stream-log")]
     fn on_log(&mut self) {}
 
-    #[cfg(feature = "foreign-function")]
     /// The host called foreign function `function_id` on this connection with `arguments`;
     /// see [`crate::RootContext::on_foreign_function`].
     ///
@@ -150,6 +149,7 @@ pub trait TcpContext: core::any::Any {
     ///     }
     /// }
     /// ```
+    #[cfg(feature = "foreign-function")]
     fn on_foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
         let _ = (function_id, arguments);
     }
