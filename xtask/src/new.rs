@@ -403,6 +403,9 @@ mod tests {
             crate-type = ["cdylib", "rlib"]
 
             [dependencies]
+            # Exports the headers callbacks only: to implement another (a body, trailers, `on_log`, ticks…),
+            # turn on its feature, e.g. `filterkit = { workspace = true, features = ["request-body"] }`
+            # (sdk/README.md, "Callbacks a filter exports").
             filterkit.workspace = true
             log.workspace = true
             serde.workspace = true
