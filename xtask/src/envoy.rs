@@ -491,6 +491,11 @@ impl Envoy {
             let Some(admin) = read_admin_address(&admin_path) else {
                 return Ok(None);
             };
+            // The listener is bound before Envoy is initialized, and accepts only once the
+            // server is live (a remote Wasm module, for one, is fetched in between).
+            if !is_live(admin) {
+                return Ok(None);
+            }
             Ok(listener_address(admin).map(|listener| (admin, listener)))
         });
         let (admin, listener) = match ready {
@@ -568,6 +573,12 @@ fn read_admin_address(path: &Path) -> Option<SocketAddr> {
 }
 
 /// The first listener's address, once Envoy has bound it.
+/// Whether the admin API's `/ready` says LIVE (200): initialization, including fetching remote
+/// data sources, is over and the workers accept connections.
+fn is_live(admin: SocketAddr) -> bool {
+    get(&format!("http://{admin}/ready")).is_ok_and(|response| response.status == 200)
+}
+
 fn listener_address(admin: SocketAddr) -> Option<SocketAddr> {
     let response = get(&format!("http://{admin}/listeners?format=json")).ok()?;
     if response.status != 200 {
