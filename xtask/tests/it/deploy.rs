@@ -217,6 +217,12 @@ struct Pulled {
     wasm: PathBuf,
 }
 
+/// `cargo xtask pull image dir --json`, as a cache in front of Envoy would fetch the module.
+fn pull(image: &str, dir: &Path) -> Result<Pulled> {
+    let stdout = xtask(&["pull", image, &dir.display().to_string(), "--json"])?;
+    serde_json::from_str(&stdout).with_context(|| format!("parsing pull's JSON: {stdout}"))
+}
+
 #[test]
 fn the_wasm_plugin_as_istiod_renders_it_runs_in_envoy() -> Result<()> {
     let registry = Registry::start()?;
@@ -234,9 +240,7 @@ fn the_wasm_plugin_as_istiod_renders_it_runs_in_envoy() -> Result<()> {
     let url = spec["url"].as_str().context("url")?;
     let image = url.strip_prefix("oci://").context("an oci:// url")?;
     assert_eq!(image, reference);
-    let pulled_dir = dir.path().join("pulled");
-    let stdout = xtask(&["pull", image, &pulled_dir.display().to_string(), "--json"])?;
-    let pulled: Pulled = serde_json::from_str(&stdout)?;
+    let pulled = pull(image, &dir.path().join("pulled"))?;
     assert_eq!(
         format!("sha256:{}", spec["sha256"].as_str().context("sha256")?),
         pulled.manifest_digest,
@@ -471,14 +475,7 @@ fn the_envoy_extension_policy_as_envoy_gateway_renders_it_runs_in_envoy() -> Res
     assert_eq!(image["url"].as_str(), Some(reference.as_str()));
     assert_eq!(policy["spec"]["wasm"][0]["failOpen"], true);
     // Envoy Gateway's Wasm cache: pull, check the manifest digest, serve the module.
-    let pulled_dir = dir.path().join("pulled");
-    let stdout = xtask(&[
-        "pull",
-        &reference,
-        &pulled_dir.display().to_string(),
-        "--json",
-    ])?;
-    let pulled: Pulled = serde_json::from_str(&stdout)?;
+    let pulled = pull(&reference, &dir.path().join("pulled"))?;
     assert_eq!(
         format!("sha256:{}", image["sha256"].as_str().context("sha256")?),
         pulled.manifest_digest,
