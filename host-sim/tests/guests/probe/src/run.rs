@@ -311,12 +311,7 @@ fn run(call: &Call, action: &Action) -> Option<String> {
                 message: message.as_bytes(),
                 timeout_milliseconds: *timeout_ms,
             });
-            if status == 0 {
-                with_vm(|vm| {
-                    vm.contexts.entry(context_id).or_default().last_grpc_token = token;
-                    vm.grpc_calls.insert(token, context_id);
-                });
-            }
+            remember_grpc(context_id, status, token);
             status_only(status)
         }
         Action::GrpcStream {
@@ -327,12 +322,7 @@ fn run(call: &Call, action: &Action) -> Option<String> {
         } => {
             let metadata = pairs_of(initial_metadata);
             let (status, token) = abi::grpc_stream(cluster, service, method, &metadata);
-            if status == 0 {
-                with_vm(|vm| {
-                    vm.contexts.entry(context_id).or_default().last_grpc_token = token;
-                    vm.grpc_calls.insert(token, context_id);
-                });
-            }
+            remember_grpc(context_id, status, token);
             status_only(status)
         }
         Action::GrpcSend {
@@ -540,4 +530,15 @@ fn trap() -> ! {
 #[cfg(not(target_arch = "wasm32"))]
 fn trap() -> ! {
     std::process::abort()
+}
+
+/// After a gRPC call or stream started with `status`: the context's last token, and which
+/// context the token's callbacks belong to.
+fn remember_grpc(context_id: u32, status: u32, token: u32) {
+    if status == 0 {
+        with_vm(|vm| {
+            vm.contexts.entry(context_id).or_default().last_grpc_token = token;
+            vm.grpc_calls.insert(token, context_id);
+        });
+    }
 }
