@@ -4,7 +4,7 @@
 //! proxy-wasm reference filter built with proxy-wasm-rust-sdk's example profile. host-sim:
 //! `filter-sim bench` on add-header (time to a ready instance, streams per second with tracing
 //! on, guest memory). Envoy (the reason Filterkit exists: module size becomes resident memory in
-//! every sidecar): no HTTP filter, Envoy's native `header_mutation`, the trivial and the
+//! every sidecar): no HTTP filter, Envoy's native `header_mutation`, the trivial, one-loop and
 //! hand-written add-header modules (bench/*.wat), every filter under filters/ and the
 //! reference, at each worker count, measured by [`envoy_cost`] in alternated rounds, then at one
 //! worker under valgrind's callgrind by [`instructions`] (instructions per request, which the
@@ -233,6 +233,12 @@ pub fn run(mut args: Args) -> Result<()> {
                 "trivial module (callbacks do nothing)",
                 Role::Trivial,
                 assemble("trivial")?,
+                Vec::new(),
+            ),
+            seed_case(
+                "trivial module + one loop",
+                Role::Floor,
+                assemble("one_loop")?,
                 Vec::new(),
             ),
             seed_case(

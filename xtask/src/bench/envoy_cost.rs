@@ -2,8 +2,8 @@
 //!
 //! Each case gets its own Envoy, started as `cargo xtask run` starts it (one worker, dynamic
 //! base id, a route that answers by itself), with the Wasm filter or none. A warm-up over
-//! keep-alive connections lets V8 compile and the pools fill; then VmRSS is read from
-//! /proc/<pid>/status, and a fixed number of requests is sent while Envoy's CPU time (utime +
+//! keep-alive connections lets V8 compile and the pools fill; then VmRSS, split into anonymous
+//! and file-backed pages, is read from /proc/<pid>/status, and a fixed number of requests is sent while Envoy's CPU time (utime +
 //! stime of every thread, /proc/<pid>/stat) is read before and after. Every response is checked
 //! (status 200 and the headers the filter adds): failures are counted and shown, because a
 //! bench that measures errors measures nothing.
@@ -54,6 +54,9 @@ pub enum Role {
     Trivial,
     /// The hand-written WAT add-header: the floor for a Wasm add-header.
     HandWritten,
+    /// The trivial module plus one small loop: the least code that makes V8's optimising
+    /// compiler run the paths any real module's code needs.
+    Floor,
     /// A real filter.
     Filter,
 }
@@ -80,6 +83,9 @@ pub struct Measured {
     /// Size of the module in bytes, `None` without a filter.
     pub wasm_size: Option<u64>,
     pub rss_after_warmup_kib: u64,
+    /// The anonymous part of it (`RssAnon`): heaps, V8's memory, the compiled code. The rest is
+    /// file-backed, nearly all pages of Envoy's own binary.
+    pub rss_anon_after_warmup_kib: u64,
     pub rss_at_end_kib: u64,
     /// Envoy's CPU time (every thread) over the measured requests.
     pub cpu: Duration,
@@ -203,13 +209,13 @@ pub fn measure(
     let client = Client::new(envoy.listener_url(), load.connections, case);
 
     let mut failures = client.send(load.warmup)?;
-    let rss_after_warmup_kib = rss_kib(pid)?;
+    let after_warmup = rss_kib(pid)?;
     let cpu_before = cpu_time(pid, ticks_per_second)?;
     let started = Instant::now();
     failures = failures.merge(client.send(load.requests)?);
     let elapsed = started.elapsed();
     let cpu = cpu_time(pid, ticks_per_second)?.saturating_sub(cpu_before);
-    let rss_at_end_kib = rss_kib(pid)?;
+    let rss_at_end_kib = rss_kib(pid)?.total;
     // Read after the CPU clock stops: the admin API runs on Envoy's main thread.
     let counters = admin_counters(&envoy);
     let measured = Measured {
@@ -218,7 +224,8 @@ pub fn measure(
         workers,
         ready_after: envoy.ready_after(),
         wasm_size,
-        rss_after_warmup_kib,
+        rss_after_warmup_kib: after_warmup.total,
+        rss_anon_after_warmup_kib: after_warmup.anon,
         rss_at_end_kib,
         cpu,
         elapsed,
@@ -340,16 +347,32 @@ fn get_and_check(agent: &Agent, url: &str, case: &Case) -> std::result::Result<(
     Ok(())
 }
 
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_vm_rss_kib(&status).with_context(|| format!("no VmRSS line in {path}"))
+/// Resident memory of a process, in KiB.
+struct Rss {
+    /// VmRSS.
+    total: u64,
+    /// RssAnon: anonymous pages. VmRSS is RssAnon + RssFile + RssShmem.
+    anon: u64,
 }
 
-fn parse_vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let mut words = line["VmRSS:".len()..].split_whitespace();
+fn rss_kib(pid: u32) -> Result<Rss> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let field = |name: &str| {
+        parse_status_kib(&status, name).with_context(|| format!("no {name} line in {path}"))
+    };
+    Ok(Rss {
+        total: field("VmRSS")?,
+        anon: field("RssAnon")?,
+    })
+}
+
+/// The value of a `Name:  123 kB` line of /proc/<pid>/status.
+fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(':')))?;
+    let mut words = line[name.len() + 1..].split_whitespace();
     let kib = words.next()?.parse().ok()?;
     (words.next()? == "kB").then_some(kib)
 }
@@ -425,8 +448,9 @@ mod tests {
     /// Renders what each /proc and admin parser reads from `text`.
     fn check(text: &str, expect: Expect) {
         let actual = format!(
-            "VmRSS KiB: {:?}\nutime+stime ticks: {:?}\ncx_total: {:?}\n",
-            super::parse_vm_rss_kib(text),
+            "VmRSS KiB: {:?}\nRssAnon KiB: {:?}\nutime+stime ticks: {:?}\ncx_total: {:?}\n",
+            super::parse_status_kib(text, "VmRSS"),
+            super::parse_status_kib(text, "RssAnon"),
             super::parse_cpu_ticks(text),
             super::stat_value(text, "http.filterkit.downstream_cx_total"),
         );
@@ -439,6 +463,7 @@ mod tests {
             "Name:\tenvoy\nVmPeak:\t  200000 kB\nVmRSS:\t   87552 kB\nRssAnon:\t 1 kB\n",
             expect![[r#"
                 VmRSS KiB: Some(87552)
+                RssAnon KiB: Some(1)
                 utime+stime ticks: None
                 cx_total: None
             "#]],
@@ -451,6 +476,7 @@ mod tests {
             "VmRSS:\t87552\n",
             expect![[r#"
                 VmRSS KiB: None
+                RssAnon KiB: None
                 utime+stime ticks: None
                 cx_total: None
             "#]],
@@ -463,6 +489,7 @@ mod tests {
             "4242 (envoy (main) x) S 1 4242 4242 0 -1 4194560 5000 0 0 0 123 45 0 0 20 0 9 0 100",
             expect![[r#"
                 VmRSS KiB: None
+                RssAnon KiB: None
                 utime+stime ticks: Some(168)
                 cx_total: None
             "#]],
@@ -475,6 +502,7 @@ mod tests {
             "4242 (envoy) S 1 4242",
             expect![[r#"
                 VmRSS KiB: None
+                RssAnon KiB: None
                 utime+stime ticks: None
                 cx_total: None
             "#]],
@@ -488,6 +516,7 @@ mod tests {
              http.filterkit.downstream_rq_2xx: 52000\n",
             expect![[r#"
                 VmRSS KiB: None
+                RssAnon KiB: None
                 utime+stime ticks: None
                 cx_total: Some(8)
             "#]],

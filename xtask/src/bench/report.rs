@@ -127,6 +127,10 @@ fn rss_mib(measured: &Measured) -> f64 {
     measured.rss_after_warmup_kib as f64 / 1024.0
 }
 
+fn rss_anon_mib(measured: &Measured) -> f64 {
+    measured.rss_anon_after_warmup_kib as f64 / 1024.0
+}
+
 /// The Envoy section: per worker count, a table of medians with (lowest–highest).
 pub(super) fn render_envoy(envoy_version: &str, load: Load, measured: &[Measured]) -> String {
     let mut text = format!("## Envoy {envoy_version}\n");
@@ -137,8 +141,8 @@ pub(super) fn render_envoy(envoy_version: &str, load: Load, measured: &[Measured
             "\n### {workers} worker(s), n = {n_rounds} round(s)\n\n\
              Medians (lowest–highest). \"Paired\": per round, against the baseline measured in the \
              same round, then the median of those.\n\n\
-             | module | bytes | RSS MiB | RSS above trivial module, paired | CPU µs/request | CPU ÷ hand-written WAT, paired | CPU ÷ native header_mutation, paired | configuration accepted, ms | failures |\n\
-             |---|---|---|---|---|---|---|---|---|\n"
+             | module | bytes | RSS MiB | RSS above trivial module, paired | of it anonymous, paired | CPU µs/request | CPU ÷ hand-written WAT, paired | CPU ÷ native header_mutation, paired | configuration accepted, ms | failures |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n"
         );
         for rounds in &cases {
             let first = rounds.first;
@@ -148,6 +152,9 @@ pub(super) fn render_envoy(envoy_version: &str, load: Load, measured: &[Measured
             let rss_above = paired(rounds, &cases, Role::Trivial, |case, base| {
                 rss_mib(case) - rss_mib(base)
             });
+            let rss_anon_above = paired(rounds, &cases, Role::Trivial, |case, base| {
+                rss_anon_mib(case) - rss_anon_mib(base)
+            });
             let cpu_ratio = |baseline| {
                 paired(rounds, &cases, baseline, |case, base| {
                     case.cpu_us_per_request() / base.cpu_us_per_request()
@@ -155,13 +162,14 @@ pub(super) fn render_envoy(envoy_version: &str, load: Load, measured: &[Measured
             };
             let _ = writeln!(
                 text,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 first.label,
                 first
                     .wasm_size
                     .map_or_else(|| "—".to_string(), |size| size.to_string()),
                 spread(&values(rss_mib), 1),
                 spread(&rss_above, 2),
+                spread(&rss_anon_above, 2),
                 spread(&values(Measured::cpu_us_per_request), 1),
                 spread(&cpu_ratio(Role::HandWritten), 3),
                 spread(&cpu_ratio(Role::Native), 3),
@@ -205,7 +213,10 @@ pub(super) fn render_envoy(envoy_version: &str, load: Load, measured: &[Measured
         text,
         "\nEach round of a case: a fresh Envoy (`--concurrency` as titled, direct_response route; \
          each module with root_id {SEED_ROOT_ID} and `{SEED_CONFIG}`, other filters as their \
-         bench.json says), {} warm-up requests, then VmRSS; then {} requests over {} keep-alive \
+         bench.json says), {} warm-up requests, then VmRSS and its anonymous part (RssAnon: heaps, \
+         V8's memory, the compiled code; the rest is clean file pages, nearly all of Envoy's own \
+         binary, which the kernel shares between processes mapping the same file and can drop \
+         under memory pressure); then {} requests over {} keep-alive \
          connections from an in-process client, Envoy's utime + stime (all threads) over them \
          divided by the count. \"configuration accepted\" is from starting Envoy to its listener \
          being open (the configuration, with the module compiled and its plugin configured). \
@@ -328,7 +339,7 @@ pub(super) fn render_instructions(warmup: u64, counted: &[Counted]) -> String {
 /// callgrind rounds (`method` callgrind); a column that does not apply is empty.
 pub(super) fn render_raw(measured: &[Measured], counted: &[Counted]) -> String {
     let mut text = String::from(
-        "method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,\
+        "method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_anon_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,\
          requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,\
          instructions_per_request,instructions_envoy_per_request,\
          instructions_libraries_per_request,instructions_generated_per_request,log\n",
@@ -343,12 +354,13 @@ pub(super) fn render_raw(measured: &[Measured], counted: &[Counted]) -> String {
             .count();
         let _ = writeln!(
             text,
-            "clock,{},{round},\"{}\",{:?},{},{},{},{:.2},{},{:.3},{:.1},{},{},{},,,,,{}",
+            "clock,{},{round},\"{}\",{:?},{},{},{},{},{:.2},{},{:.3},{:.1},{},{},{},,,,,{}",
             one.workers,
             one.label,
             one.role,
             optional(one.wasm_size),
             one.rss_after_warmup_kib,
+            one.rss_anon_after_warmup_kib,
             one.rss_at_end_kib,
             one.cpu_us_per_request(),
             one.requests,
@@ -367,7 +379,7 @@ pub(super) fn render_raw(measured: &[Measured], counted: &[Counted]) -> String {
         let per_request = |instructions: u64| instructions as f64 / one.requests as f64;
         let _ = writeln!(
             text,
-            "callgrind,1,{round},\"{}\",{:?},{},,,,{},,,{},,,{:.1},{:.1},{:.1},{:.1},{}",
+            "callgrind,1,{round},\"{}\",{:?},{},,,,,{},,,{},,,{:.1},{:.1},{:.1},{:.1},{}",
             one.label,
             one.role,
             optional(one.wasm_size),
@@ -450,6 +462,7 @@ mod tests {
             ready_after: Duration::from_millis(200),
             wasm_size,
             rss_after_warmup_kib: rss_mib * 1024,
+            rss_anon_after_warmup_kib: rss_mib * 1024 / 4,
             rss_at_end_kib: rss_mib * 1024 + 512,
             cpu: Duration::from_millis(2_500),
             elapsed: Duration::from_secs(5),
@@ -471,6 +484,7 @@ mod tests {
                 let mut one = measured(label, role, wasm_size, rss_mib);
                 if round == 1 && role != Role::Trivial {
                     one.rss_after_warmup_kib += 1024;
+                    one.rss_anon_after_warmup_kib += 512;
                     one.cpu += Duration::from_secs(1);
                     one.ready_after += Duration::from_millis(100);
                 }
@@ -502,22 +516,22 @@ mod tests {
 
             Medians (lowest–highest). "Paired": per round, against the baseline measured in the same round, then the median of those.
 
-            | module | bytes | RSS MiB | RSS above trivial module, paired | CPU µs/request | CPU ÷ hand-written WAT, paired | CPU ÷ native header_mutation, paired | configuration accepted, ms | failures |
-            |---|---|---|---|---|---|---|---|---|
-            | none | — | 64.5 (64.0–65.0) | -14.50 (-15.00–-14.00) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) | 250 (200–300) | 0 |
-            | native | — | 64.5 (64.0–65.0) | -14.50 (-15.00–-14.00) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | — | 250 (200–300) | 0 |
-            | trivial | 322 | 79.0 (79.0–79.0) | — | 50.0 (50.0–50.0) | 0.857 (0.714–1.000) | 0.857 (0.714–1.000) | 200 (200–200) | 0 |
-            | wat | 473 | 79.5 (79.0–80.0) | 0.50 (0.00–1.00) | 60.0 (50.0–70.0) | — | 1.000 (1.000–1.000) | 250 (200–300) | 0 |
-            | add-header on filterkit | 29000 | 83.5 (83.0–84.0) | 4.50 (4.00–5.00) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) | 250 (200–300) | 3 |
+            | module | bytes | RSS MiB | RSS above trivial module, paired | of it anonymous, paired | CPU µs/request | CPU ÷ hand-written WAT, paired | CPU ÷ native header_mutation, paired | configuration accepted, ms | failures |
+            |---|---|---|---|---|---|---|---|---|---|
+            | none | — | 64.5 (64.0–65.0) | -14.50 (-15.00–-14.00) | -3.50 (-3.75–-3.25) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) | 250 (200–300) | 0 |
+            | native | — | 64.5 (64.0–65.0) | -14.50 (-15.00–-14.00) | -3.50 (-3.75–-3.25) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | — | 250 (200–300) | 0 |
+            | trivial | 322 | 79.0 (79.0–79.0) | — | — | 50.0 (50.0–50.0) | 0.857 (0.714–1.000) | 0.857 (0.714–1.000) | 200 (200–200) | 0 |
+            | wat | 473 | 79.5 (79.0–80.0) | 0.50 (0.00–1.00) | 0.25 (0.00–0.50) | 60.0 (50.0–70.0) | — | 1.000 (1.000–1.000) | 250 (200–300) | 0 |
+            | add-header on filterkit | 29000 | 83.5 (83.0–84.0) | 4.50 (4.00–5.00) | 1.25 (1.00–1.50) | 60.0 (50.0–70.0) | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) | 250 (200–300) | 3 |
 
             Resolution: add-header's paired CPU ratio to the hand-written WAT spans 0.0% across 2 rounds; a 3% difference is resolved.
 
-            Each round of a case: a fresh Envoy (`--concurrency` as titled, direct_response route; each module with root_id my_root_id and `{"name":"hello","value":"hello details"}`, other filters as their bench.json says), 2000 warm-up requests, then VmRSS; then 50000 requests over 8 keep-alive connections from an in-process client, Envoy's utime + stime (all threads) over them divided by the count. "configuration accepted" is from starting Envoy to its listener being open (the configuration, with the module compiled and its plugin configured). Every response must be 200 and, from an add-header, carry `resp-header-demo: added by our filter` and `hello: hello details`; failures counts the others (warm-up included).
+            Each round of a case: a fresh Envoy (`--concurrency` as titled, direct_response route; each module with root_id my_root_id and `{"name":"hello","value":"hello details"}`, other filters as their bench.json says), 2000 warm-up requests, then VmRSS and its anonymous part (RssAnon: heaps, V8's memory, the compiled code; the rest is clean file pages, nearly all of Envoy's own binary, which the kernel shares between processes mapping the same file and can drop under memory pressure); then 50000 requests over 8 keep-alive connections from an in-process client, Envoy's utime + stime (all threads) over them divided by the count. "configuration accepted" is from starting Envoy to its listener being open (the configuration, with the module compiled and its plugin configured). Every response must be 200 and, from an add-header, carry `resp-header-demo: added by our filter` and `hello: hello details`; failures counts the others (warm-up included).
         "###]].assert_eq(&super::render_envoy("1.40.0", load, &measured));
         expect![[r#"
-            method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,instructions_per_request,instructions_envoy_per_request,instructions_libraries_per_request,instructions_generated_per_request,log
-            clock,1,1,"none",NoFilter,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
-            clock,1,1,"native",Native,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
+            method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_anon_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,instructions_per_request,instructions_envoy_per_request,instructions_libraries_per_request,instructions_generated_per_request,log
+            clock,1,1,"none",NoFilter,,65536,16384,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
+            clock,1,1,"native",Native,,65536,16384,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
         "#]].assert_eq(&super::render_raw(&measured[..2], &[]));
     }
 
@@ -591,10 +605,10 @@ mod tests {
     fn raw_csv_holds_clock_and_callgrind_rounds() {
         let measured = two_rounds(&[("none", Role::NoFilter, None, 64)]);
         expect![[r#"
-            method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,instructions_per_request,instructions_envoy_per_request,instructions_libraries_per_request,instructions_generated_per_request,log
-            clock,1,1,"none",NoFilter,,65536,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
-            callgrind,1,1,"none",NoFilter,,,,,1000,,,0,,,77000.0,70000.0,7000.0,0.0,/tmp/callgrind/none/envoy.log
-            callgrind,1,1,"native",Native,,,,,1000,,,0,,,82000.0,75000.0,7000.0,0.0,/tmp/callgrind/native/envoy.log
+            method,workers,round,case,role,bytes,rss_kib_after_warmup,rss_anon_kib_after_warmup,rss_kib_at_end,cpu_us_per_request,requests,elapsed_s,configuration_accepted_ms,failures,envoy_connections,envoy_2xx,instructions_per_request,instructions_envoy_per_request,instructions_libraries_per_request,instructions_generated_per_request,log
+            clock,1,1,"none",NoFilter,,65536,16384,66048,50.00,50000,5.000,200.0,0,8,52000,,,,,/tmp/case/envoy.log
+            callgrind,1,1,"none",NoFilter,,,,,,1000,,,0,,,77000.0,70000.0,7000.0,0.0,/tmp/callgrind/none/envoy.log
+            callgrind,1,1,"native",Native,,,,,,1000,,,0,,,82000.0,75000.0,7000.0,0.0,/tmp/callgrind/native/envoy.log
         "#]].assert_eq(&super::render_raw(&measured[..1], &counted_rounds()[..2]));
     }
 }
