@@ -1,10 +1,12 @@
 //! Time and ticks.
 //!
 //! ```
+//! # #[cfg(feature = "tick")] {
 //! use std::time::Duration;
 //! let vm = filterkit::testing::Vm::<filterkit::testing::NoFilter>::new();
 //! filterkit::time::set_tick_period(Duration::from_secs(5)).unwrap();
 //! assert_eq!(vm.tick_period(), Duration::from_secs(5));
+//! # }
 //! ```
 
 use core::time::Duration;
@@ -23,11 +25,13 @@ pub fn now() -> Result<Duration, Error> {
 }
 
 /// Asks the host to call [`crate::RootContext::on_tick`] every `period` (zero stops the ticks).
-/// In Envoy each worker's VM ticks on its own.
+/// In Envoy each worker's VM ticks on its own. Only with the `tick` feature, which exports
+/// `proxy_on_tick`: without it no tick would ever reach the filter.
 ///
 /// ```
 /// assert!(filterkit::time::set_tick_period(std::time::Duration::from_secs(1 << 40)).is_err());
 /// ```
+#[cfg(feature = "tick")]
 pub fn set_tick_period(period: Duration) -> Result<(), Error> {
     let millis = u32::try_from(period.as_millis()).map_err(|_| Error::DurationTooLong)?;
     abi::set_tick_period_milliseconds(millis)

@@ -168,6 +168,7 @@ pub(super) fn get_current_time_nanoseconds() -> Result<u64, u32> {
     call(|host| Ok(host.now_nanoseconds))
 }
 
+#[cfg(feature = "tick")]
 pub(super) fn set_tick_period_milliseconds(period: u32) -> u32 {
     status(|host| {
         host.tick_period_milliseconds = period;

@@ -114,6 +114,7 @@ pub(crate) fn get_current_time_nanoseconds() -> Result<u64, Error> {
     )
 }
 
+#[cfg(feature = "tick")]
 pub(crate) fn set_tick_period_milliseconds(period: u32) -> Result<(), Error> {
     check(
         "proxy_set_tick_period_milliseconds",

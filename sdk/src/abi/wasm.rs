@@ -11,6 +11,7 @@ unsafe extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
     fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    #[cfg(feature = "tick")]
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
@@ -278,6 +279,7 @@ pub(super) fn get_current_time_nanoseconds() -> Result<u64, u32> {
     result(raw, time)
 }
 
+#[cfg(feature = "tick")]
 pub(super) fn set_tick_period_milliseconds(period: u32) -> u32 {
     // SAFETY: no pointers are passed.
     unsafe { proxy_set_tick_period_milliseconds(period) }
