@@ -137,40 +137,60 @@ impl Error {
 
     fn mismatch(prefix: &str, unexpected: Unexpected<'_>, expected: &dyn Expected) -> Error {
         let mut message = String::from(prefix);
-        let (kind, value) = match unexpected {
-            Unexpected::Bool(true) => ("boolean ", Some(String::from("`true`"))),
-            Unexpected::Bool(false) => ("boolean ", Some(String::from("`false`"))),
-            Unexpected::Unsigned(value) => ("integer ", Some(backticked(value, false))),
-            Unexpected::Signed(value) => (
-                "integer ",
-                Some(backticked(value.unsigned_abs(), value < 0)),
-            ),
-            Unexpected::Float(_) => ("floating point number", None),
-            Unexpected::Char(c) => (
-                "character ",
-                Some(crate::text::quote(c.encode_utf8(&mut [0; 4]))),
-            ),
-            Unexpected::Str(text) => ("string ", Some(crate::text::quote(text))),
-            Unexpected::Bytes(_) => ("byte array", None),
-            Unexpected::Unit => ("null", None),
-            Unexpected::Option => ("option", None),
-            Unexpected::NewtypeStruct => ("newtype struct", None),
-            Unexpected::Seq => ("sequence", None),
-            Unexpected::Map => ("map", None),
-            Unexpected::Enum => ("enum", None),
-            Unexpected::UnitVariant => ("unit variant", None),
-            Unexpected::NewtypeVariant => ("newtype variant", None),
-            Unexpected::TupleVariant => ("tuple variant", None),
-            Unexpected::StructVariant => ("struct variant", None),
-            Unexpected::Other(other) => (other, None),
-        };
-        message.push_str(kind);
-        if let Some(value) = value {
-            message.push_str(&value);
-        }
+        push_unexpected(&mut message, unexpected);
         message.push_str(", expected ");
         let _ = fmt::write(&mut message, format_args!("{expected}"));
         Error { message }
+    }
+}
+
+/// Appends serde's words for what was found: its kind, and the value where serde shows one.
+#[inline(never)]
+fn push_unexpected(message: &mut String, unexpected: Unexpected<'_>) {
+    match unexpected {
+        Unexpected::Bool(true) => message.push_str("boolean `true`"),
+        Unexpected::Bool(false) => message.push_str("boolean `false`"),
+        Unexpected::Unsigned(value) => {
+            message.push_str("integer ");
+            message.push_str(&backticked(value, false));
+        }
+        Unexpected::Signed(value) => {
+            message.push_str("integer ");
+            message.push_str(&backticked(value.unsigned_abs(), value < 0));
+        }
+        Unexpected::Char(c) => {
+            message.push_str("character ");
+            message.push_str(&crate::text::quote(c.encode_utf8(&mut [0; 4])));
+        }
+        Unexpected::Str(text) => {
+            message.push_str("string ");
+            message.push_str(&crate::text::quote(text));
+        }
+        other => message.push_str(kind(other)),
+    }
+}
+
+/// serde's name for a kind of value that it shows without the value.
+#[inline(never)]
+fn kind(unexpected: Unexpected<'_>) -> &str {
+    match unexpected {
+        Unexpected::Bool(_) => "boolean",
+        Unexpected::Unsigned(_) | Unexpected::Signed(_) => "integer",
+        Unexpected::Float(_) => "floating point number",
+        Unexpected::Char(_) => "character",
+        Unexpected::Str(_) => "string",
+        Unexpected::Bytes(_) => "byte array",
+        Unexpected::Unit => "null",
+        Unexpected::Option => "option",
+        Unexpected::NewtypeStruct => "newtype struct",
+        Unexpected::Seq => "sequence",
+        Unexpected::Map => "map",
+        Unexpected::Enum => "enum",
+        Unexpected::UnitVariant => "unit variant",
+        Unexpected::NewtypeVariant => "newtype variant",
+        Unexpected::TupleVariant => "tuple variant",
+        Unexpected::StructVariant => "struct variant",
+        Unexpected::Other(other) => other,
     }
 }
 
@@ -182,6 +202,48 @@ fn backticked(value: u64, negative: bool) -> String {
     push_decimal(&mut text, value);
     text.push('`');
     text
+}
+
+/// The integer `digits` spell (with a minus sign before them if `negative`), if it fits 64
+/// bits; `-0` is the float -0.0, as serde_json reads it, not the integer 0.
+#[inline(never)]
+fn integer_value(digits: &[u8], negative: bool) -> Option<Number> {
+    let mut value: u64 = 0;
+    for digit in digits {
+        value = value
+            .checked_mul(10)?
+            .checked_add(u64::from(digit.wrapping_sub(b'0')))?;
+    }
+    if !negative {
+        Some(Number::Unsigned(value))
+    } else if value != 0 && value <= 1 << 63 {
+        Some(Number::Signed((value as i64).wrapping_neg()))
+    } else {
+        None
+    }
+}
+
+/// A string's text once its closing quote is reached: `chunk` is what follows the last escape,
+/// `owned` what came before it (`None` without escapes). `start` is where the text began.
+#[inline(never)]
+fn finish_string(chunk: &[u8], owned: Option<Vec<u8>>, start: usize) -> Result<Text<'_>, Error> {
+    match owned {
+        None => core::str::from_utf8(chunk)
+            .map(Text::Borrowed)
+            .map_err(|_| Error::at("invalid UTF-8 in string", start)),
+        Some(mut bytes) => {
+            bytes.extend_from_slice(chunk);
+            String::from_utf8(bytes)
+                .map(Text::Owned)
+                .map_err(|_| Error::at("invalid UTF-8 in string", start))
+        }
+    }
+}
+
+#[inline(never)]
+fn push_char(bytes: &mut Vec<u8>, decoded: char) {
+    let mut utf8 = [0; 4];
+    bytes.extend_from_slice(decoded.encode_utf8(&mut utf8).as_bytes());
 }
 
 /// Reads one JSON value from `bytes` (surrounding whitespace allowed, nothing else after it).
@@ -288,22 +350,25 @@ impl<'de> Parser<'de> {
             self.pos += 1;
         }
         let digits_start = self.pos;
-        while let Some(b'0'..=b'9') = self.input.get(self.pos) {
-            self.pos += 1;
-        }
+        self.skip_digits();
         let digits = self.slice(digits_start);
         if digits.is_empty() || (digits.len() > 1 && digits.first() == Some(&b'0')) {
             return Err(Error::at("invalid number", start));
         }
+        if self.scan_fraction_and_exponent(start)? {
+            return Ok(None);
+        }
+        Ok(integer_value(digits, negative))
+    }
+
+    /// Moves past a number's fraction and exponent, if any; whether there was either.
+    #[inline(never)]
+    fn scan_fraction_and_exponent(&mut self, start: usize) -> Result<bool, Error> {
         let mut is_float = false;
         if self.input.get(self.pos) == Some(&b'.') {
             is_float = true;
             self.pos += 1;
-            let fraction_start = self.pos;
-            while let Some(b'0'..=b'9') = self.input.get(self.pos) {
-                self.pos += 1;
-            }
-            if self.pos == fraction_start {
+            if !self.skip_digits() {
                 return Err(Error::at("invalid number", start));
             }
         }
@@ -313,37 +378,20 @@ impl<'de> Parser<'de> {
             if let Some(b'+' | b'-') = self.input.get(self.pos) {
                 self.pos += 1;
             }
-            let exponent_start = self.pos;
-            while let Some(b'0'..=b'9') = self.input.get(self.pos) {
-                self.pos += 1;
-            }
-            if self.pos == exponent_start {
+            if !self.skip_digits() {
                 return Err(Error::at("invalid number", start));
             }
         }
-        if !is_float {
-            let mut value: u64 = 0;
-            let mut overflow = false;
-            for digit in digits {
-                match value
-                    .checked_mul(10)
-                    .and_then(|v| v.checked_add(u64::from(digit - b'0')))
-                {
-                    Some(next) => value = next,
-                    None => overflow = true,
-                }
-            }
-            if !overflow {
-                if !negative {
-                    return Ok(Some(Number::Unsigned(value)));
-                }
-                // `-0` is the float -0.0, as serde_json reads it; not the integer 0.
-                if value != 0 && value <= 1 << 63 {
-                    return Ok(Some(Number::Signed((value as i64).wrapping_neg())));
-                }
-            }
+        Ok(is_float)
+    }
+
+    /// Moves past ASCII digits; whether there was at least one.
+    fn skip_digits(&mut self) -> bool {
+        let first = self.pos;
+        while let Some(b'0'..=b'9') = self.input.get(self.pos) {
+            self.pos += 1;
         }
-        Ok(None)
+        self.pos > first
     }
 
     fn parse_hex4(&mut self) -> Result<u32, Error> {
@@ -362,6 +410,10 @@ impl<'de> Parser<'de> {
     }
 
     /// Parses a string; the cursor is on the opening quote.
+    ///
+    /// Split into small functions on purpose: V8's optimising compiler needs memory that grows
+    /// faster than a function's size, and Envoy keeps what it took (docs/benchmarks.md, "The
+    /// floor"). `#[inline(never)]` keeps LLVM from merging them back.
     fn parse_string(&mut self) -> Result<Text<'de>, Error> {
         self.pos += 1;
         let start = self.pos;
@@ -375,61 +427,60 @@ impl<'de> Parser<'de> {
                 b'"' => {
                     let chunk = self.slice(chunk_start);
                     self.pos += 1;
-                    return match owned {
-                        None => core::str::from_utf8(chunk)
-                            .map(Text::Borrowed)
-                            .map_err(|_| Error::at("invalid UTF-8 in string", start)),
-                        Some(mut bytes) => {
-                            bytes.extend_from_slice(chunk);
-                            String::from_utf8(bytes)
-                                .map(Text::Owned)
-                                .map_err(|_| Error::at("invalid UTF-8 in string", start))
-                        }
-                    };
+                    return finish_string(chunk, owned, start);
                 }
                 b'\\' => {
                     let bytes = owned.get_or_insert_with(Vec::new);
                     bytes.extend_from_slice(self.slice(chunk_start));
-                    self.pos += 1;
-                    let escape = self.input.get(self.pos).copied();
-                    self.pos += 1;
-                    let decoded = match escape {
-                        Some(b'"') => '"',
-                        Some(b'\\') => '\\',
-                        Some(b'/') => '/',
-                        Some(b'b') => '\u{8}',
-                        Some(b'f') => '\u{c}',
-                        Some(b'n') => '\n',
-                        Some(b'r') => '\r',
-                        Some(b't') => '\t',
-                        Some(b'u') => {
-                            let high = self.parse_hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&high) {
-                                if !self.rest().starts_with(b"\\u") {
-                                    return Err(Error::at("unpaired surrogate", self.pos));
-                                }
-                                self.pos += 2;
-                                let low = self.parse_hex4()?;
-                                if !(0xDC00..0xE000).contains(&low) {
-                                    return Err(Error::at("unpaired surrogate", self.pos));
-                                }
-                                0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
-                            } else {
-                                high
-                            };
-                            char::from_u32(code)
-                                .ok_or_else(|| Error::at("unpaired surrogate", self.pos))?
-                        }
-                        _ => return Err(Error::at("invalid escape", self.pos - 1)),
-                    };
-                    let mut utf8 = [0; 4];
-                    bytes.extend_from_slice(decoded.encode_utf8(&mut utf8).as_bytes());
+                    let decoded = self.parse_escape()?;
+                    push_char(bytes, decoded);
                     chunk_start = self.pos;
                 }
                 0..=0x1F => return Err(Error::at("control character in string", self.pos)),
                 _ => self.pos += 1,
             }
         }
+    }
+
+    /// Decodes the escape under the cursor (on its backslash) and moves past it.
+    #[inline(never)]
+    fn parse_escape(&mut self) -> Result<char, Error> {
+        self.pos += 1;
+        let escape = self.input.get(self.pos).copied();
+        self.pos += 1;
+        Ok(match escape {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => return self.parse_unicode_escape(),
+            _ => return Err(Error::at("invalid escape", self.pos - 1)),
+        })
+    }
+
+    /// The rest of a `\uXXXX` escape (the cursor after the `u`), with its low surrogate if it
+    /// is a high one.
+    #[inline(never)]
+    fn parse_unicode_escape(&mut self) -> Result<char, Error> {
+        let high = self.parse_hex4()?;
+        let code = if (0xD800..0xDC00).contains(&high) {
+            if !self.rest().starts_with(b"\\u") {
+                return Err(Error::at("unpaired surrogate", self.pos));
+            }
+            self.pos += 2;
+            let low = self.parse_hex4()?;
+            if !(0xDC00..0xE000).contains(&low) {
+                return Err(Error::at("unpaired surrogate", self.pos));
+            }
+            0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        } else {
+            high
+        };
+        char::from_u32(code).ok_or_else(|| Error::at("unpaired surrogate", self.pos))
     }
 
     /// Skips one value of any type.
@@ -440,32 +491,42 @@ impl<'de> Parser<'de> {
     /// Builds the "invalid type" error for the value under the cursor.
     fn invalid_type(&mut self, expected: &dyn Expected) -> Error {
         let result = match self.peek() {
-            Ok(b'"') => match self.parse_string() {
-                Ok(Text::Borrowed(text)) => {
-                    return de::Error::invalid_type(Unexpected::Str(text), expected);
-                }
-                Ok(Text::Owned(text)) => {
-                    return de::Error::invalid_type(Unexpected::Str(&text), expected);
-                }
-                Err(error) => return error,
-            },
+            Ok(b'"') => return self.invalid_string(expected),
             Ok(b'{') => Unexpected::Map,
             Ok(b'[') => Unexpected::Seq,
             // A literal is described only once it is whole: `nonsense` is not JSON, not `null`.
             Ok(b't') if self.rest().starts_with(b"true") => Unexpected::Bool(true),
             Ok(b'f') if self.rest().starts_with(b"false") => Unexpected::Bool(false),
             Ok(b'n') if self.rest().starts_with(b"null") => Unexpected::Unit,
-            Ok(b'-' | b'0'..=b'9') => match self.scan_number() {
-                Ok(Some(Number::Unsigned(value))) => Unexpected::Unsigned(value),
-                Ok(Some(Number::Signed(value))) => Unexpected::Signed(value),
-                // Not parsed: describing it must not pull the float code into the module.
-                Ok(_) => Unexpected::Other("floating point number"),
+            Ok(b'-' | b'0'..=b'9') => match self.unexpected_number() {
+                Ok(unexpected) => unexpected,
                 Err(error) => return error,
             },
             Ok(_) => return Error::at("expected value", self.pos),
             Err(error) => return error,
         };
         de::Error::invalid_type(result, expected)
+    }
+
+    /// The "invalid type" error for the string under the cursor.
+    #[inline(never)]
+    fn invalid_string(&mut self, expected: &dyn Expected) -> Error {
+        match self.parse_string() {
+            Ok(Text::Borrowed(text)) => de::Error::invalid_type(Unexpected::Str(text), expected),
+            Ok(Text::Owned(text)) => de::Error::invalid_type(Unexpected::Str(&text), expected),
+            Err(error) => error,
+        }
+    }
+
+    /// The number under the cursor, as an "invalid type" error describes it.
+    #[inline(never)]
+    fn unexpected_number(&mut self) -> Result<Unexpected<'static>, Error> {
+        Ok(match self.scan_number()? {
+            Some(Number::Unsigned(value)) => Unexpected::Unsigned(value),
+            Some(Number::Signed(value)) => Unexpected::Signed(value),
+            // Not parsed: describing it must not pull the float code into the module.
+            _ => Unexpected::Other("floating point number"),
+        })
     }
 
     fn after_element(&mut self, close: u8) -> Result<bool, Error> {
