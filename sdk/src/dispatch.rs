@@ -84,13 +84,30 @@ fn read_config(size: usize) -> Result<Vec<u8>, String> {
 
 /// Parses and validates a plugin configuration, or says what is wrong with it.
 fn parse_config<C: Config>(bytes: &[u8]) -> Result<C, String> {
-    let config = if bytes.iter().all(u8::is_ascii_whitespace) {
-        C::empty().ok_or_else(|| String::from("plugin configuration is empty"))?
+    let config = if is_blank(bytes) {
+        C::empty().ok_or_else(empty_config)?
     } else {
-        crate::json::from_slice::<C>(bytes).map_err(|error| String::from(error.message()))?
+        crate::json::from_slice::<C>(bytes).map_err(json_problem)?
     };
     config.validate()?;
     Ok(config)
+}
+
+// Out of line, not generic: `parse_config` is compiled once per configuration type, and V8
+// needs memory superlinear in a function's size to compile it (docs/benchmarks.md).
+#[inline(never)]
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+#[inline(never)]
+fn empty_config() -> String {
+    String::from("plugin configuration is empty")
+}
+
+#[inline(never)]
+fn json_problem(error: crate::json::Error) -> String {
+    String::from(error.message())
 }
 
 /// Logs the one line that says why a configuration was rejected.

@@ -135,6 +135,7 @@ impl Error {
         Error { message }
     }
 
+    #[inline(never)]
     fn mismatch(prefix: &str, unexpected: Unexpected<'_>, expected: &dyn Expected) -> Error {
         let mut message = String::from(prefix);
         push_unexpected(&mut message, unexpected);

@@ -14,7 +14,8 @@ use alloc::string::String;
 pub fn quote(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
-    for c in text.chars() {
+    let mut chars = text.chars();
+    while let Some(c) = next_char(&mut chars) {
         match c {
             '"' => quoted.push_str("\\\""),
             '\\' => quoted.push_str("\\\\"),
@@ -27,6 +28,13 @@ pub fn quote(text: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+/// `chars.next()`, out of line: UTF-8 decoding inlined into every loop over a `str`'s characters
+/// is most of such a loop's code, and V8 compiles a large function at a cost above its size.
+#[inline(never)]
+pub(crate) fn next_char(chars: &mut core::str::Chars<'_>) -> Option<char> {
+    chars.next()
 }
 
 /// Appends `\u{…}` for `c`, in lowercase hex without leading zeros. Out of line: a small
