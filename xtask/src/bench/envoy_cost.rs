@@ -369,9 +369,10 @@ fn rss_kib(pid: u32) -> Result<Rss> {
 
 /// The value of a `Name:  123 kB` line of /proc/<pid>/status.
 fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
-    let line = status
-        .lines()
-        .find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(':')))?;
+    let line = status.lines().find(|line| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
     let mut words = line[name.len() + 1..].split_whitespace();
     let kib = words.next()?.parse().ok()?;
     (words.next()? == "kB").then_some(kib)
