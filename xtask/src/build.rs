@@ -46,6 +46,10 @@ pub struct Built {
     pub abi_version: String,
     /// Whether wasm-opt's output was shipped (it is only when smaller).
     pub wasm_opt: bool,
+    /// Functions the module defines, and the size of the largest body in bytes: V8 compiles
+    /// each with memory superlinear in its size, and Envoy keeps it (docs/benchmarks.md).
+    pub functions: u32,
+    pub largest_function: u32,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -204,6 +208,8 @@ pub fn build_guests(guests: &[String]) -> Result<Vec<Built>> {
             sha256: util::sha256_digest(&bytes),
             abi_version: module.abi.oci_name().to_string(),
             wasm_opt: false,
+            functions: module.functions,
+            largest_function: module.largest_function,
         });
     }
     eprintln!("building test guests took {}", timer.elapsed());
@@ -249,6 +255,11 @@ fn ship(name: &str, wasm_opt: Option<&Path>) -> Result<Built> {
         )
     })?;
     util::write_atomic(&shipped, &bytes)?;
+    eprintln!(
+        "{name}: {} functions, the largest {} bytes (V8 needs memory superlinear in a \
+         function's size to compile it: docs/benchmarks.md)",
+        module.functions, module.largest_function
+    );
     Ok(Built {
         name: name.to_string(),
         wasm: shipped,
@@ -256,6 +267,8 @@ fn ship(name: &str, wasm_opt: Option<&Path>) -> Result<Built> {
         sha256: util::sha256_digest(&bytes),
         abi_version: module.abi.oci_name().to_string(),
         wasm_opt: optimized,
+        functions: module.functions,
+        largest_function: module.largest_function,
     })
 }
 
@@ -344,6 +357,10 @@ impl AbiVersion {
 #[derive(Debug)]
 pub struct Module {
     pub abi: AbiVersion,
+    /// Functions the module defines (not imports).
+    pub functions: u32,
+    /// Size in bytes of the largest function body.
+    pub largest_function: u32,
 }
 
 /// `env.proxy_*` functions Envoy registers for every ABI version (`FOR_ALL_HOST_FUNCTIONS` in
@@ -458,6 +475,8 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
     let mut imports = Vec::new();
     let mut abi = None;
     let mut has_allocator = false;
+    let mut functions = 0;
+    let mut largest_function = 0;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.context("parsing WebAssembly")? {
             wasmparser::Payload::ImportSection(reader) => {
@@ -488,6 +507,12 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
                         export.name == "malloc" || export.name == "proxy_on_memory_allocate";
                 }
             }
+            wasmparser::Payload::CodeSectionEntry(body) => {
+                functions += 1;
+                let range = body.range();
+                let size = u32::try_from(range.end - range.start).unwrap_or(u32::MAX);
+                largest_function = largest_function.max(size);
+            }
             _ => {}
         }
     }
@@ -505,7 +530,11 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
     for (module, name, is_function) in &imports {
         check_import(abi, module, name, *is_function)?;
     }
-    Ok(Module { abi })
+    Ok(Module {
+        abi,
+        functions,
+        largest_function,
+    })
 }
 
 fn check_import(abi: AbiVersion, module: &str, name: &str, is_function: bool) -> Result<()> {
@@ -548,7 +577,12 @@ mod tests {
     fn check(wat: &str, expect: Expect) {
         let bytes = wat::parse_str(wat).expect("test modules are valid WAT");
         let actual = match super::validate(&bytes) {
-            Ok(module) => format!("ok {}", module.abi.oci_name()),
+            Ok(module) => format!(
+                "ok {}, {} function(s), largest {} bytes",
+                module.abi.oci_name(),
+                module.functions,
+                module.largest_function
+            ),
             Err(error) => format!("error: {error:#}"),
         };
         expect.assert_eq(&actual);
@@ -564,7 +598,7 @@ mod tests {
                 (memory (export "memory") 1)
                 (func (export "proxy_abi_version_0_2_1"))
                 (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.2.1"],
+            expect!["ok v0.2.1, 2 function(s), largest 4 bytes"],
         );
     }
 
@@ -577,7 +611,7 @@ mod tests {
                 (import "env" "emscripten_notify_memory_growth" (func (param i32)))
                 (func (export "proxy_abi_version_0_2_0"))
                 (func (export "malloc") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.2.0"],
+            expect!["ok v0.2.0, 2 function(s), largest 4 bytes"],
         );
     }
 
@@ -636,7 +670,7 @@ mod tests {
                 (import "env" "proxy_get_configuration" (func (param i32 i32) (result i32)))
                 (func (export "proxy_abi_version_0_1_0"))
                 (func (export "malloc") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.1.0"],
+            expect!["ok v0.1.0, 2 function(s), largest 4 bytes"],
         );
     }
 
@@ -683,7 +717,7 @@ mod tests {
                 (func (export "proxy_abi_version_0_1_0"))
                 (func (export "proxy_abi_version_0_2_1"))
                 (func (export "malloc") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.1.0"],
+            expect!["ok v0.1.0, 3 function(s), largest 4 bytes"],
         );
     }
 
