@@ -177,6 +177,9 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// The configured header's value, else the client address without its port.
+    // Each step of `on_http_request_headers` is its own function: V8 needs memory superlinear in
+    // a function's size to compile it (docs/benchmarks.md, "The floor").
+    #[inline(never)]
     fn client_key(&self) -> Vec<u8> {
         if let Some(name) = &self.config.key_header
             && let Ok(Some(value)) = http::request_headers().get(name)
@@ -212,20 +215,35 @@ fn now_ns() -> Result<u64, Error> {
 /// Takes a token from `key`'s bucket: reads its two candidate slots, picks the key's own (or
 /// a free one, or evicts the one refilled longest ago), and writes it back with
 /// compare-and-swap, starting over when another worker wrote first.
+/// The shared-data keys of the two slots a key may live in.
+#[inline(never)]
+fn slot_keys(prefix: &str, key_hash: u64, max_keys: u32) -> [String; 2] {
+    bucket::slots(key_hash, max_keys).map(|slot| join(&[prefix, &format!("{slot}")]))
+}
+
+/// Each slot's shared-data entry and the bucket it holds, if it decodes.
+#[inline(never)]
+fn read_slots(
+    slot_keys: &[String; 2],
+) -> Result<Vec<(Option<shared::Entry>, Option<Bucket>)>, Error> {
+    let mut slots = Vec::with_capacity(2);
+    for slot_key in slot_keys {
+        let entry = shared::get(slot_key.as_bytes())?;
+        let stored = entry
+            .as_ref()
+            .and_then(|entry| Bucket::decode(&entry.value));
+        slots.push((entry, stored));
+    }
+    Ok(slots)
+}
+
+#[inline(never)]
 fn take_token(plugin: &Plugin, rate: &Rate, max_keys: u32, key: &[u8]) -> Result<Verdict, Error> {
     let key_hash = bucket::hash(key);
-    let slot_keys = bucket::slots(key_hash, max_keys)
-        .map(|slot| join(&[&plugin.slot_prefix, &format!("{slot}")]));
+    let slot_keys = slot_keys(&plugin.slot_prefix, key_hash, max_keys);
     for _ in 0..MAX_ATTEMPTS {
         let now = now_ns()?;
-        let mut slots = Vec::with_capacity(2);
-        for slot_key in &slot_keys {
-            let entry = shared::get(slot_key.as_bytes())?;
-            let stored = entry
-                .as_ref()
-                .and_then(|entry| Bucket::decode(&entry.value));
-            slots.push((entry, stored));
-        }
+        let mut slots = read_slots(&slot_keys)?;
         // The key's own slot, else a free one, else the one refilled longest ago.
         let rank = |stored: &Option<Bucket>| match stored {
             Some(bucket) if bucket.key_hash == key_hash => (0, 0),
@@ -287,23 +305,7 @@ impl HttpContext for RateLimit {
             self.verdict = Some(verdict);
             return Action::Continue;
         }
-        let (limit, remaining, reset, retry_after) = (
-            decimal(verdict.limit),
-            decimal(verdict.remaining),
-            decimal(verdict.reset_seconds),
-            decimal(verdict.retry_after_seconds),
-        );
-        let sent = http::LocalReply::new(429)
-            .header("retry-after", &retry_after)
-            .header("x-ratelimit-limit", &limit)
-            .header("x-ratelimit-remaining", &remaining)
-            .header("x-ratelimit-reset", &reset)
-            .body(b"rate limited\n")
-            .details("local_rate_limited")
-            .send();
-        if let Err(error) = sent {
-            log::warn!("cannot send the 429: {error}");
-        }
+        reply_limited(&verdict);
         Action::Pause
     }
 
@@ -321,6 +323,28 @@ impl HttpContext for RateLimit {
             }
         }
         Action::Continue
+    }
+}
+
+/// Answers 429 with `retry-after` and the `x-ratelimit-*` headers.
+#[inline(never)]
+fn reply_limited(verdict: &Verdict) {
+    let (limit, remaining, reset, retry_after) = (
+        decimal(verdict.limit),
+        decimal(verdict.remaining),
+        decimal(verdict.reset_seconds),
+        decimal(verdict.retry_after_seconds),
+    );
+    let sent = http::LocalReply::new(429)
+        .header("retry-after", &retry_after)
+        .header("x-ratelimit-limit", &limit)
+        .header("x-ratelimit-remaining", &remaining)
+        .header("x-ratelimit-reset", &reset)
+        .body(b"rate limited\n")
+        .details("local_rate_limited")
+        .send();
+    if let Err(error) = sent {
+        log::warn!("cannot send the 429: {error}");
     }
 }
 

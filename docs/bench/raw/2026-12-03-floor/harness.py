@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Envoy's memory per module, split by where it lives (a throw-away harness, kept with its results).
 
-Usage: ROUNDS=7 python3 harness.py trivial.wasm other.wasm ...   (from the repository root, after
-`cargo xtask setup`). Each round starts a fresh Envoy 1.40 per module, in the order given (cases
+Usage: ROUNDS=7 python3 harness.py trivial.wasm other.wasm ...   (after `cargo xtask setup`;
+CONFIG and ROOT_ID override the seed's plugin configuration and root_id). Each round starts a fresh Envoy 1.40 per module, in the order given (cases
 alternate), with the seed's root_id and configuration, sends 800 warm-up requests over 8
 connections, then reads /proc/<pid>/smaps and VmRSS. Prints medians above the first module:
 VmRSS, anonymous memory (heaps: tcmalloc's, V8's), the JIT code mapping (rwx), and Envoy's own
@@ -12,13 +12,14 @@ import json, os, re, statistics, subprocess, sys, tempfile, threading, time, htt
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 ENVOY = os.path.join(ROOT, "target", "tools", "bin", "envoy")
-CONFIG = '{"name":"hello","value":"hello details"}'
+CONFIG = os.environ.get("CONFIG", '{"name":"hello","value":"hello details"}')
+ROOT_ID = os.environ.get("ROOT_ID", "my_root_id")
 
 
 def bootstrap(wasm):
     filters = [{"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-        "config": {"name": "bench", "root_id": "my_root_id",
+        "config": {"name": "bench", "root_id": ROOT_ID,
                    "vm_config": {"vm_id": "bench", "runtime": "envoy.wasm.runtime.v8",
                                  "code": {"local": {"filename": os.path.abspath(wasm)}}},
                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": CONFIG}}}},
