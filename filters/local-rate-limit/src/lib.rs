@@ -221,11 +221,12 @@ fn slot_keys(prefix: &str, key_hash: u64, max_keys: u32) -> [String; 2] {
     bucket::slots(key_hash, max_keys).map(|slot| join(&[prefix, &format!("{slot}")]))
 }
 
-/// Each slot's shared-data entry and the bucket it holds, if it decodes.
+/// A slot's shared-data entry, and the bucket it holds if it decodes.
+type Slot = (Option<shared::Entry>, Option<Bucket>);
+
+/// Each slot's entry and bucket.
 #[inline(never)]
-fn read_slots(
-    slot_keys: &[String; 2],
-) -> Result<Vec<(Option<shared::Entry>, Option<Bucket>)>, Error> {
+fn read_slots(slot_keys: &[String; 2]) -> Result<Vec<Slot>, Error> {
     let mut slots = Vec::with_capacity(2);
     for slot_key in slot_keys {
         let entry = shared::get(slot_key.as_bytes())?;
