@@ -207,16 +207,23 @@ impl JsonGuard {
                 rewritten.len()
             }
         };
-        let headers = http::request_headers();
-        let framed = if trailers {
-            headers.remove("content-length")
-        } else {
-            headers.set("content-length", format!("{length}"))
-        };
-        if let Err(error) = framed {
-            log::warn!("cannot set content-length: {error}");
-        }
+        set_framing(trailers, length);
         Action::Continue
+    }
+}
+
+/// `content-length: length`, or none when trailers follow (see `JsonGuard::finish`). Out of
+/// line: V8 compiles a large function at a cost above its size (docs/benchmarks.md).
+#[inline(never)]
+fn set_framing(trailers: bool, length: usize) {
+    let headers = http::request_headers();
+    let framed = if trailers {
+        headers.remove("content-length")
+    } else {
+        headers.set("content-length", format!("{length}"))
+    };
+    if let Err(error) = framed {
+        log::warn!("cannot set content-length: {error}");
     }
 }
 

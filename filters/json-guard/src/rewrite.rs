@@ -38,6 +38,7 @@ pub struct Invalid {
 }
 
 /// The rewritten document, or `None` when no rule matched (the body can go on untouched).
+#[inline(never)]
 pub fn rewrite(input: &[u8], rules: &Rules) -> Result<Option<Vec<u8>>, Invalid> {
     if let Err(error) = core::str::from_utf8(input) {
         return Err(Invalid {
@@ -152,6 +153,7 @@ impl Rewriter<'_> {
         }
     }
 
+    #[inline(never)]
     fn literal(&mut self, word: &'static [u8]) -> Result<(), Invalid> {
         if self.input[self.position..].starts_with(word) {
             self.position += word.len();
@@ -170,6 +172,7 @@ impl Rewriter<'_> {
         self.position - start
     }
 
+    #[inline(never)]
     fn number(&mut self) -> Result<(), Invalid> {
         let start = self.position;
         if self.peek() == Some(b'-') {
@@ -258,6 +261,10 @@ impl Rewriter<'_> {
         Ok(code)
     }
 
+    // Out of line (and `object`, `number`, `literal`): inlined into `value` they made one 2.5 KB
+    // function, and V8 needs memory superlinear in a function's size to compile it
+    // (docs/benchmarks.md, "The floor").
+    #[inline(never)]
     fn array(&mut self, depth: usize) -> Result<(), Invalid> {
         if depth > MAX_DEPTH {
             return self.fail("nested too deeply");
@@ -289,6 +296,7 @@ impl Rewriter<'_> {
         }
     }
 
+    #[inline(never)]
     fn object(&mut self, depth: usize) -> Result<(), Invalid> {
         if depth > MAX_DEPTH {
             return self.fail("nested too deeply");
