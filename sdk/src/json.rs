@@ -171,7 +171,8 @@ fn push_unexpected(message: &mut String, unexpected: Unexpected<'_>) {
     }
 }
 
-/// serde's name for a kind of value that it shows without the value.
+/// serde's name for a kind of value shown without its value (`push_unexpected` spells out the
+/// others itself; their arms here only keep the match exhaustive).
 #[inline(never)]
 fn kind(unexpected: Unexpected<'_>) -> &str {
     match unexpected {

@@ -589,6 +589,19 @@ mod tests {
     }
 
     #[test]
+    fn reports_the_largest_function_of_the_module_not_the_last() {
+        check(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "proxy_abi_version_0_2_1"))
+                (func (param i32) (result i32)
+                    local.get 0 i32.const 1 i32.add i32.const 2 i32.mul i32.const 3 i32.sub)
+                (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0))"#,
+            expect!["ok v0.2.1, 3 function(s), largest 13 bytes"],
+        );
+    }
+
+    #[test]
     fn accepts_minimal_0_2_1_module() {
         check(
             r#"(module

@@ -572,13 +572,13 @@ fn read_admin_address(path: &Path) -> Option<SocketAddr> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// The first listener's address, once Envoy has bound it.
 /// Whether the admin API's `/ready` says LIVE (200): initialization, including fetching remote
 /// data sources, is over and the workers accept connections.
 fn is_live(admin: SocketAddr) -> bool {
     get(&format!("http://{admin}/ready")).is_ok_and(|response| response.status == 200)
 }
 
+/// The first listener's address, once Envoy has bound it.
 fn listener_address(admin: SocketAddr) -> Option<SocketAddr> {
     let response = get(&format!("http://{admin}/listeners?format=json")).ok()?;
     if response.status != 200 {

@@ -212,9 +212,6 @@ fn now_ns() -> Result<u64, Error> {
     Ok(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Takes a token from `key`'s bucket: reads its two candidate slots, picks the key's own (or
-/// a free one, or evicts the one refilled longest ago), and writes it back with
-/// compare-and-swap, starting over when another worker wrote first.
 /// The shared-data keys of the two slots a key may live in.
 #[inline(never)]
 fn slot_keys(prefix: &str, key_hash: u64, max_keys: u32) -> [String; 2] {
@@ -238,6 +235,9 @@ fn read_slots(slot_keys: &[String; 2]) -> Result<Vec<Slot>, Error> {
     Ok(slots)
 }
 
+/// Takes a token from `key`'s bucket: reads its two candidate slots, picks the key's own (or
+/// a free one, or evicts the one refilled longest ago), and writes it back with
+/// compare-and-swap, starting over when another worker wrote first.
 #[inline(never)]
 fn take_token(plugin: &Plugin, rate: &Rate, max_keys: u32, key: &[u8]) -> Result<Verdict, Error> {
     let key_hash = bucket::hash(key);

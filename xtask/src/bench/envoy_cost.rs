@@ -2,11 +2,11 @@
 //!
 //! Each case gets its own Envoy, started as `cargo xtask run` starts it (one worker, dynamic
 //! base id, a route that answers by itself), with the Wasm filter or none. A warm-up over
-//! keep-alive connections lets V8 compile and the pools fill; then VmRSS, split into anonymous
-//! and file-backed pages, is read from /proc/<pid>/status, and a fixed number of requests is sent while Envoy's CPU time (utime +
-//! stime of every thread, /proc/<pid>/stat) is read before and after. Every response is checked
-//! (status 200 and the headers the filter adds): failures are counted and shown, because a
-//! bench that measures errors measures nothing.
+//! keep-alive connections lets V8 compile and the pools fill; then VmRSS and its anonymous part
+//! are read from /proc/<pid>/status, and a fixed number of requests is sent while Envoy's CPU
+//! time (utime + stime of every thread, /proc/<pid>/stat) is read before and after. Every
+//! response is checked (status 200 and the headers the filter adds): failures are counted and
+//! shown, because a bench that measures errors measures nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
