@@ -6,7 +6,9 @@ CONFIG and ROOT_ID override the seed's plugin configuration and root_id). Each r
 alternate), with the seed's root_id and configuration, sends 800 warm-up requests over 8
 connections, then reads /proc/<pid>/smaps and VmRSS. Prints medians above the first module:
 VmRSS, anonymous memory (heaps: tcmalloc's, V8's), the JIT code mapping (rwx), and Envoy's own
-binary (executable and read-only pages), in KiB, plus whether the add-header's header came back.
+binary (executable and read-only pages), and tcmalloc's account from the admin API's /memory
+(live bytes, heap, free page heap, thread caches), in KiB, plus whether the add-header's header
+came back.
 """
 import json, os, re, statistics, subprocess, sys, tempfile, threading, time, http.client, urllib.request
 
@@ -89,7 +91,12 @@ def one(wasm, warm=800):
         connection.request("GET", "/")
         response = connection.getresponse()
         response.read()
-        return split(envoy.pid), response.getheader("hello")
+        measured = split(envoy.pid)
+        # tcmalloc's own account (admin /memory, bytes): live, heap, free page heap, caches.
+        memory = json.load(urllib.request.urlopen(f"http://{admin}/memory"))
+        for key in ("allocated", "heap_size", "pageheap_free", "total_thread_cache"):
+            measured[key] = int(memory.get(key, 0)) // 1024
+        return measured, response.getheader("hello")
     finally:
         envoy.kill()
         envoy.wait()
@@ -106,9 +113,10 @@ if __name__ == "__main__":
     med = lambda case, key: statistics.median(m.get(key, 0) for m in seen[case])
     base = cases[0]
     print(f"n = {rounds} per module; KiB above {os.path.basename(base)} (medians), VmRSS in MiB (lowest-highest)")
-    print(f"{'module':28s} {'bytes':>6s} {'VmRSS':>16s} {'+VmRSS':>7s} {'+anon':>6s} {'+jit':>5s} {'+envoy x':>8s} {'+envoy r':>8s}  header")
+    print(f"{'module':28s} {'bytes':>6s} {'VmRSS':>16s} {'+VmRSS':>7s} {'+anon':>6s} {'+jit':>5s} {'+envoy x':>8s} {'+envoy r':>8s} {'+alloc':>6s} {'+heap':>6s} {'+free':>6s} {'+cache':>6s}  header")
     for case in cases:
         rss = [m["VmRSS"] / 1024 for m in seen[case]]
         d = lambda key: int(med(case, key) - med(base, key))
         print(f"{os.path.basename(case):28s} {os.path.getsize(case):6d} {statistics.median(rss):7.2f} ({min(rss):.1f}-{max(rss):.1f})"
-              f" {(med(case, 'VmRSS') - med(base, 'VmRSS')) / 1024:+7.2f} {d('anon'):+6d} {d('jit'):+5d} {d('envoy-x'):+8d} {d('envoy-r'):+8d}  {header[case]!r}")
+              f" {(med(case, 'VmRSS') - med(base, 'VmRSS')) / 1024:+7.2f} {d('anon'):+6d} {d('jit'):+5d} {d('envoy-x'):+8d} {d('envoy-r'):+8d}"
+              f" {d('allocated'):+6d} {d('heap_size'):+6d} {d('pageheap_free'):+6d} {d('total_thread_cache'):+6d}  {header[case]!r}")
