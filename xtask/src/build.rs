@@ -46,10 +46,12 @@ pub struct Built {
     pub abi_version: String,
     /// Whether wasm-opt's output was shipped (it is only when smaller).
     pub wasm_opt: bool,
-    /// Functions the module defines, and the size of the largest body in bytes: V8 compiles
-    /// each with memory superlinear in its size, and Envoy keeps it (docs/benchmarks.md).
+    /// Functions the module defines, the size of the largest body in bytes and the most
+    /// `loop`s in one body: V8 compiles each function on its own, with memory that grows faster
+    /// than its size and its loops, and Envoy keeps it (docs/benchmarks.md).
     pub functions: u32,
     pub largest_function: u32,
+    pub most_loops: u32,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -210,6 +212,7 @@ pub fn build_guests(guests: &[String]) -> Result<Vec<Built>> {
             wasm_opt: false,
             functions: module.functions,
             largest_function: module.largest_function,
+            most_loops: module.most_loops,
         });
     }
     eprintln!("building test guests took {}", timer.elapsed());
@@ -256,9 +259,9 @@ fn ship(name: &str, wasm_opt: Option<&Path>) -> Result<Built> {
     })?;
     util::write_atomic(&shipped, &bytes)?;
     eprintln!(
-        "{name}: {} functions, the largest {} bytes (V8 needs memory superlinear in a \
-         function's size to compile it: docs/benchmarks.md)",
-        module.functions, module.largest_function
+        "{name}: {} functions, the largest {} bytes, at most {} loops in one (V8 needs memory \
+         superlinear in a function's size and loops to compile it: docs/benchmarks.md)",
+        module.functions, module.largest_function, module.most_loops
     );
     Ok(Built {
         name: name.to_string(),
@@ -269,6 +272,7 @@ fn ship(name: &str, wasm_opt: Option<&Path>) -> Result<Built> {
         wasm_opt: optimized,
         functions: module.functions,
         largest_function: module.largest_function,
+        most_loops: module.most_loops,
     })
 }
 
@@ -361,6 +365,8 @@ pub struct Module {
     pub functions: u32,
     /// Size in bytes of the largest function body.
     pub largest_function: u32,
+    /// The most `loop` instructions in one function body.
+    pub most_loops: u32,
 }
 
 /// `env.proxy_*` functions Envoy registers for every ABI version (`FOR_ALL_HOST_FUNCTIONS` in
@@ -477,6 +483,7 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
     let mut has_allocator = false;
     let mut functions = 0;
     let mut largest_function = 0;
+    let mut most_loops = 0;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.context("parsing WebAssembly")? {
             wasmparser::Payload::ImportSection(reader) => {
@@ -512,6 +519,7 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
                 let range = body.range();
                 let size = u32::try_from(range.end - range.start).unwrap_or(u32::MAX);
                 largest_function = largest_function.max(size);
+                most_loops = most_loops.max(count_loops(&body)?);
             }
             _ => {}
         }
@@ -534,7 +542,24 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
         abi,
         functions,
         largest_function,
+        most_loops,
     })
+}
+
+/// The `loop` instructions in one function body, nested or not.
+fn count_loops(body: &wasmparser::FunctionBody<'_>) -> Result<u32> {
+    let mut loops = 0;
+    let mut reader = body
+        .get_operators_reader()
+        .context("parsing a function body")?;
+    while !reader.eof() {
+        if let wasmparser::Operator::Loop { .. } =
+            reader.read().context("parsing a function body")?
+        {
+            loops += 1;
+        }
+    }
+    Ok(loops)
 }
 
 fn check_import(abi: AbiVersion, module: &str, name: &str, is_function: bool) -> Result<()> {
@@ -578,10 +603,11 @@ mod tests {
         let bytes = wat::parse_str(wat).expect("test modules are valid WAT");
         let actual = match super::validate(&bytes) {
             Ok(module) => format!(
-                "ok {}, {} function(s), largest {} bytes",
+                "ok {}, {} function(s), largest {} bytes, at most {} loop(s) in one",
                 module.abi.oci_name(),
                 module.functions,
-                module.largest_function
+                module.largest_function,
+                module.most_loops
             ),
             Err(error) => format!("error: {error:#}"),
         };
@@ -597,7 +623,20 @@ mod tests {
                 (func (param i32) (result i32)
                     local.get 0 i32.const 1 i32.add i32.const 2 i32.mul i32.const 3 i32.sub)
                 (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.2.1, 3 function(s), largest 13 bytes"],
+            expect!["ok v0.2.1, 3 function(s), largest 13 bytes, at most 0 loop(s) in one"],
+        );
+    }
+
+    #[test]
+    fn counts_nested_loops_and_reports_the_function_with_most() {
+        check(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "proxy_abi_version_0_2_1"))
+                (func (loop (block (loop (br 0))) (br 0)) (loop (br 0)))
+                (func (loop (br 0)))
+                (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0))"#,
+            expect!["ok v0.2.1, 4 function(s), largest 20 bytes, at most 3 loop(s) in one"],
         );
     }
 
@@ -611,7 +650,7 @@ mod tests {
                 (memory (export "memory") 1)
                 (func (export "proxy_abi_version_0_2_1"))
                 (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.2.1, 2 function(s), largest 4 bytes"],
+            expect!["ok v0.2.1, 2 function(s), largest 4 bytes, at most 0 loop(s) in one"],
         );
     }
 
@@ -624,7 +663,7 @@ mod tests {
                 (import "env" "emscripten_notify_memory_growth" (func (param i32)))
                 (func (export "proxy_abi_version_0_2_0"))
                 (func (export "malloc") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.2.0, 2 function(s), largest 4 bytes"],
+            expect!["ok v0.2.0, 2 function(s), largest 4 bytes, at most 0 loop(s) in one"],
         );
     }
 
@@ -683,7 +722,7 @@ mod tests {
                 (import "env" "proxy_get_configuration" (func (param i32 i32) (result i32)))
                 (func (export "proxy_abi_version_0_1_0"))
                 (func (export "malloc") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.1.0, 2 function(s), largest 4 bytes"],
+            expect!["ok v0.1.0, 2 function(s), largest 4 bytes, at most 0 loop(s) in one"],
         );
     }
 
@@ -730,7 +769,7 @@ mod tests {
                 (func (export "proxy_abi_version_0_1_0"))
                 (func (export "proxy_abi_version_0_2_1"))
                 (func (export "malloc") (param i32) (result i32) i32.const 0))"#,
-            expect!["ok v0.1.0, 3 function(s), largest 4 bytes"],
+            expect!["ok v0.1.0, 3 function(s), largest 4 bytes, at most 0 loop(s) in one"],
         );
     }
 
