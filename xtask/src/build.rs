@@ -46,12 +46,9 @@ pub struct Built {
     pub abi_version: String,
     /// Whether wasm-opt's output was shipped (it is only when smaller).
     pub wasm_opt: bool,
-    /// Functions the module defines, the size of the largest body in bytes and the most
-    /// `loop`s in one body: V8 compiles each function on its own, with memory that grows faster
-    /// than its size and its loops, and Envoy keeps it (docs/benchmarks.md).
-    pub functions: u32,
-    pub largest_function: u32,
-    pub most_loops: u32,
+    /// The shape of its code (in the JSON output as fields of their own).
+    #[serde(flatten)]
+    pub shape: Shape,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -210,9 +207,7 @@ pub fn build_guests(guests: &[String]) -> Result<Vec<Built>> {
             sha256: util::sha256_digest(&bytes),
             abi_version: module.abi.oci_name().to_string(),
             wasm_opt: false,
-            functions: module.functions,
-            largest_function: module.largest_function,
-            most_loops: module.most_loops,
+            shape: module.shape,
         });
     }
     eprintln!("building test guests took {}", timer.elapsed());
@@ -261,7 +256,7 @@ fn ship(name: &str, wasm_opt: Option<&Path>) -> Result<Built> {
     eprintln!(
         "{name}: {} functions, the largest {} bytes, at most {} loops in one (V8 needs memory \
          superlinear in a function's size and loops to compile it: docs/benchmarks.md)",
-        module.functions, module.largest_function, module.most_loops
+        module.shape.functions, module.shape.largest_function, module.shape.most_loops
     );
     Ok(Built {
         name: name.to_string(),
@@ -270,9 +265,7 @@ fn ship(name: &str, wasm_opt: Option<&Path>) -> Result<Built> {
         sha256: util::sha256_digest(&bytes),
         abi_version: module.abi.oci_name().to_string(),
         wasm_opt: optimized,
-        functions: module.functions,
-        largest_function: module.largest_function,
-        most_loops: module.most_loops,
+        shape: module.shape,
     })
 }
 
@@ -361,6 +354,14 @@ impl AbiVersion {
 #[derive(Debug)]
 pub struct Module {
     pub abi: AbiVersion,
+    pub shape: Shape,
+}
+
+/// What V8's compile of a module costs follows the shape of its functions, not only its bytes:
+/// V8 compiles each function on its own, with memory that grows faster than the function's size
+/// and its loops, and Envoy keeps it (docs/benchmarks.md).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Shape {
     /// Functions the module defines (not imports).
     pub functions: u32,
     /// Size in bytes of the largest function body.
@@ -481,9 +482,7 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
     let mut imports = Vec::new();
     let mut abi = None;
     let mut has_allocator = false;
-    let mut functions = 0;
-    let mut largest_function = 0;
-    let mut most_loops = 0;
+    let mut shape = Shape::default();
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.context("parsing WebAssembly")? {
             wasmparser::Payload::ImportSection(reader) => {
@@ -515,11 +514,11 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
                 }
             }
             wasmparser::Payload::CodeSectionEntry(body) => {
-                functions += 1;
+                shape.functions += 1;
                 let range = body.range();
                 let size = u32::try_from(range.end - range.start).unwrap_or(u32::MAX);
-                largest_function = largest_function.max(size);
-                most_loops = most_loops.max(count_loops(&body)?);
+                shape.largest_function = shape.largest_function.max(size);
+                shape.most_loops = shape.most_loops.max(count_loops(&body)?);
             }
             _ => {}
         }
@@ -538,12 +537,7 @@ pub fn validate(bytes: &[u8]) -> Result<Module> {
     for (module, name, is_function) in &imports {
         check_import(abi, module, name, *is_function)?;
     }
-    Ok(Module {
-        abi,
-        functions,
-        largest_function,
-        most_loops,
-    })
+    Ok(Module { abi, shape })
 }
 
 /// The `loop` instructions in one function body, nested or not.
@@ -605,9 +599,9 @@ mod tests {
             Ok(module) => format!(
                 "ok {}, {} function(s), largest {} bytes, at most {} loop(s) in one",
                 module.abi.oci_name(),
-                module.functions,
-                module.largest_function,
-                module.most_loops
+                module.shape.functions,
+                module.shape.largest_function,
+                module.shape.most_loops
             ),
             Err(error) => format!("error: {error:#}"),
         };
