@@ -21,8 +21,9 @@ for variant in constant:constant-warning bare:"" log:log config:config config_lo
   wasm-opt -Oz --one-caller-inline-max-function-size 0 --always-inline-max-function-size 15 $features \
     --strip-debug target/ladder/cargo/wasm32-wasip1/release/ladder.wasm -o $out/abi_$name.wasm
 done
+# LOOPSxFUNCTIONS: the same 40 (or 20) one-statement loops, LOOPS to a function.
 for shape in 40x1 20x1 10x4 4x10 1x40 1x20; do
-  python3 $here/loops.py ${shape%x*} ${shape#*x} $out/loops_$shape.wat
+  python3 docs/bench/raw/2026-12-03-floor/gen.py ${shape#*x} 1 $out/loops_$shape.wasm ${shape%x*}
   wat2wasm $out/loops_$shape.wat -o $out/loops_$shape.wasm
 done
 cd $out
